@@ -1,0 +1,198 @@
+"""The backend protocol: the small surface every kind (local, ssh, kubernetes) implements."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Mapping
+
+from ..gpu import GPU, min_mib
+
+
+class BackendError(Exception):
+    """A failure to tell the user as is (no traceback): the message is user-facing."""
+
+
+class NoCapacity(BackendError):
+    """Nothing free fits the request right now."""
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """Everything about *who* is launching, separate from *what* was asked (the request).
+
+    ``env`` holds the JupyterHub environment including the API token: backends deliver it to
+    the server process only (never argv, logs, or files others can read).
+    """
+
+    user: str
+    server_name: str
+    slug: str  # safe, unique per (user, server): letters, digits, '-'
+    env: Mapping[str, str]
+    cmd: tuple[str, ...]  # Spawner.cmd (jupyterhub-singleuser); an image may replace it
+    args: tuple[str, ...]  # Spawner.get_args(): arguments for that command
+    log: logging.Logger | logging.LoggerAdapter
+    progress: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class Launch:
+    """A running server as a backend sees it. ``state`` is JSON-able and holds no secret."""
+
+    url: str
+    state: dict
+    gpus: tuple[GPU, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    """GPUs on one host (or node) and which of them are free."""
+
+    name: str
+    gpus: tuple[GPU, ...] = ()
+    free: frozenset[str] = frozenset()  # uuids
+    error: str | None = None  # set when the host could not be probed
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
+
+    def free_gpus(self) -> list[GPU]:
+        return [g for g in self.gpus if g.uuid in self.free]
+
+    def fits(self, count: int, gb: int, tolerance: float) -> bool:
+        if not self.reachable:
+            return False
+        if count == 0:
+            return True
+        need = min_mib(gb, tolerance)
+        return sum(1 for g in self.free_gpus() if g.memory_total_mib >= need) >= count
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """A backend's capacity snapshot. ``updated`` is a time.time() stamp; 0 = never probed."""
+
+    backend: str
+    hosts: tuple[HostCapacity, ...] = ()
+    updated: float = 0.0
+    error: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.updated > 0 and self.error is None
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(len(h.gpus) for h in self.hosts if h.reachable)
+
+    @property
+    def free_gpus(self) -> int:
+        return sum(len(h.free) for h in self.hosts if h.reachable)
+
+    @property
+    def largest_free_gb(self) -> int:
+        sizes = [g.memory_gb for h in self.hosts if h.reachable for g in h.free_gpus()]
+        return max(sizes, default=0)
+
+    def largest_free_count(self, gb: int, tolerance: float) -> int:
+        """The most GPUs of at least ``gb`` GB free together on one host."""
+        need = min_mib(gb, tolerance)
+        return max(
+            (sum(1 for g in h.free_gpus() if g.memory_total_mib >= need) for h in self.hosts if h.reachable),
+            default=0,
+        )
+
+    def fits(self, count: int, gb: int, tolerance: float) -> tuple[bool, str]:
+        """(fits, reason). Unknown capacity never blocks: the launch decides then."""
+        if not self.known or count == 0:
+            return True, ""
+        if any(h.fits(count, gb, tolerance) for h in self.hosts):
+            return True, ""
+        if self.total_gpus == 0:
+            return False, "this backend has no GPUs"
+        size = f" with ≥ {gb} GB" if gb else ""
+        best = self.largest_free_count(gb, tolerance)
+        return False, f"no host has {count} free GPU{'s' if count != 1 else ''}{size} (at most {best} free now)"
+
+    def summary(self) -> str:
+        """'3 of 4 GPUs free, up to 80 GB' — the line the form shows."""
+        if self.error:
+            return f"capacity unknown: {self.error}"
+        if not self.updated:
+            return "checking capacity…"
+        down = sum(1 for h in self.hosts if not h.reachable)
+        note = f" ({down} host{'s' if down != 1 else ''} unreachable)" if down else ""
+        if self.total_gpus == 0:
+            return f"CPU only{note}"
+        up_to = f", up to {self.largest_free_gb} GB" if self.free_gpus else ""
+        return f"{self.free_gpus} of {self.total_gpus} GPUs free{up_to}{note}"
+
+
+class Backend(ABC):
+    """One configured backend. Instances are shared by all spawners of a hub process."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
+        self.name = name
+        self.settings = settings
+        self.tolerance = tolerance
+        self.log = logging.getLogger(f"gridspawner.{self.kind}.{name}")
+
+    # -- config (classmethods: run at hub start-up, before any instance exists)
+    @classmethod
+    @abstractmethod
+    def parse_settings(cls, name: str, raw: dict, key: str) -> Any:
+        """Validate this kind's backend settings; raise CatalogError naming ``key``."""
+
+    @classmethod
+    @abstractmethod
+    def parse_image(cls, image: str, raw: dict, key: str) -> Any:
+        """Validate what an image runs on this kind; raise CatalogError naming ``key``."""
+
+    # -- lifecycle
+    @abstractmethod
+    async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
+        """Place and start a server; report steps through ``ctx.progress``.
+
+        Raises BackendError (NoCapacity when nothing fits) with a user-facing message.
+        Must leave nothing behind (processes, directories, GPU claims) when it raises.
+        """
+
+    @abstractmethod
+    async def restore(self, state: dict) -> Launch:
+        """Re-attach to a server from its saved state (after a hub restart): rebuild tunnels."""
+
+    @abstractmethod
+    async def poll(self, launch: Launch) -> int | None:
+        """None while running, else an exit status."""
+
+    @abstractmethod
+    async def stop(self, launch: Launch, now: bool = False) -> None:
+        """Stop the server, release its GPUs and remove what launch made."""
+
+    @abstractmethod
+    async def probe_capacity(self) -> Capacity:
+        """Ask the hosts/cluster what is free. Called in the background, never on a request."""
+
+    async def close(self) -> None:
+        """Release connections (hub shutdown)."""
+
+
+def empty_capacity(backend: str) -> Capacity:
+    return Capacity(backend=backend, updated=0.0)
+
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "Capacity",
+    "HostCapacity",
+    "Launch",
+    "LaunchContext",
+    "NoCapacity",
+    "empty_capacity",
+]

@@ -1,0 +1,402 @@
+"""The catalog: what the admin offers, validated once, as frozen values.
+
+`build_catalog` turns the raw trait values of `GridSpawner` into a `Catalog`. Any mistake
+raises `CatalogError` naming the config key (``c.GridSpawner.backends['gpu'].kind``), so a
+bad config stops the hub at start-up instead of surprising a user at spawn time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from .backends import backend_class, known_kinds
+
+#: Option fields a user may set (form field names == REST user_options keys).
+FIELDS = ("backend", "image", "gpus", "gpu_memory", "cpu", "memory", "mounts")
+
+#: Keys allowed in one profile's ``values``.
+PROFILE_VALUE_FIELDS = ("backend", "image", "gpus", "gpu_memory", "cpu", "memory")
+
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CatalogError(ValueError):
+    """A bad admin setting. ``key`` names it the way it is written in jupyterhub_config.py."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """One backend the admin offers: its name, kind and the kind's parsed settings."""
+
+    name: str
+    kind: str
+    display_name: str
+    description: str
+    settings: Any
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """One image/environment; ``per_kind`` maps a backend kind to what to run there."""
+
+    key: str
+    display_name: str
+    description: str
+    per_kind: Mapping[str, Any]
+
+    def runs_on(self, kind: str) -> bool:
+        return kind in self.per_kind
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a set of users may choose. ``None`` for backends/images means "all of them"."""
+
+    backends: frozenset[str] | None
+    images: frozenset[str] | None
+    max_gpus: int
+    free_choice: bool
+
+    def allows_backend(self, name: str) -> bool:
+        return self.backends is None or name in self.backends
+
+    def allows_image(self, key: str) -> bool:
+        return self.images is None or key in self.images
+
+    def union(self, other: Policy) -> Policy:
+        def join(a, b):
+            return None if a is None or b is None else a | b
+
+        return Policy(
+            backends=join(self.backends, other.backends),
+            images=join(self.images, other.images),
+            max_gpus=max(self.max_gpus, other.max_gpus),
+            free_choice=self.free_choice or other.free_choice,
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An admin preset: values it sets, which of them the user may still change."""
+
+    key: str
+    display_name: str
+    description: str
+    groups: frozenset[str]
+    values: Mapping[str, Any]
+    changeable: frozenset[str]
+    max_gpus: int | None
+    max_runtime: float | None  # seconds
+
+    def visible_to(self, groups: Iterable[str]) -> bool:
+        return not self.groups or bool(self.groups & set(groups))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    backends: Mapping[str, BackendConfig]
+    images: Mapping[str, ImageConfig]
+    max_gpus: int
+    gpu_memory_classes: tuple[int, ...]
+    cpu_choices: tuple[float, ...]
+    memory_choices: tuple[int, ...]
+    group_policy: Mapping[str, Policy]
+    default_policy: Policy
+    profiles: Mapping[str, Profile]
+    defaults: Mapping[str, Any]
+    gpu_memory_tolerance: float
+    max_runtime: float | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def policy_for(self, groups: Iterable[str]) -> Policy:
+        """Union of the policies of the user's groups; the default policy if none apply."""
+        mine = [self.group_policy[g] for g in sorted(set(groups)) if g in self.group_policy]
+        if not mine:
+            return self.default_policy
+        policy = mine[0]
+        for other in mine[1:]:
+            policy = policy.union(other)
+        return policy
+
+    def profiles_for(self, groups: Iterable[str]) -> list[Profile]:
+        groups = set(groups)
+        return [p for p in self.profiles.values() if p.visible_to(groups)]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_duration(value: Any, key: str) -> float | None:
+    """``None``/0 → no limit; a number of seconds; or "90m", "8h", "2d"."""
+    if value is None or value == 0 or value == "":
+        return None
+    if isinstance(value, bool):
+        raise CatalogError(key, "must be a duration such as 3600, '90m', '8h' or '2d'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.fullmatch(value.strip())):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise CatalogError(key, f"must be a duration such as 3600, '90m', '8h' or '2d' (got {value!r})")
+    if seconds <= 0:
+        raise CatalogError(key, f"must be positive (got {value!r})")
+    return seconds
+
+
+def _require_dict(value: Any, key: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise CatalogError(key, f"must be a dict (got {type(value).__name__})")
+    return dict(value)
+
+
+def _check_keys(raw: Mapping, allowed: Iterable[str], key: str) -> None:
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise CatalogError(
+            f"{key}[{unknown[0]!r}]",
+            f"unknown setting; expected one of: {', '.join(sorted(allowed))}",
+        )
+
+
+def _check_name(name: Any, key: str) -> str:
+    if not isinstance(name, str) or not _KEY_RE.fullmatch(name):
+        raise CatalogError(
+            key, f"names must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (got {name!r})"
+        )
+    return name
+
+
+def _int(value: Any, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise CatalogError(key, f"must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+def _number_list(value: Any, key: str, *, integers: bool) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise CatalogError(key, f"must be a list of numbers (got {type(value).__name__})")
+    out = []
+    for i, v in enumerate(value):
+        ok_types = (int,) if integers else (int, float)
+        if isinstance(v, bool) or not isinstance(v, ok_types) or v < 0:
+            kind = "integers" if integers else "numbers"
+            raise CatalogError(f"{key}[{i}]", f"must be non-negative {kind} (got {v!r})")
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise CatalogError(key, "contains duplicates")
+    return tuple(sorted(out))
+
+
+def _name_set(value: Any, key: str, known: Mapping, what: str) -> frozenset[str] | None:
+    if value is None or value == "*":
+        return None
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise CatalogError(key, f"must be a list of {what} names or '*' (got {value!r})")
+    for v in value:
+        if v not in known:
+            raise CatalogError(key, f"unknown {what} {v!r}; known: {', '.join(known) or '(none)'}")
+    return frozenset(value)
+
+
+def _parse_backends(raw: Any) -> dict[str, BackendConfig]:
+    raw = _require_dict(raw, "c.GridSpawner.backends")
+    if not raw:
+        raise CatalogError("c.GridSpawner.backends", "at least one backend must be configured")
+    out = {}
+    for name, conf in raw.items():
+        key = f"c.GridSpawner.backends[{name!r}]"
+        _check_name(name, key)
+        conf = _require_dict(conf, key)
+        kind = conf.get("kind")
+        if kind not in known_kinds():
+            raise CatalogError(f"{key}.kind", f"must be one of {', '.join(known_kinds())} (got {kind!r})")
+        cls = backend_class(kind, key)
+        display = conf.get("display_name", name)
+        desc = conf.get("description", "")
+        for k, v in (("display_name", display), ("description", desc)):
+            if not isinstance(v, str):
+                raise CatalogError(f"{key}.{k}", "must be a string")
+        own = {k: v for k, v in conf.items() if k not in ("kind", "display_name", "description")}
+        settings = cls.parse_settings(name, own, key)
+        out[name] = BackendConfig(name, kind, display, desc, settings)
+    return out
+
+
+def _parse_images(raw: Any) -> dict[str, ImageConfig]:
+    raw = _require_dict(raw, "c.GridSpawner.images")
+    if not raw:
+        raise CatalogError("c.GridSpawner.images", "at least one image/environment must be configured")
+    out = {}
+    for img, conf in raw.items():
+        key = f"c.GridSpawner.images[{img!r}]"
+        _check_name(img, key)
+        conf = _require_dict(conf, key)
+        _check_keys(conf, ("display_name", "description", *known_kinds()), key)
+        per_kind = {}
+        for kind in known_kinds():
+            if kind in conf:
+                per_kind[kind] = backend_class(kind, f"{key}[{kind!r}]").parse_image(
+                    img, _require_dict(conf[kind], f"{key}[{kind!r}]"), f"{key}[{kind!r}]"
+                )
+        if not per_kind:
+            raise CatalogError(key, f"says what to run on no backend kind; add one of: {', '.join(known_kinds())}")
+        display = conf.get("display_name", img)
+        desc = conf.get("description", "")
+        if not isinstance(display, str) or not isinstance(desc, str):
+            raise CatalogError(key, "display_name and description must be strings")
+        out[img] = ImageConfig(img, display, desc, _frozen(per_kind))
+    return out
+
+
+_POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice")
+
+
+def _parse_policy(raw: Any, key: str, backends: Mapping, images: Mapping, max_gpus: int) -> Policy:
+    raw = _require_dict(raw, key)
+    _check_keys(raw, _POLICY_KEYS, key)
+    limit = _int(raw.get("max_gpus", max_gpus), f"{key}['max_gpus']")
+    free = raw.get("free_choice", True)
+    if not isinstance(free, bool):
+        raise CatalogError(f"{key}['free_choice']", "must be True or False")
+    return Policy(
+        backends=_name_set(raw.get("backends", "*"), f"{key}['backends']", backends, "backend"),
+        images=_name_set(raw.get("images", "*"), f"{key}['images']", images, "image"),
+        max_gpus=min(limit, max_gpus),
+        free_choice=free,
+    )
+
+
+_PROFILE_KEYS = ("display_name", "description", "groups", "values", "changeable", "max_gpus", "max_runtime")
+
+
+def _parse_profiles(raw: Any, cat: dict) -> dict[str, Profile]:
+    raw = _require_dict(raw, "c.GridSpawner.profiles")
+    out = {}
+    for name, conf in raw.items():
+        key = f"c.GridSpawner.profiles[{name!r}]"
+        _check_name(name, key)
+        conf = _require_dict(conf, key)
+        _check_keys(conf, _PROFILE_KEYS, key)
+        values = _require_dict(conf.get("values", {}), f"{key}['values']")
+        _check_keys(values, PROFILE_VALUE_FIELDS, f"{key}['values']")
+        changeable = conf.get("changeable", [])
+        if not isinstance(changeable, (list, tuple)) or any(f not in PROFILE_VALUE_FIELDS for f in changeable):
+            raise CatalogError(
+                f"{key}['changeable']", f"must be a list of field names from: {', '.join(PROFILE_VALUE_FIELDS)}"
+            )
+        groups = conf.get("groups", [])
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, str) for g in groups):
+            raise CatalogError(f"{key}['groups']", "must be a list of JupyterHub group names")
+        max_gpus = conf.get("max_gpus")
+        if max_gpus is not None:
+            max_gpus = min(_int(max_gpus, f"{key}['max_gpus']"), cat["max_gpus"])
+        _check_profile_values(values, f"{key}['values']", cat, max_gpus)
+        for k in ("display_name", "description"):
+            if not isinstance(conf.get(k, ""), str):
+                raise CatalogError(f"{key}['{k}']", "must be a string")
+        out[name] = Profile(
+            key=name,
+            display_name=conf.get("display_name", name),
+            description=conf.get("description", ""),
+            groups=frozenset(groups),
+            values=_frozen(values),
+            changeable=frozenset(changeable),
+            max_gpus=max_gpus,
+            max_runtime=parse_duration(conf.get("max_runtime"), f"{key}['max_runtime']"),
+        )
+    return out
+
+
+def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | None) -> None:
+    backend = values.get("backend")
+    if backend is not None and backend not in cat["backends"]:
+        raise CatalogError(f"{key}['backend']", f"unknown backend {backend!r}")
+    image = values.get("image")
+    if image is not None:
+        if image not in cat["images"]:
+            raise CatalogError(f"{key}['image']", f"unknown image {image!r}")
+        if backend is not None and not cat["images"][image].runs_on(cat["backends"][backend].kind):
+            raise CatalogError(f"{key}['image']", f"image {image!r} has nothing to run on backend {backend!r}")
+    if "gpus" in values:
+        limit = cat["max_gpus"] if max_gpus is None else max_gpus
+        gpus = _int(values["gpus"], f"{key}['gpus']")
+        if gpus > limit:
+            raise CatalogError(f"{key}['gpus']", f"is above the maximum of {limit}")
+    if "gpu_memory" in values and values["gpu_memory"] not in cat["gpu_memory_classes"]:
+        raise CatalogError(f"{key}['gpu_memory']", f"must be one of the gpu_memory_classes {list(cat['gpu_memory_classes'])}")
+    for f, choices in (("cpu", "cpu_choices"), ("memory", "memory_choices")):
+        if values.get(f) is not None and values[f] not in cat[choices]:
+            raise CatalogError(f"{key}['{f}']", f"must be one of {choices} {list(cat[choices])}")
+
+
+def build_catalog(
+    *,
+    backends: Any,
+    images: Any,
+    max_gpus: Any = 8,
+    gpu_memory_classes: Any = (0, 16, 24, 40, 80),
+    cpu_choices: Any = (),
+    memory_choices: Any = (),
+    group_policy: Any = None,
+    default_policy: Any = None,
+    profiles: Any = None,
+    default_options: Any = None,
+    gpu_memory_tolerance: Any = 0.07,
+    max_runtime: Any = None,
+) -> Catalog:
+    """Validate the admin's settings and return the frozen catalog (raises CatalogError)."""
+    cat: dict[str, Any] = {}
+    cat["max_gpus"] = _int(max_gpus, "c.GridSpawner.max_gpus")
+    cat["backends"] = _parse_backends(backends)
+    cat["images"] = _parse_images(images)
+    classes = _number_list(gpu_memory_classes, "c.GridSpawner.gpu_memory_classes", integers=True)
+    cat["gpu_memory_classes"] = classes if 0 in classes else (0, *classes)
+    cat["cpu_choices"] = _number_list(cpu_choices, "c.GridSpawner.cpu_choices", integers=False)
+    cat["memory_choices"] = _number_list(memory_choices, "c.GridSpawner.memory_choices", integers=True)
+    if isinstance(gpu_memory_tolerance, bool) or not isinstance(gpu_memory_tolerance, (int, float)) or not (
+        0 <= gpu_memory_tolerance < 0.5
+    ):
+        raise CatalogError("c.GridSpawner.gpu_memory_tolerance", "must be a fraction between 0 and 0.5, e.g. 0.07")
+    cat["gpu_memory_tolerance"] = float(gpu_memory_tolerance)
+    for img in cat["images"].values():
+        if not any(img.runs_on(b.kind) for b in cat["backends"].values()):
+            raise CatalogError(f"c.GridSpawner.images[{img.key!r}]", "runs on none of the configured backends' kinds")
+
+    group_policy = _require_dict(group_policy or {}, "c.GridSpawner.group_policy")
+    cat["group_policy"] = _frozen(
+        {
+            g: _parse_policy(p, f"c.GridSpawner.group_policy[{g!r}]", cat["backends"], cat["images"], cat["max_gpus"])
+            for g, p in group_policy.items()
+        }
+    )
+    cat["default_policy"] = _parse_policy(
+        default_policy if default_policy is not None else {},
+        "c.GridSpawner.default_policy",
+        cat["backends"],
+        cat["images"],
+        cat["max_gpus"],
+    )
+    cat["profiles"] = _frozen(_parse_profiles(profiles or {}, cat))
+
+    defaults = _require_dict(default_options or {}, "c.GridSpawner.default_options")
+    _check_keys(defaults, PROFILE_VALUE_FIELDS, "c.GridSpawner.default_options")
+    _check_profile_values(defaults, "c.GridSpawner.default_options", cat, None)
+    cat["defaults"] = _frozen(defaults)
+    cat["max_runtime"] = parse_duration(max_runtime, "c.GridSpawner.max_runtime")
+    cat["backends"] = _frozen(cat["backends"])
+    cat["images"] = _frozen(cat["images"])
+    return Catalog(**cat)

@@ -1,0 +1,47 @@
+"""Per-hub-process shared objects: the validated catalog, backend instances, capacity cache.
+
+Spawner instances are per user and short-lived; connections, ledgers and caches are not,
+so they live here, keyed by the configuration that made them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .backends import backend_class
+from .backends.base import Backend
+from .capacity import CapacityMonitor
+from .catalog import Catalog, build_catalog
+
+_catalogs: dict[str, Catalog] = {}
+_runtimes: dict[str, "Runtime"] = {}
+
+
+def config_key(raw: dict[str, Any]) -> str:
+    return json.dumps(raw, sort_keys=True, default=repr)
+
+
+def catalog_for(raw: dict[str, Any]) -> Catalog:
+    """Build (once per distinct config) and return the catalog; raises CatalogError."""
+    key = config_key(raw)
+    if key not in _catalogs:
+        _catalogs[key] = build_catalog(**raw)
+    return _catalogs[key]
+
+
+class Runtime:
+    def __init__(self, catalog: Catalog, refresh_interval: float):
+        self.catalog = catalog
+        self.backends: dict[str, Backend] = {
+            name: backend_class(b.kind)(name, b.settings, tolerance=catalog.gpu_memory_tolerance)
+            for name, b in catalog.backends.items()
+        }
+        self.capacity = CapacityMonitor(self.backends, interval=refresh_interval)
+
+    @classmethod
+    def for_catalog(cls, catalog: Catalog, refresh_interval: float = 15.0) -> "Runtime":
+        key = f"{id(catalog)}:{refresh_interval}"
+        if key not in _runtimes:
+            _runtimes[key] = cls(catalog, refresh_interval)
+        return _runtimes[key]
