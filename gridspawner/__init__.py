@@ -3,4 +3,15 @@
 from .spawner import GridSpawner
 
 __all__ = ["GridSpawner"]
-__version__ = "0.1.0"
+_VERSION = "0.1.0"
+
+
+def __getattr__(name: str):
+    # JupyterHub reads the spawner package's __version__ right after loading its config
+    # file; that is the one moment a spawner can validate the config at hub start-up.
+    if name == "__version__":
+        from .startup import check_running_hub
+
+        check_running_hub()
+        return _VERSION
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -65,10 +65,14 @@ class CapacityMonitor:
             except Exception:
                 log.exception("capacity refresh failed")
             self._wake.clear()
+            # Not asyncio.wait_for: before Python 3.12 it swallows a cancel that arrives as
+            # the event is set (a stop pokes us during hub shutdown), and the hub then waits
+            # forever for this task. asyncio.wait always lets the cancel through.
+            waiter = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=self.interval)
+            finally:
+                waiter.cancel()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -7,6 +7,7 @@ bad config stops the hub at start-up instead of surprising a user at spawn time.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,10 +16,10 @@ from typing import Any, Iterable, Mapping
 from .backends import backend_class, known_kinds
 
 #: Option fields a user may set (form field names == REST user_options keys).
-FIELDS = ("backend", "image", "gpus", "gpu_memory", "cpu", "memory", "mounts")
+FIELDS = ("backend", "image", "gpus", "gpu_memory", "gpu_type", "host", "cpu", "memory", "mounts")
 
 #: Keys allowed in one profile's ``values``.
-PROFILE_VALUE_FIELDS = ("backend", "image", "gpus", "gpu_memory", "cpu", "memory")
+PROFILE_VALUE_FIELDS = ("backend", "image", "gpus", "gpu_memory", "gpu_type", "host", "cpu", "memory")
 
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -40,13 +41,21 @@ def _frozen(mapping: Mapping) -> Mapping:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """One backend the admin offers: its name, kind and the kind's parsed settings."""
+    """One backend the admin offers: its name, kind and the kind's parsed settings.
+
+    ``gpu_types``: the GPU types a user may pick there (key → display text), from the kind's
+    ``gpu_type_choices``; empty when the backend offers no such choice.
+
+    ``host_choices``: the hosts a user may pick there (host name → display text), from the
+    kind's ``host_choices``; empty when the backend places servers itself."""
 
     name: str
     kind: str
     display_name: str
     description: str
     settings: Any
+    gpu_types: Mapping[str, str] = field(default_factory=dict)
+    host_choices: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,8 @@ class Catalog:
     gpu_memory_tolerance: float
     max_runtime: float | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
+    #: data mounts (`gridspawner.mounts.config.StorageConfig`); empty = mounts disabled
+    storage: Any = field(default_factory=lambda: _empty_storage())
 
     def policy_for(self, groups: Iterable[str]) -> Policy:
         """Union of the policies of the user's groups; the default policy if none apply."""
@@ -135,6 +146,12 @@ class Catalog:
     def profiles_for(self, groups: Iterable[str]) -> list[Profile]:
         groups = set(groups)
         return [p for p in self.profiles.values() if p.visible_to(groups)]
+
+
+def _empty_storage():
+    from .mounts.config import StorageConfig  # the mounts package imports CatalogError from here
+
+    return StorageConfig()
 
 
 # --------------------------------------------------------------------------- parsing
@@ -152,8 +169,8 @@ def parse_duration(value: Any, key: str) -> float | None:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     else:
         raise CatalogError(key, f"must be a duration such as 3600, '90m', '8h' or '2d' (got {value!r})")
-    if seconds <= 0:
-        raise CatalogError(key, f"must be positive (got {value!r})")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise CatalogError(key, f"must be positive and finite (got {value!r})")
     return seconds
 
 
@@ -192,7 +209,7 @@ def _number_list(value: Any, key: str, *, integers: bool) -> tuple:
     out = []
     for i, v in enumerate(value):
         ok_types = (int,) if integers else (int, float)
-        if isinstance(v, bool) or not isinstance(v, ok_types) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, ok_types) or not math.isfinite(v) or v < 0:
             kind = "integers" if integers else "numbers"
             raise CatalogError(f"{key}[{i}]", f"must be non-negative {kind} (got {v!r})")
         out.append(v)
@@ -207,7 +224,7 @@ def _name_set(value: Any, key: str, known: Mapping, what: str) -> frozenset[str]
     if not isinstance(value, (list, tuple, set, frozenset)):
         raise CatalogError(key, f"must be a list of {what} names or '*' (got {value!r})")
     for v in value:
-        if v not in known:
+        if not isinstance(v, str) or v not in known:
             raise CatalogError(key, f"unknown {what} {v!r}; known: {', '.join(known) or '(none)'}")
     return frozenset(value)
 
@@ -224,7 +241,7 @@ def _parse_backends(raw: Any) -> dict[str, BackendConfig]:
         kind = conf.get("kind")
         if kind not in known_kinds():
             raise CatalogError(f"{key}.kind", f"must be one of {', '.join(known_kinds())} (got {kind!r})")
-        cls = backend_class(kind, key)
+        cls = backend_class(kind, f"{key}.kind")
         display = conf.get("display_name", name)
         desc = conf.get("description", "")
         for k, v in (("display_name", display), ("description", desc)):
@@ -232,7 +249,9 @@ def _parse_backends(raw: Any) -> dict[str, BackendConfig]:
                 raise CatalogError(f"{key}.{k}", "must be a string")
         own = {k: v for k, v in conf.items() if k not in ("kind", "display_name", "description")}
         settings = cls.parse_settings(name, own, key)
-        out[name] = BackendConfig(name, kind, display, desc, settings)
+        gpu_types = {str(k): str(v) for k, v in (cls.gpu_type_choices(settings) or {}).items()}
+        hosts = {str(k): str(v) for k, v in (cls.host_choices(settings) or {}).items()}
+        out[name] = BackendConfig(name, kind, display, desc, settings, _frozen(gpu_types), _frozen(hosts))
     return out
 
 
@@ -256,8 +275,9 @@ def _parse_images(raw: Any) -> dict[str, ImageConfig]:
             raise CatalogError(key, f"says what to run on no backend kind; add one of: {', '.join(known_kinds())}")
         display = conf.get("display_name", img)
         desc = conf.get("description", "")
-        if not isinstance(display, str) or not isinstance(desc, str):
-            raise CatalogError(key, "display_name and description must be strings")
+        for k, v in (("display_name", display), ("description", desc)):
+            if not isinstance(v, str):
+                raise CatalogError(f"{key}[{k!r}]", "must be a string")
         out[img] = ImageConfig(img, display, desc, _frozen(per_kind))
     return out
 
@@ -322,12 +342,14 @@ def _parse_profiles(raw: Any, cat: dict) -> dict[str, Profile]:
 
 
 def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | None) -> None:
+    # Types are checked as strictly as build_request checks a user's values, so a preset the
+    # catalog accepts can never fail at spawn time (16.0 or True would be refused there).
     backend = values.get("backend")
-    if backend is not None and backend not in cat["backends"]:
+    if "backend" in values and (not isinstance(backend, str) or backend not in cat["backends"]):
         raise CatalogError(f"{key}['backend']", f"unknown backend {backend!r}")
     image = values.get("image")
-    if image is not None:
-        if image not in cat["images"]:
+    if "image" in values:
+        if not isinstance(image, str) or image not in cat["images"]:
             raise CatalogError(f"{key}['image']", f"unknown image {image!r}")
         if backend is not None and not cat["images"][image].runs_on(cat["backends"][backend].kind):
             raise CatalogError(f"{key}['image']", f"image {image!r} has nothing to run on backend {backend!r}")
@@ -336,11 +358,53 @@ def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | 
         gpus = _int(values["gpus"], f"{key}['gpus']")
         if gpus > limit:
             raise CatalogError(f"{key}['gpus']", f"is above the maximum of {limit}")
-    if "gpu_memory" in values and values["gpu_memory"] not in cat["gpu_memory_classes"]:
+    if "gpu_type" in values:
+        _check_gpu_type_value(values["gpu_type"], backend, key, cat)
+    if "host" in values:
+        _check_host_value(values["host"], backend, key, cat)
+    gpu_memory = values.get("gpu_memory", 0)
+    if isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory not in cat["gpu_memory_classes"]:
         raise CatalogError(f"{key}['gpu_memory']", f"must be one of the gpu_memory_classes {list(cat['gpu_memory_classes'])}")
-    for f, choices in (("cpu", "cpu_choices"), ("memory", "memory_choices")):
-        if values.get(f) is not None and values[f] not in cat[choices]:
+    for f, choices, types in (("cpu", "cpu_choices", (int, float)), ("memory", "memory_choices", (int,))):
+        v = values.get(f)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, types) or v not in cat[choices]):
             raise CatalogError(f"{key}['{f}']", f"must be one of {choices} {list(cat[choices])}")
+
+
+def _check_gpu_type_value(value: Any, backend: Any, key: str, cat: dict) -> None:
+    """A preset's gpu_type: offered by the backend the preset also fixes (GPU types are
+    per backend, so a type without its backend could fail at spawn time)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise CatalogError(f"{key}['gpu_type']", f"must be a GPU type name (got {value!r})")
+    if backend is None:
+        raise CatalogError(f"{key}['gpu_type']", "needs 'backend' set alongside it: GPU types are offered per backend")
+    offered = cat["backends"][backend].gpu_types
+    if value not in offered:
+        raise CatalogError(
+            f"{key}['gpu_type']",
+            f"backend {backend!r} offers no GPU type {value!r}"
+            + (f"; it offers: {', '.join(offered)}" if offered else " (it offers no GPU type choice)"),
+        )
+
+
+def _check_host_value(value: Any, backend: Any, key: str, cat: dict) -> None:
+    """A preset's host: offered by the backend the preset also fixes (hosts are per
+    backend, and only where the backend lets users choose one). None = best fit."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise CatalogError(f"{key}['host']", f"must be a host name (got {value!r})")
+    if backend is None:
+        raise CatalogError(f"{key}['host']", "needs 'backend' set alongside it: hosts are offered per backend")
+    offered = cat["backends"][backend].host_choices
+    if value not in offered:
+        raise CatalogError(
+            f"{key}['host']",
+            f"backend {backend!r} offers no host {value!r}"
+            + (f"; it offers: {', '.join(offered)}" if offered else " (it offers no host choice)"),
+        )
 
 
 def build_catalog(
@@ -357,6 +421,7 @@ def build_catalog(
     default_options: Any = None,
     gpu_memory_tolerance: Any = 0.07,
     max_runtime: Any = None,
+    storage: Any = None,
 ) -> Catalog:
     """Validate the admin's settings and return the frozen catalog (raises CatalogError)."""
     cat: dict[str, Any] = {}
@@ -397,6 +462,9 @@ def build_catalog(
     _check_profile_values(defaults, "c.GridSpawner.default_options", cat, None)
     cat["defaults"] = _frozen(defaults)
     cat["max_runtime"] = parse_duration(max_runtime, "c.GridSpawner.max_runtime")
+    from .mounts.config import parse_storage
+
+    cat["storage"] = parse_storage(storage or None)
     cat["backends"] = _frozen(cat["backends"])
     cat["images"] = _frozen(cat["images"])
     return Catalog(**cat)

@@ -73,7 +73,7 @@ def parse_nvidia_smi(text: str) -> list[GPU]:
         index, uuid, name, total, used = (c.strip() for c in row)
         try:
             gpus.append(GPU(int(index), uuid, name, int(float(total)), int(float(used)) if used not in ("", "[N/A]") else 0))
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:  # OverflowError: int(float("inf"))
             raise GPUProbeError(f"unexpected nvidia-smi line: {','.join(row)[:200]!r}") from e
     return gpus
 

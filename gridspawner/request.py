@@ -37,24 +37,44 @@ class LaunchRequest:
     memory: int | None = None  # GB
     profile: str | None = None
     max_runtime: float | None = None  # seconds
+    #: validated data mounts (`gridspawner.mounts.request.MountSpec`), in the user's order;
+    #: no secrets (those travel apart, in memory only)
     mounts: tuple = ()
+    #: what the image runs on this backend's kind: the kind's ``parse_image`` result
+    image_settings: Any = None
+    #: a GPU type the backend offers (its ``gpu_type_choices`` key); None = any GPU.
+    #: Always None when gpus == 0.
+    gpu_type: str | None = None
+    #: a host the backend lets the user pick (its ``host_choices`` key); None = the backend
+    #: places the server itself (best fit)
+    host: str | None = None
 
     def summary(self) -> str:
-        parts = [f"backend={self.backend}", f"image={self.image}", f"gpus={self.gpus}"]
+        parts = [f"backend={self.backend}"]
+        if self.host:
+            parts.append(f"host={self.host}")
+        parts += [f"image={self.image}", f"gpus={self.gpus}"]
         if self.gpus and self.gpu_memory:
             parts.append(f"gpu_memory>={self.gpu_memory}GB")
+        if self.gpus and self.gpu_type:
+            parts.append(f"gpu_type={self.gpu_type}")
         if self.cpu:
             parts.append(f"cpu={self.cpu:g}")
         if self.memory:
             parts.append(f"memory={self.memory}GB")
         if self.profile:
             parts.append(f"profile={self.profile}")
+        if self.mounts:
+            parts.append(f"mounts={len(self.mounts)}")
         return " ".join(parts)
 
 
 def shown(value: Any) -> str:
     """A bad value, quoted safely and briefly for an error message."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # ints over 4300 digits, absurdly nested lists
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
@@ -77,20 +97,31 @@ def default_values(catalog: Catalog, policy: Policy) -> dict[str, Any]:
     image = catalog.defaults.get("image")
     if image not in images:
         image = images[0] if images else None
+    gpu_type = catalog.defaults.get("gpu_type")
+    if backend is None or gpu_type not in catalog.backends[backend].gpu_types:
+        gpu_type = None  # the default's type is offered by the default backend only
+    host = catalog.defaults.get("host")
+    if backend is None or host not in catalog.backends[backend].host_choices:
+        host = None  # likewise the default's host
     return {
         "backend": backend,
         "image": image,
         "gpus": min(catalog.defaults.get("gpus", 0), policy.max_gpus),
         "gpu_memory": catalog.defaults.get("gpu_memory", 0),
+        "gpu_type": gpu_type,
+        "host": host,
         "cpu": catalog.defaults.get("cpu"),
         "memory": catalog.defaults.get("memory"),
     }
 
 
-def build_request(options: Any, catalog: Catalog, groups: Iterable[str]) -> LaunchRequest:
-    """Validate ``options`` (a user_options dict) for a user in ``groups``.
+def build_request(options: Any, catalog: Catalog, groups: Iterable[str], *, username: str = "") -> LaunchRequest:
+    """Validate ``options`` (a user_options dict) for the user ``username`` in ``groups``.
 
-    Missing keys take the profile's or the catalog's defaults. Raises OptionsError.
+    Missing keys take the profile's or the catalog's defaults. ``mounts`` rows are checked
+    against ``catalog.storage`` for that user (bucket/path patterns may name ``{username}``);
+    secret fields in them are validated but never kept in the result. Raises OptionsError
+    (mount fields are named ``mounts[i].field``).
     """
     groups = list(groups)
     if options is None:
@@ -118,19 +149,34 @@ def build_request(options: Any, catalog: Catalog, groups: Iterable[str]) -> Laun
                 errors[f] = f"is fixed to {shown(profile.values[f])} by the profile {profile.display_name!r}"
             continue
         values[f] = options[f]
+    _fit_defaults(values, options, catalog, policy, profile)
 
     backend = _check_backend(values["backend"], catalog, policy, profile, errors)
     kind = catalog.backends[backend].kind if backend else None
     image = _check_image(values["image"], catalog, policy, profile, kind, errors)
     gpus = _check_gpus(values["gpus"], catalog, policy, profile, errors)
     gpu_memory = _check_choice(values["gpu_memory"], catalog.gpu_memory_classes, "gpu_memory", errors, integer=True)
+    gpu_type_value = values.get("gpu_type")
+    if (
+        "gpu_type" not in options
+        and backend is not None
+        and gpu_type_value not in catalog.backends[backend].gpu_types
+        and not (profile is not None and "gpu_type" in profile.values and "gpu_type" not in profile.changeable)
+    ):
+        gpu_type_value = None  # a default's (or a changeable preset's) type the chosen backend lacks
+    gpu_type = _check_gpu_type(gpu_type_value, catalog, backend, gpus, errors)
+    host_value = values.get("host")
+    if (
+        "host" not in options
+        and backend is not None
+        and host_value not in catalog.backends[backend].host_choices
+        and not (profile is not None and "host" in profile.values and "host" not in profile.changeable)
+    ):
+        host_value = None  # a default's (or a changeable preset's) host the chosen backend lacks
+    host = _check_host(host_value, catalog, backend, errors)
     cpu = _check_optional_choice(values.get("cpu"), catalog.cpu_choices, "cpu", errors, integer=False)
     memory = _check_optional_choice(values.get("memory"), catalog.memory_choices, "memory", errors, integer=True)
-    mounts = options.get("mounts")
-    if mounts not in (None, []):
-        errors["mounts"] = (
-            "must be a list" if not isinstance(mounts, list) else "data mounts are not enabled on this hub"
-        )
+    mounts = _check_mounts(options.get("mounts"), catalog, groups, username, kind, errors)
     if errors:
         raise OptionsError(errors)
 
@@ -141,11 +187,33 @@ def build_request(options: Any, catalog: Catalog, groups: Iterable[str]) -> Laun
         image=image,
         gpus=gpus,
         gpu_memory=gpu_memory if gpus else 0,
+        gpu_type=gpu_type if gpus else None,
+        host=host,
         cpu=cpu,
         memory=memory,
         profile=profile.key if profile else None,
         max_runtime=max_runtime,
+        mounts=mounts,
+        image_settings=catalog.images[image].per_kind.get(kind),
     )
+
+
+def _check_mounts(raw: Any, catalog: Catalog, groups: list[str], username: str, kind: str | None, errors: dict) -> tuple:
+    from .mounts.request import parse_mounts  # imports OptionsError from this module
+
+    try:
+        specs, _ = parse_mounts(raw, catalog.storage, groups, username)
+    except OptionsError as e:
+        errors.update(e.errors)
+        return ()
+    if kind == "kubernetes":
+        csi = catalog.storage.kubernetes.csi
+        for i, spec in enumerate(specs):
+            if spec.mode == "mount" and spec.type not in csi:
+                errors[f"mounts[{i}].mode"] = (
+                    f"this backend cannot mount {spec.type} storage (no CSI driver configured); use mode 'copy'"
+                )
+    return specs
 
 
 def _pick_profile(value: Any, catalog: Catalog, groups: list[str], policy: Policy, errors: dict) -> Profile | None:
@@ -171,11 +239,30 @@ def _pick_profile(value: Any, catalog: Catalog, groups: list[str], policy: Polic
 def _starting_values(catalog: Catalog, policy: Policy, profile: Profile | None) -> dict[str, Any]:
     values = default_values(catalog, policy)
     if profile is not None:
-        values.update(profile.values)
-        # a profile's image must suit its backend even where the catalog default does not
-        if "backend" in profile.values and "image" not in profile.values:
-            values["image"] = default_values(catalog, _profile_policy(policy, profile)).get("image")
+        values.update(profile.values)  # _fit_defaults then matches the defaults to them
     return values
+
+
+def _fit_defaults(values: dict, options: Mapping, catalog: Catalog, policy: Policy, profile: Profile | None) -> None:
+    """A default yields to a choice: when the backend and image do not go together and only
+    one of them was chosen (by the user or the profile), replace the other, defaulted one by
+    the first allowed value that suits the choice. Two chosen values are left to the checks."""
+    backend, image = values.get("backend"), values.get("image")
+    if not (isinstance(backend, str) and backend in catalog.backends and isinstance(image, str) and image in catalog.images):
+        return
+    if catalog.images[image].runs_on(catalog.backends[backend].kind):
+        return
+    chosen = set(options) | set(profile.values if profile is not None else ())
+    allowed = _profile_policy(policy, profile) if profile is not None else policy
+    if "image" not in chosen:
+        kind = catalog.backends[backend].kind
+        suits = [i for i, img in catalog.images.items() if allowed.allows_image(i) and img.runs_on(kind)]
+        if suits:
+            values["image"] = suits[0]
+    elif "backend" not in chosen:
+        suits = [b for b, conf in catalog.backends.items() if allowed.allows_backend(b) and catalog.images[image].runs_on(conf.kind)]
+        if suits:
+            values["backend"] = suits[0]
 
 
 def _profile_policy(policy: Policy, profile: Profile) -> Policy:
@@ -238,6 +325,46 @@ def _check_gpus(value, catalog, policy, profile, errors) -> int:
         errors["gpus"] = f"at most {limit} GPU{'s' if limit != 1 else ''} allowed for you"
         return 0
     return value
+
+
+def _check_gpu_type(value, catalog: Catalog, backend: str | None, gpus: int, errors: dict) -> str | None:
+    """A key of the chosen backend's GPU types, or None (any GPU). Without GPUs the choice
+    means nothing and is dropped, like gpu_memory (a form keeps its last selection)."""
+    if value is None or value == "" or not gpus:
+        return None
+    if not isinstance(value, str):
+        errors["gpu_type"] = f"must be a GPU type name (got {shown(value)})"
+        return None
+    if backend is None:
+        return None  # the backend's own error says what is wrong
+    offered = catalog.backends[backend].gpu_types
+    if not offered:
+        errors["gpu_type"] = "this backend offers no GPU type choice"
+    elif value not in offered:
+        errors["gpu_type"] = f"unknown GPU type {shown(value)}; choose one of: {', '.join(offered)}"[:280]
+    else:
+        return value
+    return None
+
+
+def _check_host(value, catalog: Catalog, backend: str | None, errors: dict) -> str | None:
+    """A host the chosen backend lets the user pick, or None ("any host": the backend's
+    best fit). Backends that place servers themselves offer no host, and any host is an error."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        errors["host"] = f"must be a host name (got {shown(value)})"
+        return None
+    if backend is None:
+        return None  # the backend's own error says what is wrong
+    offered = catalog.backends[backend].host_choices
+    if not offered:
+        errors["host"] = "this backend places servers itself; no host choice"
+    elif value not in offered:
+        errors["host"] = f"unknown host {shown(value)}; choose one of: {', '.join(offered)}"[:280]
+    else:
+        return value
+    return None
 
 
 def _check_choice(value, choices, field, errors, *, integer: bool):

@@ -1,6 +1,7 @@
-"""GridSpawner: the only class that knows JupyterHub. Traits, form glue and delegation.
+"""GridSpawner: the only class that knows JupyterHub. Form glue, state and delegation.
 
-Validation lives in `request`, the form in `form`, the work in `backends`.
+The admin's catalog traits live in `traits`, validation in `request`, the form in `form`,
+data-mount credentials in `mounts`, the work in `backends`.
 """
 
 from __future__ import annotations
@@ -13,151 +14,34 @@ from typing import Any
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Dict, Float, Int, List, Union, Unicode, default
+from traitlets import default
 
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity
-from .catalog import CatalogError
 from .form import parse_form, render_form
+from .mounts.dbfilter import install_user_options_filter
+from .mounts.request import MountSpec, strip_secrets
+from .mounts.resolve import SecretStash, fingerprint, resolve_mounts
 from .request import LaunchRequest, OptionsError, build_request, default_values
 from .runtime import Runtime, catalog_for
 from .startup import schedule_startup_check
+from .traits import CatalogSettings
 
 # Last invalid form submission per user, shown once by the next form render. Kept here (not
 # on the spawner) because JupyterHub re-renders the form through the user's default spawner.
+# Never holds a secret: the options are stripped first.
 _form_feedback: dict[str, tuple[dict, dict]] = {}
 
+# Secrets typed into the form (S3 keys, SSH passwords), by (user, server): JupyterHub saves
+# the options to its database between options_from_form and start(), so they travel apart,
+# in this process's memory only, and start() takes them out.
+_form_secrets = SecretStash(ttl=300)
 
-class GridSpawner(Spawner):
+
+install_user_options_filter()
+
+
+class GridSpawner(CatalogSettings, Spawner):
     """Spawn a user's server on a backend the user picks: Kubernetes, SSH hosts or this machine."""
-
-    # ------------------------------------------------------------------ catalog traits
-    backends = Dict(
-        help="""
-        The places servers can run, by name. Each value is a dict with ``kind`` (``local``:
-        this machine; ``ssh``: remote hosts; ``kubernetes``: a cluster), optional
-        ``display_name`` and ``description`` shown in the form, and the kind's own settings
-        (see the admin guide for each kind).
-
-        Example::
-
-            c.GridSpawner.backends = {
-                "here": {"kind": "local", "display_name": "Hub machine"},
-            }
-        """,
-    ).tag(config=True)
-
-    images = Dict(
-        help="""
-        The images or environments users choose from, by key. Each value has
-        ``display_name``, optional ``description``, and one entry per backend kind saying what
-        to run there, e.g. ``{"local": {"cmd": ["jupyterhub-singleuser"], "env": {...}}}``.
-        An image is offered on a backend only when it has an entry for that backend's kind.
-        """,
-    ).tag(config=True)
-
-    max_gpus = Int(
-        8,
-        help="The most GPUs any single server may ask for, whatever a group policy says.",
-    ).tag(config=True)
-
-    gpu_memory_classes = List(
-        [0, 16, 24, 40, 80],
-        help="""
-        The minimum-VRAM-per-GPU choices offered, in GB; 0 means "any GPU" and is always
-        offered. A card counts as N GB when it reports at least
-        ``N * 1024 * (1 - gpu_memory_tolerance)`` MiB.
-        """,
-    ).tag(config=True)
-
-    gpu_memory_tolerance = Float(
-        0.07,
-        help="""
-        How much less VRAM than the nominal size a card may report and still match a class
-        (a fraction). GPUs report a few percent less than their marketed size: an "A10 24 GB"
-        reports 23028 MiB, a "T4 16 GB" 15360 MiB. The default 0.07 accepts those while a
-        16 GB card never matches 24 GB.
-        """,
-    ).tag(config=True)
-
-    cpu_choices = List(
-        [],
-        help="CPU counts users may pick (e.g. ``[1, 2, 4, 8]``). Empty: no CPU field; the backend's default applies.",
-    ).tag(config=True)
-
-    memory_choices = List(
-        [],
-        help="Memory sizes in GB users may pick (e.g. ``[4, 8, 16]``). Empty: no memory field.",
-    ).tag(config=True)
-
-    group_policy = Dict(
-        help="""
-        What members of a JupyterHub group may choose, by group name. Each value may set
-        ``backends`` and ``images`` (lists of names, or ``"*"`` for all), ``max_gpus`` and
-        ``free_choice`` (``False``: members may only start the profiles offered to them).
-        A user in several listed groups gets the union of their policies; a user in none of
-        them gets `default_policy`.
-
-        Example (a course that may use one GPU, only through its profile)::
-
-            c.GridSpawner.group_policy = {
-                "ml101": {"backends": ["gpu-lab"], "images": ["pytorch"],
-                          "max_gpus": 1, "free_choice": False},
-            }
-        """,
-    ).tag(config=True)
-
-    default_policy = Dict(
-        {"backends": "*", "images": "*", "free_choice": True},
-        help="""
-        The policy for users in none of the groups named in `group_policy` (same keys).
-        The default lets them choose any backend and image, up to `max_gpus` GPUs; set e.g.
-        ``{"free_choice": False}`` to offer them profiles only.
-        """,
-    ).tag(config=True)
-
-    profiles = Dict(
-        help="""
-        Named presets shown first in the form, by key. Each value may have ``display_name``,
-        ``description``, ``groups`` (JupyterHub groups that see it; empty or missing: everyone),
-        ``values`` (any of backend, image, gpus, gpu_memory, cpu, memory), ``changeable``
-        (the fields from ``values`` the user may still change), ``max_gpus`` (a cap when
-        ``gpus`` is changeable) and ``max_runtime`` (e.g. ``"4h"``: the server is stopped after
-        that long, so a forgotten GPU server does not run for a week).
-
-        Example::
-
-            c.GridSpawner.profiles = {
-                "ml-course": {
-                    "display_name": "ML course: 1 T4, PyTorch",
-                    "groups": ["ml101"],
-                    "values": {"backend": "gpu-lab", "image": "pytorch", "gpus": 1, "gpu_memory": 16},
-                    "max_runtime": "4h",
-                },
-            }
-        """,
-    ).tag(config=True)
-
-    default_options = Dict(
-        help="""
-        Starting values for the form and for REST requests that omit a field: any of
-        backend, image, gpus, gpu_memory, cpu, memory. Unset: the first backend and image
-        the user may use, no GPU.
-        """,
-    ).tag(config=True)
-
-    max_runtime = Union(
-        [Float(), Unicode()],
-        default_value=0.0,
-        help="""
-        Stop every server after this long (seconds, or a string such as ``"12h"``, ``"3d"``);
-        0 means no limit. A profile's own ``max_runtime`` takes precedence.
-        """,
-    ).tag(config=True)
-
-    capacity_refresh_interval = Float(
-        15.0,
-        help="Seconds between background capacity probes of every backend (the form shows the cached result).",
-    ).tag(config=True)
 
     @default("port")
     def _default_port(self):
@@ -170,25 +54,9 @@ class GridSpawner(Spawner):
         return GridSpawner._render_options_form
 
     # ------------------------------------------------------------------ shared objects
-    def _raw_catalog(self) -> dict[str, Any]:
-        return {
-            "backends": self.backends,
-            "images": self.images,
-            "max_gpus": self.max_gpus,
-            "gpu_memory_classes": self.gpu_memory_classes,
-            "cpu_choices": self.cpu_choices,
-            "memory_choices": self.memory_choices,
-            "group_policy": self.group_policy,
-            "default_policy": self.default_policy,
-            "profiles": self.profiles,
-            "default_options": self.default_options,
-            "gpu_memory_tolerance": self.gpu_memory_tolerance,
-            "max_runtime": self.max_runtime,
-        }
-
     @property
     def catalog(self):
-        return catalog_for(self._raw_catalog())
+        return catalog_for(self.raw_catalog())
 
     @property
     def runtime(self) -> Runtime:
@@ -207,26 +75,57 @@ class GridSpawner(Spawner):
 
     # ------------------------------------------------------------------ form
     @staticmethod
-    def _render_options_form(spawner: "GridSpawner") -> str:
+    async def _render_options_form(spawner: "GridSpawner") -> str:
         values, errors = _form_feedback.pop(spawner._user_name(), (None, None))
         if values is None:
-            values = dict(spawner.user_options or {}) or None
+            values = dict(strip_secrets(spawner.user_options or {})[0]) or None
         return render_form(
             catalog=spawner.catalog,
             groups=spawner._groups(),
             capacity=spawner.runtime.capacity.snapshot(),
             values=values,
             errors=errors or {},
+            username=spawner._user_name(),
+            ssh_public_key=await spawner._ssh_public_key(),
         )
 
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        options = parse_form(formdata)
+    async def _ssh_public_key(self) -> str | None:
+        """The user's hub-managed SSH public key (made on first use), when an SSH storage
+        host the user may use takes ``auth: key``; else None."""
+        storage = self.catalog.storage
+        if storage.key_dir is None or self.user is None:
+            return None
+        if not any("key" in storage.ssh[h].auth for h in storage.ssh_for(self._groups())):
+            return None
+        from .mounts.keys import KeyStore
+
         try:
-            build_request(options, self.catalog, self._groups())
+            return await KeyStore(storage.key_dir).aensure(self._user_name())
+        except OSError as e:
+            self.log.warning("%s: cannot prepare the SSH key for data mounts: %s", self._log_name, e)
+            return None
+
+    async def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        """Parse and validate the form, check the data mounts live (so a wrong bucket is a
+        field error on the form, and nothing starts), and return the options WITHOUT the
+        typed secrets: those wait in memory for start()."""
+        options = parse_form(formdata)
+        clean, secrets = strip_secrets(options)
+        user, server = self._user_name(), self.name or ""
+        try:
+            request = build_request(options, self.catalog, self._groups(), username=user)
+            resolved = None
+            if request.mounts:
+                resolved = await resolve_mounts(request.mounts, secrets, self.catalog.storage, user)
         except OptionsError as e:
-            _form_feedback[self._user_name()] = (options, e.errors)
+            _form_feedback[user] = (clean, e.errors)
+            _form_secrets.drop(user, server)
             raise web.HTTPError(400, f"Please correct: {e}") from None
-        return options
+        if request.mounts:
+            _form_secrets.put(user, server, secrets, resolved, fingerprint(request.mounts))
+        else:
+            _form_secrets.drop(user, server)
+        return clean
 
     # ------------------------------------------------------------------ lifecycle
     _launch: Launch | None = None
@@ -235,11 +134,42 @@ class GridSpawner(Spawner):
     _started_at: float | None = None
     _deadline: float | None = None
     _deadline_handle: asyncio.TimerHandle | None = None
-    _progress_queue: asyncio.Queue | None = None
+    _progress_events: list[str] | None = None  # created by start()
+    _progress_done: bool = False
+    _progress_changed: asyncio.Event | None = None
 
-    def _build_request(self) -> LaunchRequest:
+    _mount_specs: tuple = ()
+
+    def _take_secrets(self) -> tuple[dict, tuple | None, tuple]:
+        """The mount secrets of this start: the form's (stashed by options_from_form) and any
+        in the in-memory user_options (REST), which are taken out of it here."""
+        stashed, resolved, specs = _form_secrets.take(self._user_name(), self.name or "")
+        clean, inline = strip_secrets(self.user_options)
+        if inline:
+            self.user_options = clean
+        secrets = {i: {**stashed.get(i, {}), **inline.get(i, {})} for i in set(stashed) | set(inline)}
+        return secrets, (resolved if not inline else None), specs
+
+    def _build_request(self, secrets: dict | None = None) -> LaunchRequest:
+        options = self.user_options
+        if secrets and isinstance(options, dict) and isinstance(options.get("mounts"), list):
+            rows = [dict(r, **secrets.get(i, {})) if isinstance(r, dict) else r for i, r in enumerate(options["mounts"])]
+            options = {**options, "mounts": rows}
         try:
-            return build_request(self.user_options, self.catalog, self._groups())
+            return build_request(options, self.catalog, self._groups(), username=self._user_name())
+        except OptionsError as e:
+            raise web.HTTPError(400, f"Invalid server options: {e}") from None
+
+    async def _resolve_mounts(self, request: LaunchRequest, secrets: dict, resolved, specs) -> tuple:
+        """Credentials for every mount and the live checks (skipped when the form just
+        checked exactly these mounts). A failure is a 400 naming ``mounts[i].field``."""
+        if not request.mounts:
+            return ()
+        if resolved is not None and specs == fingerprint(request.mounts):
+            return resolved
+        self._progress(f"Checking {len(request.mounts)} data mount{'s' if len(request.mounts) != 1 else ''}")
+        try:
+            return await resolve_mounts(request.mounts, secrets, self.catalog.storage, self._user_name())
         except OptionsError as e:
             raise web.HTTPError(400, f"Invalid server options: {e}") from None
 
@@ -251,14 +181,24 @@ class GridSpawner(Spawner):
 
     def _progress(self, message: str) -> None:
         self.log.info("%s: %s", self._log_name, message)
-        if self._progress_queue is not None:
-            self._progress_queue.put_nowait(message)
+        if self._progress_changed is not None:
+            self._progress_events.append(message)
+            self._progress_changed.set()
 
     async def start(self):
-        request = self._build_request()
+        secrets, resolved, specs = self._take_secrets()
+        request = self._build_request(secrets)
         backend = self.runtime.backends[request.backend]
-        self._progress_queue = asyncio.Queue()
+        self._progress_events, self._progress_done = [], False
+        self._progress_changed = asyncio.Event()
         self.log.info("Starting %s on backend %s: %s", self._log_name, request.backend, request.summary())
+        try:
+            mounts = await self._resolve_mounts(request, secrets, resolved, specs)
+        except BaseException:
+            self._progress_done = True
+            self._progress_changed.set()
+            raise
+        self._mount_specs = tuple(request.mounts)
         ctx = LaunchContext(
             user=self._user_name(),
             server_name=self.name or "",
@@ -268,6 +208,8 @@ class GridSpawner(Spawner):
             args=tuple(self.get_args()),
             log=self.log,
             progress=self._progress,
+            mounts=mounts,
+            storage=self.catalog.storage if mounts else None,
         )
         try:
             launch = await backend.launch(ctx, request)
@@ -277,8 +219,8 @@ class GridSpawner(Spawner):
             raise web.HTTPError(500, f"Could not start your server: {e}") from None
         finally:
             self.runtime.capacity.poke()
-            if self._progress_queue is not None:
-                self._progress_queue.put_nowait(None)
+            self._progress_done = True
+            self._progress_changed.set()
         self._launch, self._backend_name = launch, request.backend
         self._started_at = time.time()
         self._deadline = self._started_at + request.max_runtime if request.max_runtime else None
@@ -286,20 +228,33 @@ class GridSpawner(Spawner):
         return launch.url
 
     async def progress(self):
-        queue = self._progress_queue
-        if queue is None:
-            return
-        step = 0
+        """Replay the launch's progress messages, then follow new ones until start() ends.
+
+        Every consumer (each open spawn page) sees every message.
+        """
+        seen = 0
         while True:
-            message = await queue.get()
-            if message is None:
-                break
-            step += 1
-            yield {"progress": min(90, 10 + 20 * step), "message": message}
+            events, done, changed = self._progress_events, self._progress_done, self._progress_changed
+            if changed is None:
+                return
+            while seen < len(events):
+                seen += 1
+                yield {"progress": min(90, 10 + 15 * seen), "message": events[seen - 1]}
+            if done:
+                return
+            changed.clear()
+            await changed.wait()
+
+    def _backend(self):
+        """The backend this server runs on; BackendError if the admin removed it since."""
+        backend = self.runtime.backends.get(self._backend_name)
+        if backend is None:
+            raise BackendError(f"backend {self._backend_name!r} is no longer configured")
+        return backend
 
     async def _ensure_attached(self) -> Launch | None:
-        if self._launch is None and self._saved_launch_state and self._backend_name in self.runtime.backends:
-            self._launch = await self.runtime.backends[self._backend_name].restore(self._saved_launch_state)
+        if self._launch is None and self._saved_launch_state:
+            self._launch = await self._backend().restore(self._saved_launch_state)
             self._arm_deadline()
         return self._launch
 
@@ -315,7 +270,7 @@ class GridSpawner(Spawner):
             self.log.warning("%s reached its maximum run time; stopping it", self._log_name)
             await self.stop()
             return 0
-        return await self.runtime.backends[self._backend_name].poll(launch)
+        return await self._backend().poll(launch)
 
     async def get_url(self):
         launch = await self._ensure_attached()
@@ -330,10 +285,18 @@ class GridSpawner(Spawner):
             return
         if launch is None:
             return
-        await self.runtime.backends[self._backend_name].stop(launch, now=now)
+        await self._backend().stop(launch, now=now)
         self.runtime.capacity.poke()
         self._launch = None
         self._saved_launch_state = None
+
+    async def delete_forever(self):
+        """The user or this named server is deleted: let every backend drop what outlived it."""
+        for name, backend in self.runtime.backends.items():
+            try:
+                await backend.delete_forever(self._user_name(), self.name or "", self._slug())
+            except BackendError as e:
+                self.log.warning("%s: backend %s could not delete stored data: %s", self._log_name, name, e)
 
     # ------------------------------------------------------------------ max run time
     def _arm_deadline(self) -> None:
@@ -366,6 +329,9 @@ class GridSpawner(Spawner):
             state["launch"] = launch_state
             state["started_at"] = self._started_at
             state["deadline"] = self._deadline
+            if self._mount_specs:
+                # what was mounted, without a secret: MountSpec values only
+                state["mounts"] = [m.to_dict() for m in self._mount_specs]
         return state
 
     def load_state(self, state):
@@ -375,6 +341,8 @@ class GridSpawner(Spawner):
             self._saved_launch_state = state["launch"]
             self._started_at = state.get("started_at")
             self._deadline = state.get("deadline")
+            rows = state.get("mounts") or []
+            self._mount_specs = tuple(MountSpec.from_dict(m) for m in rows if isinstance(m, dict))
 
     def clear_state(self):
         super().clear_state()
@@ -383,6 +351,7 @@ class GridSpawner(Spawner):
         self._saved_launch_state = None
         self._backend_name = None
         self._started_at = self._deadline = None
+        self._mount_specs = ()
 
     def form_defaults(self) -> dict[str, Any]:
         """The values a fresh form starts from for this user (used by the docs and tests)."""
@@ -394,4 +363,4 @@ def validate_config(spawner: GridSpawner) -> None:
     spawner.catalog
 
 
-schedule_startup_check(GridSpawner, validate_config, CatalogError)
+schedule_startup_check()

@@ -11,14 +11,16 @@ import importlib
 # kind -> "module:Class"; imported lazily so a hub without Kubernetes never imports its client.
 _KINDS = {
     "local": "gridspawner.backends.local:LocalBackend",
+    "ssh": "gridspawner.backends.ssh:SSHBackend",
+    "kubernetes": "gridspawner.backends.kubernetes:KubernetesBackend",
 }
 
-#: kinds named in the design that a later release adds
-_PLANNED = ("ssh", "kubernetes")
+#: every kind of the design, in the order messages list them (one may not be available yet)
+_ALL_KINDS = ("local", "ssh", "kubernetes")
 
 
 def known_kinds() -> tuple[str, ...]:
-    return tuple(_KINDS) + tuple(k for k in _PLANNED if k not in _KINDS)
+    return _ALL_KINDS
 
 
 def backend_class(kind: str, key: str = "backend"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
 from ..gpu import GPU, min_mib
@@ -24,6 +24,13 @@ class LaunchContext:
 
     ``env`` holds the JupyterHub environment including the API token: backends deliver it to
     the server process only (never argv, logs, or files others can read).
+
+    ``mounts`` are the request's data mounts resolved for this launch
+    (`gridspawner.mounts.hostcmd.HostMount`, in the order of ``request.mounts``, ``index``
+    = position): source, target, mode and the credentials that work for it. They carry
+    SECRETS and exist in memory only: a backend turns them into its own objects (host
+    script fragments, Kubernetes volumes and Secrets) and never puts them in ``Launch.state``
+    or a log. Empty when the request has no mounts.
     """
 
     user: str
@@ -34,6 +41,10 @@ class LaunchContext:
     args: tuple[str, ...]  # Spawner.get_args(): arguments for that command
     log: logging.Logger | logging.LoggerAdapter
     progress: Callable[[str], None] = lambda message: None
+    mounts: tuple = field(default=(), repr=False)
+    #: the admin's storage settings (`gridspawner.mounts.config.StorageConfig`: FUSE tool,
+    #: data directory, Kubernetes CSI templates); no secrets. None when there are no mounts.
+    storage: Any = None
 
 
 @dataclass
@@ -90,7 +101,7 @@ class Capacity:
 
     @property
     def free_gpus(self) -> int:
-        return sum(len(h.free) for h in self.hosts if h.reachable)
+        return sum(len(h.free_gpus()) for h in self.hosts if h.reachable)  # stale uuids in free never count
 
     @property
     def largest_free_gb(self) -> int:
@@ -112,6 +123,8 @@ class Capacity:
         if any(h.fits(count, gb, tolerance) for h in self.hosts):
             return True, ""
         if self.total_gpus == 0:
+            if self.hosts and not any(h.reachable for h in self.hosts):
+                return False, "no host of this backend is reachable now"
             return False, "this backend has no GPUs"
         size = f" with ≥ {gb} GB" if gb else ""
         best = self.largest_free_count(gb, tolerance)
@@ -126,7 +139,8 @@ class Capacity:
         down = sum(1 for h in self.hosts if not h.reachable)
         note = f" ({down} host{'s' if down != 1 else ''} unreachable)" if down else ""
         if self.total_gpus == 0:
-            return f"CPU only{note}"
+            # every host down says nothing about GPUs: not "CPU only"
+            return "no host reachable now" if down and down == len(self.hosts) else f"CPU only{note}"
         up_to = f", up to {self.largest_free_gb} GB" if self.free_gpus else ""
         return f"{self.free_gpus} of {self.total_gpus} GPUs free{up_to}{note}"
 
@@ -153,6 +167,20 @@ class Backend(ABC):
     def parse_image(cls, image: str, raw: dict, key: str) -> Any:
         """Validate what an image runs on this kind; raise CatalogError naming ``key``."""
 
+    @classmethod
+    def gpu_type_choices(cls, settings: Any) -> dict[str, str]:
+        """The GPU types a user may pick on a backend with these (parsed) settings: key →
+        display text, in the admin's order (the ``gpu_type`` option). Default: none — the
+        backend places GPUs by count and minimum memory only."""
+        return {}
+
+    @classmethod
+    def host_choices(cls, settings: Any) -> dict[str, str]:
+        """The hosts a user may pick on a backend with these (parsed) settings: host name →
+        display text, in the admin's order (the ``host`` option). Default: none — the
+        backend places servers itself (best fit by GPU count and minimum memory)."""
+        return {}
+
     # -- lifecycle
     @abstractmethod
     async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
@@ -177,6 +205,10 @@ class Backend(ABC):
     @abstractmethod
     async def probe_capacity(self) -> Capacity:
         """Ask the hosts/cluster what is free. Called in the background, never on a request."""
+
+    async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
+        """The user or named server is deleted for good: remove what outlives a server
+        (e.g. a home volume). Default: nothing outlives a server."""
 
     async def close(self) -> None:
         """Release connections (hub shutdown)."""

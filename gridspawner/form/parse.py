@@ -1,10 +1,39 @@
-"""Form data (tornado's dict of lists of strings) → user_options, before validation."""
+"""Form data (tornado's dict of lists of strings) → user_options, before validation.
+
+Parsing never judges: it turns numbers into numbers and leaves anything else as the user
+sent it, so `request.build_request` can reject it with a message next to the right field.
+It never raises.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from ..catalog import FIELDS
+
+#: Fields whose form value is a number.
+NUMBER_FIELDS = ("gpus", "gpu_memory", "cpu", "memory")
+#: Fields whose form value is a name.
+NAME_FIELDS = ("profile", "backend", "image")
+#: Fields whose empty value is a choice of its own, kept as "" ("Any GPU" / "Any host": not
+#: the default's or a profile's type or host, which leaving the key out would give).
+EMPTY_IS_A_CHOICE = ("gpu_type", "host")
+#: Hidden inputs the form adds, one per profile: ``_fixed.<profile>`` = "backend image ...",
+#: the fields that profile sets. Without JavaScript the visible fields are still submitted;
+#: these say which of them to leave out, so the profile's own values apply.
+FIXED_PREFIX = "_fixed."
+_MAX_NUMBER_CHARS = 40
+#: one data mount row's input: ``mounts-<row>-<key>`` (see `_mount_rows`)
+MOUNT_FIELD = re.compile(r"mounts-([0-9]{1,3})-([a-z_]{1,20})")
+#: a row with none of these filled in is an unused row and is skipped
+_MOUNT_TYPED = ("bucket", "prefix", "path", "target", "user", "access_key", "secret_key", "password")
+#: the inputs of the other mount type are in every row of the form: they are dropped
+_MOUNT_ONLY = {
+    "s3": ("endpoint", "bucket", "prefix", "credentials", "access_key", "secret_key"),
+    "ssh": ("host", "path", "user", "auth", "password"),
+}
+_DROPPABLE = frozenset(NUMBER_FIELDS) | {"backend", "image", "gpu_type", "host"}
 
 
 def _number(text: str) -> Any:
@@ -12,30 +41,99 @@ def _number(text: str) -> Any:
     text = text.strip()
     if text == "":
         return None
-    if text.lstrip("-").isdigit() and text.isascii():
-        return int(text)
+    if not text.isascii() or len(text) > _MAX_NUMBER_CHARS:
+        return text
     try:
+        if text.lstrip("+-").isdigit():
+            return int(text)
         value = float(text)
     except ValueError:
         return text
     return value if value == value and abs(value) != float("inf") else text
 
 
+def _first(values: Any) -> str | None:
+    if isinstance(values, (str, bytes)):
+        values = [values]
+    try:
+        value = values[0] if values else None
+    except (TypeError, KeyError, IndexError):
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
 def parse_form(formdata: Mapping[str, list]) -> dict[str, Any]:
+    """user_options from the submitted spawn form.
+
+    Numbers ("2" → 2, "0.5" → 0.5) for gpus/gpu_memory/cpu/memory; empty fields are left
+    out (the defaults apply) except ``gpu_type`` and ``host``, whose "" means "any GPU" /
+    "any host (best fit)" and is kept (the request then ignores a default's or profile's
+    type or host); ``_xsrf`` is ignored; fields the chosen profile sets are left
+    out; unknown keys are kept so validation names them. Data mount rows
+    (``mounts-<row>-<key>``) become the ``mounts`` list, in row order, skipping unused rows.
+    """
     options: dict[str, Any] = {}
-    for key, values in formdata.items():
-        if key == "_xsrf" or not values:
+    fixed: dict[str, list[str]] = {}
+    try:
+        items = list(formdata.items())
+    except (AttributeError, TypeError):
+        return options
+    for key, values in items:
+        if not isinstance(key, str) or key == "_xsrf":
             continue
-        value = values[0]
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        if key in ("gpus", "gpu_memory", "cpu", "memory"):
+        value = _first(values)
+        if value is None:
+            continue
+        if key.startswith(FIXED_PREFIX):
+            fixed[key[len(FIXED_PREFIX) :]] = value.split()
+        elif key in NUMBER_FIELDS:
             parsed = _number(value)
             if parsed is not None:
                 options[key] = parsed
-        elif key in ("profile", "backend", "image"):
+        elif key in NAME_FIELDS:
             if value != "":
                 options[key] = value
+        elif key in EMPTY_IS_A_CHOICE:
+            options[key] = value
+        elif MOUNT_FIELD.fullmatch(key):
+            continue  # collected below
         elif key not in FIELDS:
             options[key] = value  # validation names unknown fields
+    rows: dict[int, dict[str, str]] = {}
+    for key, values in items:
+        m = MOUNT_FIELD.fullmatch(key) if isinstance(key, str) else None
+        if m is None:
+            continue
+        value = _first(values)
+        if value is not None:
+            rows.setdefault(int(m.group(1)), {})[m.group(2)] = value
+    mounts = _mount_rows(rows)
+    if mounts:
+        options["mounts"] = mounts
+    profile = options.get("profile")
+    if isinstance(profile, str) and profile in fixed:
+        for f in fixed[profile]:
+            if f in _DROPPABLE:
+                options.pop(f, None)
     return options
+
+
+def _mount_rows(rows: Mapping[int, Mapping[str, str]]) -> list[dict[str, Any]]:
+    """Form rows → ``mounts`` objects: empty inputs and the other type's inputs left out,
+    the read-only checkbox as a bool, rows where nothing was typed skipped."""
+    out = []
+    for _, row in sorted(rows.items()):
+        if not any(row.get(k, "").strip() for k in _MOUNT_TYPED):
+            continue
+        mtype = row.get("type", "")
+        other = [k for t, keys in _MOUNT_ONLY.items() if t != mtype for k in keys]
+        mount: dict[str, Any] = {}
+        for k, v in row.items():
+            if k == "read_only" or k in other or v == "":
+                continue
+            mount[k] = v if k in ("access_key", "secret_key", "password") else v.strip()
+        mount["read_only"] = row.get("read_only", "") not in ("", "0", "false", "off")
+        out.append(mount)
+    return out

@@ -1,0 +1,440 @@
+"""`HostBackend`: servers on hosts reached through a `Transport` (local machine or SSH).
+
+It places GPUs (best fit, `gridspawner.gpu.place`), claims them in the on-host ledger (the
+only source of truth, so a restarted hub or a second hub on the same host never hands out a
+GPU twice), starts the server with a launch script, and forwards a local TCP port to the
+server's unix socket. Subclasses say which hosts exist and how to reach them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import socket
+import time
+from abc import abstractmethod
+from typing import Any, Sequence
+
+from ...gpu import GPU, GPUProbeError, describe, min_mib, place
+from ...mounts.hostcmd import HostMount, S3Source
+from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity
+from . import scripts
+from .inventory import Inventory, parse_probe
+from .scripts import LaunchSpec
+from .settings import MAX_SLUG, HostImage, HostSettings
+from .transport import Forward, RunResult, Transport, TransportError
+
+STATE_VERSION = 1
+_STATE_KEYS = ("host", "session_dir", "socket", "pid", "relay_port")
+
+
+class HostBackend(Backend):
+    """The host backend, generic over its transport. ``settings`` is a `HostSettings`."""
+
+    settings: HostSettings
+    #: how often a claim that lost a race (another hub took a GPU meanwhile) is re-placed
+    claim_attempts = 4
+    #: seconds the data mount step of a launch may take on top of ``command_timeout``
+    #: (copies take as long as the data needs; the hub's ``Spawner.start_timeout`` also applies)
+    mount_timeout = 3600.0
+
+    def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
+        super().__init__(name, settings, tolerance=tolerance)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._forwards: dict[str, Forward] = {}  # session dir -> forward
+
+    # ------------------------------------------------------------------ what subclasses provide
+    @abstractmethod
+    def hosts(self) -> Sequence[str]:
+        """The hosts to place on, in order of preference."""
+
+    @abstractmethod
+    async def transport(self, host: str) -> Transport:
+        """The (pooled) transport to ``host``; raises BackendError when it is unreachable."""
+
+    def owner(self) -> str:
+        """Who holds a ledger entry (shown to admins reading the ledger)."""
+        return f"{getpass.getuser()}@{socket.gethostname()} backend {self.name}"
+
+    # ------------------------------------------------------------------ helpers
+    def _lock(self, host: str) -> asyncio.Lock:
+        return self._locks.setdefault(host, asyncio.Lock())
+
+    async def _run(self, host: str, script: str, what: str, timeout: float | None = None) -> RunResult:
+        """Run a script on ``host``. Never logs the script (the launch script holds a token)."""
+        timeout = self.settings.command_timeout if timeout is None else timeout
+        transport = await self.transport(host)
+        try:
+            return await transport.run(script, timeout)
+        except asyncio.TimeoutError:
+            raise BackendError(f"{what} on {host} did not finish within {timeout:g} s") from None
+        except TransportError as e:
+            raise BackendError(f"{what} on {host} failed: {e}") from None
+
+    async def _probe(self, host: str) -> Inventory:
+        s = self.settings
+        result = await self._run(host, scripts.probe_script(s.nvidia_smi, s.ledger_dir), "probing GPUs")
+        try:
+            return parse_probe(result.stdout)
+        except GPUProbeError as e:
+            raise BackendError(f"cannot read the GPUs of {host}: {e}") from None
+
+    def _url(self, port: int) -> str:
+        host = self.settings.relay_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    # ------------------------------------------------------------------ placement
+    def _shortage(self, host: str, request: Any, inv: Inventory) -> str:
+        count, gb = request.gpus, request.gpu_memory
+        if not inv.gpus:
+            return f"{host} has no GPUs" + ("" if inv.has_nvidia_smi else " (no nvidia-smi found)")
+        need = min_mib(gb, self.tolerance)
+        free = sum(1 for g in inv.free() if g.memory_total_mib >= need)
+        size = f" with ≥ {gb} GB" if gb else ""
+        return f"{count} GPU{'s' if count != 1 else ''}{size} requested, {free} free on {host}"
+
+    async def _host_order(self, ctx: LaunchContext, request: Any, reasons: list[str]) -> list[str]:
+        """The hosts to try, best first (the ssh kind ranks them by best fit across hosts);
+        a host left out should get its reason appended to ``reasons``."""
+        return list(self.hosts())
+
+    async def _place_and_claim(self, ctx: LaunchContext, request: Any, entry: str) -> tuple[str, tuple[GPU, ...]]:
+        if not self.hosts():
+            raise BackendError("this backend has no hosts configured")
+        reasons: list[str] = []
+        hosts = await self._host_order(ctx, request, reasons)
+        if request.gpus <= 0:
+            if hosts:
+                return hosts[0], ()
+            raise BackendError("; ".join(reasons) or "no host is available")
+        for host in hosts:
+            gpus = await self._claim_on(ctx, request, entry, host, reasons, self._probed(host))
+            if gpus is not None:
+                return host, gpus
+        raise NoCapacity("; ".join(reasons))
+
+    def _probed(self, host: str) -> Inventory | None:
+        """An inventory `_host_order` just probed for this launch (None: probe under the lock)."""
+        return None
+
+    async def _claim_on(
+        self, ctx: LaunchContext, request: Any, entry: str, host: str, reasons: list[str],
+        inventory: Inventory | None = None,
+    ) -> tuple[GPU, ...] | None:
+        """Place on ``host`` and claim in its ledger; None (a reason appended) when it cannot.
+        ``inventory``: a probe just made, used for the first attempt (the claim itself is
+        atomic on the host: a GPU taken since is a conflict, and the host is probed again)."""
+        s = self.settings
+        # one claim at a time per host from this hub: no needless ledger conflicts
+        async with self._lock(host):
+            for _ in range(self.claim_attempts):
+                if inventory is not None:
+                    inv, inventory = inventory, None
+                else:
+                    ctx.progress(f"probing GPUs on {host}")
+                    try:
+                        inv = await self._probe(host)
+                    except BackendError as e:
+                        reasons.append(str(e))
+                        return None
+                gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance, taken=inv.claimed)
+                if gpus is None:
+                    reasons.append(self._shortage(host, request, inv))
+                    return None
+                ctx.progress(f"placing: {host}, {describe(gpus)}")
+                script = scripts.claim_script(
+                    s.ledger_dir, entry, scripts.uuids_of(gpus), owner=self.owner(), user=ctx.user, grace=s.ledger_grace
+                )
+                result = await self._run(host, script, "claiming GPUs")
+                if result.exit_status == 0 and scripts.parse_marker(result.stdout, "claimed") is not None:
+                    return gpus
+                if result.exit_status != scripts.EXIT_CONFLICT:
+                    raise BackendError(
+                        f"could not claim GPUs on {host} (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
+                    )
+                self.log.info("%s: GPU %s was claimed meanwhile on %s; placing again",
+                              ctx.user, scripts.parse_marker(result.stdout, "conflict"), host)
+        reasons.append(f"the GPUs on {host} kept being claimed by other sessions; try again")
+        return None
+
+    def _session_root(self, ctx: LaunchContext, host: str) -> str:
+        """The session root on ``host`` for ``ctx.user`` (the ssh kind: per remote account)."""
+        return self.settings.session_root
+
+    async def _prepare(self, ctx: LaunchContext, host: str, image: Any, spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
+        """Adapt the launch to ``host`` (the ssh kind: runtime, hub API tunnel, certificates);
+        returns the spec to run and extra JSON-able state to save. Default: as is."""
+        return spec, {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def _env(self, ctx: LaunchContext, image: HostImage, gpus: Sequence[GPU]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for k, v in ctx.env.items():
+            if scripts.env_name_ok(k):
+                env[k] = str(v)
+            else:
+                self.log.warning("%s: skipping environment variable with an invalid name %r", ctx.user, k)
+        env.update(self.settings.env)
+        env.update(image.env)
+        env.update({k: str(v) for k, v in ctx.env.items() if k.startswith("JUPYTERHUB_") and scripts.env_name_ok(k)})
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(scripts.uuids_of(gpus))
+        return env
+
+    async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
+        s = self.settings
+        image = getattr(request, "image_settings", None) or HostImage()
+        try:
+            slug = scripts.check_slug(ctx.slug)
+        except ValueError as e:
+            raise BackendError(str(e)) from None
+        if len(slug) > MAX_SLUG:
+            raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
+        # the ledger entry is named before a host is chosen: from the configured root (for the
+        # ssh kind a template), which is the same string on every host
+        entry = scripts.ledger_entry_name(s.session_root.rstrip("/") + "/" + slug, slug)
+        host, gpus = await self._place_and_claim(ctx, request, entry)
+        session_root = self._session_root(ctx, host)
+        session_dir = session_root.rstrip("/") + "/" + slug
+        claimed = bool(gpus)
+        pid: int | None = None
+        data_link: str | None = None
+        extra_state: dict = {}
+        mounts = tuple(ctx.mounts or ())
+        data_name = getattr(ctx.storage, "data_dir", None) or "data"
+        try:
+            spec = LaunchSpec(
+                session_root=session_root,
+                slug=slug,
+                notebook_dir=s.notebook_dir_for(ctx.user),
+                env=self._env(ctx, image, gpus),
+                cmd=tuple(image.cmd or ctx.cmd) + tuple(ctx.args),
+                prefix=image.prefix,
+                ledger_dir=s.ledger_dir if claimed else None,
+                ledger_entry=entry if claimed else None,
+                mounts=mounts,
+                mount_tool=getattr(ctx.storage, "tool", None) or "rclone",
+                data_link=data_name if mounts else None,
+            )
+            spec, extra_state = await self._prepare(ctx, host, image, spec)
+            described = [describe_mount(m, _spec_of(request, m.index), data_name) for m in mounts]
+            for m, text in zip(mounts, described):
+                ctx.progress(f"{'copying' if m.mode == 'copy' else 'mounting'} data: {text}")
+            ctx.progress("starting server")
+            pid, data_link = await self._start(ctx, host, spec, described)
+            ctx.progress(f"server process {pid} started")
+            await self._wait_started(ctx, host, session_dir, pid)
+            forward = await (await self.transport(host)).forward(spec.socket_path, s.relay_host)
+        except BaseException as e:
+            # leave nothing behind: the process, the data mounts, the session directory, the GPU claim
+            cleanup = asyncio.ensure_future(self._cleanup(host, session_dir, pid, entry if claimed else None, data_link))
+            try:
+                await asyncio.shield(cleanup)
+            except BaseException:
+                pass
+            if isinstance(e, (OSError, TransportError)):
+                raise BackendError(f"could not forward a port to the server on {host}: {e}") from None
+            raise
+        await self._drop_forward(session_dir)  # a leftover of this session's previous server
+        self._forwards[session_dir] = forward
+        state = {
+            "v": STATE_VERSION,
+            "host": host,
+            "session_dir": session_dir,
+            "socket": spec.socket_path,
+            "pid": pid,
+            "relay_host": s.relay_host,
+            "relay_port": forward.port,
+            "gpus": [g.to_dict() for g in gpus],
+            "ledger_dir": s.ledger_dir,
+            "ledger_entry": entry if claimed else None,
+            **extra_state,
+        }
+        if data_link:
+            state["data_link"] = data_link
+        self.log.info("%s: server %r started on %s as pid %d (%s)", ctx.user, ctx.server_name, host, pid, describe(gpus))
+        return Launch(url=self._url(forward.port), state=state, gpus=tuple(gpus), description=f"{host}, {describe(gpus)}")
+
+    async def _start(self, ctx: LaunchContext, host: str, spec: LaunchSpec, described: Sequence[str] = ()) -> tuple[int, str | None]:
+        """Run the launch script (data mounts first, when there are any); returns the server's
+        pid and the data link made in the notebook directory (None: none)."""
+        try:
+            script = scripts.launch_script(spec)
+        except ValueError as e:  # a mount the host tools cannot express; never a secret in it
+            raise BackendError(f"cannot mount data on {host}: {e}") from None
+        s = self.settings
+        timeout = s.command_timeout + (self.mount_timeout if spec.mounts else 0)
+        what = "mounting data and starting the server" if spec.mounts else "starting the server"
+        for attempt in range(2):
+            result = await self._run(host, script, what, timeout)
+            if result.exit_status == scripts.EXIT_MOUNT:
+                raise BackendError(_mount_failure(result, spec.mounts, described, host))
+            if result.exit_status == scripts.EXIT_MOUNTS_LEFT:
+                left = (scripts.parse_marker(result.stdout, "mounts-left") or "").strip()
+                raise BackendError(f"a data mount of this server's previous run on {host} cannot be unmounted "
+                                   f"({left}); ask the hub admin to unmount it")
+            if result.exit_status == scripts.EXIT_BUSY and attempt == 0:
+                old = scripts.parse_marker(result.stdout, "busy")
+                ctx.progress(f"stopping a leftover server of this session (process {old})")
+                stop = scripts.stop_script(spec.session_dir, int(old) if (old or "").isdigit() else None, now=True,
+                                           kill_timeout=self.settings.kill_timeout)
+                await self._run(host, stop, "stopping a leftover server", self.settings.kill_timeout + self.settings.command_timeout)
+                continue
+            pid = scripts.parse_marker(result.stdout, "pid")
+            if result.exit_status != 0 or not (pid or "").isdigit():
+                raise BackendError(f"could not start the server on {host}: {result.stderr.strip()[-500:] or f'exit {result.exit_status}'}")
+            link = scripts.parse_marker(result.stdout, "data-link") or None
+            if spec.mounts:
+                if link:
+                    ctx.progress(f"data ready in {link}")
+                else:
+                    where = scripts.parse_marker(result.stdout, "data-dir") or f"{spec.session_dir}/data"
+                    ctx.progress(f"data ready in {where} ({spec.data_link!r} in the notebook directory is not ours to replace)")
+                    self.log.warning("%s: %s/%s exists and is no link; data mounts are in %s only",
+                                     ctx.user, spec.notebook_dir, spec.data_link, where)
+            return int(pid), link
+        raise BackendError(f"a previous server of this session on {host} could not be stopped")
+
+    async def _wait_started(self, ctx: LaunchContext, host: str, session_dir: str, pid: int) -> None:
+        wait = self.settings.start_wait
+        result = await self._run(host, scripts.wait_script(session_dir, pid, wait), "waiting for the server", wait + self.settings.command_timeout)
+        if scripts.parse_marker(result.stdout, "ready") is not None:
+            ctx.progress("server is listening")
+            return
+        if scripts.parse_marker(result.stdout, "dead") is not None:
+            tail = result.stdout.split("@@dead", 1)[1].strip()
+            raise BackendError("the server exited during start-up" + (f"; the end of its log:\n{tail}" if tail else ""))
+        ctx.progress("server is still starting")
+
+    async def _cleanup(self, host: str, session_dir: str, pid: int | None, entry: str | None,
+                       data_link: str | None = None) -> None:
+        s = self.settings
+        script = scripts.stop_script(session_dir, pid, ledger_dir=s.ledger_dir if entry else None, ledger_entry=entry,
+                                     kill_timeout=s.kill_timeout, now=True, data_link=data_link)
+        try:
+            result = await self._run(host, script, "cleaning up", s.kill_timeout + s.command_timeout)
+        except BackendError as e:
+            self.log.error("cleanup of %s on %s failed: %s", session_dir, host, e)
+            return
+        self._report_mounts_left(host, session_dir, result)
+
+    def _report_mounts_left(self, host: str, session_dir: str, result: RunResult) -> None:
+        left = scripts.parse_marker(result.stdout, "mounts-left")
+        if left is not None:
+            self.log.error("%s on %s: data mounts could not be unmounted (%s); the session directory was kept "
+                           "so its remote files stay safe — unmount them by hand", session_dir, host, left.strip())
+
+    def _check_state(self, state: Any) -> dict:
+        if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
+            raise BackendError(f"saved server state is incomplete (needs {', '.join(_STATE_KEYS)})")
+        if state["host"] not in self.hosts():
+            raise BackendError(f"host {state['host']!r} is no longer configured for backend {self.name!r}")
+        return state
+
+    async def restore(self, state: dict) -> Launch:
+        state = self._check_state(state)
+        forward = self._forwards.get(state["session_dir"])
+        if forward is None or getattr(forward, "closed", False):
+            transport = await self.transport(state["host"])
+            try:
+                forward = await transport.forward(state["socket"], self.settings.relay_host, int(state["relay_port"] or 0))
+            except (OSError, TransportError) as e:
+                raise BackendError(f"could not forward a port to the server on {state['host']}: {e}") from None
+            self._forwards[state["session_dir"]] = forward
+        state = dict(state, relay_port=forward.port, relay_host=self.settings.relay_host)
+        gpus = tuple(GPU.from_dict(g) for g in state.get("gpus") or ())
+        return Launch(url=self._url(forward.port), state=state, gpus=gpus, description=f"{state['host']}, {describe(gpus)}")
+
+    async def _drop_forward(self, session_dir: str) -> None:
+        forward = self._forwards.pop(session_dir, None)
+        if forward is not None:
+            await forward.close()
+
+    async def poll(self, launch: Launch) -> int | None:
+        st = launch.state
+        script = scripts.poll_script(st["session_dir"], int(st["pid"]), ledger_dir=st.get("ledger_dir"),
+                                     ledger_entry=st.get("ledger_entry"), data_link=st.get("data_link"))
+        try:
+            result = await self._run(st["host"], script, "checking the server")
+        except BackendError as e:
+            # a host we cannot reach right now is not a dead server
+            self.log.warning("poll of %s: %s", st["session_dir"], e)
+            return None
+        if scripts.parse_marker(result.stdout, "running") is not None:
+            return None
+        self._report_mounts_left(st["host"], st["session_dir"], result)
+        await self._drop_forward(st["session_dir"])
+        return 1
+
+    async def stop(self, launch: Launch, now: bool = False) -> None:
+        s, st = self.settings, launch.state
+        script = scripts.stop_script(
+            st["session_dir"], st.get("pid"), ledger_dir=st.get("ledger_dir"), ledger_entry=st.get("ledger_entry"),
+            interrupt_timeout=s.interrupt_timeout, term_timeout=s.term_timeout, kill_timeout=s.kill_timeout, now=now,
+            data_link=st.get("data_link"),
+        )
+        budget = s.kill_timeout + (0 if now else s.interrupt_timeout + s.term_timeout) + s.command_timeout
+        try:
+            result = await self._run(st["host"], script, "stopping the server", budget)
+        finally:
+            await self._drop_forward(st["session_dir"])
+        self._report_mounts_left(st["host"], st["session_dir"], result)
+        how = scripts.parse_marker(result.stdout, "stopped")
+        if how is None:
+            raise BackendError(f"server process {st.get('pid')} on {st['host']} survived SIGKILL")
+        self.log.info("stopped %s on %s (%s)", st["session_dir"], st["host"], "already gone" if how == "none" else f"SIG{how}")
+
+    async def probe_capacity(self) -> Capacity:
+        async def one(host: str) -> HostCapacity:
+            try:
+                inv = await self._probe(host)
+            except BackendError as e:
+                return HostCapacity(name=self.display_host(host), error=str(e))
+            return HostCapacity(name=self.display_host(host), gpus=inv.gpus, free=frozenset(g.uuid for g in inv.free()))
+
+        hosts = await asyncio.gather(*(one(h) for h in self.hosts()))
+        return Capacity(backend=self.name, hosts=tuple(hosts), updated=time.time())
+
+    def display_host(self, host: str) -> str:
+        return host
+
+    async def close(self) -> None:
+        for session_dir in list(self._forwards):
+            await self._drop_forward(session_dir)
+
+
+# --------------------------------------------------------------------------- data mounts
+
+
+def _spec_of(request: Any, index: int) -> Any:
+    specs = getattr(request, "mounts", None) or ()
+    return specs[index] if 0 <= index < len(specs) else None
+
+
+def describe_mount(m: HostMount, spec: Any, data_name: str = "data") -> str:
+    """``s3 campus:lab-data/alice/run1 → data/run1`` — what a mount is, for progress
+    messages and errors (never a secret). ``spec``: the request's `MountSpec` (for the
+    admin's endpoint / host name), or None."""
+    src = m.source
+    if isinstance(src, S3Source):
+        endpoint = getattr(spec, "endpoint", None)
+        text = f"s3 {endpoint + ':' if endpoint else ''}{src.bucket}/{src.prefix}".rstrip("/")
+    else:
+        text = f"ssh {getattr(spec, 'host', None) or src.address}:{src.path}"
+    text += f" → {data_name}/{m.target}"
+    return text + (" (read-only)" if m.read_only and m.mode == "mount" else "")
+
+
+def _mount_failure(result: RunResult, mounts: Sequence[HostMount], described: Sequence[str], host: str) -> str:
+    """The user-facing message of a launch whose mount step failed (exit EXIT_MOUNT)."""
+    marker = scripts.parse_marker(result.stdout, "mount-failed")
+    tail = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("still mounted")][-8:]
+    log = "\n".join(tail)[-800:]
+    index = int(marker) if marker and marker.lstrip("-").isdigit() else None
+    pos = next((k for k, m in enumerate(mounts) if m.index == index), None)
+    if pos is None:
+        what = f"preparing the data directory on {host}"
+    else:
+        what = f"mount {index + 1} ({described[pos] if pos < len(described) else mounts[pos].target}) on {host}"
+    return f"{what} failed" + (f": {log}" if log else "")

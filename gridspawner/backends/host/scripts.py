@@ -1,0 +1,500 @@
+"""Pure builders of the sh scripts the host backend runs, and parsers of what they print.
+
+Every script is sent on stdin of ``/bin/sh -s`` (locally or over SSH), so a secret in it
+(the API token in the launch script) never appears in an argv, a file or a log: **never log a
+script**. Every value is ``shlex.quote``d; the only unquoted text is the admin's image
+``prefix`` (trusted shell, like a Dockerfile). Scripts are POSIX sh (dash, busybox ash,
+bash): ``flock``, ``setsid`` and a fractional ``sleep`` are the only non-POSIX tools used.
+
+Each body is wrapped in ``{ … } </dev/null``: the shell parses the whole script before
+running any of it, and no command can read the rest of the script from stdin.
+
+Data mounts: the launch script runs `hostcmd.mount_fragment` right after it made the 0700
+session directory (FUSE mounts / copies into ``$S/data/<target>``, credentials in 0600 files
+in ``$S/.mounts``). Every script that removes a session directory does it through
+``remove_session``: unmount first (`hostcmd.unmount_fragment`), and ``rm -rf`` only when no
+mount point is left anywhere below it — a ``rm -rf`` that walks into a live FUSE mount would
+delete the bucket's or the storage server's files.
+
+Ledger: one file per session in ``ledger_dir`` (shared by every hub on the host, 1777),
+named by `ledger_entry_name`, holding ``key=value`` lines: ``owner``, ``user``, ``created``
+(epoch seconds), ``uuid`` (one line per GPU) and ``pid`` once the server runs. Files are
+written under ``flock $ledger/.lock`` and replaced atomically (write a dot-file, ``mv``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from ...gpu import NVIDIA_SMI_ARGS, GPU
+from ...mounts import hostcmd
+from ...mounts.hostcmd import EXIT_MOUNT, HostMount
+
+q = shlex.quote
+
+SOCKET_NAME = "jupyter.sock"
+#: exit statuses the scripts use to say what went wrong
+EXIT_CONFLICT = 3  # claim: a requested GPU is in another session's ledger entry
+EXIT_LEDGER = 4  # claim: the ledger directory is unusable
+EXIT_LOCK = 5  # claim: the ledger lock was not granted in time
+EXIT_ROOT = 10  # launch: the session root is not a private directory of ours
+EXIT_BUSY = 11  # launch: a server of this session is still running
+EXIT_NOTEBOOK_DIR = 12  # launch: the notebook directory cannot be created / entered
+EXIT_NO_START = 13  # launch: the server process did not start
+# EXIT_MOUNT (14, from hostcmd): launch: a data mount failed (``@@mount-failed <index>``)
+EXIT_MOUNTS_LEFT = 15  # launch: a mount of an earlier server of this session cannot be unmounted
+
+#: the server's first process: records its pid (the new session's id) in "$S/pid", then
+#: becomes the server. Started by ``setsid -f``, not by ``&``: sh makes a background job
+#: ignore SIGINT for good, and the stop ladder begins with SIGINT.
+_EXEC_RECORDING_PID = 'echo $$ >"$1/pid.new" && mv -f "$1/pid.new" "$1/pid" || exit 126; shift; exec "$@"'
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+_SLUG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+#: sh functions shared by the scripts. ``alive PID``: the process exists and is no zombie
+#: (an orphan may wait long for a reaper in a container). ``group_alive PGID``: any process
+#: of the group exists. ``nap``: 0.1 s.
+_FUNCS = r"""alive() {
+  [ -n "$1" ] || return 1
+  if [ -r "/proc/$1/stat" ]; then
+    case "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" in Z*|X*|'') return 1 ;; esac
+    return 0
+  fi
+  kill -0 "$1" 2>/dev/null
+}
+group_alive() { kill -0 "-$1" 2>/dev/null; }
+nap() { sleep 0.1 2>/dev/null || sleep 1; }
+"""
+
+
+def _wrap(body: str) -> str:
+    return "{\n" + body.rstrip("\n") + "\n} </dev/null\n"
+
+
+def check_slug(slug: str) -> str:
+    """A session slug as a file name: letters, digits and '-' (raises ValueError)."""
+    if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
+        raise ValueError(f"unsafe session slug {slug!r}")
+    return slug
+
+
+def env_name_ok(name: str) -> bool:
+    return isinstance(name, str) and bool(_ENV_NAME.fullmatch(name))
+
+
+def ledger_entry_name(session_dir: str, slug: str) -> str:
+    """The ledger file of a session: unique per host (the session directory is), readable."""
+    digest = hashlib.sha256(session_dir.encode()).hexdigest()[:8]
+    return f"{check_slug(slug)}.{digest}"
+
+
+def _ticks(seconds: float) -> int:
+    return max(0, math.ceil(seconds * 10))
+
+
+def _label(value: str) -> str:
+    """A ledger value on one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", "?", value)[:200]
+
+
+def remove_session_func(session_dir: str) -> str:
+    """sh function ``remove_session``: unmount the data mounts of the session directory
+    ``$S`` (= ``session_dir``), then ``rm -rf "$S"`` — only when no mount point at all is
+    left below it. Otherwise it keeps the directory, prints ``@@mounts-left <paths>`` and
+    returns 1. Quiet on success."""
+    try:
+        unmount = hostcmd.unmount_fragment(session_dir)
+    except ValueError:
+        # mount_fragment refuses such a path: no mount of ours can be there
+        unmount = 'gs_mounts_left=""\n'
+    return (
+        "remove_session() {\n"
+        "{\n" + unmount.rstrip("\n") + "\n} >/dev/null 2>&1\n"
+        # whatever is still mounted below $S (ours, or one the user made): never rm -rf into it
+        'gs_left=$(awk -v p="$S/" \'index($5, p) == 1 { print $5 }\' /proc/self/mountinfo 2>/dev/null | tr "\\n" " ")\n'
+        'if [ -z "$gs_mounts_left" ] && [ -z "$gs_left" ]; then rm -rf "$S"; return 0; fi\n'
+        'echo "@@mounts-left $gs_left"\n'
+        'echo "still mounted, so $S was kept: $gs_left" >&2\n'
+        "return 1\n"
+        "}\n"
+    )
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def probe_script(nvidia_smi: Sequence[str], ledger_dir: str) -> str:
+    """Print the GPU inventory and the ledger (`inventory.parse_probe` reads it):
+
+    ``@@gpus missing`` (no nvidia-smi: no GPUs) or ``@@gpus <status>`` + nvidia-smi's output,
+    then ``@@ledger``, each entry as ``@@entry <name>`` + its lines, and ``@@end``.
+    """
+    cmd = " ".join(q(a) for a in (*nvidia_smi, *NVIDIA_SMI_ARGS))
+    body = f"""L={q(ledger_dir)}
+if command -v {q(nvidia_smi[0])} >/dev/null 2>&1; then
+  out=$({cmd} 2>&1); rc=$?
+  echo "@@gpus $rc"
+  printf '%s\\n' "$out"
+else
+  echo "@@gpus missing"
+fi
+echo "@@ledger"
+for f in "$L"/*; do
+  [ -f "$f" ] || continue
+  echo "@@entry ${{f##*/}}"
+  cat "$f" 2>/dev/null
+done
+echo "@@end"
+"""
+    return _wrap(body)
+
+
+# --------------------------------------------------------------------------- claim / release
+
+_LEDGER_DIR = f"""if [ ! -d "$L" ]; then
+  (umask 022; mkdir -p "$L" && chmod 1777 "$L") 2>/dev/null || [ -d "$L" ] || exit {EXIT_LEDGER}
+fi
+[ -e "$L/.lock" ] || (umask 011; : >>"$L/.lock") 2>/dev/null
+exec 9<"$L/.lock" || exit {EXIT_LEDGER}
+"""
+
+
+def claim_script(
+    ledger_dir: str,
+    entry: str,
+    uuids: Sequence[str],
+    *,
+    owner: str,
+    user: str,
+    grace: float,
+    lock_timeout: float = 10,
+) -> str:
+    """Atomically claim ``uuids`` as ledger ``entry``: under ``flock``, drop stale entries
+    (server pid dead, or never recorded, and older than ``grace`` seconds), exit
+    `EXIT_CONFLICT` printing ``@@conflict <uuid>`` when another entry holds a requested GPU,
+    else write the entry and print ``@@claimed``."""
+    uuids = [_label(u) for u in uuids]  # one ledger line each, whatever a driver prints
+    want = " ".join(q(u) for u in uuids)
+    lines = "".join(f"uuid={u}\n" for u in uuids)
+    header = f"owner={_label(owner)}\nuser={_label(user)}\n"
+    body = f"""{_FUNCS}L={q(ledger_dir)}
+E={q(entry)}
+{_LEDGER_DIR}flock -w {math.ceil(lock_timeout)} 9 || exit {EXIT_LOCK}
+now=$(date +%s)
+stale=""
+for f in "$L"/*; do
+  [ -f "$f" ] || continue
+  [ "${{f##*/}}" = "$E" ] && continue
+  pid=$(sed -n 's/^pid=//p' "$f" | tail -n 1)
+  created=$(sed -n 's/^created=//p' "$f" | head -n 1)
+  case "$created" in ''|*[!0-9]*) created=0 ;; esac
+  if [ $((now - created)) -gt {math.ceil(grace)} ] && ! alive "$pid"; then
+    # another account's stale entry cannot be removed from the sticky directory: ignore it
+    rm -f "$f" 2>/dev/null || [ ! -e "$f" ] || stale="$stale/${{f##*/}}/"
+  fi
+done
+for u in {want}; do
+  for f in "$L"/*; do
+    [ -f "$f" ] || continue
+    [ "${{f##*/}}" = "$E" ] && continue
+    case "$stale" in *"/${{f##*/}}/"*) continue ;; esac
+    if grep -qxF "uuid=$u" "$f" 2>/dev/null; then
+      echo "@@conflict $u"
+      exit {EXIT_CONFLICT}
+    fi
+  done
+done
+t="$L/.$E.$$"
+{{ printf '%s' {q(header)}; printf 'created=%s\\n' "$now"; printf '%s' {q(lines)}; }} >"$t" || exit {EXIT_LEDGER}
+chmod 644 "$t" && mv -f "$t" "$L/$E" || {{ rm -f "$t"; exit {EXIT_LEDGER}; }}
+echo "@@claimed"
+"""
+    return _wrap(body)
+
+
+def release_script(ledger_dir: str, entry: str) -> str:
+    """Remove ledger ``entry`` (missing is fine)."""
+    return _wrap(f"rm -f {q(ledger_dir.rstrip('/') + '/' + entry)}\n")
+
+
+def remove_tree_script(path: str) -> str:
+    """Remove the directory ``path`` and what is in it (missing is fine) — like a session
+    directory: data mounts below it are unmounted first and nothing is removed while a mount
+    point is left (prints ``@@mounts-left``)."""
+    return _wrap(f"S={q(path)}\n{remove_session_func(path)}remove_session\n")
+
+
+# --------------------------------------------------------------------------- launch
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything the launch script needs, already resolved (pure data)."""
+
+    session_root: str
+    slug: str
+    notebook_dir: str  # absolute, or starting with "~/" (the host user's home)
+    env: Mapping[str, str]
+    cmd: tuple[str, ...]
+    prefix: str = ""
+    ledger_dir: str | None = None  # with ledger_entry: record the pid there
+    ledger_entry: str | None = None
+    extra_args: tuple[str, ...] = field(default=())
+    #: data mounts (`hostcmd.HostMount`, with their SECRETS) made into ``$S/data/<target>``
+    #: before the server starts; ``mount_tool``: the FUSE tool (`hostcmd.mount_fragment`)
+    mounts: tuple[HostMount, ...] = field(default=(), repr=False)
+    mount_tool: str = "rclone"
+    #: seconds a FUSE mount may take to appear
+    mount_wait: float = 30
+    #: with mounts: the name of a symlink in the notebook directory to ``$S/data`` (so the
+    #: user finds the data next to the notebooks); None: no link
+    data_link: str | None = None
+
+    @property
+    def session_dir(self) -> str:
+        return self.session_root.rstrip("/") + "/" + check_slug(self.slug)
+
+    @property
+    def socket_path(self) -> str:
+        return self.session_dir + "/" + SOCKET_NAME
+
+
+def _sh_path(path: str) -> str:
+    """A path for sh: "~/x" → "$HOME"/'x' (the host user's home), else quoted as is."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + q(path[2:])
+    return q(path)
+
+
+def export_lines(env: Mapping[str, str]) -> str:
+    """``export NAME='value'`` lines; names must be valid sh identifiers (ValueError)."""
+    out = []
+    for name, value in env.items():
+        if not env_name_ok(name):
+            raise ValueError(f"not a valid environment variable name: {name!r}")
+        out.append(f"export {name}={q(str(value))}\n")
+    return "".join(out)
+
+
+def launch_script(spec: LaunchSpec) -> str:
+    """Start the server in its own session (pid = session id = process group id), listening on a unix socket in a fresh 0700
+    session directory; print ``@@pid <pid>``. Exits `EXIT_BUSY` (printing ``@@busy <pid>``)
+    when a server of this session still runs. CONTAINS SECRETS: never log it."""
+    root = q(spec.session_root)
+    sdir = q(spec.session_dir)
+    server = " ".join(q(a) for a in (*spec.cmd, *spec.extra_args))
+    record_pid = ""
+    if spec.ledger_dir and spec.ledger_entry:
+        entry = q(spec.ledger_dir.rstrip("/") + "/" + spec.ledger_entry)
+        record_pid = f'[ -f {entry} ] && printf \'pid=%s\\n\' "$pid" >>{entry}\n'
+    prefix = f"{{\n{spec.prefix.rstrip()}\n}} >&2\n" if spec.prefix.strip() else ""
+    mount = link = unlink = ""
+    if spec.mounts:
+        # in a subshell: its `exit` on a failure ends the mount step only, and the script
+        # removes the session directory (unmounting first) before it exits
+        fragment = hostcmd.mount_fragment(spec.session_dir, spec.mounts, tool=spec.mount_tool, wait=spec.mount_wait)
+        data = hostcmd.data_dir_of(spec.session_dir)
+        # a FUSE mount comes up even when its credentials are refused (rclone asks S3 only on
+        # the first listing): list each mount once, so a bad one fails the launch, named
+        checks = "".join(f" && mount_check {int(m.index)} {q(data + '/' + m.target)}" for m in spec.mounts if m.mode == "mount")
+        mount = f"(\n{fragment.rstrip()}\n){checks} || {{ remove_session; exit {EXIT_MOUNT}; }}\n"
+        if spec.data_link:
+            link = data_link_lines(spec.data_link)
+            unlink = '  [ "$(readlink "$G" 2>/dev/null)" = "$S/data" ] && rm -f "$G"\n'
+    body = f"""{_FUNCS}umask 077
+R={root}
+S={sdir}
+{remove_session_func(spec.session_dir)}{_MOUNT_CHECK if spec.mounts else ""}mkdir -p "$R" 2>/dev/null
+if [ -L "$R" ] || [ ! -d "$R" ] || [ ! -O "$R" ]; then
+  echo "session root $R is not a directory owned by $(id -un)" >&2
+  exit {EXIT_ROOT}
+fi
+chmod 700 "$R" || exit {EXIT_ROOT}
+if [ -d "$S" ]; then
+  old=$(cat "$S/pid" 2>/dev/null)
+  if alive "$old"; then
+    echo "@@busy $old"
+    exit {EXIT_BUSY}
+  fi
+  remove_session || exit {EXIT_MOUNTS_LEFT}
+fi
+mkdir -m 700 "$S" || exit {EXIT_ROOT}
+{mount}{export_lines(spec.env)}N={_sh_path(spec.notebook_dir)}
+mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
+{link}{prefix}if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi
+setsid -f /bin/sh -c {q(_EXEC_RECORDING_PID)} sh "$S" {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >"$S/server.log" 2>&1 </dev/null
+n=100
+while [ ! -s "$S/pid" ] && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done
+pid=$(cat "$S/pid" 2>/dev/null)
+if [ -z "$pid" ]; then
+  echo "the server process did not start:" >&2
+  tail -n 20 "$S/server.log" >&2 2>/dev/null
+{unlink}  remove_session
+  exit {EXIT_NO_START}
+fi
+{record_pid}echo "@@pid $pid"
+"""
+    return _wrap(body)
+
+
+#: sh function ``mount_check INDEX DIR``: DIR (a fresh mount) can be listed, within a minute
+#: where ``timeout`` exists; else print ``@@mount-failed INDEX`` and the tool's log on stderr
+_MOUNT_CHECK = r"""mount_check() {
+  if command -v timeout >/dev/null 2>&1; then
+    gs_err=$(timeout 60 ls -A "$2" 2>&1 >/dev/null) && return 0
+  else
+    gs_err=$(ls -A "$2" 2>&1 >/dev/null) && return 0
+  fi
+  echo "@@mount-failed $1"
+  [ -f "$S/.mounts/$1.log" ] && tail -n 20 "$S/.mounts/$1.log" >&2
+  printf '%s\n' "$gs_err" >&2
+  return 1
+}
+"""
+
+
+def data_link_lines(name: str) -> str:
+    """sh lines run in the notebook directory: make ``./<name>`` a symlink to ``$S/data``
+    (replacing an old link; a real file or directory of that name is left alone). Prints
+    ``@@data-link <absolute link path>``, or ``@@data-dir <$S/data>`` when it made none."""
+    if not isinstance(name, str) or not _SLUG_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"unsafe data directory name {name!r}")
+    return (
+        f"G={q(name)}\n"
+        'if [ -L "$G" ] || [ ! -e "$G" ]; then\n'
+        '  rm -f "$G" && ln -s "$S/data" "$G" && echo "@@data-link $PWD/$G"\n'
+        "fi\n"
+        '[ "$(readlink "$G" 2>/dev/null)" = "$S/data" ] || echo "@@data-dir $S/data"\n'
+    )
+
+
+def _unlink_data(data_link: str | None, indent: str) -> str:
+    """sh: remove the launch's data link when it still points into this session."""
+    if not data_link:
+        return ""
+    k = q(data_link)
+    return f'{indent}[ -L {k} ] && [ "$(readlink {k})" = "$S/data" ] && rm -f {k}\n'
+
+
+def parse_marker(stdout: str, marker: str) -> str | None:
+    """The value after the last ``@@<marker> `` line, or None."""
+    found = None
+    for line in stdout.splitlines():
+        if line.startswith(f"@@{marker} "):
+            found = line[len(marker) + 3 :].strip()
+        elif line == f"@@{marker}":
+            found = ""
+    return found
+
+
+# --------------------------------------------------------------------------- wait / poll / stop
+
+
+def wait_script(session_dir: str, pid: int, timeout: float, log_lines: int = 30) -> str:
+    """Wait up to ``timeout`` s for the server's socket. Prints ``@@ready``, ``@@waiting``
+    (still starting) or ``@@dead`` followed by the last ``log_lines`` lines of server.log."""
+    body = f"""{_FUNCS}S={q(session_dir)}
+p={int(pid)}
+n={_ticks(timeout)}
+while :; do
+  if [ -S "$S/{SOCKET_NAME}" ]; then echo "@@ready"; exit 0; fi
+  if ! alive "$p"; then
+    echo "@@dead"
+    tail -n {int(log_lines)} "$S/server.log" 2>/dev/null
+    exit 0
+  fi
+  [ "$n" -gt 0 ] || break
+  nap
+  n=$((n - 1))
+done
+echo "@@waiting"
+"""
+    return _wrap(body)
+
+
+def poll_script(
+    session_dir: str, pid: int, *, ledger_dir: str | None = None, ledger_entry: str | None = None,
+    data_link: str | None = None,
+) -> str:
+    """Print ``@@running`` when ``pid`` is alive and still this session's server, else clean
+    up (the hub calls no stop() for a server its poll found gone: unmount its data, remove
+    the session directory, the data link and the ledger entry) and print ``@@gone``."""
+    release = f"    rm -f {q(ledger_dir.rstrip('/') + '/' + ledger_entry)}\n" if ledger_dir and ledger_entry else ""
+    body = f"""{_FUNCS}S={q(session_dir)}
+{remove_session_func(session_dir)}p={int(pid)}
+cur=$(cat "$S/pid" 2>/dev/null)
+if [ "$cur" = "$p" ] && alive "$p"; then
+  echo "@@running"
+else
+  if [ "$cur" = "$p" ] || [ ! -e "$S" ]; then
+{_unlink_data(data_link, "    ")}    remove_session
+{release}  fi
+  echo "@@gone"
+fi
+"""
+    return _wrap(body)
+
+
+def stop_script(
+    session_dir: str,
+    pid: int | None,
+    *,
+    ledger_dir: str | None = None,
+    ledger_entry: str | None = None,
+    interrupt_timeout: float = 10,
+    term_timeout: float = 5,
+    kill_timeout: float = 5,
+    now: bool = False,
+    data_link: str | None = None,
+) -> str:
+    """Stop the server's process group (INT → TERM → KILL, each followed by its wait; ``now``:
+    KILL at once), then remove the session directory and the ledger entry. Signals only when
+    the session directory still names ``pid`` as its server (a reused pid is never hit);
+    ``pid=None`` (a launch cut short) stops whatever server the session directory names.
+    Data mounts are unmounted before the directory goes (``@@mounts-left`` when one could
+    not be: the directory is kept, the GPUs are released all the same).
+    Prints ``@@stopped <signal that ended it or none>``, or ``@@survived`` when even KILL failed."""
+    release = f"  rm -f {q(ledger_dir.rstrip('/') + '/' + ledger_entry)}\n" if ledger_dir and ledger_entry else ""
+    ladder = [("KILL", kill_timeout)] if now else [("INT", interrupt_timeout), ("TERM", term_timeout), ("KILL", kill_timeout)]
+    steps = "".join(f"    [ -n \"$done\" ] || ladder {sig} {_ticks(t)}\n" for sig, t in ladder)
+    pid_line = f"p={int(pid)}" if pid else 'p=$(cat "$S/pid" 2>/dev/null)'
+    body = f"""{_FUNCS}S={q(session_dir)}
+{remove_session_func(session_dir)}{pid_line}
+done=""
+ladder() {{
+  alive "$p" || {{ done=none; return; }}
+  kill -"$1" "-$p" 2>/dev/null
+  n=$2
+  while alive "$p" && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done
+  alive "$p" || done=$1
+}}
+cur=$(cat "$S/pid" 2>/dev/null)
+if [ "$cur" = "$p" ]; then
+  if [ -n "$p" ]; then
+{steps}    # what is left of the group (the server's children) goes with it
+    group_alive "$p" && kill -KILL "-$p" 2>/dev/null
+  else
+    done=none
+  fi
+{_unlink_data(data_link, "  ")}  remove_session
+{release}elif [ ! -e "$S" ]; then
+  done=none
+{_unlink_data(data_link, "  ")}{release}else
+  done=none  # the session directory belongs to a newer server of this session: not ours
+fi
+if [ -n "$done" ]; then echo "@@stopped $done"; else echo "@@survived"; fi
+"""
+    return _wrap(body)
+
+
+def uuids_of(gpus: Iterable[GPU]) -> tuple[str, ...]:
+    return tuple(g.uuid for g in gpus)

@@ -1,0 +1,383 @@
+"""The SSH transport: the host backend's `Transport` over one pooled asyncssh connection.
+
+One `SSHTransport` per (host, remote account). Its connection is made on first use, kept
+alive (``keepalive_interval``), reused for every probe, claim, launch, poll and stop, and
+made again when it drops — on the next use, and at once in the background while servers
+depend on it (relays, the hub API reverse forward).
+
+Forwards to a server's unix socket are `Relay` listeners owned by the hub process, not by
+the SSH connection: each accepted TCP connection opens a ``direct-streamlocal`` channel
+(what ``forward_local_port_to_path`` does per connection) over the *current* connection.
+So when the SSH connection is replaced, the listening port — and the proxy's route to it —
+stays the same.
+
+The hub API reverse forward (``forward_remote_port`` on the host's loopback) is bound to a
+connection; after a reconnect it is asked for again on the same remote port, because the
+running server has that port in its JUPYTERHUB_API_URL.
+
+Host keys are always checked against ``known_hosts``; an unknown or changed key refuses the
+connection with a message naming the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+from .relay import Relay
+from .transport import RunResult, TransportError
+
+log = logging.getLogger("gridspawner.host.ssh")
+# asyncssh logs every channel (each poll) at INFO; keep the hub's log readable unless the
+# admin configured asyncssh's logger themselves
+if logging.getLogger("asyncssh").level == logging.NOTSET:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and as whom to connect. ``name`` is the host's name in messages; ``jump`` a
+    gateway to connect through first (its own pooled connection)."""
+
+    name: str
+    address: str
+    port: int
+    username: str
+    known_hosts: str
+    client_keys: tuple[str, ...] | None = None  # None: asyncssh's defaults (~/.ssh/id_*, agent)
+    jump: "SSHTarget | None" = None
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 3
+
+    @property
+    def key(self) -> tuple:
+        return (self.address, self.port, self.username, self.client_keys, self.known_hosts,
+                self.jump.key if self.jump else None)
+
+    def where(self) -> str:
+        via = f" via {self.jump.name}" if self.jump else ""
+        return f"{self.name} ({self.username}@{self.address}:{self.port}{via})"
+
+
+class SSHPool:
+    """Connections by target: one per (address, port, account, keys, gateway).
+
+    ``handshakes`` counts SSH connections made (each is a key exchange + authentication),
+    so tests and benches can prove that polling reuses connections."""
+
+    def __init__(self, relay_ports: tuple[int, int] | None = None, max_sessions: int = 8):
+        self.relay_ports = relay_ports
+        self.max_sessions = max_sessions
+        self.handshakes = 0
+        self._transports: dict[tuple, SSHTransport] = {}
+        self._closed = False
+
+    def transport(self, target: SSHTarget) -> "SSHTransport":
+        t = self._transports.get(target.key)
+        if t is None:
+            t = self._transports[target.key] = SSHTransport(target, self)
+        return t
+
+    def transports(self) -> list["SSHTransport"]:
+        return list(self._transports.values())
+
+    async def close(self) -> None:
+        self._closed = True
+        for t in list(self._transports.values()):
+            await t.close()
+        self._transports.clear()
+
+
+def _describe_error(target: SSHTarget, e: BaseException) -> str:
+    where = target.where()
+    if isinstance(e, asyncssh.HostKeyNotVerifiable):
+        return (
+            f"refusing to connect to {where}: its host key is not trusted ({e.reason}). The key is unknown or "
+            f"has changed since it was added to {target.known_hosts}; check the host, then update that file"
+        )
+    if isinstance(e, asyncssh.PermissionDenied):
+        return f"cannot log in to {where}: the key was refused"
+    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+        return f"cannot reach {where}: no answer within {target.connect_timeout:g} s"
+    if isinstance(e, asyncssh.Error):
+        return f"SSH connection to {where} failed: {e.reason}"
+    if isinstance(e, OSError):
+        return f"cannot reach {where}: {e.strerror or e}"
+    return f"SSH connection to {where} failed: {e}"
+
+
+class SSHTransport:
+    """`Transport` over one pooled SSH connection to ``target``. Safe for many coroutines."""
+
+    #: after a failed connect, further attempts fail at once for this long (then doubles, up
+    #: to the maximum): a host that is down costs one connect timeout, not one per request
+    retry_after = 1.0
+    retry_max = 10.0
+
+    def __init__(self, target: SSHTarget, pool: SSHPool):
+        self.target = target
+        self.pool = pool
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self._relays: set[Relay] = set()
+        self._reverse: dict[int, tuple[str, int]] = {}  # remote port -> (dest host, dest port)
+        self._reverse_listeners: dict[int, Any] = {}
+        self._failed_at = 0.0
+        self._backoff = 0.0
+        self._last_error = ""
+        self._watcher: asyncio.Task | None = None
+        self._reconnector: asyncio.Task | None = None
+        self._closed = False
+        self.connects = 0  # connections this transport made
+        # sshd allows MaxSessions (default 10) sessions per connection: stay below it
+        self._sessions = asyncio.Semaphore(pool.max_sessions)
+
+    # ------------------------------------------------------------------ the connection
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        """The live connection, connecting first if needed; TransportError when it cannot."""
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            return conn
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and not conn.is_closed():
+                return conn
+            if self._closed:
+                raise TransportError(f"the connection to {self.target.name} is closed")
+            if self._backoff and time.monotonic() < self._failed_at + self._backoff:
+                raise TransportError(self._last_error)
+            try:
+                conn = await self._connect()
+            except TransportError as e:
+                self._failed_at = time.monotonic()
+                self._backoff = min(self.retry_max, (self._backoff * 2) or self.retry_after)
+                self._last_error = str(e)
+                raise
+            self._backoff = 0.0
+            self._conn = conn
+            self._watcher = asyncio.ensure_future(self._watch(conn))
+            await self._restore_reverse(conn)
+            return conn
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        t = self.target
+        if not os.path.isfile(t.known_hosts):
+            msg = (f"refusing to connect to {t.where()}: the known_hosts file {t.known_hosts} does not exist "
+                   "(host keys are always verified; create it, e.g. with ssh-keyscan, and check the keys)")
+            log.error("%s", msg)
+            raise TransportError(msg)
+        tunnel: Any = ()
+        if t.jump is not None:
+            tunnel = await self.pool.transport(t.jump).connection()
+        kwargs: dict[str, Any] = dict(
+            port=t.port,
+            username=t.username,
+            known_hosts=t.known_hosts,
+            tunnel=tunnel,
+            connect_timeout=t.connect_timeout,
+            keepalive_interval=t.keepalive_interval,
+            keepalive_count_max=t.keepalive_count_max,
+            config=None,  # never read ~/.ssh/config: only what the admin set here counts
+            login_timeout=t.connect_timeout,
+            agent_forwarding=False,
+            x11_forwarding=False,
+        )
+        if t.client_keys is not None:
+            kwargs["client_keys"] = list(t.client_keys)
+            kwargs["agent_path"] = None
+        try:
+            conn = await asyncio.wait_for(asyncssh.connect(t.address, **kwargs), t.connect_timeout + 1)
+        except (asyncssh.Error, OSError, asyncio.TimeoutError, ValueError) as e:
+            msg = _describe_error(t, e)
+            log.warning("%s", msg)
+            raise TransportError(msg) from None
+        self.pool.handshakes += 1
+        self.connects += 1
+        log.info("connected to %s", t.where())
+        return conn
+
+    async def _watch(self, conn: asyncssh.SSHClientConnection) -> None:
+        """Notice a dropped connection; while servers depend on it, reconnect at once."""
+        with contextlib.suppress(Exception):
+            await conn.wait_closed()
+        if self._closed or conn is not self._conn:
+            return
+        self._reverse_listeners.clear()
+        if self._relays or self._reverse:
+            log.warning("connection to %s dropped; reconnecting", self.target.where())
+            if self._reconnector is None or self._reconnector.done():
+                self._reconnector = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.2
+        while not self._closed and (self._relays or self._reverse):
+            try:
+                await self.connection()
+                return
+            except TransportError as e:
+                log.info("reconnect to %s: %s", self.target.name, e)
+            await asyncio.sleep(delay)
+            delay = min(self.retry_max, delay * 2)
+
+    async def _restore_reverse(self, conn: asyncssh.SSHClientConnection) -> None:
+        for port, (host, dport) in list(self._reverse.items()):
+            try:
+                listener = await conn.forward_remote_port("127.0.0.1", port, host, dport)
+                self._reverse_listeners[port] = listener
+            except (asyncssh.Error, OSError) as e:
+                log.error("could not forward port %d on %s to %s:%d again: %s", port, self.target.name, host, dport, e)
+
+    def _lost(self, conn: asyncssh.SSHClientConnection | None) -> None:
+        """A use of ``conn`` failed as if it were gone: drop it so the next use reconnects."""
+        if conn is not None and conn is self._conn:
+            with contextlib.suppress(Exception):
+                conn.abort()
+
+    # ------------------------------------------------------------------ Transport
+    async def run(self, script: str, timeout: float) -> RunResult:
+        """Run ``script`` on stdin of ``/bin/sh -s`` in a session of the pooled connection
+        (at most ``max_sessions`` at once; the others wait, inside ``timeout``)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self._sessions:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise asyncio.TimeoutError()
+            return await self._run(script, left)
+
+    async def _run(self, script: str, timeout: float) -> RunResult:
+        conn = await self.connection()
+        try:
+            proc = await conn.create_process("/bin/sh -s", encoding="utf-8", errors="replace")
+        except asyncssh.ChannelOpenError as e:
+            self._lost(conn)
+            raise TransportError(f"{self.target.name} refused a session: {e.reason}") from None
+        except (asyncssh.Error, OSError) as e:
+            self._lost(conn)
+            raise TransportError(f"connection to {self.target.name} failed: {e}") from None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(script), timeout)
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                proc.send_signal("KILL")
+            with contextlib.suppress(Exception):
+                proc.close()
+            if isinstance(e, (asyncssh.Error, OSError, BrokenPipeError)):
+                self._lost(conn)
+                raise TransportError(f"connection to {self.target.name} was lost: {e}") from None
+            raise
+        status = proc.exit_status
+        if status is None:
+            if proc.exit_signal is None and conn.is_closed():
+                raise TransportError(f"connection to {self.target.name} was lost while a script ran")
+            status = 128 + 9 if proc.exit_signal else -1
+        return RunResult(status, out or "", err or "")
+
+    async def _open_socket(self, path: str):
+        conn = await self.connection()
+        try:
+            return await conn.open_unix_connection(path)
+        except asyncssh.ChannelOpenError:
+            raise  # the server is not listening (yet / any more): the relay closes the client
+        except (asyncssh.Error, OSError):
+            self._lost(conn)
+            raise
+
+    async def forward(
+        self, remote_socket_path: str, listen_host: str, listen_port: int = 0, check: bool = True
+    ) -> Relay:
+        """A relay on ``listen_host:listen_port`` (inside the pool's ``relay_ports`` when set)
+        whose connections go to ``remote_socket_path`` over this transport's connection.
+        ``check``: connect first, so an unreachable host fails here and not per connection."""
+        if check:
+            await self.connection()
+        relay = await Relay.start(
+            remote_socket_path,
+            listen_host,
+            listen_port,
+            on_close=self._relays.discard,
+            connect=lambda: self._open_socket(remote_socket_path),
+            ports=self.pool.relay_ports,
+        )
+        self._relays.add(relay)
+        return relay
+
+    async def reverse_forward(self, dest_host: str, dest_port: int, remote_port: int = 0) -> int:
+        """Listen on the host's 127.0.0.1 (``remote_port``, 0 = any; one per destination is
+        shared by every server of this connection) and connect each connection to
+        ``dest_host:dest_port`` from the hub. Kept across reconnects. Returns the port."""
+        conn = await self.connection()
+        for port, dest in self._reverse.items():
+            if dest == (dest_host, dest_port) and (remote_port in (0, port)) and port in self._reverse_listeners:
+                return port
+        try:
+            listener = await conn.forward_remote_port("127.0.0.1", remote_port, dest_host, dest_port)
+        except (asyncssh.Error, OSError) as e:
+            raise TransportError(
+                f"{self.target.name} refused to forward port {remote_port or '(any)'} to the hub: {e}"
+            ) from None
+        port = listener.get_port() or remote_port
+        self._reverse[port] = (dest_host, dest_port)
+        self._reverse_listeners[port] = listener
+        return port
+
+    async def keep_reverse(self, remote_port: int, dest_host: str, dest_port: int) -> None:
+        """Take over a reverse forward an earlier hub process made (restore): asked for again
+        on the same remote port now if the host answers, else with the next connection, and
+        after every reconnect. Never raises (the host may be down)."""
+        self._reverse.setdefault(remote_port, (dest_host, dest_port))
+        try:
+            conn = await self.connection()
+        except TransportError:
+            return
+        if remote_port not in self._reverse_listeners:
+            try:
+                self._reverse_listeners[remote_port] = await conn.forward_remote_port(
+                    "127.0.0.1", remote_port, dest_host, dest_port)
+            except (asyncssh.Error, OSError) as e:
+                log.error("could not forward port %d on %s to the hub again: %s", remote_port, self.target.name, e)
+
+    async def sftp_put(self, files: dict[str, bytes], remote_dir: str) -> None:
+        """Create ``remote_dir`` (0700) and write each name → content into it (0600) over SFTP."""
+        async with self._sessions:
+            await self._sftp_put(files, remote_dir)
+
+    async def _sftp_put(self, files: dict[str, bytes], remote_dir: str) -> None:
+        conn = await self.connection()
+        try:
+            async with conn.start_sftp_client() as sftp:
+                with contextlib.suppress(asyncssh.SFTPFailure):
+                    await sftp.mkdir(remote_dir, asyncssh.SFTPAttrs(permissions=0o700))
+                await sftp.chmod(remote_dir, 0o700)
+                for name, data in files.items():
+                    path = remote_dir.rstrip("/") + "/" + name
+                    async with sftp.open(path, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as f:
+                        await f.write(data)
+                    await sftp.chmod(path, 0o600)
+        except (asyncssh.Error, OSError) as e:
+            raise TransportError(f"copying files to {self.target.name} failed: {e}") from None
+
+    async def close(self) -> None:
+        self._closed = True
+        for relay in list(self._relays):
+            await relay.close()
+        for task in (self._reconnector, self._watcher):
+            if task is not None:
+                task.cancel()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+

@@ -1,0 +1,241 @@
+"""PURE builders: (request, settings, who) → Kubernetes manifests as plain JSON-able dicts.
+
+Nothing here talks to a cluster; `backend.py` only sends what these functions return, and the
+unit tests validate every manifest against the Kubernetes 1.33 OpenAPI schema.
+
+This module builds the pod (container, security contexts, resources, scheduling) and is
+the one place callers import builders from; the rest lives by topic next to it:
+
+- ``names``                object names, labels, annotations, selectors; `BuildError`;
+- ``gpu_scheduling``       a GPU request as resources, node affinity and tolerations;
+- ``secrets_and_volumes``  the per-server Secret, data mounts, the home claim;
+- ``pod_status``           reading a pod back: ready, terminated, stuck.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb
+from .names import (
+    BACKEND_LABEL,
+    CONTAINER,
+    LAUNCH_ANNOTATION,
+    LAUNCH_LABEL,
+    MANAGED_BY,
+    MANAGED_LABEL,
+    MOUNT_SECRETS_ANNOTATION,
+    REQUEST_ANNOTATION,
+    SECRET_COMPONENT,
+    SECRET_SUFFIX,
+    SECRET_UID_ANNOTATION,
+    SERVER_ANNOTATION,
+    SERVER_LABEL,
+    USER_ANNOTATION,
+    USER_LABEL,
+    BuildError,
+    ServerNames,
+    common_labels,
+    label_value,
+    mount_secrets_of,
+    pod_of_secret,
+    pod_selector,
+    secret_name,
+    secret_selector,
+    server_names,
+)
+from .pod_status import container_waiting_problem, pod_ready, pod_terminated
+from .secrets_and_volumes import SECRET_ENV, add_mounts, build_home_claim, build_mounts, build_secret, secret_env_names
+from .settings import GPUType, KubernetesImage, KubernetesSettings
+
+__all__ = [
+    "BACKEND_LABEL",
+    "CONTAINER",
+    "LAUNCH_ANNOTATION",
+    "LAUNCH_LABEL",
+    "MANAGED_BY",
+    "MANAGED_LABEL",
+    "MOUNT_SECRETS_ANNOTATION",
+    "PORT",
+    "PORT_NAME",
+    "REQUEST_ANNOTATION",
+    "SECRET_COMPONENT",
+    "SECRET_ENV",
+    "SECRET_SUFFIX",
+    "SECRET_UID_ANNOTATION",
+    "SERVER_ANNOTATION",
+    "SERVER_LABEL",
+    "USER_ANNOTATION",
+    "USER_LABEL",
+    "BuildError",
+    "GPUScheduling",
+    "ServerNames",
+    "add_mounts",
+    "build_home_claim",
+    "build_mounts",
+    "build_pod",
+    "build_secret",
+    "common_labels",
+    "container_waiting_problem",
+    "gpu_scheduling",
+    "label_value",
+    "mig_memory_gb",
+    "mount_secrets_of",
+    "pod_env",
+    "pod_of_secret",
+    "pod_ready",
+    "pod_selector",
+    "pod_terminated",
+    "secret_env_names",
+    "secret_name",
+    "secret_selector",
+    "server_names",
+]
+
+PORT = 8888
+PORT_NAME = "notebook-port"
+
+
+# --------------------------------------------------------------------------- pod
+
+
+def _env_list(env: Mapping[str, str], secret_name: str) -> list[dict]:
+    secret = set(secret_env_names(env))
+    out = []
+    for name in sorted(env):
+        if name in secret:
+            out.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": name}}})
+        else:
+            out.append({"name": name, "value": str(env[name])})
+    return out
+
+
+def pod_env(env: Mapping[str, str], image: KubernetesImage, gpus: int) -> dict[str, str]:
+    """The server's environment: the hub's, the image's, and the bind address for port 8888."""
+    out = dict(env)
+    out.update(image.env)
+    prefix = out.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    # The hub reaches the server at http://<pod IP>:8888 — listen on every address there.
+    out["JUPYTERHUB_SERVICE_URL"] = f"http://0.0.0.0:{PORT}{prefix}"
+    if gpus == 0:
+        # the NVIDIA runtime otherwise exposes every GPU of the node to pods that asked for none
+        out["NVIDIA_VISIBLE_DEVICES"] = "void"
+    return out
+
+
+def _quantity_cpu(cpu: float) -> str:
+    return f"{cpu:g}" if float(cpu) >= 1 and float(cpu).is_integer() else f"{int(round(cpu * 1000))}m"
+
+
+def build_pod(
+    settings: KubernetesSettings,
+    image: KubernetesImage,
+    *,
+    user: str,
+    server_name: str,
+    names: ServerNames,
+    env: Mapping[str, str],
+    cmd: tuple[str, ...],
+    args: tuple[str, ...],
+    gpus: int,
+    gpu_memory: int,
+    cpu: float | None,
+    memory: int | None,
+    tolerance: float,
+    gpu_type: GPUType | None = None,
+    launch_id: str = "",
+    summary: str = "",
+) -> dict:
+    """The single-user server pod. Raises BuildError when the request cannot be expressed."""
+    gpu = gpu_scheduling(settings, gpus, gpu_memory, tolerance, gpu_type)
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    cpu = cpu if cpu is not None else settings.default_cpu
+    memory = memory if memory is not None else settings.default_memory
+    if cpu:
+        requests["cpu"] = limits["cpu"] = _quantity_cpu(cpu)
+    if memory:
+        requests["memory"] = limits["memory"] = f"{memory}Gi"
+    for res, n in gpu.resources.items():  # extended resources: limit must equal request
+        requests[res] = limits[res] = n
+
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image.image,
+        "command": list(image.cmd if image.cmd is not None else cmd),
+        "args": list(args),
+        "env": _env_list(pod_env(env, image, gpus), names.secret),
+        "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
+        "resources": {k: v for k, v in (("requests", requests), ("limits", limits)) if v},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+        # Ready = the server accepts connections, so start() returns a URL that answers
+        "readinessProbe": {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": 2, "failureThreshold": 3},
+    }
+    pull = image.pull_policy or settings.image_pull_policy
+    if pull:
+        container["imagePullPolicy"] = pull
+    if not container["command"]:
+        del container["command"]
+    volumes: list[dict] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}}]
+    if settings.home_volume is not None:
+        volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": names.home_claim}})
+        container["volumeMounts"].append({"name": "home", "mountPath": settings.home_volume.mount_path})
+
+    annotations = dict(settings.extra_annotations)
+    annotations.update({USER_ANNOTATION: user, SERVER_ANNOTATION: server_name})
+    if launch_id:
+        annotations[LAUNCH_ANNOTATION] = launch_id
+    if summary:
+        annotations[REQUEST_ANNOTATION] = summary
+
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "restartPolicy": "Never",  # a server that exits is stopped; the hub restarts it
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "automountServiceAccountToken": settings.service_account is not None,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_group,
+            "fsGroup": settings.fs_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if settings.service_account is not None:
+        spec["serviceAccountName"] = settings.service_account
+    node_selector = {**settings.node_selector, **gpu.node_selector}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    tolerations = [dict(t) for t in (*settings.tolerations, *gpu.tolerations)]
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if gpu.match_expressions:
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [dict(e) for e in gpu.match_expressions]}]
+                }
+            }
+        }
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": names.pod,
+            "labels": common_labels(settings, user, server_name),
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }

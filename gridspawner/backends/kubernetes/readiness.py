@@ -1,0 +1,127 @@
+"""Waiting for a launched pod to become ready, from the watch caches alone.
+
+Progress comes from the pod's events (``_PROGRESS``), the verdicts from the pod itself:
+ready → the launch succeeds; terminated, or a container that can never start → it fails;
+still unscheduled after ``pending_timeout``, or a scheduler message that no waiting can
+change → `NoCapacity`.
+
+`ReadinessMixin` is a part of `KubernetesBackend` (``_pod_key`` from `WatchesMixin`,
+``_home_claim_missing`` from `HomeVolumeMixin`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from ..base import BackendError, LaunchContext, NoCapacity
+from . import gpu_fit, objects
+from .capacity import CapacityTracker
+from .objects import ServerNames
+from .settings import GPUType, KubernetesSettings
+from .watch import SharedWatch
+
+#: event reasons worth showing as progress, and how to say them
+_PROGRESS = {
+    "Scheduled": "Assigned to a node",
+    "Pulling": "Pulling the image",
+    "Pulled": "Image ready",
+    "Created": "Container created",
+    "Started": "Server starting",
+    "TriggeredScaleUp": "The cluster is adding a node for you",
+    "SuccessfulAttachVolume": "Storage attached",
+}
+_SCHEDULER_REASONS = re.compile(r", (?=\d+ )")
+
+
+class ReadinessMixin:
+    """`_until_ready`: a launch's wait for its pod, with progress and a verdict."""
+
+    settings: KubernetesSettings
+    tolerance: float
+    capacity: CapacityTracker
+    _pods: SharedWatch | None
+    _nodes: SharedWatch | None
+    _gone: dict[str, str]
+
+    def _never_fits(self, request, gpu_type: GPUType | None) -> bool:
+        """True when no node of the cluster could run this even if it were empty."""
+        if not request.gpus or self._nodes is None or not self._nodes.synced:
+            return False
+        return gpu_fit.never_fits(self.capacity.hosts(), request, gpu_type, self.tolerance)
+
+    def _need(self, request, gpu_type: GPUType | None) -> str:
+        return gpu_fit.need_text(self.settings, request, gpu_type, self.tolerance)
+
+    async def _until_ready(
+        self, ctx: LaunchContext, request, names: ServerNames, uid: str, gpu_type, changed: asyncio.Event, events: list
+    ) -> dict:
+        s = self.settings
+        pods = self._pods
+        key = self._pod_key(names.pod)
+        started = time.monotonic()
+        shown = 0
+        last_failed_scheduling = ""
+        while True:
+            # progress from this pod's events (other pods of the same name are ignored)
+            while shown < len(events):
+                event = events[shown]
+                shown += 1
+                involved = event.get("involvedObject") or {}
+                if involved.get("uid") and involved.get("uid") != uid:
+                    continue
+                reason, message = event.get("reason", ""), event.get("message", "")
+                if reason == "FailedScheduling":
+                    last_failed_scheduling = message
+                    if await self._home_claim_missing(ctx, names, message):
+                        continue
+                    ctx.progress(f"Waiting for a node with {self._need(request, gpu_type)}")
+                    ctx.log.info("%s: FailedScheduling: %s", names.pod, message)
+                    if self._never_fits(request, gpu_type) or self._scheduler_says_never(message):
+                        raise NoCapacity(f"no node can ever have {self._need(request, gpu_type)}; ask for less")
+                elif reason in _PROGRESS:
+                    ctx.progress(f"{_PROGRESS[reason]}: {message}" if message else _PROGRESS[reason])
+                elif event.get("type") == "Warning":
+                    ctx.progress(f"{reason}: {message}")
+            pod = pods.get(key)
+            if pod is not None and (pod.get("metadata") or {}).get("uid") == uid:
+                if objects.pod_ready(pod):
+                    return pod
+                term = objects.pod_terminated(pod)
+                if term is not None:
+                    raise BackendError(f"the server stopped while starting ({term[1]})")
+                problem = objects.container_waiting_problem(pod)
+                if problem:
+                    raise BackendError(f"the server cannot start: {problem}")
+                scheduled = bool((pod.get("spec") or {}).get("nodeName"))
+            elif pod is None and pods.synced and uid in self._gone:
+                raise BackendError(f"the server's pod went away while starting: {self._gone[uid]}")
+            else:
+                scheduled = False
+            elapsed = time.monotonic() - started
+            if not scheduled and elapsed >= s.pending_timeout:
+                ctx.log.info("%s unschedulable after %.0f s: %s", names.pod, elapsed, last_failed_scheduling)
+                raise NoCapacity(f"no node has {self._need(request, gpu_type)} right now; try again later or ask for less")
+            if elapsed >= s.start_timeout:
+                raise BackendError(f"the server did not become ready within {s.start_timeout:g} s")
+            limit = (s.pending_timeout if not scheduled else s.start_timeout) - elapsed
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), max(0.05, limit))
+            except asyncio.TimeoutError:
+                pass
+
+    @staticmethod
+    def _scheduler_says_never(message: str) -> bool:
+        """kube-scheduler's "0/N nodes are available: …" where every node is excluded by
+        affinity, node selector or an untolerated taint — node labels and taints do not change
+        while a user waits, so waiting cannot help. Shortages ("Insufficient …"), unbound
+        volumes and the like may resolve and are left to pending_timeout."""
+        m = re.match(r"0/(\d+) nodes are available: (.*)", message)
+        if not m or m.group(1) == "0":
+            return False
+        head = m.group(2).split(" preemption:")[0].rstrip(".")
+        reasons = _SCHEDULER_REASONS.split(head)
+        permanent = ("didn't match Pod's node affinity/selector", "untolerated taint")
+        return bool(reasons) and all(re.match(r"\d+ ", r) and any(p in r for p in permanent) for r in reasons)

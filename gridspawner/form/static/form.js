@@ -1,0 +1,309 @@
+/* gridspawner spawn form: progressive enhancement only; the form works without it.
+   Hides images that do not run on the chosen backend, shows that backend's capacity,
+   disables GPU counts / VRAM classes that cannot fit there now (saying why), offers the
+   chosen backend's GPU types and hosts only, fills and locks the fields a chosen profile sets, and
+   runs the data mounts editor (add/remove rows, inputs for the chosen type).
+   No dependencies. */
+(function () {
+  "use strict";
+  var root = document.getElementById("gs-form");
+  var dataEl = document.getElementById("gs-form-data");
+  if (!root || !dataEl || root.getAttribute("data-gs-ready")) return;
+  root.setAttribute("data-gs-ready", "1");
+  var data = JSON.parse(dataEl.textContent);
+  var FIELDS = ["backend", "host", "image", "gpus", "gpu_memory", "gpu_type", "cpu", "memory"];
+  var el = {};
+  FIELDS.forEach(function (f) { el[f] = root.querySelector("select[name='" + f + "']"); });
+  var saved = {};
+
+  function choice() {
+    var r = root.querySelector("input[name='profile']:checked");
+    var key = r ? r.value : data.initial;
+    return data.choices[key] || data.choices[""] || { fixed: [], values: {}, maxGpus: 0 };
+  }
+  function has(sel, value) {
+    for (var i = 0; i < sel.options.length; i++) if (sel.options[i].value === value) return true;
+    return false;
+  }
+  function setValue(sel, value) { if (sel && value !== undefined && has(sel, value)) sel.value = value; }
+  function part(f, selector) {
+    var box = root.querySelector("[data-gs-field='" + f + "']");
+    return box ? box.querySelector(selector) : null;
+  }
+  function selectedOption(sel) { return sel && sel.selectedIndex >= 0 ? sel.options[sel.selectedIndex] : null; }
+
+  function applyChoice(initial) {
+    var c = choice();
+    FIELDS.forEach(function (f) {
+      var sel = el[f];
+      if (!sel) return;
+      var locked = c.fixed.indexOf(f) >= 0;
+      if (locked) {
+        if (!sel.disabled) saved[f] = sel.value;
+        setValue(sel, c.values[f]);
+        sel.disabled = true;  // not submitted: the profile's value applies
+      } else {
+        if (sel.disabled) {
+          sel.disabled = false;
+          if (f in saved) setValue(sel, saved[f]);
+        }
+        if (!initial && f in c.values) setValue(sel, c.values[f]);
+      }
+      var note = part(f, "[data-gs-lock]");
+      if (note) note.hidden = !locked;
+    });
+    filter(c);
+  }
+
+  function show(opt, visible) {
+    if (opt.getAttribute("data-invalid")) return;  // a rejected value stays visible
+    opt.hidden = !visible;
+    opt.disabled = !visible;
+  }
+  function ensureVisible(sel) {
+    var cur = selectedOption(sel);
+    if (!cur || !cur.hidden || sel.disabled) return;
+    for (var i = 0; i < sel.options.length; i++) {
+      if (!sel.options[i].hidden) { sel.selectedIndex = i; return; }
+    }
+  }
+
+  function filter(c) {
+    c = c || choice();
+    var kind = null;
+    if (el.backend) {
+      var bv = c.values.backend;
+      Array.prototype.forEach.call(el.backend.options, function (o) {
+        show(o, o.getAttribute("data-policy") === "1" || o.value === bv);
+      });
+      ensureVisible(el.backend);
+      var b = selectedOption(el.backend);
+      kind = b ? b.getAttribute("data-kind") : null;
+      var cap = part("backend", "[data-gs-capacity]");
+      if (cap && b) {
+        cap.textContent = b.getAttribute("data-summary") || "";
+        cap.setAttribute("data-state", b.getAttribute("data-state") || "");
+      }
+      var help = part("backend", "[data-gs-help]");
+      if (help && b) help.textContent = b.getAttribute("data-description") || "";
+      var sep = part("backend", ".gs-sep");
+      if (sep) sep.hidden = !(b && b.getAttribute("data-description"));
+    }
+    if (el.image) {
+      var iv = c.values.image;
+      Array.prototype.forEach.call(el.image.options, function (o) {
+        var kinds = (o.getAttribute("data-kinds") || "").split(" ");
+        var allowed = o.getAttribute("data-policy") === "1" || o.value === iv;
+        show(o, allowed && (kind === null || kinds.indexOf(kind) >= 0));
+      });
+      ensureVisible(el.image);
+      var img = selectedOption(el.image);
+      var ihelp = part("image", "[data-gs-help]");
+      if (ihelp) ihelp.textContent = img ? img.getAttribute("data-description") || "" : "";
+    }
+    types(c);
+    hosts(c);
+    fit(c);
+  }
+
+  // GPU types belong to one backend each (data-backend); "Any GPU" (value "") to all.
+  function currentBackend(c) {
+    if (el.backend) return el.backend.value;
+    if (c.values.backend) return c.values.backend;
+    var keys = Object.keys(data.backends);
+    return keys.length === 1 ? keys[0] : null;
+  }
+  // Show the options of `sel` that belong to the chosen backend (and those of none);
+  // returns how many of the backend's own there are.
+  function perBackend(sel, c) {
+    var backend = currentBackend(c);
+    var offered = 0;
+    Array.prototype.forEach.call(sel.options, function (o) {
+      var b = o.getAttribute("data-backend");
+      var mine = !b || b === backend;
+      if (b && mine) offered++;
+      show(o, mine);
+      if (!o.getAttribute("data-invalid")) o.textContent = o.getAttribute("data-label") || o.textContent;
+    });
+    var cur = selectedOption(sel);
+    if (cur && cur.hidden && !sel.disabled) {
+      // the same key on the chosen backend, else the first ("Any ...")
+      for (var i = 0; i < sel.options.length; i++) {
+        var o = sel.options[i];
+        if (!o.hidden && o.value === cur.value) { sel.selectedIndex = i; break; }
+      }
+      ensureVisible(sel);
+    }
+    return offered;
+  }
+  function types(c) {
+    var sel = el.gpu_type;
+    if (!sel) return;
+    c = c || choice();
+    var offered = perBackend(sel, c);
+    var count = el.gpus ? parseInt(el.gpus.value, 10) : parseInt(c.values.gpus || "0", 10);
+    var box = root.querySelector("[data-gs-field='gpu_type']");
+    // hidden while it means nothing here, unless it carries an error to show
+    if (box) box.hidden = (!offered || !(count > 0)) && !sel.classList.contains("is-invalid");
+  }
+  // Hosts likewise (data-backend); "Any host (best fit)" belongs to all.
+  function hosts(c) {
+    var sel = el.host;
+    if (!sel) return;
+    c = c || choice();
+    var offered = perBackend(sel, c);
+    var box = root.querySelector("[data-gs-field='host']");
+    // hidden where the backend places servers itself, unless it carries an error to show
+    if (box) box.hidden = !offered && !sel.classList.contains("is-invalid");
+  }
+
+  // Same wording as Capacity.fits in gridspawner/backends/base.py.
+  function reason(b, count, ci) {
+    if (!b || !b.known || count <= 0 || ci < 0) return "";
+    if (count <= b.best[ci]) return "";
+    if (b.total === 0) return b.none || "this backend has no GPUs";
+    var gb = data.classes[ci];
+    return "no host has " + count + " free GPU" + (count !== 1 ? "s" : "") +
+      (gb ? " with \u2265 " + gb + " GB" : "") + " (at most " + b.best[ci] + " free now)";
+  }
+  function mark(opt, why) {
+    if (opt.getAttribute("data-invalid")) return;
+    var label = opt.getAttribute("data-label") || opt.textContent;
+    // the selected option's reason is shown below the fields (a closed select cuts it off)
+    opt.textContent = why && !opt.selected ? label + " \u2014 " + why : label;
+    opt.disabled = !!why && !opt.selected;  // never drop the current value from the submission
+  }
+
+  function fit(c) {
+    c = c || choice();
+    var b = el.backend ? data.backends[el.backend.value] : null;
+    if (!b && el.backend === null) {
+      var keys = Object.keys(data.backends);
+      if (c.values.backend) b = data.backends[c.values.backend];
+      else if (keys.length === 1) b = data.backends[keys[0]];
+    }
+    var count = el.gpus ? parseInt(el.gpus.value, 10) : parseInt(c.values.gpus || "0", 10);
+    if (isNaN(count)) count = 0;
+    var gb = el.gpu_memory ? parseInt(el.gpu_memory.value, 10) : parseInt(c.values.gpu_memory || "0", 10);
+    var ci = data.classes.indexOf(isNaN(gb) ? 0 : gb);
+    if (ci < 0) ci = 0;
+    var note = "";
+    if (el.gpus) {
+      Array.prototype.forEach.call(el.gpus.options, function (o) {
+        var n = parseInt(o.value, 10);
+        var over = n > c.maxGpus;
+        var why = over ? "more than the " + c.maxGpus + " allowed here" : reason(b, n, ci);
+        mark(o, why);
+        if (o.selected && why) {
+          note = over ? "At most " + c.maxGpus + " GPU" + (c.maxGpus !== 1 ? "s are" : " is") +
+            " allowed for this choice." : "Does not fit right now: " + why;
+        }
+      });
+    }
+    if (el.gpu_memory) {
+      Array.prototype.forEach.call(el.gpu_memory.options, function (o) {
+        var why = reason(b, count, data.classes.indexOf(parseInt(o.value, 10)));
+        mark(o, why);
+        if (o.selected && why && !note) note = "Does not fit right now: " + why;
+      });
+    }
+    var noteEl = root.querySelector("[data-gs-note]");
+    if (noteEl) {
+      noteEl.hidden = !note;
+      noteEl.textContent = note;
+    }
+  }
+
+  root.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t.name === "profile") applyChoice(false);
+    else if (t.name === "backend" || t.name === "image") filter();
+    else if (t.name === "gpus" || t.name === "gpu_memory") { types(); fit(); }
+  });
+  applyChoice(true);
+
+  // ---- data mounts editor: show the inputs of each row's type and credential choice,
+  // add rows (from the <template>, up to the limit) and remove them. Without the script
+  // every input is shown and unused rows are simply left empty.
+  var mroot = document.getElementById("gs-mounts");
+  if (mroot) {
+    var rowsEl = mroot.querySelector("[data-gs-rows]");
+    var tmpl = document.getElementById("gs-mount-template");
+    var limit = parseInt(mroot.getAttribute("data-gs-limit"), 10) || 0;
+    var next = rowsEl.children.length;
+    Array.prototype.forEach.call(mroot.querySelectorAll(".gs-js-only"), function (e) { e.hidden = false; });
+
+    var field = function (row, key) { return row.querySelector("[name$='-" + key + "']"); };
+    var part = function (nodes, visible) {
+      Array.prototype.forEach.call(nodes, function (n) {
+        n.hidden = !visible;
+        Array.prototype.forEach.call(n.querySelectorAll("input,select"), function (i) { i.disabled = !visible; });
+      });
+    };
+    var allow = function (sel, words) {
+      if (!sel || sel.tagName !== "SELECT") return;
+      Array.prototype.forEach.call(sel.options, function (o) {
+        var ok = words === null || words.indexOf(o.value) >= 0 || o.getAttribute("data-invalid");
+        o.hidden = !ok; o.disabled = !ok;
+      });
+      var cur = sel.options[sel.selectedIndex];
+      if (cur && cur.hidden) {
+        for (var i = 0; i < sel.options.length; i++) if (!sel.options[i].hidden) { sel.selectedIndex = i; break; }
+      }
+    };
+    var refresh = function (row) {
+      var t = field(row, "type");
+      var type = t ? t.value : "";
+      part(row.querySelectorAll(".gs-s3"), type === "s3");
+      part(row.querySelectorAll(".gs-ssh"), type === "ssh");
+      var ep = field(row, "endpoint");
+      var epo = ep && ep.tagName === "SELECT" ? ep.options[ep.selectedIndex] : null;
+      allow(field(row, "credentials"), epo ? (epo.getAttribute("data-credentials") || "").split(" ") : null);
+      var host = field(row, "host");
+      var ho = host && host.tagName === "SELECT" ? host.options[host.selectedIndex] : null;
+      allow(field(row, "auth"), ho ? (ho.getAttribute("data-auth") || "").split(" ") : null);
+      var cred = field(row, "credentials");
+      part(row.querySelectorAll(".gs-keys"), type === "s3" && (!cred || cred.value === "keys"));
+      var auth = field(row, "auth");
+      part(row.querySelectorAll(".gs-password"), type === "ssh" && !!auth && auth.value === "password");
+      var prefix = field(row, "prefix");
+      if (prefix && epo && epo.getAttribute("data-prefix")) prefix.placeholder = epo.getAttribute("data-prefix") + "\u2026";
+    };
+    var rows = function () { return rowsEl.querySelectorAll("[data-gs-mount]"); };
+    var addBtn = mroot.querySelector("[data-gs-add]");
+    var update = function () {
+      Array.prototype.forEach.call(rows(), refresh);
+      if (addBtn) addBtn.disabled = rows().length >= limit;
+      var key = mroot.querySelector(".gs-ssh-any");
+      if (key) {
+        var anySsh = false;
+        Array.prototype.forEach.call(rows(), function (r) { var t = field(r, "type"); if (t && t.value === "ssh") anySsh = true; });
+        key.hidden = !anySsh;
+      }
+    };
+    if (addBtn) addBtn.addEventListener("click", function () {
+      if (rows().length >= limit || !tmpl) return;
+      var html = tmpl.innerHTML.replace(/__i__/g, String(next++));
+      var box = document.createElement("div");
+      box.innerHTML = html;
+      var row = box.firstElementChild;
+      rowsEl.appendChild(row);
+      Array.prototype.forEach.call(row.querySelectorAll(".gs-js-only"), function (e) { e.hidden = false; });
+      update();
+      var first = row.querySelector("select,input:not([type=hidden])");
+      if (first) first.focus();
+    });
+    mroot.addEventListener("click", function (e) {
+      var btn = e.target.closest ? e.target.closest("[data-gs-remove]") : null;
+      if (!btn) return;
+      var row = btn.closest("[data-gs-mount]");
+      if (row) row.parentNode.removeChild(row);
+      update();
+    });
+    mroot.addEventListener("change", function (e) {
+      var row = e.target.closest ? e.target.closest("[data-gs-mount]") : null;
+      if (row) { refresh(row); update(); }
+    });
+    update();
+  }
+})();

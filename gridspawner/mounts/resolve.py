@@ -1,0 +1,176 @@
+"""Validated mounts + the user's secrets → `HostMount` values with working credentials.
+
+`resolve_mounts` is what the spawner runs at submit time (form) and before a launch (REST):
+per mount it gets the credentials (the typed keys / password, per-user STS credentials, or
+the hub-managed SSH key), then checks every mount concurrently (`s3check`, `sshcheck`)
+under the admin's ``check_timeout``. Any failure becomes an `OptionsError` naming the
+field (``mounts[i].bucket`` …), so the form shows it next to the input and REST answers 400.
+
+The result carries secrets: keep it in memory (`LaunchContext.mounts`), never in state or
+logs. `SecretStash` holds a form submission's secrets between ``options_from_form`` and
+``start()`` (JupyterHub saves the options to its database in between).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..request import OptionsError
+from . import s3check, sshcheck
+from .config import StorageConfig
+from .hostcmd import HostMount, S3Secret, S3Source, SSHSecret, SSHSource
+from .keys import KeyStore
+from .request import MountSpec
+from .sts import STSError, scoped_credentials
+
+NO_KEY = "the hub has no SSH key for you yet; open the spawn form to see it and add it to the server"
+
+
+def _known_hosts_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+async def _resolve_one(
+    i: int, spec: MountSpec, secret: Mapping[str, str], storage: StorageConfig, username: str,
+    env: Mapping[str, str] | None, check: bool,
+) -> tuple[HostMount | None, tuple[str, str] | None]:
+    """(mount, None) or (None, (field, message))."""
+    timeout = storage.check_timeout
+    if spec.type == "s3":
+        ep = storage.s3[spec.endpoint]
+        if spec.credentials == "sts":
+            try:
+                creds = await scoped_credentials(
+                    ep, username, spec.bucket, spec.prefix, spec.read_only or spec.mode == "copy", env=env, timeout=timeout
+                )
+            except STSError as e:
+                return None, ("credentials", str(e))
+        else:
+            ak, sk = secret.get("access_key"), secret.get("secret_key")
+            if not ak or not sk:
+                return None, ("access_key", "enter the access key id and secret key again")
+            creds = S3Secret(access_key=ak, secret_key=sk)
+        if check:
+            message = await s3check.check_s3(spec, creds, ep, timeout)
+            if message:
+                return None, (s3check.field_for(message), message)
+        source = S3Source(url=ep.url, bucket=spec.bucket, prefix=spec.prefix, region=ep.region,
+                          provider=ep.provider, path_style=ep.path_style)
+        return HostMount(i, spec.target, spec.mode, spec.read_only, source, creds), None
+
+    host = storage.ssh[spec.host]
+    if spec.auth == "password":
+        password = secret.get("password")
+        if not password:
+            return None, ("password", "enter the password again")
+        ssh_secret = SSHSecret(password=password)
+        client_key: Any = None
+    else:
+        if storage.key_dir is None:
+            return None, ("auth", "the hub has no key directory configured")
+        store = KeyStore(storage.key_dir)
+        try:
+            text = await asyncio.get_running_loop().run_in_executor(None, store.private_key_text, username)
+        except PermissionError:
+            return None, ("auth", "the hub's key for you is not usable; ask the hub admin")
+        if not text:
+            return None, ("auth", NO_KEY)
+        ssh_secret = SSHSecret(private_key=text)
+        client_key = None
+        if check:
+            import asyncssh
+
+            client_key = asyncssh.import_private_key(text)
+    if check:
+        if client_key is not None:
+            message = await sshcheck.check_ssh(host, spec.user, spec.path, client_key=client_key, timeout=timeout)
+        else:
+            message = await sshcheck.check_ssh(host, spec.user, spec.path, password=ssh_secret.password, timeout=timeout)
+        if message:
+            field = sshcheck.field_for(message)
+            if field == "password" and spec.auth != "password":
+                field = "auth"
+            return None, (field, message)
+    known = await asyncio.get_running_loop().run_in_executor(None, _known_hosts_text, host.known_hosts)
+    source = SSHSource(address=host.address, user=spec.user, path=spec.path, port=host.port, known_hosts=known)
+    return HostMount(i, spec.target, spec.mode, spec.read_only, source, ssh_secret), None
+
+
+async def resolve_mounts(
+    specs: Sequence[MountSpec],
+    secrets: Mapping[int, Mapping[str, str]],
+    storage: StorageConfig,
+    username: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> tuple[HostMount, ...]:
+    """Credentials for, and (``check``) a live check of, every mount — concurrently, each
+    bounded by ``storage.check_timeout`` and all together by a little more. ``secrets`` maps
+    a mount's index to its typed secret fields. Raises OptionsError (``mounts[i].field``)."""
+    if not specs:
+        return ()
+
+    async def one(i: int, spec: MountSpec):
+        try:
+            return await _resolve_one(i, spec, secrets.get(i, {}), storage, username, env, check)
+        except Exception as e:  # noqa: BLE001 - a broken check must still end as a field error
+            return None, ("type", f"could not check this mount ({type(e).__name__})")
+
+    # each check has its own timeout (STS + S3 check, or SSH connect + login): allow both
+    limit = storage.check_timeout * 2 + 5
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*(one(i, s) for i, s in enumerate(specs))), limit)
+    except asyncio.TimeoutError:
+        raise OptionsError({"mounts": f"the storage checks did not finish within {limit:g} s; try again"}) from None
+    errors = {f"mounts[{i}].{field}": message for i, (_, err) in enumerate(results) if err for field, message in [err]}
+    if errors:
+        raise OptionsError(errors)
+    return tuple(m for m, _ in results)
+
+
+def fingerprint(specs: Sequence[MountSpec]) -> tuple:
+    """What a stashed, already checked resolution was made for (no secrets)."""
+    return tuple(tuple(sorted(s.to_dict().items())) for s in specs)
+
+
+class SecretStash:
+    """In-memory secrets of form submissions, by (user, server), taken once by ``start()``.
+
+    Entries expire after ``ttl`` seconds (a form submitted but never started). Holds the
+    typed secrets by mount index and, when the submit-time checks passed, the resolved
+    mounts together with the `fingerprint` of the specs they were made for."""
+
+    def __init__(self, ttl: float = 300.0):
+        self.ttl = ttl
+        self._items: dict[tuple[str, str], tuple[float, dict, tuple | None, tuple]] = {}
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        for k in [k for k, v in self._items.items() if v[0] < now]:
+            del self._items[k]
+
+    def put(self, user: str, server: str, secrets: dict, resolved: tuple | None = None, specs: tuple = ()) -> None:
+        self._purge()
+        self._items[(user, server)] = (time.monotonic() + self.ttl, dict(secrets), resolved, specs)
+
+    def take(self, user: str, server: str) -> tuple[dict, tuple | None, tuple]:
+        """(secrets, resolved mounts or None, fingerprint); empty when nothing is stashed."""
+        self._purge()
+        item = self._items.pop((user, server), None)
+        if item is None:
+            return {}, None, ()
+        return item[1], item[2], item[3]
+
+    def drop(self, user: str, server: str) -> None:
+        self._items.pop((user, server), None)
+
+    def __len__(self) -> int:
+        self._purge()
+        return len(self._items)
