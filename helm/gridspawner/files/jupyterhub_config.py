@@ -1,0 +1,76 @@
+"""JupyterHub configuration made by the gridspawner Helm chart. Do not edit in the pod.
+
+Everything here comes from the chart's values, rendered into the hub ConfigMap next to
+this file:
+
+- gridspawner.json: the `gridspawner:` block of values.yaml; each key is set as
+  ``c.GridSpawner.<key>`` (the hub validates them all at start-up).
+- hub.json: what the chart knows about its own objects (service names, ports, database)
+  plus `hub.config` ({Class: {trait: value}}) and `hub.extraConfig` (Python snippets).
+
+JupyterHub loads this file with traitlets' PyFileConfigLoader: ``c`` is the Config.
+"""
+
+import json
+import os
+from pathlib import Path
+
+_CONFIG_DIR = Path(__file__).resolve().parent
+
+
+def _load_json(name):
+    with open(_CONFIG_DIR / name, encoding="utf-8") as f:
+        return json.load(f)
+
+
+chart = _load_json("hub.json")
+gridspawner_settings = _load_json("gridspawner.json")
+
+# -- the spawner and its catalog
+c.JupyterHub.spawner_class = "grid"
+
+# Host backends (local, ssh) relay each server's unix socket to a TCP port the proxy
+# connects to. The proxy runs in another pod, so unless the admin chose otherwise the
+# relays listen on this pod's IP (GRIDSPAWNER_TUNNEL_HOST), and ssh backends take their
+# relay ports from hub.tunnelPorts (GRIDSPAWNER_TUNNEL_PORTS, "first-last"): the range the
+# hub's NetworkPolicy opens to the proxy. (Local backends ask the kernel for a free port,
+# which the pod's ip_local_port_range keeps inside the same range.)
+_tunnel_host = os.environ.get("GRIDSPAWNER_TUNNEL_HOST")
+_tunnel_ports = os.environ.get("GRIDSPAWNER_TUNNEL_PORTS")
+for _backend in gridspawner_settings.get("backends", {}).values():
+    if not isinstance(_backend, dict):
+        continue
+    if _tunnel_host and _backend.get("kind") in ("local", "ssh"):
+        _backend.setdefault("relay_host", _tunnel_host)
+    if _tunnel_ports and _backend.get("kind") == "ssh":
+        _backend.setdefault("relay_ports", _tunnel_ports)
+for _trait, _value in gridspawner_settings.items():
+    setattr(c.GridSpawner, _trait, _value)
+
+# -- the hub listens on all interfaces of its pod; servers and the proxy reach it by Service
+c.JupyterHub.base_url = chart["baseUrl"]
+c.JupyterHub.hub_bind_url = f"http://:{chart['hubPort']}"
+c.JupyterHub.hub_connect_url = chart["hubConnectUrl"]
+
+# -- configurable-http-proxy runs in its own pod; the token comes from the chart's Secret
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = chart["proxyApiUrl"]
+if os.environ.get("CONFIGPROXY_AUTH_TOKEN"):
+    c.ConfigurableHTTPProxy.auth_token = os.environ["CONFIGPROXY_AUTH_TOKEN"]
+# JPY_COOKIE_SECRET (hex) is read by JupyterHub itself from the environment.
+
+# -- the database: SQLite on the chart's volume, or a URL from an existing Secret
+if chart["db"]["type"] == "external":
+    if os.environ.get("GRIDSPAWNER_DB_URL"):
+        c.JupyterHub.db_url = os.environ["GRIDSPAWNER_DB_URL"]
+else:
+    c.JupyterHub.db_url = chart["db"]["url"]
+
+# -- any other traitlets config from values: hub.config = {Class: {trait: value}}
+for _cls, _traits in chart["config"].items():
+    for _trait, _value in _traits.items():
+        setattr(c[_cls], _trait, _value)
+
+# -- hub.extraConfig snippets, in name order
+for _name in sorted(chart["extraConfig"]):
+    exec(compile(chart["extraConfig"][_name], f"<hub.extraConfig.{_name}>", "exec"), globals())
