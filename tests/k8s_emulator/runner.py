@@ -1,0 +1,123 @@
+"""Run mode: a scheduled pod's containers become local processes.
+
+What stands in for what:
+- the container image → nothing: `command` + `args` run on this machine (with
+  `image_entrypoints[image]` as the entrypoint when the pod gives no `command`);
+- the pod network namespace → a distinct loopback address 127.0.0.N per pod. Inside a real pod,
+  binding 0.0.0.0 means "the pod's own interface", so the literal "0.0.0.0" in args and env
+  values is rewritten to the pod IP; `POD_IP` is exported as well. The URL a backend builds from
+  `status.podIP` and the container port (http://podIP:8888) then reaches the process.
+- the container filesystem → `workingDir` when it exists here, else a per-pod scratch directory
+  (also HOME). Only a few variables of the emulator's own environment pass through (PATH...).
+Stop = SIGTERM to the process group, SIGKILL after the grace period (kubelet's order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import tempfile
+from dataclasses import dataclass
+
+PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "TZ")
+
+
+@dataclass
+class PodProcess:
+    proc: asyncio.subprocess.Process
+    log_path: str
+    container: str
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """kubelet's $(VAR) expansion; $$ escapes; unknown references stay as written."""
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env.get(name, m.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", sub, value)
+
+
+class Runner:
+    def __init__(self, workdir: str | None = None, passthrough_env: tuple[str, ...] = PASSTHROUGH_ENV,
+                 image_entrypoints: dict[str, list[str]] | None = None, extra_env: dict[str, str] | None = None):
+        self.workdir = workdir or tempfile.mkdtemp(prefix="k8s-emulator-")
+        self.passthrough = passthrough_env
+        self.image_entrypoints = image_entrypoints or {}
+        self.extra_env = extra_env or {}
+
+    def pod_dir(self, uid: str) -> str:
+        d = os.path.join(self.workdir, uid)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    async def start(self, uid: str, container: dict, env: dict[str, str], ip: str) -> PodProcess:
+        env = {k: v.replace("0.0.0.0", ip) for k, v in env.items()}
+        argv = list(container.get("command") or self.image_entrypoints.get(container.get("image", ""), []))
+        argv += list(container.get("args") or [])
+        argv = [expand(a, env).replace("0.0.0.0", ip) for a in argv]
+        if not argv:
+            raise RuntimeError(f"container {container.get('name')} has no command to run "
+                               f"(set command, or image_entrypoints[{container.get('image')!r}])")
+        d = self.pod_dir(uid)
+        full_env = {k: os.environ[k] for k in self.passthrough if k in os.environ}
+        full_env.update(self.extra_env)
+        full_env.setdefault("HOME", d)
+        full_env["POD_IP"] = ip
+        full_env.update(env)
+        cwd = container.get("workingDir")
+        if not cwd or not os.path.isdir(cwd):
+            cwd = d
+        log_path = os.path.join(d, f"{container['name']}.log")
+        log = open(log_path, "ab")
+        try:
+            exe = argv[0] if os.sep in argv[0] else (shutil.which(argv[0], path=full_env.get("PATH")) or argv[0])
+            proc = await asyncio.create_subprocess_exec(
+                exe, *argv[1:], env=full_env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        return PodProcess(proc, log_path, container["name"])
+
+    @staticmethod
+    async def stop(pp: PodProcess, grace: float) -> int | None:
+        if pp.proc.returncode is not None:
+            return pp.proc.returncode
+        try:
+            os.killpg(pp.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(pp.proc.wait(), timeout=max(grace, 0.0))
+        except asyncio.TimeoutError:
+            pass
+        try:  # the whole group: children that ignored TERM, or outlived their parent
+            os.killpg(pp.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return await pp.proc.wait()
+
+    @staticmethod
+    async def tcp_ready(ip: str, port: int, timeout: float = 0.5) -> bool:
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        w.close()
+        try:
+            await w.wait_closed()
+        except OSError:
+            pass
+        return True
+
+    def cleanup(self, uid: str) -> None:
+        shutil.rmtree(os.path.join(self.workdir, uid), ignore_errors=True)

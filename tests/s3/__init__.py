@@ -1,0 +1,147 @@
+"""A real S3 (+ STS, IAM) server for tests: moto's ThreadedMotoServer on 127.0.0.1, random port.
+
+`S3Server` starts one in-process server; `client()` gives boto3 clients for it. IAM
+enforcement (`enforce_auth()`) switches moto from "accept anything" to checking signatures and
+the IAM user's / assumed role's policies. Moto does NOT evaluate STS session policies (the
+``Policy`` passed to AssumeRole / GetFederationToken), nor bucket policies of assumed roles:
+tests of session policies evaluate the recorded policy with moto's own policy engine
+(`session_policy_of`) instead — see tests/integration/test_mounts_s3.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import boto3
+from botocore.config import Config
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+# not a secret: moto's default, accepted while auth is not enforced
+ANY_KEY = "testing"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    """One moto server (S3, STS, IAM) on loopback. Use as a context manager or call stop()."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+        self._server.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self.relax_auth()
+        self._server.stop()
+
+    def __enter__(self) -> "S3Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ clients
+    def client(self, service: str = "s3", key: str = ANY_KEY, secret: str = ANY_KEY, token: str | None = None) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    def reset(self) -> None:
+        """Forget every bucket, user and role (moto's reset API)."""
+        import urllib.request
+
+        self.relax_auth()
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=5).read()
+
+    # ------------------------------------------------------------------ IAM enforcement
+    def _set_auth(self, count: float) -> None:
+        # the server runs in this process: set moto's switch directly (its /moto-api/reset-auth
+        # endpoint answers 500 under ThreadedMotoServer in moto 5.x)
+        from moto import settings
+        from moto.core.authorization import ActionAuthenticatorMixin
+
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = count
+        ActionAuthenticatorMixin.request_count = 0
+
+    def enforce_auth(self) -> None:
+        """From now on every request must be signed by a known IAM user / assumed role whose
+        policies allow the action (moto's INITIAL_NO_AUTH_ACTION_COUNT = 0)."""
+        self._set_auth(0)
+
+    def relax_auth(self) -> None:
+        self._set_auth(float("inf"))
+
+    @contextmanager
+    def enforced(self) -> Iterator[None]:
+        self.enforce_auth()
+        try:
+            yield
+        finally:
+            self.relax_auth()
+
+    def iam_user(self, name: str, policy: dict) -> tuple[str, str]:
+        """An IAM user with an inline ``policy``; returns (access key, secret). Call before
+        enforcing auth (or with an admin's keys)."""
+        iam = self.client("iam")
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))
+        k = iam.create_access_key(UserName=name)["AccessKey"]
+        return k["AccessKeyId"], k["SecretAccessKey"]
+
+    def role(self, name: str, policy: dict, trusted: str = "*") -> str:
+        """An IAM role anyone (``trusted``) may assume, with an inline ``policy``; its ARN."""
+        iam = self.client("iam")
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": trusted}, "Action": "sts:AssumeRole"}],
+        }
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        iam.put_role_policy(RoleName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))
+        return arn
+
+
+def session_policy_of(access_key_id: str) -> str | None:
+    """The session policy moto recorded for temporary credentials (same process only)."""
+    from moto.sts.models import sts_backends
+
+    for backend in sts_backends[ACCOUNT].values():
+        for role in backend.assumed_roles:
+            if role.access_key_id == access_key_id:
+                return role.policy
+    return None
+
+
+def allows(policy: str, action: str, resource: str, conditions: dict | None = None) -> bool:
+    """Whether ``policy`` (JSON) allows ``action`` on ``resource``, by moto's policy engine."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    return IAMPolicy(policy).is_action_permitted(action, resource, None, conditions) == PermissionResult.PERMITTED

@@ -1,0 +1,648 @@
+"""The host scripts: exact text of the pure builders, and what they do when sh runs them.
+
+Hostile values (command substitution, ';', backticks, newlines, quotes, unicode) must reach
+their destination byte for byte and never run: each such test runs the built script with
+/bin/sh against a temp dir and checks that a canary file was not created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from gridspawner.backends.host import scripts
+from gridspawner.backends.host.inventory import Inventory, LedgerEntry, parse_ledger_entry, parse_probe
+from gridspawner.gpu import GPU, GPUProbeError
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FAKE_SMI = str(FIXTURES / "fake_nvidia_smi")
+
+FUNCS = """alive() {
+  [ -n "$1" ] || return 1
+  if [ -r "/proc/$1/stat" ]; then
+    case "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" in Z*|X*|'') return 1 ;; esac
+    return 0
+  fi
+  kill -0 "$1" 2>/dev/null
+}
+group_alive() { kill -0 "-$1" 2>/dev/null; }
+nap() { sleep 0.1 2>/dev/null || sleep 1; }
+"""
+
+
+def sh(script: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    return subprocess.run(
+        ["/bin/sh", "-s"], input=script, capture_output=True, text=True, env={**base, **(env or {})}, timeout=timeout
+    )
+
+
+@pytest.fixture
+def tmp():
+    # short paths: unix sockets must stay under 104 bytes
+    d = tempfile.mkdtemp(dir="/tmp", prefix="gsu-")
+    yield Path(d)
+    subprocess.run(["rm", "-rf", d], check=False)
+
+
+HOSTILE = [
+    "$(touch {canary})",
+    "`touch {canary}`",
+    "x; touch {canary}",
+    "x && touch {canary} || touch {canary}",
+    "a\nb\ntouch {canary}\n",
+    "it's \"quoted\" $HOME \\ \\$(touch {canary})",
+    "ünïcödé ✓ 日本語 $(touch {canary})",
+    "' ; touch {canary} ; '",
+    "-e",
+    "",
+]
+
+
+# --------------------------------------------------------------------------- exact output
+
+
+def test_release_script_exact():
+    assert scripts.release_script("/tmp/l/", "alice-1.abcd1234") == "{\nrm -f /tmp/l/alice-1.abcd1234\n} </dev/null\n"
+
+
+def test_probe_script_exact():
+    assert scripts.probe_script(("nvidia-smi",), "/tmp/gridspawner ledger") == (
+        "{\n"
+        "L='/tmp/gridspawner ledger'\n"
+        "if command -v nvidia-smi >/dev/null 2>&1; then\n"
+        "  out=$(nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader,nounits 2>&1); rc=$?\n"
+        '  echo "@@gpus $rc"\n'
+        "  printf '%s\\n' \"$out\"\n"
+        "else\n"
+        '  echo "@@gpus missing"\n'
+        "fi\n"
+        'echo "@@ledger"\n'
+        'for f in "$L"/*; do\n'
+        '  [ -f "$f" ] || continue\n'
+        '  echo "@@entry ${f##*/}"\n'
+        '  cat "$f" 2>/dev/null\n'
+        "done\n"
+        'echo "@@end"\n'
+        "} </dev/null\n"
+    )
+
+
+def test_poll_script_exact():
+    assert scripts.poll_script("/tmp/s/a-1", 42, ledger_dir="/tmp/l", ledger_entry="a-1.x") == (
+        "{\n" + FUNCS + "S=/tmp/s/a-1\n"
+        + scripts.remove_session_func("/tmp/s/a-1") +
+        "p=42\n"
+        'cur=$(cat "$S/pid" 2>/dev/null)\n'
+        'if [ "$cur" = "$p" ] && alive "$p"; then\n'
+        '  echo "@@running"\n'
+        "else\n"
+        '  if [ "$cur" = "$p" ] || [ ! -e "$S" ]; then\n'
+        "    remove_session\n"
+        "    rm -f /tmp/l/a-1.x\n"
+        "  fi\n"
+        '  echo "@@gone"\n'
+        "fi\n"
+        "} </dev/null\n"
+    )
+
+
+def test_wait_script_exact():
+    assert scripts.wait_script("/tmp/s/a-1", 7, 2.5, log_lines=5) == (
+        "{\n" + FUNCS + "S=/tmp/s/a-1\n"
+        "p=7\n"
+        "n=25\n"
+        "while :; do\n"
+        '  if [ -S "$S/jupyter.sock" ]; then echo "@@ready"; exit 0; fi\n'
+        '  if ! alive "$p"; then\n'
+        '    echo "@@dead"\n'
+        '    tail -n 5 "$S/server.log" 2>/dev/null\n'
+        "    exit 0\n"
+        "  fi\n"
+        '  [ "$n" -gt 0 ] || break\n'
+        "  nap\n"
+        "  n=$((n - 1))\n"
+        "done\n"
+        'echo "@@waiting"\n'
+        "} </dev/null\n"
+    )
+
+
+def test_launch_script_exact():
+    spec = scripts.LaunchSpec(
+        session_root="/tmp/gs",
+        slug="alice-1",
+        notebook_dir="~/nb/alice",
+        env={"JUPYTERHUB_API_TOKEN": "t0k", "CUDA_VISIBLE_DEVICES": "GPU-a,GPU-b"},
+        cmd=("jupyterhub-singleuser", "--debug"),
+        prefix=". /opt/venv/bin/activate",
+        ledger_dir="/tmp/l",
+        ledger_entry="alice-1.abcd",
+    )
+    assert spec.session_dir == "/tmp/gs/alice-1"
+    assert spec.socket_path == "/tmp/gs/alice-1/jupyter.sock"
+    assert scripts.launch_script(spec) == (
+        "{\n" + FUNCS + "umask 077\n"
+        "R=/tmp/gs\n"
+        "S=/tmp/gs/alice-1\n"
+        + scripts.remove_session_func("/tmp/gs/alice-1") +
+        'mkdir -p "$R" 2>/dev/null\n'
+        'if [ -L "$R" ] || [ ! -d "$R" ] || [ ! -O "$R" ]; then\n'
+        '  echo "session root $R is not a directory owned by $(id -un)" >&2\n'
+        "  exit 10\n"
+        "fi\n"
+        'chmod 700 "$R" || exit 10\n'
+        'if [ -d "$S" ]; then\n'
+        '  old=$(cat "$S/pid" 2>/dev/null)\n'
+        '  if alive "$old"; then\n'
+        '    echo "@@busy $old"\n'
+        "    exit 11\n"
+        "  fi\n"
+        "  remove_session || exit 15\n"
+        "fi\n"
+        'mkdir -m 700 "$S" || exit 10\n'
+        "export JUPYTERHUB_API_TOKEN=t0k\n"
+        "export CUDA_VISIBLE_DEVICES=GPU-a,GPU-b\n"
+        'N="$HOME"/nb/alice\n'
+        'mkdir -p "$N" && cd "$N" || { echo "cannot use notebook directory $N" >&2; remove_session; exit 12; }\n'
+        "{\n"
+        ". /opt/venv/bin/activate\n"
+        "} >&2\n"
+        'if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi\n'
+        "setsid -f /bin/sh -c 'echo $$ >\"$1/pid.new\" && mv -f \"$1/pid.new\" \"$1/pid\" || exit 126; shift; exec \"$@\"'"
+        ' sh "$S" jupyterhub-singleuser --debug "$@" --ServerApp.sock="$S/jupyter.sock" --ServerApp.sock_mode=0600'
+        ' >"$S/server.log" 2>&1 </dev/null\n'
+        "n=100\n"
+        'while [ ! -s "$S/pid" ] && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done\n'
+        'pid=$(cat "$S/pid" 2>/dev/null)\n'
+        'if [ -z "$pid" ]; then\n'
+        '  echo "the server process did not start:" >&2\n'
+        '  tail -n 20 "$S/server.log" >&2 2>/dev/null\n'
+        "  remove_session\n"
+        "  exit 13\n"
+        "fi\n"
+        "[ -f /tmp/l/alice-1.abcd ] && printf 'pid=%s\\n' \"$pid\" >>/tmp/l/alice-1.abcd\n"
+        'echo "@@pid $pid"\n'
+        "} </dev/null\n"
+    )
+
+
+def test_stop_script_exact_now():
+    assert scripts.stop_script("/tmp/s/a-1", 42, ledger_dir="/tmp/l", ledger_entry="a-1.x", kill_timeout=2, now=True) == (
+        "{\n" + FUNCS + "S=/tmp/s/a-1\n"
+        + scripts.remove_session_func("/tmp/s/a-1") +
+        "p=42\n"
+        'done=""\n'
+        "ladder() {\n"
+        '  alive "$p" || { done=none; return; }\n'
+        '  kill -"$1" "-$p" 2>/dev/null\n'
+        "  n=$2\n"
+        '  while alive "$p" && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done\n'
+        '  alive "$p" || done=$1\n'
+        "}\n"
+        'cur=$(cat "$S/pid" 2>/dev/null)\n'
+        'if [ "$cur" = "$p" ]; then\n'
+        '  if [ -n "$p" ]; then\n'
+        '    [ -n "$done" ] || ladder KILL 20\n'
+        "    # what is left of the group (the server's children) goes with it\n"
+        '    group_alive "$p" && kill -KILL "-$p" 2>/dev/null\n'
+        "  else\n"
+        "    done=none\n"
+        "  fi\n"
+        "  remove_session\n"
+        "  rm -f /tmp/l/a-1.x\n"
+        'elif [ ! -e "$S" ]; then\n'
+        "  done=none\n"
+        "  rm -f /tmp/l/a-1.x\n"
+        "else\n"
+        "  done=none  # the session directory belongs to a newer server of this session: not ours\n"
+        "fi\n"
+        'if [ -n "$done" ]; then echo "@@stopped $done"; else echo "@@survived"; fi\n'
+        "} </dev/null\n"
+    )
+
+
+def test_stop_script_ladder_order_and_ticks():
+    text = scripts.stop_script("/s/a", 9, interrupt_timeout=10, term_timeout=0.25, kill_timeout=5)
+    steps = [line.strip() for line in text.splitlines() if "|| ladder" in line]
+    assert steps == ['[ -n "$done" ] || ladder INT 100', '[ -n "$done" ] || ladder TERM 3', '[ -n "$done" ] || ladder KILL 50']
+    # no pid known (a launch cut short): the session directory names the server
+    assert 'p=$(cat "$S/pid" 2>/dev/null)\n' in scripts.stop_script("/s/a", None)
+
+
+def test_claim_script_quotes_owner_and_uuids():
+    text = scripts.claim_script("/tmp/l", "a-1.x", ["GPU-1", "GPU-2"], owner="root@h backend x", user="bob\nuuid=GPU-9", grace=120.5)
+    assert "for u in GPU-1 GPU-2; do\n" in text
+    assert "if [ $((now - created)) -gt 121 ] && ! alive \"$pid\"; then\n" in text
+    # a newline in a user name cannot forge a ledger line
+    assert "user=bob?uuid=GPU-9\n" in text
+    assert "flock -w 10 9 || exit 5\n" in text
+
+
+def test_export_lines_and_bad_names():
+    assert scripts.export_lines({"A": "x y", "B_2": "$(id)"}) == "export A='x y'\nexport B_2='$(id)'\n"
+    for bad in ("1A", "A-B", "A B", "A;touch x", ""):
+        with pytest.raises(ValueError):
+            scripts.export_lines({bad: "v"})
+
+
+def test_check_slug_and_entry_name():
+    assert scripts.check_slug("alice-0123456789") == "alice-0123456789"
+    for bad in ("", "-a", "a/b", "a b", "a.b", "../x", "a\n", "ä"):
+        with pytest.raises(ValueError):
+            scripts.check_slug(bad)
+    name = scripts.ledger_entry_name("/tmp/gs/alice-1", "alice-1")
+    assert name.startswith("alice-1.") and len(name) == len("alice-1.") + 8
+    assert name != scripts.ledger_entry_name("/tmp/other/alice-1", "alice-1")
+
+
+def test_sh_path():
+    assert scripts._sh_path("~/a b/c") == "\"$HOME\"/'a b/c'"
+    assert scripts._sh_path("~") == '"$HOME"'
+    assert scripts._sh_path("/x/$(id)") == "'/x/$(id)'"
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def test_parse_probe_with_gpus_and_ledger():
+    out = (
+        "@@gpus 0\n"
+        "0, GPU-a, Tesla T4, 15360, 3\n"
+        "1, GPU-b, NVIDIA A10, 23028, 0\n"
+        "@@ledger\n"
+        "@@entry alice-1.x\n"
+        "owner=root@h backend here\nuser=alice\ncreated=1700000000\nuuid=GPU-b\npid=1234\n"
+        "@@entry bob-2.y\n"
+        "owner=o\nuser=bob\ncreated=17\n"
+        "@@end\n"
+    )
+    inv = parse_probe(out)
+    assert inv.gpus == (GPU(0, "GPU-a", "Tesla T4", 15360, 3), GPU(1, "GPU-b", "NVIDIA A10", 23028, 0))
+    assert inv.entries == (
+        LedgerEntry("alice-1.x", ("GPU-b",), "root@h backend here", "alice", 1234, 1700000000),
+        LedgerEntry("bob-2.y", (), "o", "bob", None, 17),
+    )
+    assert inv.claimed == frozenset({"GPU-b"})
+    assert [g.uuid for g in inv.free()] == ["GPU-a"]
+
+
+def test_parse_probe_missing_and_failing_smi():
+    assert parse_probe("@@gpus missing\n@@ledger\n@@end\n") == Inventory((), (), has_nvidia_smi=False)
+    with pytest.raises(GPUProbeError, match=r"nvidia-smi failed \(exit 9\): NVIDIA-SMI has failed"):
+        parse_probe("@@gpus 9\nNVIDIA-SMI has failed because it couldn't communicate\n@@ledger\n@@end\n")
+    with pytest.raises(GPUProbeError, match="unexpected probe output"):
+        parse_probe("bash: line 1: syntax error\n")
+
+
+def test_parse_ledger_entry_tolerates_junk():
+    e = parse_ledger_entry("x", "garbage\npid=abc\nuuid=GPU-1\n\ncreated=\nuuid=GPU-2\npid=77\n")
+    assert e == LedgerEntry("x", ("GPU-1", "GPU-2"), "", "", 77, 0)
+
+
+def test_parse_marker():
+    assert scripts.parse_marker("noise\n@@pid 12\n", "pid") == "12"
+    assert scripts.parse_marker("@@ready\n", "ready") == ""
+    assert scripts.parse_marker("@@readyish\n", "ready") is None
+    assert scripts.parse_marker("@@pid 1\n@@pid 2\n", "pid") == "2"
+
+
+# --------------------------------------------------------------------------- running the scripts
+
+
+def test_probe_runs_fake_nvidia_smi(tmp):
+    spec = "Tesla T4,15360;NVIDIA A10,23028,100"
+    smi = ("env", f"FAKE_NVIDIA_SMI_GPUS={spec}", FAKE_SMI)
+    (tmp / "l").mkdir()
+    (tmp / "l" / "a-1.x").write_text("owner=o\nuser=a\ncreated=5\nuuid=GPU-zzz\n")
+    (tmp / "l" / ".a-2.x.123").write_text("uuid=GPU-tmp\n")  # a claim being written: not an entry
+    inv = parse_probe(sh(scripts.probe_script(smi, str(tmp / "l"))).stdout)
+    assert [(g.index, g.name, g.memory_total_mib, g.memory_used_mib) for g in inv.gpus] == [
+        (0, "Tesla T4", 15360, 0),
+        (1, "NVIDIA A10", 23028, 100),
+    ]
+    assert all(g.uuid.startswith("GPU-") for g in inv.gpus)
+    assert [e.name for e in inv.entries] == ["a-1.x"]
+
+
+def test_probe_without_nvidia_smi_or_ledger(tmp):
+    inv = parse_probe(sh(scripts.probe_script(("/nonexistent/nvidia-smi",), str(tmp / "nope"))).stdout)
+    assert inv == Inventory((), (), has_nvidia_smi=False)
+
+
+def test_probe_broken_driver(tmp):
+    smi = ("env", "FAKE_NVIDIA_SMI_GPUS=!fail", FAKE_SMI)
+    with pytest.raises(GPUProbeError, match="exit 9"):
+        parse_probe(sh(scripts.probe_script(smi, str(tmp))).stdout)
+
+
+def claim(tmp, entry, uuids, grace=120, user="u"):
+    return sh(scripts.claim_script(str(tmp / "l"), entry, uuids, owner="test", user=user, grace=grace))
+
+
+def test_claim_creates_ledger_and_detects_conflicts(tmp):
+    r = claim(tmp, "a-1.x", ["GPU-1", "GPU-2"])
+    assert (r.returncode, r.stdout) == (0, "@@claimed\n"), r.stderr
+    ledger = tmp / "l"
+    assert oct(ledger.stat().st_mode & 0o7777) == "0o1777"
+    text = (ledger / "a-1.x").read_text()
+    assert text.startswith("owner=test\nuser=u\ncreated=") and text.endswith("uuid=GPU-1\nuuid=GPU-2\n")
+    assert oct((ledger / "a-1.x").stat().st_mode & 0o777) == "0o644"
+    # another session wanting GPU-2 is refused with the conflict exit status
+    r = claim(tmp, "b-1.x", ["GPU-3", "GPU-2"])
+    assert r.returncode == scripts.EXIT_CONFLICT and "@@conflict GPU-2" in r.stdout
+    assert not (ledger / "b-1.x").exists()
+    # re-claiming its own entry (a retried launch) is no conflict
+    assert claim(tmp, "a-1.x", ["GPU-2"]).returncode == 0
+    assert "uuid=GPU-1" not in (ledger / "a-1.x").read_text()
+    assert claim(tmp, "b-1.x", ["GPU-1"]).returncode == 0
+    assert sorted(p.name for p in ledger.iterdir()) == [".lock", "a-1.x", "b-1.x"]
+
+
+def test_claim_reaps_only_stale_entries(tmp):
+    ledger = tmp / "l"
+    ledger.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old = int(time.time()) - 1000
+    (ledger / "dead-old.x").write_text(f"created={old}\nuuid=GPU-1\npid={dead.pid}\n")
+    (ledger / "alive-old.x").write_text(f"created={old}\nuuid=GPU-2\npid={os.getpid()}\n")
+    (ledger / "young.x").write_text(f"created={int(time.time())}\nuuid=GPU-3\n")  # claimed, pid not yet known
+    (ledger / "nopid-old.x").write_text(f"created={old}\nuuid=GPU-4\n")  # a launch that died before its pid
+    r = claim(tmp, "new.x", ["GPU-1", "GPU-4"], grace=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in ledger.iterdir() if not p.name.startswith(".")) == ["alive-old.x", "new.x", "young.x"]
+    assert claim(tmp, "other.x", ["GPU-2"], grace=60).returncode == scripts.EXIT_CONFLICT
+    assert claim(tmp, "other.x", ["GPU-3"], grace=60).returncode == scripts.EXIT_CONFLICT
+
+
+def test_concurrent_claims_never_share_a_gpu(tmp):
+    """flock serializes claims of separate processes (as separate hubs would run them)."""
+    procs = [
+        subprocess.Popen(["/bin/sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    for i, p in enumerate(procs):
+        p.stdin.write(scripts.claim_script(str(tmp / "l"), f"s{i}.x", ["GPU-A", f"GPU-{i}"], owner="t", user="u", grace=60))
+        p.stdin.close()
+    codes = [p.wait(30) for p in procs]
+    assert sorted(codes) == [0] + [scripts.EXIT_CONFLICT] * 7
+    holders = [f for f in (tmp / "l").iterdir() if "uuid=GPU-A\n" in f.read_text()]
+    assert len(holders) == 1
+
+
+def test_claim_with_hostile_values_runs_nothing(tmp):
+    canary = tmp / "canary"
+    for i, value in enumerate(HOSTILE):
+        value = value.format(canary=canary)
+        r = sh(scripts.claim_script(str(tmp / "l d"), f"e{i}.x", [value or "GPU-x"], owner=value, user=value, grace=60))
+        assert r.returncode in (0, scripts.EXIT_CONFLICT), r.stderr
+        assert not canary.exists(), value
+        entry = parse_ledger_entry("x", (tmp / "l d" / f"e{i}.x").read_text()) if r.returncode == 0 else None
+        if entry is not None and "\n" not in value:
+            assert entry.uuids == (value.strip() or "GPU-x",) and entry.user == value.strip()
+
+
+def run_launch(tmp, *, env=None, cmd=None, notebook_dir=None, prefix=""):
+    out = tmp / "out.json"
+    dump = "import json, os, sys; json.dump({'env': dict(os.environ), 'argv': sys.argv[1:], 'cwd': os.getcwd()}, open(os.environ['OUT_FILE'], 'w'))"
+    spec = scripts.LaunchSpec(
+        session_root=str(tmp / "s"),
+        slug="alice-1",
+        notebook_dir=notebook_dir or str(tmp / "nb"),
+        env={"OUT_FILE": str(out), **(env or {})},
+        cmd=(sys.executable, "-c", dump, *(cmd or ())),
+        prefix=prefix,
+    )
+    r = sh(scripts.launch_script(spec))
+    assert r.returncode == 0, r.stderr
+    pid = int(scripts.parse_marker(r.stdout, "pid"))
+    for _ in range(100):
+        if out.exists() and out.stat().st_size:
+            break
+        time.sleep(0.05)
+    return pid, json.loads(out.read_text()), spec
+
+
+def test_launch_with_hostile_values_delivers_them_verbatim(tmp):
+    canary = tmp / "canary"
+    values = [v.format(canary=canary) for v in HOSTILE]
+    env = {f"GS_V{i}": v for i, v in enumerate(values)}
+    nb = str(tmp / "nb $(touch {c}) `touch {c}` ; x\n ü").format(c=canary)
+    pid, seen, spec = run_launch(tmp, env=env, cmd=values, notebook_dir=nb)
+    assert not canary.exists()
+    for name, value in env.items():
+        assert seen["env"][name] == value
+    # the hostile arguments arrive in order, then the socket arguments
+    assert seen["argv"][: len(values)] == values
+    extra = ["--allow-root"] if os.getuid() == 0 else []
+    assert seen["argv"][len(values) :] == extra + [
+        f"--ServerApp.sock={spec.socket_path}",
+        "--ServerApp.sock_mode=0600",
+    ]
+    assert seen["cwd"] == nb
+    assert os.path.isdir(nb)
+
+
+def test_launch_makes_private_session_dir_and_own_session(tmp):
+    pid, seen, spec = run_launch(tmp, prefix="export GS_FROM_PREFIX=yes\necho prefix output is not the pid")
+    sdir = Path(spec.session_dir)
+    assert oct(sdir.stat().st_mode & 0o777) == "0o700"
+    assert oct(sdir.parent.stat().st_mode & 0o777) == "0o700"
+    assert (sdir / "pid").read_text().strip() == str(pid)
+    assert oct((sdir / "pid").stat().st_mode & 0o777) == "0o600"
+    assert seen["env"]["GS_FROM_PREFIX"] == "yes"
+    # nothing of the caller's environment leaks beyond what the script exports
+    assert "HOME" in seen["env"] and "PYTEST_CURRENT_TEST" not in seen["env"]
+
+
+def test_launch_refuses_foreign_session_root(tmp):
+    target = tmp / "elsewhere"
+    target.mkdir()
+    (tmp / "s").symlink_to(target)
+    spec = scripts.LaunchSpec(str(tmp / "s"), "a-1", str(tmp), {}, ("true",))
+    r = sh(scripts.launch_script(spec))
+    assert r.returncode == scripts.EXIT_ROOT and "not a directory owned by" in r.stderr
+    assert list(target.iterdir()) == []
+
+
+def start_sleeper(tmp, ignore: str = "") -> tuple[int, Path]:
+    sdir = tmp / "s" / "a-1"
+    sdir.mkdir(parents=True)
+    code = (
+        "import signal, sys, time\n"
+        f"for s in {ignore!r}.split(','):\n"
+        "    s and signal.signal(getattr(signal, 'SIG' + s), signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"ready\n"
+    (sdir / "pid").write_text(f"{p.pid}\n")
+    return p, sdir
+
+
+@pytest.mark.parametrize(
+    "ignore, expected",
+    [("", "INT"), ("INT", "TERM"), ("INT,TERM", "KILL")],
+)
+def test_stop_ladder(tmp, ignore, expected):
+    p, sdir = start_sleeper(tmp, ignore)
+    (tmp / "l").mkdir()
+    (tmp / "l" / "a-1.x").write_text("uuid=GPU-1\n")
+    script = scripts.stop_script(str(sdir), p.pid, ledger_dir=str(tmp / "l"), ledger_entry="a-1.x",
+                                 interrupt_timeout=0.3, term_timeout=0.3, kill_timeout=2)
+    r = sh(script)
+    assert r.stdout == f"@@stopped {expected}\n", r.stderr
+    assert p.wait(5) is not None
+    assert not sdir.exists() and not (tmp / "l" / "a-1.x").exists()
+
+
+def test_stop_never_signals_a_pid_the_session_does_not_name(tmp):
+    p, sdir = start_sleeper(tmp)
+    try:
+        (sdir / "pid").write_text("999999\n")  # a newer server of the session
+        r = sh(scripts.stop_script(str(sdir), p.pid, now=True))
+        assert r.stdout == "@@stopped none\n"
+        assert p.poll() is None and sdir.exists()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_poll_script(tmp):
+    p, sdir = start_sleeper(tmp)
+    (tmp / "l").mkdir()
+    (tmp / "l" / "a-1.x").write_text("uuid=GPU-1\n")
+    poll = scripts.poll_script(str(sdir), p.pid, ledger_dir=str(tmp / "l"), ledger_entry="a-1.x")
+    assert sh(poll).stdout == "@@running\n"
+    p.kill()
+    p.wait()
+    assert sh(poll).stdout == "@@gone\n"
+    # the hub calls no stop() for a server found gone: poll cleans up
+    assert not sdir.exists() and not (tmp / "l" / "a-1.x").exists()
+
+
+# --------------------------------------------------------------------------- data mounts
+
+from gridspawner.backends.host.backend import _mount_failure, describe_mount  # noqa: E402
+from gridspawner.backends.host.transport import RunResult  # noqa: E402
+from gridspawner.mounts.hostcmd import HostMount, S3Secret, S3Source, SSHSecret, SSHSource  # noqa: E402
+from gridspawner.mounts.request import MountSpec  # noqa: E402
+
+MOUNT_SECRET = "s3cr3t+/KEY=value"
+
+
+def s3_host_mount(index=0, target="d", mode="mount", read_only=False):
+    return HostMount(index, target, mode, read_only, S3Source("http://127.0.0.1:9", "lab-data", "alice/run1/"),
+                     S3Secret("AKIAX", MOUNT_SECRET))
+
+
+def mount_spec(**kw):
+    return scripts.LaunchSpec(
+        session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb/alice",
+        env={"JUPYTERHUB_API_TOKEN": "t0k"}, cmd=("jupyterhub-singleuser",), **kw,
+    )
+
+
+def test_launch_script_mounts_after_the_session_dir_and_before_the_server():
+    spec = mount_spec(mounts=(s3_host_mount(0, "d"), s3_host_mount(1, "c", mode="copy")), data_link="data")
+    text = scripts.launch_script(spec)
+    made, mounted = text.index('mkdir -m 700 "$S" || exit 10\n'), text.index("\n(\n")
+    assert made < mounted < text.index("export JUPYTERHUB_API_TOKEN") < text.index("N=") < text.index("setsid -f")
+    # the mount step runs in a subshell; any failure of it (or of a mount's first listing)
+    # removes the session (unmounting first) and exits EXIT_MOUNT
+    assert ") && mount_check 0 /tmp/gs/alice-1/data/d || { remove_session; exit 14; }\n" in text
+    assert "mount_check 1" not in text  # a copy is no mount
+    # the secret only in a here-doc of the script text: never on a command line or exported
+    assert {ln for ln in text.splitlines() if MOUNT_SECRET in ln} == {f"secret_access_key = {MOUNT_SECRET}"}
+    assert 'ln -s "$S/data" "$G" && echo "@@data-link $PWD/$G"' in text
+    assert text.index("G=data") > text.index('cd "$N"')
+    # no mounts: no mount step, no link
+    plain = scripts.launch_script(mount_spec(data_link="data"))
+    assert "mount_check" not in plain and "@@data-link" not in plain and "hostcmd" not in plain
+
+
+def test_launch_script_refuses_what_the_mount_tools_cannot_express():
+    with pytest.raises(ValueError):
+        scripts.launch_script(mount_spec(mounts=(s3_host_mount(target="../x"),)))
+    with pytest.raises(ValueError):
+        scripts.launch_script(mount_spec(mounts=(s3_host_mount(),), data_link="a/b"))
+    with pytest.raises(ValueError):  # s3fs cannot take STS session tokens
+        m = HostMount(0, "d", "mount", False, S3Source("http://h:9", "lab-data"), S3Secret("a", "b", "tok"))
+        scripts.launch_script(mount_spec(mounts=(m,), mount_tool="s3fs"))
+
+
+def test_every_session_removal_unmounts_first():
+    for text in (
+        scripts.stop_script("/tmp/s/a-1", 42),
+        scripts.poll_script("/tmp/s/a-1", 42),
+        scripts.remove_tree_script("/tmp/s/a-1"),
+        scripts.launch_script(mount_spec()),
+    ):
+        assert 'rm -rf "$S"' not in text.replace(scripts.remove_session_func(text.split("S=", 1)[1].split("\n", 1)[0]), "")
+        assert "gs_unmount_all" in text and ("remove_session\n" in text or "remove_session ||" in text)
+
+
+def test_data_link_is_removed_only_when_it_points_into_the_session():
+    text = scripts.stop_script("/tmp/s/a-1", 42, data_link="/home/alice/nb/data")
+    assert '[ -L /home/alice/nb/data ] && [ "$(readlink /home/alice/nb/data)" = "$S/data" ] && rm -f /home/alice/nb/data\n' in text
+    assert "readlink" in scripts.poll_script("/tmp/s/a-1", 42, data_link="/x/data")
+
+
+def test_session_dirs_outside_the_mount_safe_characters_still_clean_up(tmp):
+    """A session root with a space cannot hold mounts (hostcmd refuses it) but must stop and
+    clean up as before."""
+    sdir = tmp / "s p" / "a-1"
+    sdir.mkdir(parents=True)
+    (sdir / "pid").write_text("")
+    r = sh(scripts.stop_script(str(sdir), None, now=True))
+    assert r.stdout == "@@stopped none\n", r.stderr
+    assert not sdir.exists()
+    sdir.mkdir()
+    r = sh(scripts.remove_tree_script(str(sdir)))
+    assert r.returncode == 0 and not sdir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_remove_session_never_deletes_into_a_mount_point(tmp):
+    """Whatever is mounted below a session directory (ours, or one the user made) and
+    cannot be unmounted keeps the directory: rm -rf would walk into it."""
+    sdir = tmp / "s" / "a-1"
+    other = sdir / "elsewhere"
+    other.mkdir(parents=True)
+    assert subprocess.run(["mount", "-t", "tmpfs", "gs-test", str(other)]).returncode == 0
+    try:
+        (other / "precious.txt").write_text("remote data")
+        r = sh(scripts.stop_script(str(sdir), None, now=True))
+        assert "@@stopped none" in r.stdout and f"@@mounts-left {other}" in r.stdout, r.stdout + r.stderr
+        assert (other / "precious.txt").read_text() == "remote data"
+        r = sh(scripts.remove_tree_script(str(sdir)))
+        assert "@@mounts-left" in r.stdout and (other / "precious.txt").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(other)])
+    r = sh(scripts.remove_tree_script(str(sdir)))
+    assert r.stdout == "" and not sdir.exists()
+
+
+def test_mount_descriptions_and_failure_messages():
+    s3 = s3_host_mount(0, "run1", read_only=True)
+    spec = MountSpec(type="s3", target="run1", read_only=True, endpoint="campus", bucket="lab-data", prefix="alice/run1/")
+    assert describe_mount(s3, spec) == "s3 campus:lab-data/alice/run1 → data/run1 (read-only)"
+    assert describe_mount(s3, None, "mydata") == "s3 lab-data/alice/run1 → mydata/run1 (read-only)"
+    ssh = HostMount(1, "home", "copy", False, SSHSource("10.0.0.5", "alice", "/export/alice"), SSHSecret(password="pw"))
+    assert describe_mount(ssh, MountSpec(type="ssh", target="home", mode="copy", host="nas")) == "ssh nas:/export/alice → data/home"
+    result = RunResult(14, "@@mounted 0\n@@mount-failed 1\n", "x\nERROR : permission denied\n")
+    described = ["s3 … → data/run1", "ssh nas:/export/alice → data/home"]
+    msg = _mount_failure(result, (s3, ssh), described, "gpu1")
+    assert msg == "mount 2 (ssh nas:/export/alice → data/home) on gpu1 failed: x\nERROR : permission denied"
+    assert _mount_failure(RunResult(14, "@@mount-failed -1\n", ""), (s3,), described, "h") == (
+        "preparing the data directory on h failed"
+    )
