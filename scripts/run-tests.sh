@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test suite as `make test` runs it (after scripts/install-test-deps.sh):
+#   1. every test on .venv (newest JupyterHub, 6.x)
+#   2. the hub-level tests (-m hub) again on .venv5 (JupyterHub 5.x)
+# pytest's exit status 5 ("no tests collected") counts as a failure: a suite that silently
+# collects nothing must not pass CI. Extra arguments go to both pytest runs.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+export PATH="$ROOT/.node/node_modules/.bin:$PATH"
+
+run_pytest() {
+    local venv="$1"; shift
+    say "pytest on $venv ($("$ROOT/$venv/bin/python" -c 'import jupyterhub; print("JupyterHub", jupyterhub.__version__)')): $*"
+    local rc=0
+    PATH="$ROOT/$venv/bin:$PATH" "$ROOT/$venv/bin/python" -m pytest "$@" || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        say "FAILED: pytest collected no tests on $venv ($*)"
+        exit 5
+    elif [ "$rc" -ne 0 ]; then
+        say "FAILED: pytest on $venv exited $rc"
+        exit "$rc"
+    fi
+}
+
+run_pytest .venv "$@"
+run_pytest .venv5 -m hub "$@"
