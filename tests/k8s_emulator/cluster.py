@@ -79,6 +79,7 @@ class Cluster:
     async def shutdown(self) -> None:
         for uid in list(self.kubelet.procs):
             await self.kubelet.stop_processes(uid, 1.0)
+        self.runner.close()
 
     # ---------------------------------------------------------------- IPs
     def alloc_ip(self, uid: str) -> str:

@@ -50,10 +50,16 @@ def expand(value: str, env: dict[str, str]) -> str:
 class Runner:
     def __init__(self, workdir: str | None = None, passthrough_env: tuple[str, ...] = PASSTHROUGH_ENV,
                  image_entrypoints: dict[str, list[str]] | None = None, extra_env: dict[str, str] | None = None):
+        self._owns_workdir = workdir is None  # made here, so removed by close()
         self.workdir = workdir or tempfile.mkdtemp(prefix="k8s-emulator-")
         self.passthrough = passthrough_env
         self.image_entrypoints = image_entrypoints or {}
         self.extra_env = extra_env or {}
+
+    def close(self) -> None:
+        """Remove the work directory if this runner made it (pods' logs and files)."""
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def pod_dir(self, uid: str) -> str:
         d = os.path.join(self.workdir, uid)
