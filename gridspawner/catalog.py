@@ -359,9 +359,9 @@ def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | 
         if gpus > limit:
             raise CatalogError(f"{key}['gpus']", f"is above the maximum of {limit}")
     if "gpu_type" in values:
-        _check_gpu_type_value(values["gpu_type"], backend, key, cat)
+        _check_preset_choice(values["gpu_type"], backend, key, cat, "gpu_type", "gpu_types", "GPU type")
     if "host" in values:
-        _check_host_value(values["host"], backend, key, cat)
+        _check_preset_choice(values["host"], backend, key, cat, "host", "host_choices", "host")
     gpu_memory = values.get("gpu_memory", 0)
     if isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory not in cat["gpu_memory_classes"]:
         raise CatalogError(f"{key}['gpu_memory']", f"must be one of the gpu_memory_classes {list(cat['gpu_memory_classes'])}")
@@ -371,39 +371,21 @@ def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | 
             raise CatalogError(f"{key}['{f}']", f"must be one of {choices} {list(cat[choices])}")
 
 
-def _check_gpu_type_value(value: Any, backend: Any, key: str, cat: dict) -> None:
-    """A preset's gpu_type: offered by the backend the preset also fixes (GPU types are
-    per backend, so a type without its backend could fail at spawn time)."""
+def _check_preset_choice(value: Any, backend: Any, key: str, cat: dict, field: str, attr: str, noun: str) -> None:
+    """A preset's per-backend choice (``gpu_type``, ``host``): offered by the backend the
+    preset also fixes, so a preset can never fail at spawn time. None = no choice."""
     if value is None:
         return
     if not isinstance(value, str):
-        raise CatalogError(f"{key}['gpu_type']", f"must be a GPU type name (got {value!r})")
+        raise CatalogError(f"{key}['{field}']", f"must be a {noun} name (got {value!r})")
     if backend is None:
-        raise CatalogError(f"{key}['gpu_type']", "needs 'backend' set alongside it: GPU types are offered per backend")
-    offered = cat["backends"][backend].gpu_types
+        raise CatalogError(f"{key}['{field}']", f"needs 'backend' set alongside it: {noun}s are offered per backend")
+    offered = getattr(cat["backends"][backend], attr)
     if value not in offered:
         raise CatalogError(
-            f"{key}['gpu_type']",
-            f"backend {backend!r} offers no GPU type {value!r}"
-            + (f"; it offers: {', '.join(offered)}" if offered else " (it offers no GPU type choice)"),
-        )
-
-
-def _check_host_value(value: Any, backend: Any, key: str, cat: dict) -> None:
-    """A preset's host: offered by the backend the preset also fixes (hosts are per
-    backend, and only where the backend lets users choose one). None = best fit."""
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise CatalogError(f"{key}['host']", f"must be a host name (got {value!r})")
-    if backend is None:
-        raise CatalogError(f"{key}['host']", "needs 'backend' set alongside it: hosts are offered per backend")
-    offered = cat["backends"][backend].host_choices
-    if value not in offered:
-        raise CatalogError(
-            f"{key}['host']",
-            f"backend {backend!r} offers no host {value!r}"
-            + (f"; it offers: {', '.join(offered)}" if offered else " (it offers no host choice)"),
+            f"{key}['{field}']",
+            f"backend {backend!r} offers no {noun} {value!r}"
+            + (f"; it offers: {', '.join(offered)}" if offered else f" (it offers no {noun} choice)"),
         )
 
 

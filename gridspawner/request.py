@@ -327,44 +327,42 @@ def _check_gpus(value, catalog, policy, profile, errors) -> int:
     return value
 
 
-def _check_gpu_type(value, catalog: Catalog, backend: str | None, gpus: int, errors: dict) -> str | None:
-    """A key of the chosen backend's GPU types, or None (any GPU). Without GPUs the choice
-    means nothing and is dropped, like gpu_memory (a form keeps its last selection)."""
-    if value is None or value == "" or not gpus:
+def _check_backend_choice(value, offered, field: str, noun: str, none_offered: str, errors: dict) -> str | None:
+    """A key of what the chosen backend offers for ``field`` (a GPU type, a host), or None:
+    no choice, the backend decides. ``offered`` is None when the backend itself is invalid
+    (its own error says what is wrong)."""
+    if value is None or value == "":
         return None
     if not isinstance(value, str):
-        errors["gpu_type"] = f"must be a GPU type name (got {shown(value)})"
+        errors[field] = f"must be a {noun} name (got {shown(value)})"
         return None
-    if backend is None:
-        return None  # the backend's own error says what is wrong
-    offered = catalog.backends[backend].gpu_types
+    if offered is None:
+        return None
     if not offered:
-        errors["gpu_type"] = "this backend offers no GPU type choice"
+        errors[field] = none_offered
     elif value not in offered:
-        errors["gpu_type"] = f"unknown GPU type {shown(value)}; choose one of: {', '.join(offered)}"[:280]
+        errors[field] = f"unknown {noun} {shown(value)}; choose one of: {', '.join(offered)}"[:280]
     else:
         return value
     return None
+
+
+def _check_gpu_type(value, catalog: Catalog, backend: str | None, gpus: int, errors: dict) -> str | None:
+    """A key of the chosen backend's GPU types, or None (any GPU). Without GPUs the choice
+    means nothing and is dropped, like gpu_memory (a form keeps its last selection)."""
+    if not gpus:
+        return None
+    offered = catalog.backends[backend].gpu_types if backend is not None else None
+    return _check_backend_choice(value, offered, "gpu_type", "GPU type", "this backend offers no GPU type choice", errors)
 
 
 def _check_host(value, catalog: Catalog, backend: str | None, errors: dict) -> str | None:
     """A host the chosen backend lets the user pick, or None ("any host": the backend's
     best fit). Backends that place servers themselves offer no host, and any host is an error."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        errors["host"] = f"must be a host name (got {shown(value)})"
-        return None
-    if backend is None:
-        return None  # the backend's own error says what is wrong
-    offered = catalog.backends[backend].host_choices
-    if not offered:
-        errors["host"] = "this backend places servers itself; no host choice"
-    elif value not in offered:
-        errors["host"] = f"unknown host {shown(value)}; choose one of: {', '.join(offered)}"[:280]
-    else:
-        return value
-    return None
+    offered = catalog.backends[backend].host_choices if backend is not None else None
+    return _check_backend_choice(
+        value, offered, "host", "host", "this backend places servers itself; no host choice", errors
+    )
 
 
 def _check_choice(value, choices, field, errors, *, integer: bool):
