@@ -1,0 +1,130 @@
+"""The spawn form's view model: what the template reads, and the small text helpers.
+
+Plain dataclasses and pure functions, no Jinja2: ``render.py`` fills them in, the template
+only reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..catalog import Catalog, Profile
+
+#: Fields the form can show, in the order they appear (``mounts`` has its own UI, elsewhere).
+FORM_FIELDS = ("backend", "host", "image", "gpus", "gpu_memory", "gpu_type", "cpu", "memory")
+
+#: Longest submitted value echoed back into the form, in characters.
+_MAX_ECHO = 200
+
+
+@dataclass(slots=True)
+class Option:
+    value: str
+    label: str
+    selected: bool = False
+    disabled: bool = False
+    reason: str = ""
+    data: tuple[tuple[str, str], ...] = ()  # rendered as data-<name>="<value>"
+
+    @property
+    def text(self) -> str:
+        # the selected option's reason is shown under the field (a closed select cuts it off)
+        return f"{self.label} — {self.reason}" if self.reason and not self.selected else self.label
+
+
+@dataclass(slots=True)
+class SelectField:
+    name: str
+    label: str
+    options: list[Option]
+    error: str | None = None
+    help: str = ""
+    note: str = ""  # a warning shown under the field (e.g. "does not fit right now")
+    state: str = ""  # backend: "ok" | "busy" | "unknown" (colours the capacity dot)
+
+
+@dataclass(slots=True)
+class ProfileCard:
+    key: str  # "" = Custom
+    display_name: str
+    description: str
+    facts: list[str]
+    runtime: str
+    checked: bool
+
+
+def value_key(value: Any) -> str:
+    """The string a value has in the form (``2`` → "2", ``2.0`` → "2", ``0.5`` → "0.5").
+
+    parse_form turns these strings back into the same numbers.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        text = str(int(value)) if value.is_integer() else repr(value)
+    else:
+        text = repr(value)
+    return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"
+
+
+def duration_text(seconds: float) -> str:
+    """3600 → "1 h", 5400 → "90 min", 172800 → "2 d"."""
+    s = float(seconds)
+    if s >= 86400 and s % 86400 == 0:
+        return f"{s / 86400:g} d"
+    if s >= 3600 and (s * 2) % 3600 == 0:
+        return f"{s / 3600:g} h"
+    if s >= 60 and s % 60 == 0:
+        return f"{s / 60:g} min"
+    return f"{s:g} s"
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{n:g} {word}{'' if n == 1 else 's'}"
+
+
+def _gpu_text(gpus: Any, gb: Any) -> str:
+    if not gpus:
+        return "No GPU"
+    size = f" ≥ {gb} GB" if gb else ""
+    return f"{_plural(gpus, 'GPU')}{size}"
+
+
+def _echo_invalid(options: list[Option], value: Any) -> None:
+    """Show a submitted value that is not on offer (selected), so the user sees what was wrong."""
+    if value is None:
+        return
+    key = value_key(value)
+    if any(o.value == key for o in options):
+        return
+    for o in options:
+        o.selected = False
+    options.append(Option(key, f"{key} (not available)", selected=True, data=(("invalid", "1"),)))
+
+
+def _facts(catalog: Catalog, p: Profile) -> list[str]:
+    """A profile card's short facts: where, which environment, what resources."""
+    v = p.values
+    facts = []
+    if "backend" in v:
+        facts.append(catalog.backends[v["backend"]].display_name)
+    if "image" in v:
+        facts.append(catalog.images[v["image"]].display_name)
+    if "gpus" in v:
+        facts.append(_gpu_text(v["gpus"], v.get("gpu_memory", 0)))
+    if v.get("gpu_type") and v.get("backend") in catalog.backends:
+        facts.append(str(catalog.backends[v["backend"]].gpu_types.get(v["gpu_type"], v["gpu_type"])))
+    if v.get("host") and v.get("backend") in catalog.backends:
+        facts.append(f"on {catalog.backends[v['backend']].host_choices.get(v['host'], v['host'])}")
+    if v.get("cpu"):
+        facts.append(_plural(v["cpu"], "CPU"))
+    if v.get("memory"):
+        facts.append(f"{v['memory']:g} GB memory")
+    return facts
