@@ -44,13 +44,17 @@ def check_hub_config(app) -> None:
     if _checked or not (isinstance(configured, type) and issubclass(configured, GridSpawner)):
         return
     _checked = True
+    spawner = configured(config=app.config)
     try:
-        validate_config(configured(config=app.config))
+        validate_config(spawner)
     except CatalogError as e:
         app.log.critical("gridspawner: invalid configuration: %s", e)
         # SystemExit leaves initialize() (or an asyncio callback) and ends the hub with status 1.
         sys.exit(1)
     app.log.info("gridspawner: configuration is valid")
+    # Start the background capacity probes now (the hub's loop is running), so the first
+    # spawn form already shows what is free instead of "checking capacity…".
+    spawner.runtime
 
 
 def check_running_hub() -> None:
