@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from relayhttp import http_get  # tests/ is on sys.path (tests/conftest.py)
 
 from gridspawner.backends.base import BackendError, LaunchContext, NoCapacity
 from gridspawner.backends.local import LocalBackend
@@ -117,16 +118,6 @@ async def launch(env: Env, backend, ctx, req):
     result = await backend.launch(ctx, req)
     env.launches.append(result)
     return result
-
-
-async def http_get(url: str, path: str = "/env", timeout: float = 10) -> tuple[int, str]:
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
-    data = await asyncio.wait_for(reader.read(), timeout)
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def gone(pid: int) -> bool:

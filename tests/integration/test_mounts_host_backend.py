@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3 import REGION  # noqa: E402
 from s3.fixtures import s3, s3_server  # noqa: E402,F401
 from sshhosts import SSHLab, available  # noqa: E402
+from relayhttp import http_get  # noqa: E402
 
 from gridspawner.backends.base import BackendError, LaunchContext  # noqa: E402
 from gridspawner.backends.host import scripts  # noqa: E402
@@ -159,16 +160,6 @@ def context(mounts=(), *, user="alice", messages=None, tool="rclone", env=None) 
         mounts=tuple(hm for hm, _ in mounts),
         storage=StorageConfig(tool=tool) if mounts else None,
     )
-
-
-async def http_get(url: str, path: str = "/env", timeout: float = 10) -> tuple[int, str]:
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
-    data = await asyncio.wait_for(reader.read(), timeout)
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 async def wait_http(url: str, within: float = 15) -> None:

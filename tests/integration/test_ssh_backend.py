@@ -26,6 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from relayhttp import http_get  # noqa: E402
 from sshhosts import SSHLab, available  # noqa: E402
 
 from gridspawner.backends.base import BackendError, LaunchContext, NoCapacity  # noqa: E402
@@ -166,18 +167,6 @@ async def launch(env: Env, backend, ctx, req):
 async def stop(env: Env, backend, result):
     await backend.stop(result)
     env.launches.remove(result)
-
-
-async def http_get(url: str, path: str = "/env", timeout: float = 10) -> tuple[int, str]:
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
-    data = await asyncio.wait_for(reader.read(), timeout)
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    if not head:
-        raise ConnectionError("connection closed without a response")
-    return int(head.split()[1]), body
 
 
 async def wait_http(url: str, within: float) -> float:
