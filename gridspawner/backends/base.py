@@ -36,7 +36,7 @@ class LaunchContext:
     user: str
     server_name: str
     slug: str  # safe, unique per (user, server): letters, digits, '-'
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # holds the API token: never in a repr
     cmd: tuple[str, ...]  # Spawner.cmd (jupyterhub-singleuser); an image may replace it
     args: tuple[str, ...]  # Spawner.get_args(): arguments for that command
     log: logging.Logger | logging.LoggerAdapter
