@@ -1,4 +1,4 @@
-"""A LaunchContext carries the API token and mount credentials: its repr must show neither."""
+"""Launch contexts and specs carry the API token and mount credentials: their reprs show neither."""
 
 import logging
 
@@ -20,3 +20,13 @@ def test_repr_hides_the_token_and_mounts():
     assert "alice" in text and "alice-gpu-0123456789" in text
     assert "SECRET" not in text
     assert ctx.env["JUPYTERHUB_API_TOKEN"] == "tok-SECRET-123"  # still there for the backend
+
+
+def test_launch_spec_repr_hides_the_token():
+    from gridspawner.backends.host.scripts import LaunchSpec
+
+    spec = LaunchSpec(
+        session_root="/tmp/gs", slug="alice-0123456789", notebook_dir="/tmp",
+        env={"JUPYTERHUB_API_TOKEN": "tok-SECRET-123"}, cmd=("jupyterhub-singleuser",),
+    )
+    assert "SECRET" not in repr(spec) and "alice-0123456789" in repr(spec)

@@ -241,7 +241,7 @@ class LaunchSpec:
     session_root: str
     slug: str
     notebook_dir: str  # absolute, or starting with "~/" (the host user's home)
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # holds the API token: never in a repr
     cmd: tuple[str, ...]
     prefix: str = ""
     ledger_dir: str | None = None  # with ledger_entry: record the pid there
