@@ -31,7 +31,8 @@ from sshhosts import SSHLab, available  # noqa: E402
 
 from gridspawner.backends.base import BackendError, LaunchContext, NoCapacity  # noqa: E402
 from gridspawner.backends.ssh import SSHBackend  # noqa: E402
-from gridspawner.request import LaunchRequest  # noqa: E402
+from gridspawner.catalog import build_catalog  # noqa: E402
+from gridspawner.request import LaunchRequest, OptionsError, build_request  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
@@ -581,3 +582,71 @@ async def test_missing_known_hosts_file_refuses_every_host(env):
     for h in cap.hosts:
         assert f"refusing to connect to {h.name}" in h.error and f"{missing} does not exist" in h.error
     assert backend.handshakes == 0
+
+
+# ---------------------------------------------------------------- a user-chosen host
+# ``host`` option, end to end from user_options: the real catalog (``allow_host_choice``)
+# → build_request → SSHBackend.launch. For one GPU of at least 16 GB best fit picks ``a``
+# (a T4, the smallest card that fits); a user who picks ``b`` gets ``b``.
+
+ON_GPU = {"backend": "gpu", "image": "test", "gpus": 1, "gpu_memory": 16}
+
+
+def host_choice_catalog(env: Env, allow_host_choice: bool = True):
+    backend = {"kind": "ssh", **env.raw(hosts=("a", "b"), allow_host_choice=allow_host_choice)}
+    images = {"test": {"ssh": {"cmd": [sys.executable, SERVER], "env": {"GS_TEST_IMAGE": "1"}}}}
+    return build_catalog(backends={"gpu": backend}, images=images)
+
+
+def catalog_backend(env: Env, catalog) -> SSHBackend:
+    b = SSHBackend("gpu", catalog.backends["gpu"].settings, tolerance=catalog.gpu_memory_tolerance)
+    env.backends.append(b)
+    return b
+
+
+async def run_once(env: Env, backend: SSHBackend, user: str, req):
+    """Launch (the server answers 200), stop; returns (host, GPU names)."""
+    result = await launch(env, backend, context(user), req)
+    host, names = result.state["host"], [g.name for g in result.gpus]
+    await stop(env, backend, result)
+    return host, names
+
+
+async def test_chosen_host_wins_over_best_fit(env):
+    catalog = host_choice_catalog(env)
+    assert dict(catalog.backends["gpu"].host_choices) == {"a": "a", "b": "b"}
+    backend = catalog_backend(env, catalog)
+
+    best = build_request(ON_GPU, catalog, [], username="alice")
+    assert best.host is None
+    assert await run_once(env, backend, "alice", best) == ("a", ["Tesla T4"])  # best fit: the smallest card
+
+    chosen = build_request({**ON_GPU, "host": "b"}, catalog, [], username="alice")
+    assert chosen.host == "b" and "host=b" in chosen.summary()
+    assert await run_once(env, backend, "alice", chosen) == ("b", ["NVIDIA A10"])  # best fit on b
+
+    # "Any host" from the form is best fit again
+    anyhost = build_request({**ON_GPU, "host": ""}, catalog, [], username="alice")
+    assert await run_once(env, backend, "alice", anyhost) == ("a", ["Tesla T4"])
+
+
+async def test_chosen_host_without_gpus(env):
+    catalog = host_choice_catalog(env)
+    backend = catalog_backend(env, catalog)
+    req = build_request({"backend": "gpu", "image": "test", "gpus": 0, "host": "b"}, catalog, [], username="bob")
+    assert await run_once(env, backend, "bob", req) == ("b", [])
+
+
+async def test_host_not_offered_is_a_field_error(env):
+    catalog = host_choice_catalog(env)
+    with pytest.raises(OptionsError) as e:
+        build_request({**ON_GPU, "host": "c"}, catalog, [], username="alice")
+    assert e.value.errors == {"host": "unknown host 'c'; choose one of: a, b"}
+
+    # the admin does not allow a host choice: no host is offered, any host is a field error
+    catalog = host_choice_catalog(env, allow_host_choice=False)
+    assert dict(catalog.backends["gpu"].host_choices) == {}
+    with pytest.raises(OptionsError) as e:
+        build_request({**ON_GPU, "host": "a"}, catalog, [], username="alice")
+    assert e.value.errors == {"host": "this backend places servers itself; no host choice"}
+    assert build_request({**ON_GPU, "host": ""}, catalog, [], username="alice").host is None
