@@ -194,31 +194,21 @@ class GridSpawner(CatalogSettings, Spawner):
         self.log.info("Starting %s on backend %s: %s", self._log_name, request.backend, request.summary())
         try:
             mounts = await self._resolve_mounts(request, secrets, resolved, specs)
-        except BaseException:
-            self._progress_done = True
-            self._progress_changed.set()
-            raise
-        self._mount_specs = tuple(request.mounts)
-        ctx = LaunchContext(
-            user=self._user_name(),
-            server_name=self.name or "",
-            slug=self._slug(),
-            env=self.get_env(),
-            cmd=tuple(self.cmd),
-            args=tuple(self.get_args()),
-            log=self.log,
-            progress=self._progress,
-            mounts=mounts,
-            storage=self.catalog.storage if mounts else None,
-        )
-        try:
-            launch = await backend.launch(ctx, request)
-        except NoCapacity as e:
-            raise web.HTTPError(503, f"No capacity: {e}") from None
-        except BackendError as e:
-            raise web.HTTPError(500, f"Could not start your server: {e}") from None
-        finally:
-            self.runtime.capacity.poke()
+            self._mount_specs = tuple(request.mounts)
+            ctx = LaunchContext(
+                user=self._user_name(),
+                server_name=self.name or "",
+                slug=self._slug(),
+                env=self.get_env(),
+                cmd=tuple(self.cmd),
+                args=tuple(self.get_args()),
+                log=self.log,
+                progress=self._progress,
+                mounts=mounts,
+                storage=self.catalog.storage if mounts else None,
+            )
+            launch = await self._launch_on(backend, ctx, request)
+        finally:  # however start() ends, the spawn page's progress stream ends with it
             self._progress_done = True
             self._progress_changed.set()
         self._launch, self._backend_name = launch, request.backend
@@ -226,6 +216,17 @@ class GridSpawner(CatalogSettings, Spawner):
         self._deadline = self._started_at + request.max_runtime if request.max_runtime else None
         self._arm_deadline()
         return launch.url
+
+    async def _launch_on(self, backend, ctx: LaunchContext, request: LaunchRequest) -> Launch:
+        """backend.launch, its failures as HTTP errors the user reads; capacity refreshed after."""
+        try:
+            return await backend.launch(ctx, request)
+        except NoCapacity as e:
+            raise web.HTTPError(503, f"No capacity: {e}") from None
+        except BackendError as e:
+            raise web.HTTPError(500, f"Could not start your server: {e}") from None
+        finally:
+            self.runtime.capacity.poke()
 
     async def progress(self):
         """Replay the launch's progress messages, then follow new ones until start() ends.
