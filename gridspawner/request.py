@@ -97,12 +97,9 @@ def default_values(catalog: Catalog, policy: Policy) -> dict[str, Any]:
     image = catalog.defaults.get("image")
     if image not in images:
         image = images[0] if images else None
-    gpu_type = catalog.defaults.get("gpu_type")
-    if backend is None or gpu_type not in catalog.backends[backend].gpu_types:
-        gpu_type = None  # the default's type is offered by the default backend only
-    host = catalog.defaults.get("host")
-    if backend is None or host not in catalog.backends[backend].host_choices:
-        host = None  # likewise the default's host
+    # a default GPU type or host is offered by the default backend only
+    gpu_type = _offered(catalog.defaults.get("gpu_type"), catalog, backend, "gpu_types")
+    host = _offered(catalog.defaults.get("host"), catalog, backend, "host_choices")
     return {
         "backend": backend,
         "image": image,
@@ -156,23 +153,9 @@ def build_request(options: Any, catalog: Catalog, groups: Iterable[str], *, user
     image = _check_image(values["image"], catalog, policy, profile, kind, errors)
     gpus = _check_gpus(values["gpus"], catalog, policy, profile, errors)
     gpu_memory = _check_choice(values["gpu_memory"], catalog.gpu_memory_classes, "gpu_memory", errors, integer=True)
-    gpu_type_value = values.get("gpu_type")
-    if (
-        "gpu_type" not in options
-        and backend is not None
-        and gpu_type_value not in catalog.backends[backend].gpu_types
-        and not (profile is not None and "gpu_type" in profile.values and "gpu_type" not in profile.changeable)
-    ):
-        gpu_type_value = None  # a default's (or a changeable preset's) type the chosen backend lacks
+    gpu_type_value = _inherited_choice("gpu_type", "gpu_types", values, options, catalog, backend, profile)
     gpu_type = _check_gpu_type(gpu_type_value, catalog, backend, gpus, errors)
-    host_value = values.get("host")
-    if (
-        "host" not in options
-        and backend is not None
-        and host_value not in catalog.backends[backend].host_choices
-        and not (profile is not None and "host" in profile.values and "host" not in profile.changeable)
-    ):
-        host_value = None  # a default's (or a changeable preset's) host the chosen backend lacks
+    host_value = _inherited_choice("host", "host_choices", values, options, catalog, backend, profile)
     host = _check_host(host_value, catalog, backend, errors)
     cpu = _check_optional_choice(values.get("cpu"), catalog.cpu_choices, "cpu", errors, integer=False)
     memory = _check_optional_choice(values.get("memory"), catalog.memory_choices, "memory", errors, integer=True)
@@ -187,7 +170,7 @@ def build_request(options: Any, catalog: Catalog, groups: Iterable[str], *, user
         image=image,
         gpus=gpus,
         gpu_memory=gpu_memory if gpus else 0,
-        gpu_type=gpu_type if gpus else None,
+        gpu_type=gpu_type,  # None without GPUs (_check_gpu_type)
         host=host,
         cpu=cpu,
         memory=memory,
@@ -325,6 +308,25 @@ def _check_gpus(value, catalog, policy, profile, errors) -> int:
         errors["gpus"] = f"at most {limit} GPU{'s' if limit != 1 else ''} allowed for you"
         return 0
     return value
+
+
+def _offered(value: Any, catalog: Catalog, backend: str | None, attr: str) -> Any:
+    """``value`` if ``backend`` offers it among its per-backend choices (``attr``:
+    "gpu_types" or "host_choices"), else None."""
+    if backend is None or value not in getattr(catalog.backends[backend], attr):
+        return None
+    return value
+
+
+def _inherited_choice(field: str, attr: str, values: dict, options: Mapping, catalog: Catalog, backend, profile) -> Any:
+    """The per-backend choice (gpu_type, host) to check. A value the user did not send — a
+    default's or a changeable preset's — yields to "no choice" when the chosen backend does
+    not offer it; a value the user sent, or a profile fixes, is checked as it is."""
+    value = values.get(field)
+    fixed = profile is not None and field in profile.values and field not in profile.changeable
+    if field in options or backend is None or fixed:
+        return value
+    return _offered(value, catalog, backend, attr)
 
 
 def _check_backend_choice(value, offered, field: str, noun: str, none_offered: str, errors: dict) -> str | None:
