@@ -20,6 +20,13 @@ def cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def all_command_lines() -> str:
+    """Every process's full argv, one line each — what `ps` would show, but never cut to the
+    terminal width (`ps -eo args` truncates at 80 columns when $COLUMNS says so, which made a
+    "token not in argv" check look only at the first 80 characters)."""
+    return "\n".join(" ".join(cmdline(pid)) for pid in pids())
+
+
 def environ(pid: int) -> dict[str, str]:
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()

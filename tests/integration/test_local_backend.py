@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from relayhttp import http_get  # tests/ is on sys.path (tests/conftest.py)
+from hubtools import procs
 
 from gridspawner.backends.base import BackendError, LaunchContext, NoCapacity
 from gridspawner.backends.local import LocalBackend
@@ -156,7 +156,7 @@ async def test_launch_serves_through_relay_and_keeps_secrets(env):
     assert seen["argv"][1:2] == ["--SingleUserNotebookApp.default_url=/lab"]
 
     # the token is in no argv, no state, no file of the session
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = procs.all_command_lines()
     assert TOKEN not in ps and "host_sock_server" in ps
     assert TOKEN not in json.dumps(st)
     for p in Path(st["session_dir"]).iterdir():
@@ -385,5 +385,5 @@ async def test_cancelled_launch_leaves_nothing(env):
             break
         await asyncio.sleep(0.05)
     assert env.ledger() == {} and env.sessions() == []
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = procs.all_command_lines()
     assert "--delay=30" not in ps

@@ -29,6 +29,7 @@ from gridspawner.mounts.hostcmd import (
     wrap,
 )
 
+from hubtools import procs
 from s3 import ANY_KEY
 from s3.fixtures import s3, s3_server  # noqa: F401
 
@@ -121,7 +122,7 @@ def test_s3_mount_write_appears_in_bucket(bucket, session, tool):
     assert stat.S_IMODE(cdir.stat().st_mode) == 0o700
     creds = [p for p in cdir.iterdir() if p.suffix in (".conf", ".passwd")]
     assert creds and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in creds)
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = procs.all_command_lines()
     assert "secret_access_key" not in ps and f"{ANY_KEY}:{ANY_KEY}" not in ps
     assert (target / "in" / "hello.txt").read_text() == "hello from s3"
     assert not (target / ".." / ".." / "bob").exists()

@@ -30,6 +30,7 @@ from gridspawner.mounts.sshcheck import (
     host_key_not_trusted,
 )
 
+from hubtools import procs
 from sshhosts.lab import SSHLab, available
 
 pytestmark = pytest.mark.timeout(180)
@@ -158,7 +159,7 @@ def test_key_mount(lab, hub_key, storage_dir, session, tool):
     while not (storage_dir / "new.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert (storage_dir / "new.txt").read_text() == "from the server"
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = procs.all_command_lines()
     assert "PRIVATE KEY" not in ps
     r = run(unmount_fragment(str(session)))
     assert "@@unmounted" in r.stdout and mounted_under(session) == []
@@ -250,7 +251,7 @@ def test_password_mount(password_server, storage_dir, session, tool):
     r = run(mount_fragment(str(session), [m], tool=tool))
     assert r.returncode == 0, r.stdout + r.stderr
     assert (session / "data" / "pw" / "notes.txt").read_text() == "on the nas"
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = procs.all_command_lines()
     assert PASSWORD not in ps
     if tool == "rclone":
         assert not (session / ".mounts" / "0.pass").exists(), "the clear password file goes once obscured"

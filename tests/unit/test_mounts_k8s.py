@@ -110,8 +110,11 @@ def test_rclone_obscure_matches_rclone():
 
     if not shutil.which("rclone"):
         pytest.skip("rclone not installed")
-    out = subprocess.run(["rclone", "reveal", k8s.rclone_obscure("s3cret pass")], capture_output=True, text=True)
-    assert out.stdout.strip() == "s3cret pass"
+    # random IVs, plus one whose base64 starts with "-" (rclone must not take it for a flag: "--")
+    for iv in (None, None, b"\xf8" + b"\0" * 15):
+        obscured = k8s.rclone_obscure("s3cret pass", iv)
+        out = subprocess.run(["rclone", "reveal", "--", obscured], capture_output=True, text=True)
+        assert out.stdout.strip() == "s3cret pass", (obscured, out.stderr)
 
 
 def test_copy_init_container_exact():
