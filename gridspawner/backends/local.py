@@ -60,6 +60,9 @@ class LocalBackend(HostBackend):
         reported with the end of its log); later the hub's own ``http_timeout`` applies. Default 30.
     ``command_timeout``
         Seconds any other host script may take. Default 30.
+    ``mount_timeout``
+        Seconds a launch with data mounts may take on top of ``command_timeout`` (copies
+        take as long as the data needs). Default 3600.
     ``ledger_grace``
         Seconds before a ledger entry whose server is not running counts as stale. Default 120.
     ``host_name``

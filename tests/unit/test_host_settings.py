@@ -51,6 +51,7 @@ def test_all_keys():
             "relay_host": "::1",
             "start_wait": 5,
             "command_timeout": 9,
+            "mount_timeout": 7200,
             "ledger_grace": 30,
             "host_name": "gpu box 1",
         }
@@ -60,6 +61,7 @@ def test_all_keys():
     assert s.env == (("HF_HOME", "/data/hf"), ("OMP_NUM_THREADS", "4"))
     assert s.notebook_dir_for("alice") == "/srv/notebooks/alice/work"
     assert (s.term_timeout, s.start_wait, s.command_timeout, s.ledger_grace) == (2.5, 5, 9, 30)
+    assert s.mount_timeout == 7200
 
 
 def test_unknown_key_is_named():
@@ -87,6 +89,7 @@ def test_unknown_key_is_named():
         ({"interrupt_timeout": -1}, "interrupt_timeout", ">= 0"),
         ({"kill_timeout": True}, "kill_timeout", "number of seconds"),
         ({"command_timeout": 0}, "command_timeout", ">= 0.1"),
+        ({"mount_timeout": "1h"}, "mount_timeout", "number of seconds"),
         ({"relay_host": "127.0.0.1; rm -rf /"}, "relay_host", "IP address or host name"),
         ({"host_name": "a\nb"}, "host_name", "one-line name"),
     ],

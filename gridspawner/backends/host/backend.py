@@ -34,9 +34,6 @@ class HostBackend(Backend):
     settings: HostSettings
     #: how often a claim that lost a race (another hub took a GPU meanwhile) is re-placed
     claim_attempts = 4
-    #: seconds the data mount step of a launch may take on top of ``command_timeout``
-    #: (copies take as long as the data needs; the hub's ``Spawner.start_timeout`` also applies)
-    mount_timeout = 3600.0
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
@@ -264,7 +261,7 @@ class HostBackend(Backend):
         except ValueError as e:  # a mount the host tools cannot express; never a secret in it
             raise BackendError(f"cannot mount data on {host}: {e}") from None
         s = self.settings
-        timeout = s.command_timeout + (self.mount_timeout if spec.mounts else 0)
+        timeout = s.command_timeout + (s.mount_timeout if spec.mounts else 0)
         what = "mounting data and starting the server" if spec.mounts else "starting the server"
         for attempt in range(2):
             result = await self._run(host, script, what, timeout)
