@@ -8,6 +8,7 @@ and an A100-80 (81920).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -209,6 +210,20 @@ async def test_best_fit_placement(env, gpus, gb, names):
     assert json.loads(body)["cuda_visible_devices"] == ",".join(g.uuid for g in result.gpus)
     await backend.stop(result, now=True)
     assert env.ledger() == {}
+
+
+async def test_cpu_and_memory_choices_are_said_to_be_unenforced(env):
+    """The local backend cannot limit CPU or memory: the spawn page says so instead of pretending."""
+    backend = env.backend()
+    messages: list[str] = []
+    req = dataclasses.replace(request(), cpu=2.5, memory=16)
+    result = await launch(env, backend, context(messages=messages), req)
+    assert "2.5 CPUs and 16 GB memory: not enforced on localhost (the server may use the whole machine)" in messages
+    await backend.stop(result, now=True)
+    messages.clear()
+    result = await launch(env, backend, context(messages=messages), request())
+    assert not any("not enforced" in m for m in messages)
+    await backend.stop(result, now=True)
 
 
 async def test_no_capacity_messages(env):

@@ -538,18 +538,8 @@ class Remote:
         self.launches: list = []
 
     def backend(self) -> SSHBackend:
-        raw = {
-            "hosts": [{"name": "a", "address": self.lab.hosts["a"].address,
-                       "nvidia_smi": ["env", f"FAKE_NVIDIA_SMI_GPUS={GPUS}", FAKE_SMI]}],
-            "username": "root",
-            "client_keys": [str(self.lab.client_key)],
-            "known_hosts": str(self.lab.known_hosts),
-            "session_root": self.session_root,
-            "ledger_dir": str(self.root / "ledger"),
-            "notebook_dir": str(self.root / "nb" / "{username}"),
-            "interrupt_timeout": 2, "term_timeout": 2, "kill_timeout": 3, "start_wait": 15,
-            "connect_timeout": 3,
-        }
+        host = self.lab.host_entry("a", nvidia_smi=["env", f"FAKE_NVIDIA_SMI_GPUS={GPUS}", FAKE_SMI])
+        raw = self.lab.backend_settings([host], self.root, self.session_root)
         b = SSHBackend("gpu", SSHBackend.parse_settings("gpu", raw, "c.GridSpawner.backends['gpu']"))
         self.backends.append(b)
         return b

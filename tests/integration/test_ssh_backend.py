@@ -75,30 +75,11 @@ class Env:
         self.launches: list = []
 
     def host(self, name: str, **extra) -> dict:
-        h = self.lab.hosts[name]
-        d = {"name": name, "address": h.address, "nvidia_smi": smi(name if name in INVENTORY else "a")}
-        if h.gateway is not None:
-            d["jump"] = {"address": h.gateway.address}
-        d.update(extra)
-        return d
+        return self.lab.host_entry(name, **{"nvidia_smi": smi(name if name in INVENTORY else "a"), **extra})
 
     def raw(self, hosts=("a", "b", "c"), **extra) -> dict:
-        raw = {
-            "hosts": [self.host(h) if isinstance(h, str) else h for h in hosts],
-            "username": "root",
-            "client_keys": [str(self.lab.client_key)],
-            "known_hosts": str(self.lab.known_hosts),
-            "session_root": self.session_root,
-            "ledger_dir": str(self.root / "ledger"),
-            "notebook_dir": str(self.root / "nb" / "{username}"),
-            "interrupt_timeout": 3,
-            "term_timeout": 3,
-            "kill_timeout": 3,
-            "start_wait": 15,
-            "connect_timeout": 3,
-        }
-        raw.update(extra)
-        return raw
+        entries = [self.host(h) if isinstance(h, str) else h for h in hosts]
+        return self.lab.backend_settings(entries, self.root, self.session_root, **extra)
 
     def backend(self, hosts=("a", "b", "c"), **extra) -> SSHBackend:
         b = SSHBackend("gpu", SSHBackend.parse_settings("gpu", self.raw(hosts, **extra), "c.GridSpawner.backends['gpu']"))

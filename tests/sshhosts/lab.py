@@ -299,6 +299,36 @@ class SSHLab:
         time.sleep(0.3)
         return host, silent
 
+    # ------------------------------------------------------------------ backend settings
+    def host_entry(self, name: str, **extra) -> dict:
+        """An entry of an ssh backend's ``hosts`` for lab host ``name`` (its jump host too)."""
+        host = self.hosts[name]
+        entry = {"name": name, "address": host.address}
+        if host.gateway is not None:
+            entry["jump"] = {"address": host.gateway.address}
+        entry.update(extra)
+        return entry
+
+    def backend_settings(self, hosts: list, state_dir: Path, session_root: str, **extra) -> dict:
+        """Raw settings of an ssh backend on this lab: the root account with the lab's key and
+        known_hosts, ledger and notebooks under ``state_dir``, timeouts short enough for tests."""
+        raw = {
+            "hosts": hosts,
+            "username": "root",
+            "client_keys": [str(self.client_key)],
+            "known_hosts": str(self.known_hosts),
+            "session_root": session_root,
+            "ledger_dir": str(state_dir / "ledger"),
+            "notebook_dir": str(state_dir / "nb" / "{username}"),
+            "interrupt_timeout": 3,
+            "term_timeout": 3,
+            "kill_timeout": 3,
+            "start_wait": 15,
+            "connect_timeout": 3,
+        }
+        raw.update(extra)
+        return raw
+
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
         """Kill every process in every namespace (by PID), delete the namespaces, the temp dir."""

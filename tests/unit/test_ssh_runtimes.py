@@ -15,8 +15,9 @@ U2 = "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 ENV = ("JUPYTERHUB_API_TOKEN", "CUDA_VISIBLE_DEVICES")
 
 
-def build(runtime, image="docker://quay.io/jupyter/pytorch-notebook:cuda12-2024-06-24", gpus=(U1, U2), label=""):
-    return server_command(runtime, CMD, image=image, env_names=ENV, session_dir=SD, gpu_uuids=gpus, label=label)
+def build(runtime, image="docker://quay.io/jupyter/pytorch-notebook:cuda12-2024-06-24", gpus=(U1, U2), label="", **limits):
+    return server_command(runtime, CMD, image=image, env_names=ENV, session_dir=SD, gpu_uuids=gpus, label=label,
+                          **limits)
 
 
 def test_none_runs_the_command_itself():
@@ -65,6 +66,29 @@ def test_docker_gpus_value_is_quoted_device_list():
         'exec "$0" run --rm --init --user "$(id -u):$(id -g)" --network host '
         '-v "$PWD:$PWD" -w "$PWD" "$@"'
     )
+
+
+def test_podman_and_docker_limit_cpu_and_memory():
+    img = "quay.io/jupyter/pytorch-notebook:cuda12-2024-06-24"
+    assert build(Runtime("docker"), image=img, gpus=(U1,), cpu=2.5, memory_gb=16) == (
+        "/bin/sh", "-c", DOCKER_WRAPPER, "docker",
+        "--cpus=2.5", "--memory=16g",
+        "--gpus", f'"device={U1}"',
+        "-v", f"{SD}:{SD}",
+        "-e", "JUPYTERHUB_API_TOKEN", "-e", "CUDA_VISIBLE_DEVICES",
+        img, *CMD,
+    )
+    assert build(Runtime("podman"), image=img, gpus=(), cpu=4, memory_gb=None) == (
+        "/bin/sh", "-c", PODMAN_WRAPPER, "podman", "--cpus=4",
+        "-v", f"{SD}:{SD}", "-e", "JUPYTERHUB_API_TOKEN", "-e", "CUDA_VISIBLE_DEVICES", img, *CMD,
+    )
+    assert Runtime("podman").limits_resources and Runtime("docker").limits_resources
+
+
+def test_none_and_apptainer_do_not_limit():
+    assert build(Runtime("none"), image=None, cpu=2, memory_gb=8) == CMD
+    assert build(Runtime("apptainer"), cpu=2, memory_gb=8) == build(Runtime("apptainer"))
+    assert not Runtime("none").limits_resources and not Runtime("apptainer").limits_resources
 
 
 def test_no_secret_values_in_any_argv():

@@ -160,7 +160,12 @@ class HostBackend(Backend):
         """The session root on ``host`` for ``ctx.user`` (the ssh kind: per remote account)."""
         return self.settings.session_root
 
-    async def _prepare(self, ctx: LaunchContext, host: str, image: Any, spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
+    def limits_resources(self, host: str) -> bool:
+        """Whether servers on ``host`` are held to the request's ``cpu`` / ``memory`` (the ssh
+        kind: where the host's runtime is podman or docker). Default: no."""
+        return False
+
+    async def _prepare(self, ctx: LaunchContext, host: str, request: Any, spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
         """Adapt the launch to ``host`` (the ssh kind: runtime, hub API tunnel, certificates);
         returns the spec to run and extra JSON-able state to save. Default: as is."""
         return spec, {}
@@ -214,7 +219,10 @@ class HostBackend(Backend):
                 mount_tool=getattr(ctx.storage, "tool", None) or "rclone",
                 data_link=data_name if mounts else None,
             )
-            spec, extra_state = await self._prepare(ctx, host, image, spec)
+            spec, extra_state = await self._prepare(ctx, host, request, spec)
+            limits = describe_limits(request)
+            if limits and not self.limits_resources(host):  # say so rather than pretend
+                ctx.progress(f"{limits}: not enforced on {host} (the server may use the whole machine)")
             described = [describe_mount(m, _spec_of(request, m.index), data_name) for m in mounts]
             for m, text in zip(mounts, described):
                 ctx.progress(f"{'copying' if m.mode == 'copy' else 'mounting'} data: {text}")
@@ -399,6 +407,17 @@ class HostBackend(Backend):
     async def close(self) -> None:
         for session_dir in list(self._forwards):
             await self._drop_forward(session_dir)
+
+
+def describe_limits(request: Any) -> str:
+    """The request's CPU / memory choices as words ("4 CPUs and 16 GB memory"; "" for none)."""
+    parts = []
+    cpu, memory = getattr(request, "cpu", None), getattr(request, "memory", None)
+    if cpu:
+        parts.append(f"{cpu:g} CPU{'s' if cpu != 1 else ''}")
+    if memory:
+        parts.append(f"{memory} GB memory")
+    return " and ".join(parts)
 
 
 # --------------------------------------------------------------------------- data mounts

@@ -212,7 +212,10 @@ class SSHBackend(HostBackend):
             raise BackendError(f"cannot tell the hub's address from JUPYTERHUB_API_URL {url!r}")
         return u.hostname, u.port or (443 if u.scheme == "https" else 80)
 
-    async def _prepare(self, ctx: LaunchContext, host: str, image: Any, spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
+    def limits_resources(self, host: str) -> bool:
+        return self.runtime_of(host).limits_resources
+
+    async def _prepare(self, ctx: LaunchContext, host: str, request: Any, spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
         s = self.settings
         account = self._current_account(host)
         transport = self.ssh_transport(host, account)
@@ -262,8 +265,10 @@ class SSHBackend(HostBackend):
         runtime = self.runtime_of(host)
         gpus = [u for u in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if u]
         try:
+            image = getattr(request, "image_settings", None)
             cmd = server_command(runtime, spec.cmd, image=image_for(image, runtime), env_names=list(env),
-                                 session_dir=spec.session_dir, gpu_uuids=gpus, label=spec.session_dir)
+                                 session_dir=spec.session_dir, gpu_uuids=gpus, label=spec.session_dir,
+                                 cpu=getattr(request, "cpu", None), memory_gb=getattr(request, "memory", None))
         except ValueError as e:
             raise BackendError(f"cannot start on {host}: {e}") from None
         prefix_parts.append(spec.prefix)

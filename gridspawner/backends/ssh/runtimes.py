@@ -15,6 +15,10 @@ the environment through. GPUs:
 - podman: one CDI device ``--device nvidia.com/gpu=<uuid>`` per GPU;
 - docker: ``--gpus '"device=<uuid>,<uuid>"'`` (the double quotes are part of the value).
 
+CPU and memory (the user's ``cpu`` / ``memory`` choices) are limited by podman and docker
+(``--cpus``, ``--memory`` in GiB, as the Kubernetes backend's ``Gi``); ``none`` and apptainer
+cannot limit them without cgroup delegation the host may not have, so they do not try.
+
 podman and docker run with the host network (the server reaches the hub API on the host's
 loopback, where the hub's reverse tunnel listens) and as the calling account
 (``--user uid:gid``, or ``--userns=keep-id`` for rootless podman), so the server can create
@@ -29,6 +33,8 @@ from typing import Sequence
 
 RUNTIME_KINDS = ("none", "apptainer", "podman", "docker")
 CONTAINER_KINDS = ("apptainer", "podman", "docker")
+#: the runtimes that limit a server's CPU and memory
+LIMITING_KINDS = ("podman", "docker")
 
 #: sh wrappers for podman and docker: "$0" is the runtime binary, "$@" the rest of the run
 #: arguments. They only expand the account's ids and the working directory.
@@ -58,6 +64,10 @@ class Runtime:
         return self.kind in CONTAINER_KINDS
 
     @property
+    def limits_resources(self) -> bool:
+        return self.kind in LIMITING_KINDS
+
+    @property
     def binary(self) -> str:
         return self.command or self.kind
 
@@ -71,8 +81,11 @@ def server_command(
     session_dir: str,
     gpu_uuids: Sequence[str],
     label: str = "",
+    cpu: float | None = None,
+    memory_gb: int | None = None,
 ) -> tuple[str, ...]:
-    """The argv that runs ``cmd`` under ``runtime`` (ValueError: a container without image)."""
+    """The argv that runs ``cmd`` under ``runtime`` (ValueError: a container without image).
+    ``cpu`` / ``memory_gb`` (None or 0: no limit) count only where the runtime limits them."""
     cmd = tuple(cmd)
     if runtime.kind == "none":
         return cmd
@@ -86,17 +99,28 @@ def server_command(
     for name in env_names:
         env += ["-e", name]
     labels = ("--label", f"gridspawner.session={label}") if label else ()
+    limits = resource_limits(cpu, memory_gb)
     if runtime.kind == "podman":
         devices: list[str] = []
         for u in gpu_uuids:
             devices += ["--device", f"nvidia.com/gpu={u}"]
-        return ("/bin/sh", "-c", PODMAN_WRAPPER, runtime.binary, *labels, *devices, "-v", bind, *env,
+        return ("/bin/sh", "-c", PODMAN_WRAPPER, runtime.binary, *labels, *limits, *devices, "-v", bind, *env,
                 *runtime.args, image, *cmd)
     if runtime.kind == "docker":
         gpus = ("--gpus", '"device=' + ",".join(gpu_uuids) + '"') if gpu_uuids else ()
-        return ("/bin/sh", "-c", DOCKER_WRAPPER, runtime.binary, *labels, *gpus, "-v", bind, *env,
+        return ("/bin/sh", "-c", DOCKER_WRAPPER, runtime.binary, *labels, *limits, *gpus, "-v", bind, *env,
                 *runtime.args, image, *cmd)
     raise ValueError(f"unknown runtime {runtime.kind!r}")
+
+
+def resource_limits(cpu: float | None, memory_gb: int | None) -> tuple[str, ...]:
+    """podman/docker run options for a CPU count and a memory size in GiB (falsy: none)."""
+    out: tuple[str, ...] = ()
+    if cpu:
+        out += (f"--cpus={cpu:g}",)
+    if memory_gb:
+        out += (f"--memory={int(memory_gb)}g",)
+    return out
 
 
 def combined_prefix(*parts: str) -> str:
