@@ -1,5 +1,5 @@
-"""Helpers for the Helm chart tests: a REAL helm binary (scripts/install-helm.sh) renders
-helm/gridspawner; nothing here needs a cluster.
+"""Helpers shared by the Helm chart tests (test_chart_*.py): a REAL helm binary
+(scripts/install-helm.sh) renders helm/gridspawner; nothing here needs a cluster.
 
 No test here is ever skipped: without helm every test that renders FAILS, saying how to get it.
 (A module of its own, not conftest.py, so `import` never picks up tests/conftest.py instead.)
@@ -55,6 +55,8 @@ def values_args(values_file: str | None, *extra: str) -> list[str]:
     return args + list(extra)
 
 
+# One cache for the whole session: every test_chart_*.py imports this one module, so a
+# values file + flags is rendered by helm once, whichever file asks first.
 @functools.lru_cache(maxsize=None)
 def _render_cached(values_file: str | None, extra: tuple[str, ...]) -> tuple[dict, ...]:
     proc = run_helm(
@@ -82,3 +84,29 @@ def one(objs: list[dict], kind: str, name_suffix: str = "") -> dict:
 
 def values_id(v: str | None) -> str:
     return v or "defaults"
+
+
+#: parametrize a test over the chart's defaults and every good values file
+values_params = pytest.mark.parametrize("values_file", VALUES_FILES, ids=values_id)
+
+
+def template_labels(obj: dict) -> dict:
+    return obj["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A LabelSelector (matchLabels + matchExpressions) against a label set."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        op, key, vals = e["operator"], e["key"], e.get("values") or []
+        if op == "In" and labels.get(key) not in vals:
+            return False
+        if op == "NotIn" and labels.get(key) in vals:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

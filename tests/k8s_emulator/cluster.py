@@ -1,5 +1,6 @@
-"""The emulated cluster: API semantics (create/get/list/replace/patch/delete), controllers
-(scheduler, kubelet, garbage collector, PVC binder and protection) and the test controls.
+"""The emulated cluster: API semantics (create/get/list/replace/patch/delete) and controllers
+(scheduler, kubelet, garbage collector, PVC binder and protection). The test controls
+(`ctl_*`) are a mixin in controls.py.
 
 Everything runs on one asyncio loop; HTTP handlers and controls call into it from there.
 """
@@ -14,14 +15,15 @@ import time
 from collections import Counter
 from typing import Any
 
+from .controls import ClusterControls
 from .events import EventRecorder
 from .faults import Faults
 from .kubelet import Kubelet, set_condition
 from .patch import json_patch, merge_patch, strategic_merge
 from .runner import Runner
-from .scheduler import Scheduler, node_object, set_not_ready_taints, node_conditions
+from .scheduler import Scheduler, node_object
 from .store import RESOURCES, Change, Store
-from .util import (ApiError, Cause, bad_request, conflict, invalid, not_found, parse_quantity, rfc3339)
+from .util import (ApiError, Cause, bad_request, conflict, invalid, not_found, rfc3339)
 from .validation import (DEFAULTERS, POD_UPDATE_FORBIDDEN, SchemaValidator, generate_name,
                          pod_spec_update_allowed, semantic_check)
 
@@ -31,7 +33,7 @@ log = logging.getLogger("k8s_emulator")
 RETURNS_OBJECT = {"pods", "services", "persistentvolumeclaims", "namespaces"}
 
 
-class Cluster:
+class Cluster(ClusterControls):
     def __init__(self, *, nodes: list[dict] | None = None, namespaces: tuple[str, ...] = ("default",),
                  run_pods: bool = False, k8s_version: str = "1.33", history_window: int = 10000,
                  bookmark_interval: float = 60.0, default_watch_timeout: float = 1800.0,
@@ -516,160 +518,6 @@ class Cluster:
         """POST pods/{name}/eviction (policy/v1 Eviction): graceful delete (no PDBs here)."""
         self.delete("pods", namespace, name, (body or {}).get("deleteOptions") or {})
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
-
-    # ---------------------------------------------------------------- test controls
-    def ctl_evict(self, namespace: str, name: str, delete_after: float | None = 0.1,
-                  message: str = "The node was low on resource: memory. ") -> dict:
-        """Kubelet node-pressure eviction: Failed/Evicted (DisruptionTarget), then deletion."""
-        cur = self.store.peek("pods", namespace, name)
-        if cur is None:
-            raise not_found("pods", name)
-        uid = cur["metadata"]["uid"]
-        self.kubelet.terminating.add(uid)
-        task = self.kubelet.tasks.pop(uid, None)
-        if task:
-            task.cancel()
-        loop = asyncio.get_running_loop()
-        if uid in self.kubelet.procs:
-            loop.create_task(self.kubelet.stop_processes(uid, 0))
-        for s in cur["status"].get("containerStatuses") or []:
-            if "running" in s.get("state", {}):
-                self.recorder.kubelet(cur, "Normal", "Killing", f"Stopping container {s['name']}",
-                                      cur["spec"].get("nodeName", ""), f"spec.containers{{{s['name']}}}")
-        self.recorder.kubelet(cur, "Warning", "Evicted", message, cur["spec"].get("nodeName", ""))
-
-        def evicted(p: dict) -> None:
-            st = p["status"]
-            st["phase"], st["reason"], st["message"] = "Failed", "Evicted", message
-            set_condition(p, "DisruptionTarget", True, "TerminationByKubelet", message)
-            for s in st.get("containerStatuses") or []:
-                run = s.get("state", {}).get("running")
-                s.update(ready=False, started=False, state={"terminated": {
-                    "exitCode": 137, "reason": "ContainerStatusUnknown",
-                    "message": "The container could not be located when the pod was terminated",
-                    "startedAt": (run or {}).get("startedAt", rfc3339()), "finishedAt": rfc3339()}})
-            self.kubelet._recompute_ready(p)
-
-        out = self.store.mutate("pods", namespace, name, evicted)
-        if delete_after is not None:
-            def later() -> None:
-                p = self.store.peek("pods", namespace, name)
-                if p is not None and p["metadata"]["uid"] == uid:
-                    self.store.remove("pods", namespace, name)
-            loop.call_later(delete_after, later)
-        return out
-
-    def ctl_delete_pod(self, namespace: str, name: str, grace: int | None = 0) -> dict:
-        """Someone else (kubectl, an admin, a controller) deletes the pod."""
-        opts = {} if grace is None else {"gracePeriodSeconds": grace}
-        return self.delete("pods", namespace, name, opts)[1]
-
-    def ctl_set_node_ready(self, name: str, ready: bool) -> dict:
-        def f(n: dict) -> None:
-            n["status"]["conditions"] = node_conditions(ready)
-            set_not_ready_taints(n, not ready)
-
-        out = self.store.mutate("nodes", None, name, f)
-        if out is None:
-            raise not_found("nodes", name)
-        for pod in list(self.store.iter("pods")):
-            if pod["spec"].get("nodeName") == name and pod["status"].get("phase") == "Running":
-                ns, pn = pod["metadata"]["namespace"], pod["metadata"]["name"]
-                if ready:
-                    self.store.mutate("pods", ns, pn, self.kubelet._recompute_ready)
-                else:
-                    self.store.mutate("pods", ns, pn, lambda p: (set_condition(p, "Ready", False),))
-        return out
-
-    def ctl_add_node(self, spec: dict) -> dict:
-        return self.store.create("nodes", node_object(spec))
-
-    def ctl_remove_node(self, name: str) -> dict:
-        return self.store.remove("nodes", None, name)
-
-    def ctl_cordon(self, name: str, unschedulable: bool = True) -> dict:
-        def f(n: dict) -> None:
-            if unschedulable:
-                n["spec"]["unschedulable"] = True
-            else:
-                n["spec"].pop("unschedulable", None)
-        out = self.store.mutate("nodes", None, name, f)
-        if out is None:
-            raise not_found("nodes", name)
-        return out
-
-    async def ctl_exit_container(self, namespace: str, name: str, code: int = 1, container: str | None = None) -> None:
-        cur = self.store.peek("pods", namespace, name)
-        if cur is None:
-            raise not_found("pods", name)
-        uid = cur["metadata"]["uid"]
-        c = next(c for c in cur["spec"]["containers"] if container in (None, c["name"]))
-        pp = self.kubelet.procs.get(uid, {}).get(c["name"])
-        if pp is not None:  # run mode: really end it, the watcher reports
-            import os
-            import signal
-            os.killpg(pp.pid, signal.SIGKILL)
-            return
-        st = next((s for s in cur["status"].get("containerStatuses") or [] if s["name"] == c["name"]), {})
-        started = (st.get("state", {}).get("running") or {}).get("startedAt", rfc3339())
-        await self.kubelet.container_exited(namespace, name, uid, c, code, started, st.get("containerID", ""))
-
-    def ctl_compact(self) -> int:
-        return self.store.compact()
-
-    def ctl_drop_watches(self, abrupt: bool = False) -> int:
-        n = 0
-        for w in list(self.store.watchers):
-            w.queue.put_nowait({"_drop": abrupt})
-            n += 1
-        return n
-
-    def ctl_inject_fault(self, **kw) -> dict:
-        return self.faults.add(**kw).as_dict()
-
-    def ctl_clear_faults(self) -> None:
-        self.faults.clear()
-
-    def ctl_counters(self) -> dict[str, int]:
-        return {f"{verb} {res}": n for (verb, res), n in sorted(self.counters.items())}
-
-    def ctl_reset_counters(self) -> None:
-        self.counters.clear()
-        self.request_log.clear()
-
-    def ctl_requests(self) -> list[dict]:
-        return list(self.request_log)
-
-    def ctl_validation_failures(self) -> list[dict]:
-        return list(self.validation_failures)
-
-    def ctl_ready_time(self, namespace: str, name: str) -> float | None:
-        return self.ready_times.get((namespace, name))
-
-    def ctl_get(self, resource: str, namespace: str | None, name: str) -> dict | None:
-        o = self.store.peek(resource, namespace, name)
-        return copy.deepcopy(o) if o is not None else None
-
-    def ctl_list(self, resource: str, namespace: str | None = None) -> list[dict]:
-        return [copy.deepcopy(o) for o in self.store.iter(resource, namespace)]
-
-    def ctl_events_for(self, namespace: str, name: str, kind: str = "Pod") -> list[dict]:
-        evs = [copy.deepcopy(e) for e in self.store.iter("events", namespace)
-               if e["involvedObject"].get("name") == name and e["involvedObject"].get("kind") == kind]
-        evs.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
-        return evs
-
-    def ctl_gpu_usage(self) -> dict[str, dict[str, int]]:
-        used = self.scheduler.usage()
-        out = {}
-        for n in self.store.iter("nodes"):
-            name = n["metadata"]["name"]
-            out[name] = {"allocatable": int(parse_quantity(n["status"]["allocatable"].get("nvidia.com/gpu", "0"))),
-                         "used": int(used.get(name, Counter()).get("nvidia.com/gpu", 0))}
-        return out
-
-    def ctl_pod_log(self, namespace: str, name: str) -> str:
-        return self.pod_log(namespace, name, None)
 
     def pod_log(self, namespace: str, name: str, container: str | None) -> str:
         cur = self.store.peek("pods", namespace, name)
