@@ -12,6 +12,7 @@ from typing import Any
 from .backends import backend_class
 from .backends.base import Backend
 from .capacity import CapacityMonitor
+from . import metrics
 from .catalog import Catalog, build_catalog
 
 _catalogs: dict[str, Catalog] = {}
@@ -38,6 +39,7 @@ class Runtime:
             for name, b in catalog.backends.items()
         }
         self.capacity = CapacityMonitor(self.backends, interval=refresh_interval)
+        metrics.watch_capacity(self.capacity)
 
     @classmethod
     def for_catalog(cls, catalog: Catalog, refresh_interval: float = 15.0) -> "Runtime":

@@ -16,6 +16,7 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import default
 
+from . import metrics
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity
 from .form import parse_form, render_form
 from .mounts.dbfilter import install_user_options_filter
@@ -118,6 +119,7 @@ class GridSpawner(CatalogSettings, Spawner):
             if request.mounts:
                 resolved = await resolve_mounts(request.mounts, secrets, self.catalog.storage, user)
         except OptionsError as e:
+            metrics.count_rejected(e.errors)
             _form_feedback[user] = (clean, e.errors)
             _form_secrets.drop(user, server)
             raise web.HTTPError(400, f"Please correct: {e}") from None
@@ -158,6 +160,7 @@ class GridSpawner(CatalogSettings, Spawner):
         try:
             return build_request(options, self.catalog, self._groups(), username=self._user_name())
         except OptionsError as e:
+            metrics.count_rejected(e.errors)
             raise web.HTTPError(400, f"Invalid server options: {e}") from None
 
     async def _resolve_mounts(self, request: LaunchRequest, secrets: dict, resolved, specs) -> tuple:
@@ -171,6 +174,7 @@ class GridSpawner(CatalogSettings, Spawner):
         try:
             return await resolve_mounts(request.mounts, secrets, self.catalog.storage, self._user_name())
         except OptionsError as e:
+            metrics.count_rejected(e.errors)
             raise web.HTTPError(400, f"Invalid server options: {e}") from None
 
     def _slug(self) -> str:
@@ -192,6 +196,7 @@ class GridSpawner(CatalogSettings, Spawner):
         self._progress_events, self._progress_done = [], False
         self._progress_changed = asyncio.Event()
         self.log.info("Starting %s on backend %s: %s", self._log_name, request.backend, request.summary())
+        started, outcome = time.monotonic(), "failure"
         try:
             mounts = await self._resolve_mounts(request, secrets, resolved, specs)
             self._mount_specs = tuple(request.mounts)
@@ -208,9 +213,17 @@ class GridSpawner(CatalogSettings, Spawner):
                 storage=self.catalog.storage if mounts else None,
             )
             launch = await self._launch_on(backend, ctx, request)
+            outcome = "success"
+        except web.HTTPError as e:
+            outcome = {400: "bad_request", 503: "no_capacity"}.get(e.status_code, "failure")
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         finally:  # however start() ends, the spawn page's progress stream ends with it
             self._progress_done = True
             self._progress_changed.set()
+            metrics.observe_spawn(request.backend, outcome, time.monotonic() - started)
         self._launch, self._backend_name = launch, request.backend
         self._started_at = time.time()
         self._deadline = self._started_at + request.max_runtime if request.max_runtime else None
@@ -268,7 +281,7 @@ class GridSpawner(CatalogSettings, Spawner):
         if launch is None:
             return 0
         if self._deadline is not None and time.time() >= self._deadline:
-            self.log.warning("%s reached its maximum run time; stopping it", self._log_name)
+            self._note_expired()
             await self.stop()
             return 0
         return await self._backend().poll(launch)
@@ -313,9 +326,19 @@ class GridSpawner(CatalogSettings, Spawner):
             self._deadline_handle.cancel()
             self._deadline_handle = None
 
+    _expiry_noted: float | None = None
+
+    def _note_expired(self) -> None:
+        """Log and count an expiry once per deadline (the timer and a poll may both see it)."""
+        if self._expiry_noted == self._deadline:
+            return
+        self._expiry_noted = self._deadline
+        self.log.warning("%s reached its maximum run time; stopping it", self._log_name)
+        metrics.MAX_RUNTIME_STOPS.labels(self._backend_name or "").inc()
+
     async def _expire(self) -> None:
         self._deadline_handle = None
-        self.log.warning("%s reached its maximum run time; stopping it", self._log_name)
+        self._note_expired()
         if self.user is not None and hasattr(self.user, "stop"):
             await self.user.stop(self.name)
         else:

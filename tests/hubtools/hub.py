@@ -56,6 +56,7 @@ SERVICE_SCOPES = [
     "tokens",
     "access:servers",
     "read:hub",
+    "read:metrics",
 ]
 
 
