@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import metrics
 from .backends import backend_class
 from .backends.base import Backend
 from .capacity import CapacityMonitor
-from . import metrics
 from .catalog import Catalog, build_catalog
 
 _catalogs: dict[str, Catalog] = {}
