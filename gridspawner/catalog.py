@@ -47,7 +47,10 @@ class BackendConfig:
     ``gpu_type_choices``; empty when the backend offers no such choice.
 
     ``host_choices``: the hosts a user may pick there (host name → display text), from the
-    kind's ``host_choices``; empty when the backend places servers itself."""
+    kind's ``host_choices``; empty when the backend places servers itself.
+
+    ``resource_limits``: whether the user's ``cpu`` / ``memory`` choices are enforced there
+    (``all``, ``some`` hosts, ``none``), from the kind's ``resource_limits``."""
 
     name: str
     kind: str
@@ -56,6 +59,7 @@ class BackendConfig:
     settings: Any
     gpu_types: Mapping[str, str] = field(default_factory=dict)
     host_choices: Mapping[str, str] = field(default_factory=dict)
+    resource_limits: str = "all"
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,8 @@ def _parse_backends(raw: Any) -> dict[str, BackendConfig]:
         settings = cls.parse_settings(name, own, key)
         gpu_types = {str(k): str(v) for k, v in (cls.gpu_type_choices(settings) or {}).items()}
         hosts = {str(k): str(v) for k, v in (cls.host_choices(settings) or {}).items()}
-        out[name] = BackendConfig(name, kind, display, desc, settings, _frozen(gpu_types), _frozen(hosts))
+        out[name] = BackendConfig(name, kind, display, desc, settings, _frozen(gpu_types), _frozen(hosts),
+                                  cls.resource_limits(settings))
     return out
 
 

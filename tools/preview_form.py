@@ -29,7 +29,8 @@ def demo_catalog() -> Catalog:
     backends = {
         "gpu-cluster": BackendConfig("gpu-cluster", "kubernetes", "GPU cluster", "Kubernetes, A100 and H100 nodes", None),
         "lab-hosts": BackendConfig("lab-hosts", "ssh", "Lab workstations", "Four RTX A6000 machines in room 2.14", None),
-        "hub": BackendConfig("hub", "local", "This machine", "Small CPU jobs on the hub itself", None),
+        "hub": BackendConfig("hub", "local", "This machine", "Small CPU jobs on the hub itself", None,
+                             resource_limits="none"),
     }
     images = {
         "pytorch": ImageConfig("pytorch", "PyTorch 2.3 (CUDA 12.1)", "PyTorch, torchvision, JupyterLab 4",

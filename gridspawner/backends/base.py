@@ -181,6 +181,13 @@ class Backend(ABC):
         backend places servers itself (best fit by GPU count and minimum memory)."""
         return {}
 
+    @classmethod
+    def resource_limits(cls, settings: Any) -> str:
+        """Whether servers on a backend with these (parsed) settings are held to the user's
+        ``cpu`` / ``memory`` choices: ``"all"`` (every server), ``"some"`` (on some hosts) or
+        ``"none"``. The form tells users where their choice is not enforced. Default: all."""
+        return "all"
+
     # -- lifecycle
     @abstractmethod
     async def launch(self, ctx: LaunchContext, request: Any) -> Launch:

@@ -75,6 +75,10 @@ class LocalBackend(HostBackend):
 
     kind = "local"
 
+    @classmethod
+    def resource_limits(cls, settings: Any) -> str:
+        return "none"  # servers are plain processes of the hub's user
+
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
         self._transport = LocalTransport()

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 from ..backends.base import Capacity
 from ..catalog import Catalog, Policy
-from .view import Option, _echo_invalid, _plural, value_key
+from .view import Option, _echo_invalid, _plural, limits_note, value_key
 
 
 class _Fit:
@@ -80,6 +80,7 @@ def _backend_options(
                     ("summary", cap.summary()),
                     ("state", _cap_state(cap)),
                     ("description", b.description),
+                    ("limits-note", limits_note(b.resource_limits)),
                     ("policy", "1" if policy.allows_backend(name) else "0"),
                 ),
             )

@@ -36,6 +36,7 @@ from .view import (
     _facts,
     _plural,
     duration_text,
+    limits_note,
     value_key,
 )
 
@@ -167,6 +168,7 @@ def _context(catalog: Catalog, groups: list[str], capacity: Mapping, values: Any
 
     sel_b = catalog.backends.get(sel_backend) if isinstance(sel_backend, str) else None
     sel_i = catalog.images.get(sel_image) if isinstance(sel_image, str) else None
+    unlimited = limits_note(sel_b.resource_limits) if sel_b else ""
     fields = {
         "backend": SelectField(
             "backend",
@@ -196,8 +198,8 @@ def _context(catalog: Catalog, groups: list[str], capacity: Mapping, values: Any
             field_errors.get("gpu_type"),
             help="A GPU model or a MIG slice, where the chosen backend offers a choice.",
         ),
-        "cpu": SelectField("cpu", _LABELS["cpu"], cpu_opts, field_errors.get("cpu")),
-        "memory": SelectField("memory", _LABELS["memory"], memory_opts, field_errors.get("memory")),
+        "cpu": SelectField("cpu", _LABELS["cpu"], cpu_opts, field_errors.get("cpu"), help=unlimited),
+        "memory": SelectField("memory", _LABELS["memory"], memory_opts, field_errors.get("memory"), help=unlimited),
     }
 
     return {

@@ -86,6 +86,16 @@ def duration_text(seconds: float) -> str:
     return f"{s:g} s"
 
 
+def limits_note(resource_limits: str) -> str:
+    """What the CPU and memory fields say about a backend that does not enforce them (a
+    backend's ``resource_limits``: all, some, none); nothing where it does."""
+    if resource_limits == "none":
+        return "Not enforced on this backend: your server may use more."
+    if resource_limits == "some":
+        return "Enforced only on some of this backend's hosts (those running containers)."
+    return ""
+
+
 def _plural(n: float, word: str) -> str:
     return f"{n:g} {word}{'' if n == 1 else 's'}"
 

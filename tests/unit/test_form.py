@@ -60,8 +60,8 @@ def make_catalog(*, profiles=(), group_policy=None, default_policy=None, cpu=(),
         "cluster": BackendConfig("cluster", "kubernetes", "GPU cluster", "A100 nodes", None, dict(types.get("cluster", {})),
                                  dict(hosts.get("cluster", {}))),
         "lab": BackendConfig("lab", "ssh", "Lab hosts", "Workstations", None, dict(types.get("lab", {})),
-                             dict(hosts.get("lab", {}))),
-        "hub": BackendConfig("hub", "local", "This machine", "", None),
+                             dict(hosts.get("lab", {})), resource_limits="some"),
+        "hub": BackendConfig("hub", "local", "This machine", "", None, resource_limits="none"),
     }
     images = {
         "pytorch": ImageConfig("pytorch", "PyTorch", "torch + CUDA", {"kubernetes": None, "ssh": None}),
@@ -180,13 +180,30 @@ def test_no_profiles_renders_fields_only_no_form_or_submit():
 
 
 def test_cpu_and_memory_selects_start_with_default():
-    soup = render(make_catalog(cpu=(1, 2, 0.5), memory=(8, 16)))
+    soup = render(make_catalog(cpu=(0.5, 1, 2), memory=(8, 16)))  # build_catalog sorts the choices
     cpu = select(soup, "cpu").find_all("option")
-    assert [(o["value"], o.get_text()) for o in cpu] == [("", "Default"), ("0.5", "0.5 CPUs"), ("1", "1 CPU"), ("2", "2 CPUs")] or [
-        (o["value"], o.get_text()) for o in cpu
-    ][0] == ("", "Default")
+    assert [(o["value"], o.get_text()) for o in cpu] == [("", "Default"), ("0.5", "0.5 CPUs"), ("1", "1 CPU"), ("2", "2 CPUs")]
     assert option_values(soup, "memory") == ["", "8", "16"]
     assert selected_value(soup, "cpu") == "" and selected_value(soup, "memory") == ""
+
+
+@pytest.mark.parametrize(
+    "backend, note",
+    [
+        ("cluster", ""),
+        ("lab", "Enforced only on some of this backend's hosts (those running containers)."),
+        ("hub", "Not enforced on this backend: your server may use more."),
+    ],
+)
+def test_cpu_and_memory_say_where_they_are_not_enforced(backend, note):
+    soup = render(make_catalog(cpu=(2, 4), memory=(8, 16)), values={"backend": backend, "image": "scipy"})
+    for field in ("cpu", "memory"):
+        help_ = soup.find(id=f"gs-{field}-help").find(attrs={"data-gs-help": True})
+        assert help_.get_text(strip=True) == note
+    # every backend option carries its note, for the script to switch when the backend changes
+    notes = {o["value"]: o["data-limits-note"] for o in select(soup, "backend").find_all("option")}
+    assert notes == {"cluster": "", "lab": "Enforced only on some of this backend's hosts (those running containers).",
+                     "hub": "Not enforced on this backend: your server may use more."}
 
 
 def test_images_carry_the_kinds_they_run_on():

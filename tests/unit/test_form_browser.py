@@ -105,9 +105,13 @@ def test_backend_change_filters_images_and_updates_capacity(page):
     assert pg.text_content("[data-gs-capacity]") == "CPU only"
     no_gpus = preview.demo_capacity()["hub"].fits(1, 0, 0.07)[1]
     assert option_state(pg, "gpus", "1") == {"text": f"1 GPU — {no_gpus}", "disabled": True}
+    for field in ("cpu", "memory"):  # the local backend does not enforce them, and says so
+        assert pg.text_content(f"#gs-{field}-help [data-gs-help]") == "Not enforced on this backend: your server may use more."
     pg.select_option("select[name=backend]", "gpu-cluster")
     assert option_state(pg, "gpus", "1") == {"text": "1 GPU", "disabled": False}
     assert pg.text_content("[data-gs-capacity]") == "3 of 8 GPUs free, up to 80 GB"
+    assert pg.text_content("#gs-cpu-help [data-gs-help]") == ""
+    assert pg.errors_seen == []
 
 
 def test_script_reasons_match_capacity_fits(page):

@@ -118,3 +118,34 @@ def test_account_for(kh):
     with pytest.raises(BackendError, match="cannot be an account"):
         b.account_for("h1", "$(reboot)")
 
+
+
+@pytest.mark.parametrize(
+    "backend_runtime, host_runtimes, expected",
+    [
+        ("none", [None, None], "none"),
+        ("apptainer", [None, None], "none"),
+        ("podman", [None, None], "all"),
+        ("none", ["docker", "podman"], "all"),
+        ("docker", [None, "apptainer"], "some"),
+    ],
+)
+def test_resource_limits_follow_the_hosts_runtimes(kh, backend_runtime, host_runtimes, expected):
+    """The form says where cpu/memory are enforced: podman and docker hosts limit them."""
+    hosts = [{"name": f"h{i}", **({"runtime": rt} if rt else {})} for i, rt in enumerate(host_runtimes)]
+    s = parse(kh, hosts=hosts, runtime=backend_runtime)
+    assert SSHBackend.resource_limits(s) == expected
+
+
+def test_resource_limits_of_the_other_kinds_reach_the_catalog(kh, tmp_path):
+    from gridspawner.catalog import build_catalog
+
+    cat = build_catalog(
+        backends={
+            "here": {"kind": "local", "session_root": "/tmp/gs-limits-test"},
+            "gpu": {"kind": "ssh", "hosts": ["gpu1"], "known_hosts": kh, "username": "jupyter", "runtime": "docker"},
+            "k8s": {"kind": "kubernetes", "kubeconfig": str(tmp_path / "kubeconfig")},
+        },
+        images={"lab": {"display_name": "Lab", "local": {}, "ssh": {"image": "docker://lab:1"}, "kubernetes": {"image": "lab:1"}}},
+    )
+    assert {n: b.resource_limits for n, b in cat.backends.items()} == {"here": "none", "gpu": "all", "k8s": "all"}

@@ -391,6 +391,12 @@ class SSHBackend(HostBackend):
         await self.pool.close()
 
     @classmethod
+    def resource_limits(cls, settings: SSHSettings) -> str:
+        """podman and docker hosts limit CPU and memory; the other runtimes do not."""
+        limiting = {(h.runtime or settings.runtime).limits_resources for h in settings.hosts}
+        return "all" if limiting == {True} else "none" if limiting == {False} else "some"
+
+    @classmethod
     def host_choices(cls, settings: SSHSettings) -> dict[str, str]:
         """With ``allow_host_choice``: every host, name → "a (GPUs 0, 1)" where the admin
         lists the GPUs the hub may hand out there, else just the name. Otherwise none."""

@@ -88,6 +88,10 @@
       if (help && b) help.textContent = b.getAttribute("data-description") || "";
       var sep = part("backend", ".gs-sep");
       if (sep) sep.hidden = !(b && b.getAttribute("data-description"));
+      ["cpu", "memory"].forEach(function (name) {  // where CPU/memory choices are not enforced
+        var h = part(name, "[data-gs-help]");
+        if (h && b) h.textContent = b.getAttribute("data-limits-note") || "";
+      });
     }
     if (el.image) {
       var iv = c.values.image;
