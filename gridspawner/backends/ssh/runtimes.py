@@ -99,7 +99,7 @@ def server_command(
     for name in env_names:
         env += ["-e", name]
     labels = ("--label", f"gridspawner.session={label}") if label else ()
-    limits = resource_limits(cpu, memory_gb)
+    limits = limit_options(cpu, memory_gb)
     if runtime.kind == "podman":
         devices: list[str] = []
         for u in gpu_uuids:
@@ -113,7 +113,7 @@ def server_command(
     raise ValueError(f"unknown runtime {runtime.kind!r}")
 
 
-def resource_limits(cpu: float | None, memory_gb: int | None) -> tuple[str, ...]:
+def limit_options(cpu: float | None, memory_gb: int | None) -> tuple[str, ...]:
     """podman/docker run options for a CPU count and a memory size in GiB (falsy: none)."""
     out: tuple[str, ...] = ()
     if cpu:
