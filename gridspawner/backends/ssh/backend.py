@@ -79,7 +79,7 @@ class SSHBackend(HostBackend):
             raise BackendError(f"host {name!r} is not configured for backend {self.name!r}") from None
 
     def runtime_of(self, host: str) -> Runtime:
-        return self._host(host).runtime or self.settings.runtime
+        return self.settings.runtime_of(self._host(host))
 
     def account_for(self, host: str, user: str | None) -> str:
         """The remote account ``user`` (a hub user; None: background probes) uses on ``host``."""
@@ -393,7 +393,7 @@ class SSHBackend(HostBackend):
     @classmethod
     def resource_limits(cls, settings: SSHSettings) -> str:
         """podman and docker hosts limit CPU and memory; the other runtimes do not."""
-        limiting = {(h.runtime or settings.runtime).limits_resources for h in settings.hosts}
+        limiting = {settings.runtime_of(h).limits_resources for h in settings.hosts}
         return "all" if limiting == {True} else "none" if limiting == {False} else "some"
 
     @classmethod

@@ -89,6 +89,10 @@ class SSHSettings(HostSettings):
                 return h
         raise KeyError(name)
 
+    def runtime_of(self, host: SSHHost) -> Runtime:
+        """The host's own runtime, else the backend's."""
+        return host.runtime or self.runtime
+
 
 #: HostSettings keys that mean nothing for remote hosts
 _NOT_FOR_SSH = ("host_name",)
