@@ -43,7 +43,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from ..catalog import CatalogError
-from .hostcmd import HostMount, S3Secret, S3Source, SSHSecret, SSHSource
+from .hostcmd import HostMount, S3Source, SSHSource
 
 #: credential fields a template's ``secret_keys`` may name
 CREDENTIAL_FIELDS = ("access_key", "secret_key", "session_token", "endpoint", "region", "password", "private_key", "user")

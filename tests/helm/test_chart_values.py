@@ -385,7 +385,6 @@ def test_values_yaml_documents_every_key():
             j -= 1
         own = j >= 0 and lines[j].strip().startswith("# --")
         inherited = any(doc for _, doc in documented_at)
-        next_line = lines[i + 1] if i + 1 < len(lines) else ""
         is_section = not line.split(":", 1)[1].strip() and not inherited and not own
         if not (own or inherited or is_section):
             undocumented.append(f"line {i + 1}: {line.strip()}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import time
@@ -26,10 +25,10 @@ from gridspawner.mounts.hostcmd import (
     SSHSource,
     mount_fragment,
     unmount_fragment,
-    wrap,
 )
 
 from hubtools import procs
+from mountshell import mounted_under, run, unmount_everything
 from s3 import ANY_KEY
 from s3.fixtures import s3, s3_server  # noqa: F401
 
@@ -49,30 +48,13 @@ if _missing():
     pytest.skip(_missing(), allow_module_level=True)
 
 
-def run(script: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["/bin/sh", "-s"], input=wrap(script), capture_output=True, text=True, timeout=timeout)
-
-
-def mounted_under(path: Path) -> list[str]:
-    p = str(path)
-    out = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mp = line.split()[4]
-        if mp == p or mp.startswith(p + "/"):
-            out.append(mp)
-    return out
-
-
 @pytest.fixture
 def session(tmp_path):
     s = tmp_path / "sessions" / "alice-0123456789"
     s.mkdir(parents=True)
     s.chmod(0o700)
     yield s
-    # never leave a mount behind, whatever the test did
-    run(unmount_fragment(str(s)))
-    for mp in mounted_under(tmp_path):
-        subprocess.run(["umount", "-l", mp], check=False)
+    unmount_everything(s, tmp_path)
 
 
 @pytest.fixture

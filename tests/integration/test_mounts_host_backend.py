@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -39,9 +38,9 @@ from s3 import REGION  # noqa: E402
 from s3.fixtures import s3, s3_server  # noqa: E402,F401
 from sshhosts import SSHLab, available  # noqa: E402
 from relayhttp import http_get  # noqa: E402
+from hubtools.ports import free_port  # noqa: E402
 
 from gridspawner.backends.base import BackendError, LaunchContext  # noqa: E402
-from gridspawner.backends.host import scripts  # noqa: E402
 from gridspawner.backends.local import LocalBackend  # noqa: E402
 from gridspawner.backends.ssh import SSHBackend  # noqa: E402
 from gridspawner.mounts.config import StorageConfig  # noqa: E402
@@ -487,12 +486,6 @@ def lab():
         yield lab
 
 
-def _free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab_s3(lab):
     """A moto server on the root namespace's side of host a's link (198.51.100.x): the
@@ -503,7 +496,7 @@ def lab_s3(lab):
     from moto.server import ThreadedMotoServer
 
     address = str(ipaddress.ip_address(lab.hosts["a"].address) - 1)
-    port = _free_port(address)
+    port = free_port(address)
     server = ThreadedMotoServer(ip_address=address, port=port, verbose=False)
     server.start()
     url = f"http://{address}:{port}"

@@ -14,12 +14,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from gridspawner.mounts.config import parse_storage
-from gridspawner.mounts.hostcmd import HostMount, SSHSecret, SSHSource, mount_fragment, unmount_fragment, wrap
+from gridspawner.mounts.hostcmd import HostMount, SSHSecret, SSHSource, mount_fragment, unmount_fragment
 from gridspawner.mounts.keys import KeyStore
 from gridspawner.mounts.sshcheck import (
     AUTH_FAILED,
@@ -31,6 +30,7 @@ from gridspawner.mounts.sshcheck import (
 )
 
 from hubtools import procs
+from mountshell import mounted_under, run, unmount_everything
 from sshhosts.lab import SSHLab, available
 
 pytestmark = pytest.mark.timeout(180)
@@ -42,14 +42,6 @@ def _missing() -> str | None:
         if not shutil.which(tool):
             return f"{tool} is not installed: run scripts/install-mount-test-deps.sh"
     return None if os.path.exists("/dev/fuse") else "no /dev/fuse"
-
-
-def run(script: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["/bin/sh", "-s"], input=wrap(script), capture_output=True, text=True, timeout=timeout)
-
-
-def mounted_under(path: Path) -> list[str]:
-    return [ln.split()[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines() if ln.split()[4].startswith(str(path) + "/")]
 
 
 def storage_host(address, port, known_hosts, auth=("key",), user="root"):
@@ -84,9 +76,7 @@ def session(tmp_path):
     s = tmp_path / "sess" / "alice-0123456789"
     s.mkdir(parents=True, mode=0o700)
     yield s
-    run(unmount_fragment(str(s)))
-    for mp in mounted_under(tmp_path):
-        subprocess.run(["umount", "-l", mp], check=False)
+    unmount_everything(s, tmp_path)
 
 
 @pytest.fixture

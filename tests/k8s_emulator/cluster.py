@@ -385,10 +385,10 @@ class Cluster(ClusterControls):
         elif ct == "application/apply-patch+yaml":
             raise ApiError(415, "UnsupportedMediaType", "the emulator does not implement server-side apply")
         else:
-            raise ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - '
-                                                       f'accepted media types include: application/json-patch+json, '
-                                                       f'application/merge-patch+json, '
-                                                       f'application/apply-patch+yaml')
+            raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - '
+                                                       'accepted media types include: application/json-patch+json, '
+                                                       'application/merge-patch+json, '
+                                                       'application/apply-patch+yaml')
         # a patch carrying a resourceVersion is a precondition; otherwise the current one applies
         prv = body.get("metadata", {}).get("resourceVersion") if isinstance(body, dict) else None
         new.setdefault("metadata", {})["resourceVersion"] = prv or cur["metadata"]["resourceVersion"]

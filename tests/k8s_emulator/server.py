@@ -194,7 +194,7 @@ class Server:
                     except ApiError:
                         pass
                 return self._json(200, out)
-            raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if m == "GET":
             return self._json(200, c.get(resource, ns, name))
         if m == "PUT":

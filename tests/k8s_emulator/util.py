@@ -224,8 +224,8 @@ def parse_label_selector(selector: str | None) -> list[Requirement]:
                 key, op, val = m.groups()
                 op = {"==": "=", ">": "gt", "<": "lt"}.get(op, op)
                 if op in ("gt", "lt") and not re.fullmatch(r"-?\d+", val):
-                    raise bad_request(f"unable to parse requirement: for 'gt', 'lt' operators, "
-                                      f"the value must be an integer")
+                    raise bad_request("unable to parse requirement: for 'gt', 'lt' operators, "
+                                      "the value must be an integer")
                 reqs.append(Requirement(key, op, (val,)))
             elif re.fullmatch(r"\S+", part):
                 reqs.append(Requirement(part, "exists"))

@@ -20,17 +20,12 @@ from typing import Any, Iterator
 
 import boto3
 from botocore.config import Config
+from hubtools.ports import free_port
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 # not a secret: moto's default, accepted while auth is not enforced
 ANY_KEY = "testing"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3Server:
@@ -39,7 +34,7 @@ class S3Server:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request

@@ -1,5 +1,5 @@
 """Network-namespace SSH hosts for the ssh backend's tests and bench (see `lab`)."""
 
-from .lab import Host, SSHLab, available, free_loopback_port
+from .lab import Host, SSHLab, available
 
-__all__ = ["Host", "SSHLab", "available", "free_loopback_port"]
+__all__ = ["Host", "SSHLab", "available"]
