@@ -290,6 +290,18 @@ def _check_image(value, catalog, policy, profile, kind, errors) -> str | None:
     return value
 
 
+def gpu_limit(catalog: Catalog, policy: Policy, profile: Profile | None) -> int:
+    """The most GPUs a user may ask for: the profile's own maximum, else the policy's (never
+    below what the profile itself sets), and never above the hub's ``max_gpus``."""
+    if profile is not None and profile.max_gpus is not None:
+        limit = profile.max_gpus
+    else:
+        limit = policy.max_gpus
+        if profile is not None:
+            limit = max(limit, int(profile.values.get("gpus", 0)))
+    return min(limit, catalog.max_gpus)
+
+
 def _check_gpus(value, catalog, policy, profile, errors) -> int:
     if not _is_int(value):
         errors["gpus"] = f"must be a whole number (got {shown(value)})"
@@ -297,13 +309,7 @@ def _check_gpus(value, catalog, policy, profile, errors) -> int:
     if value < 0:
         errors["gpus"] = "must not be negative"
         return 0
-    if profile is not None and profile.max_gpus is not None:
-        limit = profile.max_gpus
-    else:
-        limit = policy.max_gpus
-        if profile is not None:
-            limit = max(limit, int(profile.values.get("gpus", 0)))
-    limit = min(limit, catalog.max_gpus)
+    limit = gpu_limit(catalog, policy, profile)
     if value > limit:
         errors["gpus"] = f"at most {limit} GPU{'s' if limit != 1 else ''} allowed for you"
         return 0

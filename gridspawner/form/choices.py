@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import Catalog, Policy, Profile
-from ..request import default_values
+from ..request import default_values, gpu_limit
 from .view import FORM_FIELDS
 
 
@@ -36,21 +36,10 @@ def _choices(catalog: Catalog, policy: Policy, profiles: list[Profile]) -> dict[
     """Custom ("", where the policy allows free choice) and every visible profile, by key."""
     choices: dict[str, _Choice] = {}
     if policy.free_choice:
-        choices[""] = _Choice(frozenset(), {}, min(policy.max_gpus, catalog.max_gpus))
+        choices[""] = _Choice(frozenset(), {}, gpu_limit(catalog, policy, None))
     for p in profiles:
-        choices[p.key] = _Choice(_fixed(p), dict(p.values), _limit_for(catalog, policy, p))
+        choices[p.key] = _Choice(_fixed(p), dict(p.values), gpu_limit(catalog, policy, p))
     return choices
-
-
-def _limit_for(catalog: Catalog, policy: Policy, profile: Profile | None) -> int:
-    """The most GPUs build_request accepts for this choice (mirrors request._check_gpus)."""
-    if profile is not None and profile.max_gpus is not None:
-        limit = profile.max_gpus
-    else:
-        limit = policy.max_gpus
-        if profile is not None:
-            limit = max(limit, int(profile.values.get("gpus", 0)))
-    return min(limit, catalog.max_gpus)
 
 
 def _fixed(profile: Profile) -> frozenset[str]:
