@@ -161,9 +161,9 @@ class HostBackend(Backend):
         return self.settings.session_root
 
     def limits_resources(self, host: str) -> bool:
-        """Whether servers on ``host`` are held to the request's ``cpu`` / ``memory`` (the ssh
-        kind: where the host's runtime is podman or docker). Default: no."""
-        return False
+        """Whether servers on ``host`` are held to the request's ``cpu`` / ``memory``: the
+        backend's `resource_limits` answer (the ssh kind asks the host's runtime)."""
+        return self.resource_limits(self.settings) == "all"
 
     async def _prepare(self, ctx: LaunchContext, host: str, request: Any, spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
         """Adapt the launch to ``host`` (the ssh kind: runtime, hub API tunnel, certificates);
