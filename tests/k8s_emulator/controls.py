@@ -45,9 +45,12 @@ class ClusterControls:
     validation_failures: list[dict]
     ready_times: dict[tuple[str, str], float]
 
-    def ctl_evict(self, namespace: str, name: str, delete_after: float | None = 0.1,
+    def ctl_evict(self, namespace: str, name: str, delete_after: float | None = None,
                   message: str = "The node was low on resource: memory. ") -> dict:
-        """Kubelet node-pressure eviction: Failed/Evicted (DisruptionTarget), then deletion."""
+        """Kubelet node-pressure eviction: Failed/Evicted (DisruptionTarget). The pod object
+        stays, as on a real cluster (the pod garbage collector removes terminated pods only
+        past --terminated-pod-gc-threshold, 12500 by default); ``delete_after`` seconds: a
+        deletion by someone else afterwards."""
         cur = self.store.peek("pods", namespace, name)
         if cur is None:
             raise not_found("pods", name)

@@ -75,7 +75,7 @@ class Controls:
         return self._control("compact")
 
     # pods and nodes
-    def evict_pod(self, namespace: str, name: str, delete_after: float | None = 0.1,
+    def evict_pod(self, namespace: str, name: str, delete_after: float | None = None,
                   message: str = "The node was low on resource: memory. ") -> dict:
         return self._control("evict", namespace=namespace, name=name, delete_after=delete_after, message=message)
 

@@ -1,4 +1,5 @@
-"""Nodes and the scheduler: default-scheduler filter plugins, in their order, with their wording.
+"""Nodes and the scheduler: default-scheduler filter plugins, in their order, with their wording,
+then the default score plugins (scoring.py) and a random choice among the best.
 
 Per node the first failing filter gives the reasons (NodeUnschedulable, TaintToleration,
 NodeAffinity, NodeResourcesFit — the last reports every insufficient resource), counted into
@@ -11,11 +12,13 @@ Pending (PodScheduled=False, reason Unschedulable) and are retried when the clus
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .scoring import NodeLoad, loads_of, score_nodes, select_host
 from .util import parse_quantity, rfc3339
 
 if TYPE_CHECKING:
@@ -187,6 +190,15 @@ def _field_matches(expr: dict, node: dict) -> bool:
     return _expr_matches({**expr, "key": "n"}, {"n": node["metadata"]["name"]})
 
 
+def term_matches(term: dict, node: dict) -> bool:
+    """A NodeSelectorTerm: its expressions and fields ANDed; an empty term matches nothing."""
+    labels = node["metadata"].get("labels") or {}
+    exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
+    if not exprs and not fields:
+        return False
+    return all(_expr_matches(e, labels) for e in exprs) and all(_field_matches(f, node) for f in fields)
+
+
 def affinity_matches(pod: dict, node: dict) -> bool:
     spec = pod.get("spec") or {}
     labels = node["metadata"].get("labels") or {}
@@ -197,20 +209,17 @@ def affinity_matches(pod: dict, node: dict) -> bool:
            .get("requiredDuringSchedulingIgnoredDuringExecution"))
     if req is None:
         return True
-    for term in req.get("nodeSelectorTerms") or []:  # terms are ORed, expressions ANDed
-        exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-        if not exprs and not fields:
-            continue
-        if all(_expr_matches(e, labels) for e in exprs) and all(_field_matches(f, node) for f in fields):
-            return True
-    return False
+    return any(term_matches(term, node) for term in req.get("nodeSelectorTerms") or [])  # terms are ORed
 
 
 class Scheduler:
     """default-scheduler for the emulator. Runs on the cluster's loop."""
 
-    def __init__(self, cluster: "Cluster", delay: float = 0.0, repeat_event_interval: float = 10.0):
+    def __init__(self, cluster: "Cluster", delay: float = 0.0, repeat_event_interval: float = 10.0,
+                 seed: int | None = None):
         self.cluster = cluster
+        #: breaks ties between equally scored nodes (kube-scheduler picks one at random)
+        self.rng = random.Random(seed)
         self.delay = delay
         self.repeat_event_interval = repeat_event_interval
         self._kick = asyncio.Event()
@@ -258,17 +267,20 @@ class Scheduler:
         pending.sort(key=lambda p: (-(p["spec"].get("priority") or 0), int(p["metadata"]["resourceVersion"])))
         nodes = list(store.iter("nodes"))
         used = self.usage()
+        loads = loads_of(store.iter("pods"))
         for pod in pending:
-            node, message = self.place(pod, nodes, used)
+            node, message = self.place(pod, nodes, used, loads)
             if node is None:
                 self._unschedulable(pod, message)
                 continue
             for k, v in pod_requests(pod).items():
                 used.setdefault(node["metadata"]["name"], Counter())[k] += v
+            loads.setdefault(node["metadata"]["name"], NodeLoad()).add(pod)
             self.cluster.bind(pod, node["metadata"]["name"])
             self._last.pop(pod["metadata"]["uid"], None)
 
-    def place(self, pod: dict, nodes: list[dict], used: dict[str, Counter]) -> tuple[dict | None, str]:
+    def place(self, pod: dict, nodes: list[dict], used: dict[str, Counter],
+              loads: dict[str, NodeLoad] | None = None) -> tuple[dict | None, str]:
         n = len(nodes)
         if n == 0:
             return None, "no nodes available to schedule pods"
@@ -291,21 +303,25 @@ class Scheduler:
         tolerations = pod["spec"].get("tolerations") or []
         reasons: Counter = Counter()
         preempt: Counter = Counter()
-        fits: list[tuple[float, str, dict]] = []
+        fits: list[dict] = []
         for node in nodes:
             name = node["metadata"]["name"]
             why = self._filter(pod, node, reqs, tolerations, used.get(name, Counter()))
             if why is None:
-                fits.append((self._score(node, reqs, used.get(name, Counter())), name, node))
+                fits.append(node)
                 continue
             resolvable, texts = why
             for t in texts:
                 reasons[t] += 1
             preempt["No preemption victims found for incoming pod" if resolvable
                     else "Preemption is not helpful for scheduling"] += 1
+        if len(fits) == 1:  # upstream skips scoring then, too
+            return fits[0], ""
         if fits:
-            fits.sort(key=lambda f: (-f[0], f[1]))
-            return fits[0][2], ""
+            totals = score_nodes(pod, fits, loads if loads is not None else loads_of(self.cluster.store.iter("pods")),
+                                 term_matches)
+            chosen = select_host(totals, self.rng)
+            return next(n for n in fits if n["metadata"]["name"] == chosen), ""
         main = ", ".join(sorted(f"{c} {r}" for r, c in reasons.items()))
         post = ", ".join(sorted(f"{c} {r}" for r, c in preempt.items()))
         return None, f"0/{n} nodes are available: {main}. preemption: 0/{n} nodes are available: {post}."
@@ -332,19 +348,6 @@ class Scheduler:
         if out:
             return True, out
         return None
-
-    @staticmethod
-    def _score(node: dict, reqs: dict, used: Counter) -> float:
-        """LeastAllocated over cpu and memory (0..100)."""
-        alloc = node["status"].get("allocatable") or {}
-        scores = []
-        for res in ("cpu", "memory"):
-            cap = parse_quantity(alloc.get(res, "0"))
-            if cap <= 0:
-                continue
-            after = used.get(res, 0) + reqs.get(res, 0)
-            scores.append(float((cap - after) / cap) * 100)
-        return sum(scores) / len(scores) if scores else 0.0
 
     def _unschedulable(self, pod: dict, message: str) -> None:
         uid = pod["metadata"]["uid"]
