@@ -116,7 +116,7 @@ def pod_of(emu, user="alice", server=""):
     "gpus,gpu_memory,gpu_type,nodes",
     [
         (2, 40, None, {"gpu-a100"}),  # only the A100s have ≥ 40 GB
-        (1, 24, None, {"gpu-a10", "gpu-a100"}),  # the A10's 23028 MiB counts as 24 GB
+        (1, 24, None, {"gpu-a10"}),  # the A10's 23028 MiB counts as 24 GB; best fit: not the A100
         (3, 16, None, {"gpu-t4"}),  # the only node with 3 GPUs; 15360 MiB counts as 16 GB
         (1, 0, "t4", {"gpu-t4"}),  # product choice
         (2, 0, "mig-small", {"gpu-mig"}),  # MIG slices
@@ -138,6 +138,30 @@ async def test_scheduled_onto_the_right_node(emu, backends, gpus, gpu_memory, gp
     assert any("Pulling" in m for m in messages), messages
     await backend.stop(launch)
     assert pod_of(emu) is None
+
+
+async def test_best_fit_holds_under_the_default_scheduler_scoring(emu_factory):
+    """The emulator scores like kube-scheduler (LeastAllocated, BalancedAllocation,
+    NodeAffinity weights, random tie-break): A10 and A100 nodes of the same size tie for a
+    24 GB request unless the pod prefers the smallest card. Every such request lands on an
+    A10 while one is free; then on the 40 GB card before the 80 GB one."""
+    nodes = [
+        {"name": "gpu-a10", "cpu": "32", "memory": "128Gi", "gpus": 2, "gpu_product": "NVIDIA-A10", "gpu_memory": 23028, "taints": GPU_TAINT},
+        {"name": "gpu-a100-40", "cpu": "32", "memory": "128Gi", "gpus": 1, "gpu_product": "NVIDIA-A100-PCIE-40GB", "gpu_memory": 40960, "taints": GPU_TAINT},
+        {"name": "gpu-a100-80", "cpu": "32", "memory": "128Gi", "gpus": 2, "gpu_product": "NVIDIA-A100-SXM4-80GB", "gpu_memory": 81920, "taints": GPU_TAINT},
+    ]
+    emu = emu_factory(nodes)
+    backend = make_backend(emu)
+    try:
+        for i in range(12):  # each alone: the three nodes tie on every default plugin but NodeAffinity
+            launch = await backend.launch(context(f"u{i}"), request(gpus=1, gpu_memory=24, cpu=2, memory=8))
+            assert launch.state["node"] == "gpu-a10", f"spawn {i} went to {launch.state['node']}"
+            await backend.stop(launch)
+        held = [await backend.launch(context(f"h{i}"), request(gpus=1, gpu_memory=24, cpu=2, memory=8)) for i in range(5)]
+        assert [launch.state["node"] for launch in held] == ["gpu-a10", "gpu-a10", "gpu-a100-40", "gpu-a100-80", "gpu-a100-80"]
+        await asyncio.gather(*(backend.stop(launch) for launch in held))
+    finally:
+        await backend.close()
 
 
 async def test_token_travels_in_a_secret_removed_at_stop(emu, backends):

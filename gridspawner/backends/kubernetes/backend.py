@@ -36,6 +36,7 @@ from .capacity import CapacityTracker
 from .cluster_watches import WatchesMixin
 from .connection import ConnectionMixin
 from .gpu_fit import gpu_type_text, gpus_for
+from .gpu_scheduling import mig_memory_gb
 from .home_volume import HomeVolumeMixin
 from .objects import BuildError
 from .readiness import ReadinessMixin
@@ -119,12 +120,26 @@ class KubernetesBackend(ConnectionMixin, WatchesMixin, SecretCleanupMixin, HomeV
         return types[key]
 
     # ------------------------------------------------------------------ launch
+    async def _gpu_node_vram(self, request) -> tuple[int, ...]:
+        """The VRAM sizes of the cluster's GPU nodes (node watch), for the smallest-card
+        preference and "can never fit" verdicts; empty when unknown (the watch is optional:
+        the hub may not list nodes)."""
+        if not request.gpus or not self.settings.capacity:
+            return ()
+        try:
+            await self._node_watch(timeout=5)
+        except Exception as e:  # noqa: BLE001
+            self.log.debug("no node watch for %s: %s", self.name, e)
+            return ()
+        return self.capacity.gpu_node_vram()
+
     async def launch(self, ctx: LaunchContext, request) -> Launch:
         s = self.settings
         image = self._image(request)
         gpu_type = self._gpu_type(request)
         names = objects.server_names(ctx.user, ctx.server_name, s)
         launch_id = secrets.token_hex(8)
+        node_vram = await self._gpu_node_vram(request)
         try:
             pod_manifest = objects.build_pod(
                 s,
@@ -143,6 +158,7 @@ class KubernetesBackend(ConnectionMixin, WatchesMixin, SecretCleanupMixin, HomeV
                 gpu_type=gpu_type,
                 launch_id=launch_id,
                 summary=request.summary()[:1000],
+                node_vram_mib=node_vram,
             )
             # data mounts: CSI volumes / copy init containers, credentials in their own Secrets
             fragments, mount_secrets = objects.build_mounts(
@@ -175,11 +191,6 @@ class KubernetesBackend(ConnectionMixin, WatchesMixin, SecretCleanupMixin, HomeV
             raise BackendError(f"the hub cannot watch pods on {self.name}: {e.message}") from None
         except _NETWORK_ERRORS as e:
             raise BackendError(f"the cluster of {self.name} does not answer ({e or type(e).__name__})") from None
-        if request.gpus and s.capacity:
-            try:  # for "can never fit" verdicts; optional (the hub may not list nodes)
-                await self._node_watch(timeout=5)
-            except Exception as e:  # noqa: BLE001
-                self.log.debug("no node watch for %s: %s", self.name, e)
 
         changed = asyncio.Event()
         events: list[dict] = []

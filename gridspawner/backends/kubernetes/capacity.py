@@ -131,6 +131,19 @@ class CapacityTracker:
         self._hosts.pop(node, None)
         self._snapshot = None
 
+    def gpu_node_vram(self) -> tuple[int, ...]:
+        """The VRAM label (MiB per card) of every known node with whole GPUs, for the
+        smallest-card preference of GPU pods; empty while the node watch has not listed."""
+        out = set()
+        for node in self._nodes.values():
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            if _count(allocatable.get(self.settings.gpu_resource, 0)) <= 0:
+                continue
+            mib = _count(((node.get("metadata") or {}).get("labels") or {}).get(self.settings.gpu_memory_label, 0))
+            if mib > 0:
+                out.add(mib)
+        return tuple(sorted(out))
+
     def hosts(self) -> tuple[HostCapacity, ...]:
         if self._snapshot is None:
             for name, node in self._nodes.items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb
+from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb, vram_classes
 from .names import (
     BACKEND_LABEL,
     CONTAINER,
@@ -90,6 +90,7 @@ __all__ = [
     "secret_name",
     "secret_selector",
     "server_names",
+    "vram_classes",
 ]
 
 PORT = 8888
@@ -145,9 +146,11 @@ def build_pod(
     gpu_type: GPUType | None = None,
     launch_id: str = "",
     summary: str = "",
+    node_vram_mib: tuple[int, ...] = (),
 ) -> dict:
-    """The single-user server pod. Raises BuildError when the request cannot be expressed."""
-    gpu = gpu_scheduling(settings, gpus, gpu_memory, tolerance, gpu_type)
+    """The single-user server pod. ``node_vram_mib``: the VRAM labels of the cluster's GPU
+    nodes, for the smallest-card preference (see `gpu_scheduling`)."""
+    gpu = gpu_scheduling(settings, gpus, gpu_memory, tolerance, gpu_type, node_vram_mib)
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     cpu = cpu if cpu is not None else settings.default_cpu
@@ -219,14 +222,15 @@ def build_pod(
     tolerations = [dict(t) for t in (*settings.tolerations, *gpu.tolerations)]
     if tolerations:
         spec["tolerations"] = tolerations
+    node_affinity: dict[str, Any] = {}
     if gpu.match_expressions:
-        spec["affinity"] = {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [{"matchExpressions": [dict(e) for e in gpu.match_expressions]}]
-                }
-            }
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": [{"matchExpressions": [dict(e) for e in gpu.match_expressions]}]
         }
+    if gpu.preferred:
+        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [dict(t) for t in gpu.preferred]
+    if node_affinity:
+        spec["affinity"] = {"nodeAffinity": node_affinity}
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
     return {
