@@ -50,7 +50,10 @@ class BackendConfig:
     kind's ``host_choices``; empty when the backend places servers itself.
 
     ``resource_limits``: whether the user's ``cpu`` / ``memory`` choices are enforced there
-    (``all``, ``some`` hosts, ``none``), from the kind's ``resource_limits``."""
+    (``all``, ``some`` hosts, ``none``), from the kind's ``resource_limits``.
+
+    ``gpu_type_memory``: GB per GPU of the GPU types whose size the settings fix (MIG
+    profiles), from the kind's ``gpu_type_memory``; see `gpu_type_memory_problem`."""
 
     name: str
     kind: str
@@ -60,6 +63,19 @@ class BackendConfig:
     gpu_types: Mapping[str, str] = field(default_factory=dict)
     host_choices: Mapping[str, str] = field(default_factory=dict)
     resource_limits: str = "all"
+    gpu_type_memory: Mapping[str, int] = field(default_factory=dict)
+
+
+def gpu_type_memory_problem(backend: BackendConfig, gpu_type: str | None, gpu_memory: int) -> str | None:
+    """The one rule for a GPU type of fixed size (a MIG slice) and the minimum VRAM asked
+    for: the slice must have at least that much. A user-facing message, or None when they go
+    together (or the type's size is not known from the settings: products are matched by
+    the cluster's node labels). Used by request validation and by the profile checks."""
+    have = backend.gpu_type_memory.get(gpu_type) if gpu_type else None
+    if have is None or not gpu_memory or have >= gpu_memory:
+        return None
+    name = backend.gpu_types.get(gpu_type, gpu_type)
+    return f"the GPU type {name!r} has {have} GB per GPU, less than the {gpu_memory} GB asked for; ask for at most {have} GB or choose another GPU type"
 
 
 @dataclass(frozen=True)
@@ -255,8 +271,9 @@ def _parse_backends(raw: Any) -> dict[str, BackendConfig]:
         settings = cls.parse_settings(name, own, key)
         gpu_types = {str(k): str(v) for k, v in (cls.gpu_type_choices(settings) or {}).items()}
         hosts = {str(k): str(v) for k, v in (cls.host_choices(settings) or {}).items()}
+        sizes = {str(k): int(v) for k, v in (cls.gpu_type_memory(settings) or {}).items() if k in gpu_types}
         out[name] = BackendConfig(name, kind, display, desc, settings, _frozen(gpu_types), _frozen(hosts),
-                                  cls.resource_limits(settings))
+                                  cls.resource_limits(settings), _frozen(sizes))
     return out
 
 
@@ -370,6 +387,10 @@ def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | 
     gpu_memory = values.get("gpu_memory", 0)
     if isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory not in cat["gpu_memory_classes"]:
         raise CatalogError(f"{key}['gpu_memory']", f"must be one of the gpu_memory_classes {list(cat['gpu_memory_classes'])}")
+    if backend is not None:  # a preset that could never start (with any GPU count) is refused now
+        problem = gpu_type_memory_problem(cat["backends"][backend], values.get("gpu_type"), gpu_memory)
+        if problem:
+            raise CatalogError(f"{key}['gpu_memory']", problem)
     for f, choices, types in (("cpu", "cpu_choices", (int, float)), ("memory", "memory_choices", (int,))):
         v = values.get(f)
         if v is not None and (isinstance(v, bool) or not isinstance(v, types) or v not in cat[choices]):

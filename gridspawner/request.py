@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .catalog import FIELDS, Catalog, Policy, Profile
+from .catalog import FIELDS, Catalog, Policy, Profile, gpu_type_memory_problem
 
 _MAX_SHOWN = 40  # characters of a bad value quoted back in a message
 
@@ -155,6 +155,7 @@ def build_request(options: Any, catalog: Catalog, groups: Iterable[str], *, user
     gpu_memory = _check_choice(values["gpu_memory"], catalog.gpu_memory_classes, "gpu_memory", errors, integer=True)
     gpu_type_value = _inherited_choice("gpu_type", "gpu_types", values, options, catalog, backend, profile)
     gpu_type = _check_gpu_type(gpu_type_value, catalog, backend, gpus, errors)
+    _check_gpu_type_memory(catalog, backend, gpu_type, gpu_memory, profile, errors)
     host_value = _inherited_choice("host", "host_choices", values, options, catalog, backend, profile)
     host = _check_host(host_value, catalog, backend, errors)
     cpu = _check_optional_choice(values.get("cpu"), catalog.cpu_choices, "cpu", errors, integer=False)
@@ -362,6 +363,17 @@ def _check_gpu_type(value, catalog: Catalog, backend: str | None, gpus: int, err
         return None
     offered = catalog.backends[backend].gpu_types if backend is not None else None
     return _check_backend_choice(value, offered, "gpu_type", "GPU type", "this backend offers no GPU type choice", errors)
+
+
+def _check_gpu_type_memory(catalog: Catalog, backend, gpu_type, gpu_memory, profile: Profile | None, errors: dict) -> None:
+    """A GPU type of fixed size (a MIG slice) smaller than the VRAM asked for. The message
+    goes next to ``gpu_memory``, or next to ``gpu_type`` when a profile fixes the memory."""
+    if backend is None or gpu_type is None or "gpu_memory" in errors:
+        return
+    problem = gpu_type_memory_problem(catalog.backends[backend], gpu_type, gpu_memory)
+    if problem:
+        fixed = profile is not None and "gpu_memory" in profile.values and "gpu_memory" not in profile.changeable
+        errors["gpu_type" if fixed else "gpu_memory"] = problem
 
 
 def _check_host(value, catalog: Catalog, backend: str | None, errors: dict) -> str | None:

@@ -175,6 +175,13 @@ class Backend(ABC):
         return {}
 
     @classmethod
+    def gpu_type_memory(cls, settings: Any) -> dict[str, int]:
+        """GB of memory per GPU of those ``gpu_type_choices`` whose size the settings fix
+        (e.g. a MIG profile), so a request for more VRAM than that is a field error at
+        submit. Types left out have no size known in advance. Default: none."""
+        return {}
+
+    @classmethod
     def host_choices(cls, settings: Any) -> dict[str, str]:
         """The hosts a user may pick on a backend with these (parsed) settings: host name →
         display text, in the admin's order (the ``host`` option). Default: none — the

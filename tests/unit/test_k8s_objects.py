@@ -41,7 +41,8 @@ ENV = {
 }
 
 
-def pod(s=None, *, user="alice", server="", gpus=0, gpu_memory=0, cpu=None, memory=None, gpu_type=None, image=IMAGE, tolerance=0.07):
+def pod(s=None, *, user="alice", server="", gpus=0, gpu_memory=0, cpu=None, memory=None, gpu_type=None, image=IMAGE, tolerance=0.07,
+        node_vram=()):
     s = s or settings()
     return validate(
         build_pod(
@@ -61,6 +62,7 @@ def pod(s=None, *, user="alice", server="", gpus=0, gpu_memory=0, cpu=None, memo
             gpu_type=gpu_type,
             launch_id="abc123",
             summary="backend=gpu-cluster",
+            node_vram_mib=tuple(node_vram),
         )
     )
 
@@ -120,6 +122,37 @@ def test_vram_rule_matches_real_cards():
     assert 15360 > int(expr16["values"][0])
 
 
+CLUSTER_VRAM = (15360, 23028, 46068, 81559, 81920)  # T4, A10, L40S, H100 80GB, A100 80GB (MiB labels)
+
+
+def preferred(p):
+    return p["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+
+
+def test_smallest_fitting_vram_class_is_preferred_with_falling_weights():
+    p = pod(gpus=1, gpu_memory=24, node_vram=CLUSTER_VRAM)
+    assert preferred(p) == [
+        {"weight": 100, "preference": {"matchExpressions": [{"key": "nvidia.com/gpu.memory", "operator": "Lt", "values": ["23029"]}]}},
+        {"weight": 35, "preference": {"matchExpressions": [
+            {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["23028"]},
+            {"key": "nvidia.com/gpu.memory", "operator": "Lt", "values": ["46069"]}]}},
+    ]  # the 80 GB class (81559 and 81920 MiB alike) is the largest: no preference
+    # any GPU: the T4 first; nothing to prefer with one class or a product choice
+    assert [t["weight"] for t in preferred(pod(gpus=1, node_vram=CLUSTER_VRAM))] == [100, 35, 12]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" not in pod(gpus=1, gpu_memory=80, node_vram=CLUSTER_VRAM)["spec"]["affinity"]["nodeAffinity"]
+    assert "affinity" not in pod(gpus=1, node_vram=(81920,))["spec"]
+    s = settings(gpu_types={"a100": {"product": "NVIDIA-A100-SXM4-80GB"}, "mig": {"mig": "1g.10gb"}})
+    assert "preferredDuringSchedulingIgnoredDuringExecution" not in pod(s, gpus=1, gpu_type=s.gpu_types["a100"], node_vram=CLUSTER_VRAM)["spec"]["affinity"]["nodeAffinity"]
+    assert "affinity" not in pod(s, gpus=1, gpu_type=s.gpu_types["mig"], node_vram=CLUSTER_VRAM)["spec"]
+    assert "affinity" not in pod(node_vram=CLUSTER_VRAM)["spec"]  # CPU only
+
+
+def test_many_vram_classes_keep_the_last_weight():
+    sizes = (8192, 11264, 15360, 23028, 40960, 46068, 81920, 144384)
+    weights = [t["weight"] for t in preferred(pod(gpus=1, node_vram=sizes))]
+    assert weights == [100, 35, 12, 4, 1, 1, 1]
+
+
 def test_custom_labels_and_resource_name():
     s = settings(gpu_resource="example.com/gpu", gpu_memory_label="example.com/vram-mib")
     p = pod(s, gpus=1, gpu_memory=40)
@@ -147,11 +180,43 @@ def test_mig_profile_is_its_own_resource_without_vram_affinity():
     assert s.mig_profiles == ("1g.10gb",)
 
 
-def test_mig_profile_too_small_for_the_vram_asked_is_refused():
-    s = settings(gpu_types={"mig": {"mig": "1g.10gb"}})
-    with pytest.raises(BuildError, match="10 GB"):
-        gpu_scheduling(s, 1, 40, 0.07, s.gpu_types["mig"])
-    assert gpu_scheduling(s, 1, 10, 0.07, s.gpu_types["mig"]).resources == {"nvidia.com/mig-1g.10gb": "1"}
+def _mig_catalog(**extra):
+    from gridspawner.catalog import build_catalog
+
+    return build_catalog(
+        backends={"gpu": {"kind": "kubernetes", "gpu_types": {"mig": {"mig": "1g.10gb"}, "a100": {"product": "NVIDIA-A100-SXM4-80GB"}}}},
+        images={"lab": {"kubernetes": {"image": "quay.io/jupyter/base-notebook:2025-01-01"}}},
+        gpu_memory_classes=[0, 10, 24, 80],
+        **extra,
+    )
+
+
+def test_mig_slice_smaller_than_the_vram_asked_is_a_field_error_at_submit():
+    """The rule lives in catalog.gpu_type_memory_problem (sizes from the kind's gpu_type_memory):
+    a 400 naming gpu_memory when the request is built, not a failure when the pod is made."""
+    from gridspawner.request import OptionsError, build_request
+
+    catalog = _mig_catalog()
+    assert dict(catalog.backends["gpu"].gpu_type_memory) == {"mig": 10}  # products: size not known in advance
+    with pytest.raises(OptionsError) as info:
+        build_request({"gpus": 1, "gpu_type": "mig", "gpu_memory": 24}, catalog, [])
+    assert list(info.value.errors) == ["gpu_memory"]
+    assert "'MIG 1g.10gb' has 10 GB per GPU, less than the 24 GB asked for" in info.value.errors["gpu_memory"]
+    assert build_request({"gpus": 1, "gpu_type": "mig", "gpu_memory": 10}, catalog, []).gpu_type == "mig"
+    assert build_request({"gpus": 1, "gpu_type": "a100", "gpu_memory": 80}, catalog, []).gpu_memory == 80
+    assert build_request({"gpus": 0, "gpu_type": "mig", "gpu_memory": 24}, catalog, []).gpu_type is None  # no GPU, no type
+    # a profile fixing the memory: the user's GPU type is what to change
+    catalog = _mig_catalog(profiles={"big": {"values": {"backend": "gpu", "gpus": 1, "gpu_memory": 24}, "changeable": ["gpu_type"]}})
+    with pytest.raises(OptionsError) as info:
+        build_request({"profile": "big", "gpu_type": "mig"}, catalog, [])
+    assert list(info.value.errors) == ["gpu_type"]
+
+
+def test_a_profile_with_a_mig_slice_too_small_is_refused_at_start_up():
+    from gridspawner.catalog import CatalogError
+
+    with pytest.raises(CatalogError, match=r"profiles\['p'\]\['values'\]\['gpu_memory'\].*has 10 GB per GPU"):
+        _mig_catalog(profiles={"p": {"values": {"backend": "gpu", "gpus": 1, "gpu_type": "mig", "gpu_memory": 24}}})
 
 
 def test_gpu_node_selector_and_custom_tolerations():

@@ -97,6 +97,11 @@ class KubernetesBackend(ConnectionMixin, WatchesMixin, SecretCleanupMixin, HomeV
         """The admin's ``gpu_types``: key → "NVIDIA A100 80GB" (a product) or "MIG 1g.10gb"."""
         return {key: gpu_type_text(t) for key, t in settings.gpu_types.items()}
 
+    @classmethod
+    def gpu_type_memory(cls, settings: KubernetesSettings) -> dict[str, int]:
+        """A MIG type's slices have the memory its profile names ("1g.10gb" → 10 GB)."""
+        return {key: mig_memory_gb(t.mig) for key, t in settings.gpu_types.items() if t.mig}
+
 
     # ------------------------------------------------------------------ helpers
     def _image(self, request) -> KubernetesImage:
