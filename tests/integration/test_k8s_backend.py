@@ -333,6 +333,70 @@ async def test_eviction_then_deletion_keeps_the_reason(emu, backends, caplog):
     assert "Evicted" in caplog.text
 
 
+def leftovers(emu) -> list[str]:
+    """Every pod and Secret still in the namespace."""
+    return [f"{kind[:-1]}/{o['metadata']['name']}" for kind in ("pods", "secrets") for o in emu.list(kind, NS)]
+
+
+@pytest.mark.parametrize(
+    "end, status, why",
+    [
+        ("exit 0", 0, "Completed"),  # the user's File → Shut Down: the server exits cleanly
+        ("exit 137", 137, "Error"),  # killed (OOM)
+        ("evicted", 137, "Evicted, The node was low on resource: memory."),  # the pod object stays on a real cluster
+    ],
+)
+async def test_a_server_that_ends_by_itself_leaves_nothing(emu, backends, caplog, end, status, why):
+    backend = backends()
+    launch = await backend.launch(context(), request(gpus=1))
+    other = await backend.launch(context("bob"), request())  # must not be touched
+    caplog.set_level(logging.INFO, logger="gridspawner")
+    emu.reset_counters()
+    if end == "evicted":
+        emu.evict_pod(NS, launch.state["pod"])
+    else:
+        emu.exit_container(NS, launch.state["pod"], code=int(end.split()[1]))
+    # nobody polls or stops: the pod watch sees it end and deletes the pod and its Secret
+    assert await _until(lambda: leftovers(emu) == [f"pod/{other.state['pod']}", f"secret/{other.state['secret']}"]), leftovers(emu)
+    assert emu.counters() == {"delete pods": 1, "delete secrets": 1}, emu.counters()
+    assert f"removed pod {launch.state['pod']} and Secrets {launch.state['secret']}: the server ended ({why})" in caplog.text
+    for _ in range(3):  # JupyterHub polls more than once (poll_and_notify, user_stopped, user.stop)
+        assert await backend.poll(launch) == status
+    assert caplog.text.count(f"server pod {launch.state['pod']} stopped: {why}") == 1
+    await backend.stop(launch)  # a stop afterwards is harmless
+    assert await backend.poll(other) is None
+    await backend.stop(other)
+
+
+async def test_poll_removes_an_ended_pod_the_watch_left_to_its_launch(emu, backends):
+    """A pod that ends while its launch is still in flight is the launch's; if the launch
+    returned anyway, the first poll deletes it."""
+    backend = backends()
+    launch = await backend.launch(context(), request())
+    pod = launch.state["pod"]
+    backend._launching[pod] += 1  # as if the launch of this name were still running
+    emu.exit_container(NS, pod, code=1)
+    assert await _until(lambda: (emu.get("pods", NS, pod) or {}).get("status", {}).get("phase") == "Failed")
+    await asyncio.sleep(0.2)
+    assert emu.get("pods", NS, pod) is not None, "the watch leaves a launch's pod alone"
+    backend._launching[pod] -= 1
+    assert await backend.poll(launch) == 1
+    assert await _until(lambda: leftovers(emu) == []), leftovers(emu)
+
+
+async def test_a_server_that_ended_while_the_hub_was_down_is_removed_at_restart(emu, backends):
+    first = backends()
+    launch = await first.launch(context(), request(gpus=1))
+    state = json.loads(json.dumps(launch.state))
+    await first.close()  # the hub is down ...
+    emu.exit_container(NS, state["pod"], code=0)  # ... when the user's server exits
+    assert await _until(lambda: (emu.get("pods", NS, state["pod"]) or {}).get("status", {}).get("phase") == "Succeeded")
+    second = backends()  # the hub starts again: its first poll of the server
+    restored = await second.restore(state)
+    assert await second.poll(restored) == 0
+    assert await _until(lambda: leftovers(emu) == []), leftovers(emu)
+
+
 async def test_leftover_pod_of_the_same_server_is_replaced(emu, backends):
     backend = backends()
     old = await backend.launch(context(), request())

@@ -142,6 +142,18 @@ async def test_pod_deleted_outside_the_hub_takes_mount_secrets(emu, backend):
     assert mount_secrets(emu) == {}
 
 
+async def test_a_server_that_ends_by_itself_takes_its_mount_secrets(emu, backend):
+    await backend.launch(context(), request())
+    names = server_names("alice", "")
+    assert len(mount_secrets(emu)) == 2
+    emu.exit_container(NS, names.pod, code=0)  # e.g. the user shut the server down
+    for _ in range(500):  # the pod watch deletes the pod and all three Secrets
+        if not emu.list("secrets", NS) and not emu.list("pods", NS):
+            break
+        await asyncio.sleep(0.02)
+    assert emu.list("pods", NS) == [] and emu.list("secrets", NS) == []
+
+
 async def test_mount_mode_without_a_csi_template_is_refused(emu, backend):
     from dataclasses import replace
 

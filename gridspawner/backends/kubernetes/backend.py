@@ -13,6 +13,7 @@ to it, each a mixin of `KubernetesBackend` over the state `__init__` sets up:
 - ``connection``       the API client; create/read/delete with 404/409 handling;
 - ``cluster_watches``  the pod, event and node watches and their subscribers;
 - ``secret_cleanup``   the token and mount Secrets' lifecycle, the orphan sweep;
+- ``server_cleanup``   a server that ended by itself: its pod and Secrets deleted;
 - ``home_volume``      the home claim, created once and re-created when it vanished;
 - ``readiness``        waiting for a pod to be ready, with progress and a verdict;
 - ``gpu_fit``          (pure) GPU type names, a server's GPUs, "can it ever fit".
@@ -41,13 +42,16 @@ from .home_volume import HomeVolumeMixin
 from .objects import BuildError
 from .readiness import ReadinessMixin
 from .secret_cleanup import SecretCleanupMixin
+from .server_cleanup import PodEnd, ServerCleanupMixin
 from .settings import GPUType, KubernetesImage, KubernetesSettings, parse_image, parse_settings
 from .watch import SharedWatch
 
 _NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
-class KubernetesBackend(ConnectionMixin, WatchesMixin, SecretCleanupMixin, HomeVolumeMixin, ReadinessMixin, Backend):
+class KubernetesBackend(
+    ConnectionMixin, WatchesMixin, SecretCleanupMixin, ServerCleanupMixin, HomeVolumeMixin, ReadinessMixin, Backend
+):
     """``kind: kubernetes`` — single-user servers as pods (kubernetes_asyncio)."""
 
     kind = "kubernetes"
@@ -73,7 +77,10 @@ class KubernetesBackend(ConnectionMixin, WatchesMixin, SecretCleanupMixin, HomeV
         self._all_pods: SharedWatch | None = None
         self._event_sinks: dict[str, list[Callable[[dict], None]]] = {}
         self._pod_sinks: dict[str, list[Callable[[], None]]] = {}
-        self._gone: dict[str, str] = {}  # uid of a pod that vanished -> what it last said
+        #: uid of a pod that ended or vanished -> its exit status and why (ServerCleanupMixin)
+        self._gone: collections.OrderedDict[str, PodEnd] = collections.OrderedDict()
+        #: uids of ended pods being deleted now
+        self._removing: set[str] = set()
         #: pod name -> launches of it in flight: their Secret is theirs to create and clean up
         self._launching: collections.Counter[str] = collections.Counter()
         #: uids of pods whose Secret stop/cleanup deletes itself (the watch need not)
@@ -307,14 +314,18 @@ class KubernetesBackend(ConnectionMixin, WatchesMixin, SecretCleanupMixin, HomeV
             return None
         pod = pods.get(self._pod_key(state["pod"], state.get("namespace")))
         if pod is None or (pod.get("metadata") or {}).get("uid") != state["uid"]:
-            why = self._gone.get(state["uid"], "it no longer exists (deleted outside the hub)")
-            self.log.warning("server pod %s stopped: %s", state["pod"], why)
-            return 1
-        term = objects.pod_terminated(pod)
-        if term is None:
-            return None
-        self.log.warning("server pod %s stopped: %s", state["pod"], term[1])
-        return term[0] if term[0] else 0
+            end = self._gone.get(state["uid"]) or self._remember_end(state["uid"], 1, "it no longer exists (deleted outside the hub)")
+        else:
+            end = self._server_ended(pod)  # a pod that ended by itself is deleted with its Secrets now
+            if end is None:
+                term = objects.pod_terminated(pod)
+                if term is None:
+                    return None
+                end = PodEnd(*term)  # being deleted (a stop): its DELETED event is remembered
+        if not end.reported:
+            self.log.warning("server pod %s stopped: %s", state["pod"], end.why)
+            end.reported = True
+        return end.status
 
     async def stop(self, launch: Launch, now: bool = False) -> None:
         state = self._check_state(launch.state)

@@ -7,12 +7,13 @@ to its pod's changes and events through ``_pod_sinks`` / ``_event_sinks``.
 
 `WatchesMixin` is a part of `KubernetesBackend` (``_api`` from `ConnectionMixin`,
 ``_pod_deleted``, ``_sweep_orphan_secrets`` and ``_in_background`` from
-`SecretCleanupMixin`).
+`SecretCleanupMixin`, ``_server_ended`` and ``_remember_end`` from `ServerCleanupMixin`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from typing import Callable
@@ -36,7 +37,7 @@ class WatchesMixin:
     _all_pods: SharedWatch | None
     _event_sinks: dict[str, list[Callable[[dict], None]]]
     _pod_sinks: dict[str, list[Callable[[], None]]]
-    _gone: dict[str, str]
+    _gone: collections.OrderedDict
     _swept: bool
 
     def _watch(self, name: str, list_call, **kw) -> SharedWatch:
@@ -107,10 +108,11 @@ class WatchesMixin:
                 why = "it was deleted outside the hub" + (
                     f" (last phase {status.get('phase')})" if status.get("phase") else ""
                 )
-            self._gone[meta.get("uid", "")] = why
-            while len(self._gone) > 10000:
-                self._gone.pop(next(iter(self._gone)))
+            # a deleted pod never reads as a clean exit (unless it had ended by itself before)
+            self._remember_end(meta.get("uid", ""), (term[0] if term else 0) or 1, why)
             self._pod_deleted(pod)
+        else:
+            self._server_ended(pod)  # ended by itself (exit, OOM kill, eviction): delete it and its Secrets
         for sink in list(self._pod_sinks.get(meta.get("name", ""), ())):
             sink()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb, vram_classes
+from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb
 from .names import (
     BACKEND_LABEL,
     CONTAINER,
@@ -44,7 +44,7 @@ from .names import (
     secret_selector,
     server_names,
 )
-from .pod_status import container_waiting_problem, pod_ready, pod_terminated
+from .pod_status import container_waiting_problem, pod_finished, pod_ready, pod_terminated
 from .secrets_and_volumes import SECRET_ENV, add_mounts, build_home_claim, build_mounts, build_secret, secret_env_names
 from .settings import GPUType, KubernetesImage, KubernetesSettings
 
@@ -82,6 +82,7 @@ __all__ = [
     "mig_memory_gb",
     "mount_secrets_of",
     "pod_env",
+    "pod_finished",
     "pod_of_secret",
     "pod_ready",
     "pod_selector",
@@ -90,7 +91,6 @@ __all__ = [
     "secret_name",
     "secret_selector",
     "server_names",
-    "vram_classes",
 ]
 
 PORT = 8888

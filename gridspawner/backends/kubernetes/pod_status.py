@@ -15,6 +15,12 @@ def pod_ready(pod: Mapping | None) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
+def pod_finished(pod: Mapping | None) -> bool:
+    """Phase Succeeded or Failed: its containers are over for good (``restartPolicy: Never``),
+    whether the process exited, was killed or the kubelet evicted the pod."""
+    return bool(pod) and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def pod_terminated(pod: Mapping | None) -> tuple[int, str] | None:
     """(exit status, reason) when the pod is over (or being deleted), else None."""
     if pod is None:
@@ -32,7 +38,7 @@ def pod_terminated(pod: Mapping | None) -> tuple[int, str] | None:
                 code = int(term.get("exitCode", code))
                 reason = reason or term.get("reason", "")
                 message = message or term.get("message", "")
-        text = ", ".join(p for p in (reason, message) if p) or phase.lower()
+        text = ", ".join(p.strip() for p in (reason, message) if p.strip()) or phase.lower()
         return code, text
     if meta.get("deletionTimestamp"):
         return 1, "the pod is being deleted"

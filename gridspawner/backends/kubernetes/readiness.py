@@ -12,6 +12,7 @@ change → `NoCapacity`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 
@@ -43,7 +44,7 @@ class ReadinessMixin:
     capacity: CapacityTracker
     _pods: SharedWatch | None
     _nodes: SharedWatch | None
-    _gone: dict[str, str]
+    _gone: collections.OrderedDict
 
     def _never_fits(self, request, gpu_type: GPUType | None) -> bool:
         """True when no node of the cluster could run this even if it were empty."""
@@ -96,7 +97,7 @@ class ReadinessMixin:
                     raise BackendError(f"the server cannot start: {problem}")
                 scheduled = bool((pod.get("spec") or {}).get("nodeName"))
             elif pod is None and pods.synced and uid in self._gone:
-                raise BackendError(f"the server's pod went away while starting: {self._gone[uid]}")
+                raise BackendError(f"the server's pod went away while starting: {self._gone[uid].why}")
             else:
                 scheduled = False
             elapsed = time.monotonic() - started
