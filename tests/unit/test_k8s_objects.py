@@ -323,14 +323,28 @@ def test_server_listens_on_every_address_at_8888():
     assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/user/alice/"
 
 
-def test_command_from_spawner_or_image():
-    assert container(pod())["command"] == ["jupyterhub-singleuser"]
-    assert container(pod())["args"] == ["--debug"]
+def test_server_command_runs_through_the_image_entrypoint():
+    """No ``command``: the image's ENTRYPOINT (Jupyter Docker Stacks: tini -g -- start.sh,
+    which runs the start hooks) stays and gets the server command as its arguments."""
+    c = container(pod())
+    assert "command" not in c
+    assert c["args"] == ["jupyterhub-singleuser", "--debug"]
     img = parse_image("x", {"image": "img:1", "cmd": ["start-singleuser.sh"], "pull_policy": "Always", "env": {"A": "1"}}, "k")
     c = container(pod(image=img))
-    assert c["command"] == ["start-singleuser.sh"]
+    assert "command" not in c and c["args"] == ["start-singleuser.sh", "--debug"]
     assert c["imagePullPolicy"] == "Always"
     assert {"name": "A", "value": "1"} in c["env"]
+
+
+def test_the_admin_may_replace_the_entrypoint_per_backend_or_image():
+    c = container(pod(settings(keep_entrypoint=False)))
+    assert c["command"] == ["jupyterhub-singleuser"] and c["args"] == ["--debug"]
+    own = parse_image("x", {"image": "img:1", "cmd": ["/opt/run"], "keep_entrypoint": False}, "k")
+    c = container(pod(image=own))
+    assert c["command"] == ["/opt/run"] and c["args"] == ["--debug"]
+    stacks = parse_image("y", {"image": "quay.io/jupyter/base-notebook:1", "keep_entrypoint": True}, "k")
+    c = container(pod(settings(keep_entrypoint=False), image=stacks))  # the image's setting wins
+    assert "command" not in c and c["args"] == ["jupyterhub-singleuser", "--debug"]
 
 
 def test_pull_secrets_and_policy_from_settings():

@@ -71,6 +71,7 @@ def test_full_settings():
         ({"pending_timeout": -1}, "['pending_timeout']"),
         ({"extra_labels": {"a": "x" * 64}}, "['extra_labels']['a']"),
         ({"api_retries": -1}, "['api_retries']"),
+        ({"keep_entrypoint": "no"}, "['keep_entrypoint']"),
     ],
 )
 def test_errors_name_the_key(raw, key):
@@ -90,6 +91,7 @@ def test_image():
         ({"image": "x", "cmd": "jupyter"}, "k['cmd']"),
         ({"image": "x", "tag": "1"}, "k['tag']"),
         ({"image": "x", "env": {"A": 1}}, "k['env']['A']"),
+        ({"image": "x", "keep_entrypoint": "yes"}, "k['keep_entrypoint']"),
     ):
         with pytest.raises(CatalogError) as info:
             parse_image("torch", raw, "k")

@@ -162,11 +162,16 @@ def build_pod(
     for res, n in gpu.resources.items():  # extended resources: limit must equal request
         requests[res] = limits[res] = n
 
+    server_cmd = list(image.cmd if image.cmd is not None else cmd)
+    keep_entrypoint = image.keep_entrypoint if image.keep_entrypoint is not None else settings.keep_entrypoint
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image.image,
-        "command": list(image.cmd if image.cmd is not None else cmd),
-        "args": list(args),
+        # Kept: the image's ENTRYPOINT (Jupyter Docker Stacks: tini -g -- start.sh, which runs
+        # the start hooks and then its arguments) starts the server, as kubespawner does.
+        # Not kept: the server command replaces the ENTRYPOINT.
+        "command": [] if keep_entrypoint else server_cmd,
+        "args": [*server_cmd, *args] if keep_entrypoint else list(args),
         "env": _env_list(pod_env(env, image, gpus), names.secret),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "resources": {k: v for k, v in (("requests", requests), ("limits", limits)) if v},

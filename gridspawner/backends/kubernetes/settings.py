@@ -83,6 +83,9 @@ class KubernetesSettings:
     default_memory: int | None = None  # GB
     image_pull_policy: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
+    #: run the server command through the image's ENTRYPOINT (as pod ``args``), e.g. the
+    #: Jupyter Docker Stacks' tini + start.sh; False: as pod ``command``, replacing it
+    keep_entrypoint: bool = True
     home_volume: HomeVolume | None = None
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
@@ -107,6 +110,7 @@ class KubernetesImage:
     pull_policy: str | None = None
     cmd: tuple[str, ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    keep_entrypoint: bool | None = None  # None: the backend's keep_entrypoint
 
 
 SETTINGS_KEYS = (
@@ -132,6 +136,7 @@ SETTINGS_KEYS = (
     "default_memory",
     "image_pull_policy",
     "image_pull_secrets",
+    "keep_entrypoint",
     "home_volume",
     "extra_labels",
     "extra_annotations",
@@ -147,7 +152,7 @@ SETTINGS_KEYS = (
     "capacity_node_selector",
 )
 
-IMAGE_KEYS = ("image", "pull_policy", "cmd", "env")
+IMAGE_KEYS = ("image", "pull_policy", "cmd", "env", "keep_entrypoint")
 
 
 # --------------------------------------------------------------------------- small checks
@@ -360,6 +365,7 @@ def parse_settings(name: str, raw: dict, key: str) -> KubernetesSettings:
     out["image_pull_secrets"] = _names(
         raw.get("image_pull_secrets", []), k("image_pull_secrets"), _DNS_SUBDOMAIN_RE, "Secret names"
     )
+    out["keep_entrypoint"] = _bool(raw.get("keep_entrypoint", True), k("keep_entrypoint"))
     out["home_volume"] = _home_volume(raw.get("home_volume"), k("home_volume"))
     out["extra_labels"] = _frozen(_label_map(raw.get("extra_labels", {}), k("extra_labels")))
     out["extra_annotations"] = _frozen(_label_map(raw.get("extra_annotations", {}), k("extra_annotations"), values_are_labels=False))
@@ -379,7 +385,8 @@ def parse_settings(name: str, raw: dict, key: str) -> KubernetesSettings:
 
 
 def parse_image(image: str, raw: dict, key: str) -> KubernetesImage:
-    """``{"image": "quay.io/jupyter/pytorch-notebook:…", "pull_policy": …, "cmd": […], "env": {…}}``."""
+    """``{"image": "quay.io/jupyter/pytorch-notebook:…", "pull_policy": …, "cmd": […], "env": {…},
+    "keep_entrypoint": …}``."""
     _check_keys(raw, IMAGE_KEYS, key)
     ref = raw.get("image")
     if not isinstance(ref, str) or not ref or any(c.isspace() for c in ref) or len(ref) > 512:
@@ -400,4 +407,5 @@ def parse_image(image: str, raw: dict, key: str) -> KubernetesImage:
             raise CatalogError(f"{key}['env'][{n!r}]", "is not a valid environment variable name")
         if not isinstance(v, str):
             raise CatalogError(f"{key}['env'][{n!r}]", "must be a string")
-    return KubernetesImage(image, ref, pp, cmd, _frozen(env))
+    keep = _bool(raw.get("keep_entrypoint"), f"{key}['keep_entrypoint']", optional=True)
+    return KubernetesImage(image, ref, pp, cmd, _frozen(env), keep)
