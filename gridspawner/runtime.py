@@ -14,6 +14,7 @@ from .backends import backend_class
 from .backends.base import Backend
 from .capacity import CapacityMonitor
 from .catalog import Catalog, build_catalog
+from .logs import follow_hub_log
 
 _catalogs: dict[str, Catalog] = {}
 _runtimes: dict[str, "Runtime"] = {}
@@ -33,6 +34,7 @@ def catalog_for(raw: dict[str, Any]) -> Catalog:
 
 class Runtime:
     def __init__(self, catalog: Catalog, refresh_interval: float):
+        follow_hub_log()  # before the backends log anything: their lines in the hub's log
         self.catalog = catalog
         self.backends: dict[str, Backend] = {
             name: backend_class(b.kind)(name, b.settings, tolerance=catalog.gpu_memory_tolerance)
