@@ -190,7 +190,7 @@ def test_ingress_routes_to_the_public_proxy_service():
 def test_template_time_errors_are_clear():
     proc = run_helm("template", RELEASE, str(CHART), "--set", "hub.db.type=external", check=False)
     assert proc.returncode != 0 and "hub.db.external.secretName" in proc.stderr
-    proc = run_helm("template", RELEASE, str(CHART), "--set", "gridspawner.backends.b.kind=local", check=False)
+    proc = run_helm("template", RELEASE, str(CHART), "--set", "gridspawner.backends.b.kind=kubernetes", check=False)
     assert proc.returncode != 0 and "gridspawner.images is empty" in proc.stderr
     proc = run_helm("template", RELEASE, str(CHART), "--set", "hub.tunnelPorts.start=31000", check=False)
     assert proc.returncode != 0 and "tunnelPorts" in proc.stderr

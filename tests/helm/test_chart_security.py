@@ -117,9 +117,8 @@ def test_role_bindings_bind_the_hub_service_account():
         assert len(target) == 1, binding["metadata"]
 
 
-@pytest.mark.parametrize("values_file", ["ssh-only.yaml", "local.yaml"])
-def test_no_cluster_permissions_without_a_kubernetes_backend(values_file):
-    kinds = {o["kind"] for o in render(values_file)}
+def test_no_cluster_permissions_without_a_kubernetes_backend():
+    kinds = {o["kind"] for o in render("ssh-only.yaml")}
     assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}, kinds
 
 
@@ -321,9 +320,8 @@ def test_storage_egress_follows_values():
     assert not any(c in ("198.51.100.0/24", "10.40.0.0/24") for c, _ in su)
 
 
-@pytest.mark.parametrize("values_file", ["ssh-only.yaml", "local.yaml"])
-def test_no_singleuser_policy_without_kubernetes(values_file):
-    names = [p["metadata"]["name"] for p in objects_of(render(values_file), "NetworkPolicy")]
+def test_no_singleuser_policy_without_kubernetes():
+    names = [p["metadata"]["name"] for p in objects_of(render("ssh-only.yaml"), "NetworkPolicy")]
     assert sorted(names) == ["gs-gridspawner-hub", "gs-gridspawner-proxy"]
 
 

@@ -68,6 +68,7 @@ def test_rendered_config_builds_a_real_catalog(values_file, tmp_path, monkeypatc
     c = load_hub_config(objs, tmp_path, monkeypatch)
     assert c.JupyterHub.spawner_class == "grid"
     assert JupyterHub(config=c).spawner_class is GridSpawner, "the 'grid' entry point resolves to GridSpawner"
+    assert c.JupyterHub.cleanup_servers is False, "a new hub pod (helm upgrade) must not stop the servers"
     assert c.ConfigurableHTTPProxy.should_start is False
     assert c.ConfigurableHTTPProxy.api_url == f"http://gs-gridspawner-proxy-api.{NAMESPACE}.svc:8001"
     assert c.ConfigurableHTTPProxy.auth_token == "token-from-secret"
@@ -119,7 +120,7 @@ def test_catalog_of_the_gpu_values(tmp_path, monkeypatch):
 
 
 def test_hub_config_and_extra_config_are_applied(tmp_path, monkeypatch):
-    c = load_hub_config(render("local.yaml"), tmp_path, monkeypatch)
+    c = load_hub_config(render("ssh-only.yaml"), tmp_path, monkeypatch)
     assert c.JupyterHub.authenticator_class == "dummy"
     assert c.Authenticator.allowed_users == {"alice"}
     assert c.JupyterHub.admin_access is False
@@ -242,6 +243,21 @@ def test_schema_error_names_the_bad_key():
     assert "kind" in proc.stderr, proc.stderr
 
 
+def test_the_chart_refuses_local_backends():
+    """kind: local in the chart would run users' servers in the hub pod, as the hub's user,
+    beside its database, tokens and mounted secrets: lint and template name the key and the
+    kinds the chart runs."""
+    path = str(BAD_VALUES_DIR / "local-backend.yaml")
+    expected = 'gridspawner.backends.here.kind must be one of the following: "ssh", "kubernetes"'
+    lint = run_helm("lint", str(CHART), "-f", path, check=False)
+    assert lint.returncode != 0 and expected in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    tmpl = run_helm("template", RELEASE, str(CHART), "-f", path, check=False)
+    assert tmpl.returncode != 0 and expected in tmpl.stderr, tmpl.stderr
+    proc = run_helm("template", RELEASE, str(CHART), "--set", "gridspawner.backends.b.kind=local",
+                    "--set", "gridspawner.images.i.local.cmd={jupyterhub-singleuser}", check=False)
+    assert proc.returncode != 0 and "gridspawner.backends.b.kind must be one of" in proc.stderr, proc.stderr
+
+
 def _schema():
     return json.loads((CHART / "values.schema.json").read_text())
 
@@ -272,7 +288,7 @@ def test_schema_covers_every_gridspawner_setting():
     from jupyterhub.spawner import Spawner
 
     from gridspawner import GridSpawner
-    from gridspawner.backends.host.settings import HOST_IMAGE_KEYS, HostSettings
+    from gridspawner.backends.host.settings import HOST_IMAGE_KEYS
     from gridspawner.backends.kubernetes.settings import IMAGE_KEYS, SETTINGS_KEYS
     from gridspawner.backends.ssh import settings as ssh_settings
     from gridspawner.catalog import PROFILE_VALUE_FIELDS
@@ -283,12 +299,13 @@ def test_schema_covers_every_gridspawner_setting():
     assert set(grid) == own, f"schema vs GridSpawner traits: {sorted(set(grid) ^ own)}"
 
     backend = grid["backends"]["additionalProperties"]
-    assert set(backend["properties"]["kind"]["enum"]) == {"local", "ssh", "kubernetes"} == set(known_kinds())
+    # every kind but local (which would run servers in the hub pod) — see test_the_chart_refuses_local_backends
+    chart_kinds = set(known_kinds()) - {"local"}
+    assert set(backend["properties"]["kind"]["enum"]) == {"ssh", "kubernetes"} == chart_kinds
     by_kind = {rule["if"]["properties"]["kind"]["const"]: set(rule["then"]["properties"]) for rule in backend["allOf"]}
-    assert set(by_kind) == set(known_kinds()), "every kind has a strict branch"
+    assert set(by_kind) == chart_kinds, "every kind the chart runs has a strict branch"
     common = {"kind", "display_name", "description"}
     assert by_kind["kubernetes"] == common | set(SETTINGS_KEYS)
-    assert by_kind["local"] == common | set(HostSettings.keys())
     # the keys parse_ssh_settings accepts: SSHSettings' fields less the local-only ones
     ssh_keys = set(ssh_settings.SSHSettings.keys()) - set(ssh_settings._NOT_FOR_SSH)
     assert by_kind["ssh"] == common | ssh_keys, sorted(by_kind["ssh"] ^ (common | ssh_keys))

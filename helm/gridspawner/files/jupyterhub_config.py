@@ -29,23 +29,28 @@ gridspawner_settings = _load_json("gridspawner.json")
 # -- the spawner and its catalog
 c.JupyterHub.spawner_class = "grid"
 
-# Host backends (local, ssh) relay each server's unix socket to a TCP port the proxy
-# connects to. The proxy runs in another pod, so unless the admin chose otherwise the
-# relays listen on this pod's IP (GRIDSPAWNER_TUNNEL_HOST), and ssh backends take their
-# relay ports from hub.tunnelPorts (GRIDSPAWNER_TUNNEL_PORTS, "first-last"): the range the
-# hub's NetworkPolicy opens to the proxy. (Local backends ask the kernel for a free port,
-# which the pod's ip_local_port_range keeps inside the same range.)
+# ssh backends relay each server's unix socket to a TCP port the proxy connects to. The
+# proxy runs in another pod, so unless the admin chose otherwise the relays listen on this
+# pod's IP (GRIDSPAWNER_TUNNEL_HOST) and take their ports from hub.tunnelPorts
+# (GRIDSPAWNER_TUNNEL_PORTS, "first-last"): the range the hub's NetworkPolicy opens to the
+# proxy. (The chart's schema refuses kind: local, which would run servers in this pod.)
 _tunnel_host = os.environ.get("GRIDSPAWNER_TUNNEL_HOST")
 _tunnel_ports = os.environ.get("GRIDSPAWNER_TUNNEL_PORTS")
 for _backend in gridspawner_settings.get("backends", {}).values():
-    if not isinstance(_backend, dict):
+    if not isinstance(_backend, dict) or _backend.get("kind") != "ssh":
         continue
-    if _tunnel_host and _backend.get("kind") in ("local", "ssh"):
+    if _tunnel_host:
         _backend.setdefault("relay_host", _tunnel_host)
-    if _tunnel_ports and _backend.get("kind") == "ssh":
+    if _tunnel_ports:
         _backend.setdefault("relay_ports", _tunnel_ports)
 for _trait, _value in gridspawner_settings.items():
     setattr(c.GridSpawner, _trait, _value)
+
+# -- users' servers outlive the hub pod: every `helm upgrade` that changes the config
+# replaces the hub pod (its checksum annotation), and a hub stopping with cleanup_servers
+# on would stop every server. The new hub re-attaches them from its database. (The proxy
+# runs in its own pod and keeps their routes meanwhile.) hub.config may still override it.
+c.JupyterHub.cleanup_servers = False
 
 # -- the hub listens on all interfaces of its pod; servers and the proxy reach it by Service
 c.JupyterHub.base_url = chart["baseUrl"]
