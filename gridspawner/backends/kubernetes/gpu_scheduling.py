@@ -13,8 +13,9 @@ weights (`PREFERENCE_WEIGHTS`); the largest class gets none. NodeAffinity normal
 weights to 0..100 over the nodes that fit and counts them twice, so the smallest class with
 room scores 200 and the next one at most 2 × 35 = 70: a gap of ≥ 130 points, more than the
 two resource plugins can make up together (their sum is 200 − 100 × the node's highest
-cpu/memory fraction, so two nodes differ by at most 100). The classes come from the node
-watch (`CapacityTracker.vram_classes`); without it no preference is added.
+requested cpu/memory fraction, so two nodes differ by at most 100 while pods state their
+requests). The classes come from the node watch (`CapacityTracker.gpu_node_vram`); without
+it no preference is added.
 """
 
 from __future__ import annotations
