@@ -274,6 +274,53 @@ async def test_gpu_vram_affinity_picks_the_right_node(api, emu):
     assert (await wait_pod(api, "mig", ready)).spec.node_name == "gpu-a100"
 
 
+async def test_scoring_follows_kube_scheduler_defaults():
+    """Equal nodes tie and are picked at random (not by name); LeastAllocated sends a pod to
+    the emptier node; a preferred node affinity outweighs both (NodeAffinity × 2)."""
+    twins = [{"name": n, "cpu": "8", "memory": "32Gi"} for n in ("node-a", "node-b")]
+    with Emulator(twins) as emu:
+        cfg = client.Configuration()
+        await config.load_kube_config(config_file=emu.kubeconfig_path, client_configuration=cfg)
+        async with client.ApiClient(cfg) as c:
+            api = client.CoreV1Api(c)
+            seen = set()
+            for i in range(16):  # one at a time on empty nodes: each a tie
+                await api.create_namespaced_pod(NS, pod(f"tie{i}"))
+                seen.add((await wait_pod(api, f"tie{i}", lambda p: p.spec.node_name)).spec.node_name)
+                await api.delete_namespaced_pod(f"tie{i}", NS, grace_period_seconds=0)
+                await wait_gone(api, f"tie{i}")
+            assert seen == {"node-a", "node-b"}, "ties are broken at random"
+            big = pod("busy")
+            big["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "6", "memory": "24Gi"}}
+            big["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "node-a"}
+            await api.create_namespaced_pod(NS, big)
+            await wait_pod(api, "busy", lambda p: p.spec.node_name)
+            for i in range(4):  # node-a is three quarters booked: LeastAllocated prefers node-b
+                await api.create_namespaced_pod(NS, pod(f"least{i}"))
+                assert (await wait_pod(api, f"least{i}", lambda p: p.spec.node_name)).spec.node_name == "node-b"
+                await api.delete_namespaced_pod(f"least{i}", NS, grace_period_seconds=0)
+                await wait_gone(api, f"least{i}")
+            prefer = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "preference": {"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-a"]}]}}]}}
+            await api.create_namespaced_pod(NS, pod("preferred", affinity=prefer))
+            assert (await wait_pod(api, "preferred", lambda p: p.spec.node_name)).spec.node_name == "node-a"
+        assert emu.validation_failures == []
+
+
+async def wait_gone(api, name, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await api.read_namespaced_pod(name, NS)
+        except ApiException as e:
+            if e.status == 404:
+                return
+            raise
+        assert time.monotonic() < deadline, f"pod {name} still there"
+        await asyncio.sleep(0.02)
+
+
 async def test_failed_scheduling_message_and_retry(api, emu):
     # no toleration: the tainted GPU nodes are out, the CPU node has no GPUs
     await api.create_namespaced_pod(NS, pod("notol", gpus=1))
