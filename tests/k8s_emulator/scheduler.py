@@ -319,7 +319,7 @@ class Scheduler:
             return fits[0], ""
         if fits:
             totals = score_nodes(pod, fits, loads if loads is not None else loads_of(self.cluster.store.iter("pods")),
-                                 term_matches)
+                                 term_matches, tolerates)
             chosen = select_host(totals, self.rng)
             return next(n for n in fits if n["metadata"]["name"] == chosen), ""
         main = ", ".join(sorted(f"{c} {r}" for r, c in reasons.items()))

@@ -119,24 +119,10 @@ def balanced_score(pod_requested: dict[str, int], node_alloc: dict[str, int], lo
     return int((1 - std) * MAX_NODE_SCORE)
 
 
-def _tolerates_prefer(tolerations: list[dict], taint: dict) -> bool:
-    for t in tolerations or []:
-        if t.get("effect") and t["effect"] != "PreferNoSchedule":
-            continue
-        op = t.get("operator") or "Equal"
-        if not t.get("key"):
-            if op == "Exists":
-                return True
-            continue
-        if t["key"] == taint["key"] and (op == "Exists" or (t.get("value") or "") == (taint.get("value") or "")):
-            return True
-    return False
-
-
-def taint_score(pod: dict, node: dict) -> int:
+def taint_score(pod: dict, node: dict, tolerates) -> int:
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     return sum(1 for t in (node.get("spec") or {}).get("taints") or []
-               if t.get("effect") == "PreferNoSchedule" and not _tolerates_prefer(tolerations, t))
+               if t.get("effect") == "PreferNoSchedule" and not tolerates(tolerations, t))
 
 
 def affinity_score(pod: dict, node: dict, term_matches) -> int:
@@ -161,9 +147,11 @@ def normalize(scores: list[int], reverse: bool = False) -> list[int]:
 
 
 # ------------------------------------------------------------------ the whole score
-def score_nodes(pod: dict, nodes: list[dict], loads: dict[str, NodeLoad], term_matches) -> dict[str, int]:
+def score_nodes(pod: dict, nodes: list[dict], loads: dict[str, NodeLoad], term_matches, tolerates) -> dict[str, int]:
     """Each feasible node's weighted sum of the default plugins' (normalized) scores.
-    ``term_matches(preference, node)`` says whether a NodeSelectorTerm matches a node."""
+    ``term_matches(preference, node)``: does a NodeSelectorTerm match a node;
+    ``tolerates(tolerations, taint)``: do the pod's tolerations tolerate a taint (the
+    scheduler's own matchers, the ones its filters use)."""
     pod_non_zero = scored_requests(pod, non_zero=True)
     pod_requested = scored_requests(pod, non_zero=False)
     best_effort = not any(pod_requested.values())
@@ -171,7 +159,7 @@ def score_nodes(pod: dict, nodes: list[dict], loads: dict[str, NodeLoad], term_m
     for node in nodes:
         load = loads.get(node["metadata"]["name"]) or NodeLoad()
         alloc = allocatable(node)
-        per_plugin["TaintToleration"].append(taint_score(pod, node))
+        per_plugin["TaintToleration"].append(taint_score(pod, node, tolerates))
         per_plugin["NodeAffinity"].append(affinity_score(pod, node, term_matches))
         per_plugin["NodeResourcesFit"].append(fit_score(pod_non_zero, alloc, load))
         per_plugin["NodeResourcesBalancedAllocation"].append(0 if best_effort else balanced_score(pod_requested, alloc, load))

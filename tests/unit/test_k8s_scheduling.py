@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from k8s_emulator.scheduler import node_object, term_matches
+from k8s_emulator.scheduler import node_object, term_matches, tolerates
 from k8s_emulator.scoring import NodeLoad, balanced_score, fit_score, normalize, score_nodes, scored_requests, select_host
 
 from gridspawner.backends.kubernetes.objects import build_pod, server_names
@@ -49,6 +49,16 @@ def test_non_zero_defaults_and_normalization():
     assert normalize([0, 0]) == [0, 0] and normalize([0, 0], reverse=True) == [100, 100]
 
 
+def test_prefer_no_schedule_taints_weigh_three_times():
+    plain, tainted = node_object({"name": "plain"}), node_object({"name": "tainted", "taints": [{"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}]})
+    pod = _pod({"cpu": "1", "memory": "1Gi"})
+    totals = score_nodes(pod, [plain, tainted], {}, term_matches, tolerates)
+    assert totals["plain"] - totals["tainted"] == 3 * 100
+    pod["spec"]["tolerations"] = [{"key": "spot", "operator": "Exists"}]
+    totals = score_nodes(pod, [plain, tainted], {}, term_matches, tolerates)
+    assert totals["plain"] == totals["tainted"]
+
+
 def test_ties_are_broken_at_random_not_by_name():
     rng = random.Random(7)
     picks = Counter(select_host({"gpu-a10": 300, "gpu-a100": 300, "cpu": 200}, rng) for _ in range(400))
@@ -74,7 +84,7 @@ def server_pod(nodes, gpu_memory=24, cpu=4, memory=16, prefer=True):
 
 
 def winner(pod, feasible, loads=None):
-    totals = score_nodes(pod, feasible, loads or {}, term_matches)
+    totals = score_nodes(pod, feasible, loads or {}, term_matches, tolerates)
     best = max(totals.values())
     return {name for name, total in totals.items() if total == best}, totals
 
