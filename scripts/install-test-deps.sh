@@ -6,8 +6,9 @@
 #   - .venv5: gridspawner + [test] with the newest JupyterHub 5.x (hub tests run on both)
 #   - configurable-http-proxy in .node/ (npm)
 #   - helm + kubectl in .tools/bin (scripts/install-helm.sh)
-#   - sshd + iproute2 for the ssh lab, FUSE tools + moto for data mounts
-#     (scripts/install-ssh-test-deps.sh, scripts/install-mount-test-deps.sh)
+#   - sshd + iproute2 for the ssh lab, FUSE tools + moto for data mounts, Slurm + munge +
+#     MariaDB for the Slurm lab (scripts/install-ssh-test-deps.sh,
+#     scripts/install-mount-test-deps.sh, scripts/install-slurm-test-deps.sh)
 # Playwright's Python package comes with [test]; it drives /usr/bin/chromium, so no
 # browser download is needed.
 set -euo pipefail
@@ -25,4 +26,6 @@ ensure_chp
 "$ROOT/scripts/install-ssh-test-deps.sh"
 # FUSE tools (rclone, s3fs, sshfs) and moto for the data-mount tests
 "$ROOT/scripts/install-mount-test-deps.sh"
+# slurmctld, slurmd, slurmdbd, munge, MariaDB for the Slurm lab (tests/slurmlab)
+"$ROOT/scripts/install-slurm-test-deps.sh"
 say "test dependencies ready"

@@ -76,3 +76,18 @@ def username(request) -> str:
     """A user name unique in this session (hub tests share one hub)."""
     base = "".join(ch for ch in request.node.name.lower() if ch.isalnum())[:16] or "user"
     return f"{base}{next(_names)}"
+
+
+@pytest.fixture(scope="session")
+def slurm_lab():
+    """A real Slurm cluster (tests/slurmlab: login node + two GPU compute nodes in network
+    namespaces, munge, slurmctld, slurmd, slurmdbd with its own MariaDB), started once per
+    session (about 5-8 s here) and torn down by PID at the end. Tests submit as
+    ``slurm_lab.user`` through the login node and cancel the jobs they submitted."""
+    from slurmlab import SlurmLab, available
+
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    with SlurmLab() as lab:
+        yield lab

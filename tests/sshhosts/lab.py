@@ -32,6 +32,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,8 @@ class Host:
     host_key: Path | None = None
     gateway: "Host | None" = None
     links: list[str] = field(default_factory=list)
+    peer: str = ""  # the other end of its link: the root namespace's or its gateway's address
+    sshd_options: list[str] = field(default_factory=list)  # extra sshd_config lines
 
     @property
     def sshd_pid(self) -> int | None:
@@ -120,6 +123,14 @@ class SSHLab:
         self.known_hosts.write_text("")
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation dir
 
+    def open_to_accounts(self) -> None:
+        """Let unprivileged accounts log in with the lab's client key too: sshd reads
+        AuthorizedKeysFile as the account logging in, so the lab's directory becomes
+        traversable (0711: nothing in it can be listed) and the public-key file readable.
+        The private client key and host keys stay 0600 root."""
+        self.root.chmod(0o711)
+        self.authorized_keys.chmod(0o644)
+
     # ------------------------------------------------------------------ building
     def _name(self, kind: str) -> str:
         return f"gs{self.run_id}{kind}{next(self._seq)}"
@@ -156,17 +167,21 @@ class SSHLab:
         _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
         return ns
 
-    def add_host(self, name: str, behind: str | None = None, start: bool = True) -> Host:
+    def add_host(
+        self, name: str, behind: str | None = None, start: bool = True, sshd_options: Sequence[str] = ()
+    ) -> Host:
         """A host in its own namespace; ``behind``: the name of a gateway host it is reachable
-        through only (on 198.51.100.128/25)."""
+        through only (on 198.51.100.128/25). ``sshd_options``: extra sshd_config lines
+        (e.g. ``SetEnv NAME=value`` for every session)."""
         ns = self._netns_add()
         if behind is None:
-            _, address, link = self._link(None, ns, LOW)
-            host = Host(name=name, netns=ns, address=address, links=[link])
+            peer, address, link = self._link(None, ns, LOW)
+            host = Host(name=name, netns=ns, address=address, links=[link], peer=peer)
         else:
             gw = self.hosts[behind]
-            _, address, _ = self._link(gw.netns, ns, HIGH)
-            host = Host(name=name, netns=ns, address=address, gateway=gw)
+            peer, address, _ = self._link(gw.netns, ns, HIGH)
+            host = Host(name=name, netns=ns, address=address, gateway=gw, peer=peer)
+        host.sshd_options = list(sshd_options)
         self.hosts[name] = host
         self._configure_sshd(host)
         if start:
@@ -203,6 +218,7 @@ class SSHLab:
                     "PrintMotd no",
                     "PrintLastLog no",
                     "UseDNS no",
+                    *host.sshd_options,
                     "",
                 ]
             )
