@@ -26,18 +26,43 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slurmlab import NodeSpec, SlurmLab, SubmitRefused, available  # noqa: E402
+from slurmlab import GPU, NodeSpec, SlurmLab, SubmitRefused, available, cgroups  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
-SLEEP = "#!/bin/sh\necho CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES\necho pid=$$\nexec sleep 300\n"
-REPORT = (
-    "#!/bin/sh\n"
-    "echo host=$(hostname) node=$SLURMD_NODENAME job_gpus=$SLURM_JOB_GPUS\n"
-    "echo CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES\n"
-    "nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader,nounits\n"
-    "sleep 300\n"
-)
+SLEEP = "#!/bin/sh\necho pid=$$\nexec sleep 300\n"
+SMI = "nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader,nounits"
+
+
+def report_script(lab: SlurmLab) -> str:
+    """A job that prints where it runs, its GPU variables, whether it may open each of its
+    node's GPU device files (the open error's text), its nvidia-smi; then sleeps."""
+    return (
+        "#!/bin/sh\n"
+        "echo host=$(hostname) node=$SLURMD_NODENAME job_gpus=$SLURM_JOB_GPUS cuda=$CUDA_VISIBLE_DEVICES\n"
+        f"for d in {lab.layout.nodes_dir}/$SLURMD_NODENAME/dev/nvidia*; do\n"
+        '  echo "device ${d##*/}: $( (exec 3<"$d") 2>&1 | sed "s/.*: //")"\n'
+        "done\n"
+        f"echo smi:; {SMI}; echo end\n"
+        "sleep 300\n"
+    )
+
+
+def job_report(lab: SlurmLab, job: int) -> dict:
+    """What `report_script` printed: host, node, job_gpus, cuda, devices {file: open error
+    ("" = opened)}, smi (nvidia-smi's lines)."""
+    text = output(lab, job, r"^end$").string
+    m = re.search(r"^host=(\S+) node=(\S+) job_gpus=(\S*) cuda=(\S*)$", text, re.M)
+    return {
+        **dict(zip(("host", "node", "job_gpus", "cuda"), m.groups())),
+        "devices": dict(re.findall(r"^device (nvidia\d+): (.*)$", text, re.M)),
+        "smi": text.split("smi:\n", 1)[1].split("end\n", 1)[0].splitlines(),
+    }
+
+
+def card(lab: SlurmLab, job: int) -> int:
+    """The card Slurm gave ``job`` (its GRES index on the node)."""
+    return int(re.fullmatch(r"gpu:\w+:1\(IDX:(\d+)\)", lab.job(job)["gres_detail"][0]).group(1))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,10 +138,10 @@ def test_the_cluster_as_its_user_sees_it(slurm_lab):
         assert f"NodeAddr={host.address} NodeHostName={name}" in node
         # each compute node's sshd is reached through the login node and its nvidia-smi
         # reports that node's cards
-        smi = ssh(lab, "nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader,nounits", host=name)
+        smi = ssh(lab, SMI, host=name)
         want = {"gpu1": "NVIDIA A100-SXM4-80GB, 81920", "gpu2": "Tesla T4, 15360"}[name]
-        assert [line.split(", ", 2)[2].rsplit(", ", 1)[0] for line in smi.splitlines()] == [want, want]
-    assert ssh(lab, "nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader,nounits") == ""
+        assert smi.splitlines() == [f"{i}, {lab.card_uuid(name, i)}, {want}, 0" for i in (0, 1)]
+    assert ssh(lab, SMI) == ""  # the login node has no GPU
     assert "Slurmctld(primary) at login is UP" in ssh(lab, "scontrol ping")
 
 
@@ -125,42 +150,47 @@ def test_pending_with_a_reason_then_running_on_the_t4_node(slurm_lab, submit):
     blockers = [submit(SLEEP, "--gres=gpu:t4:1", "--time=5") for _ in range(2)]
     for job in blockers:
         wait_squeue(lab, job, "%T %N", "RUNNING gpu2")
-    waiting = submit(REPORT, "--gres=gpu:t4:1", "--time=2")
+    waiting = submit(report_script(lab), "--gres=gpu:t4:1", "--time=2")
     assert wait_squeue(lab, waiting, "%T %r", r"PENDING (Resources|Priority)") == "PENDING Resources"
     shown = ssh(lab, f"scontrol show job {waiting}")
     assert "JobState=PENDING Reason=Resources" in shown and "TresPerNode=gres:gpu:t4:1" in shown
     # the backfill pass (every second here) estimates when the blockers' time limit frees a card
     start = wait_squeue(lab, waiting, "%S", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", 10, "--start")
     assert time.strptime(start, "%Y-%m-%dT%H:%M:%S")
-    freed = output(lab, blockers[0], r"^CUDA_VISIBLE_DEVICES=(\d)$").group(1)
+    freed = card(lab, blockers[0])
     ssh(lab, f"scancel {blockers[0]}")
     wait_squeue(lab, waiting, "%T %N", "RUNNING gpu2")
-    assert output(lab, waiting, r"^CUDA_VISIBLE_DEVICES=(\d)$").group(1) == freed
+    assert card(lab, waiting) == freed and job_report(lab, waiting)["job_gpus"] == str(freed)
     assert wait_squeue(lab, blockers[0], "%T", "CANCELLED")
 
 
 def test_a_gpu_job_gets_its_own_card(slurm_lab, submit):
+    """With ConstrainDevices (cgroup v1 here): the job may open only its card's device file,
+    CUDA_VISIBLE_DEVICES is 0 (the visible cards are renumbered) and nvidia-smi lists only its
+    card, with that card's UUID; SLURM_JOB_GPUS and scontrol keep the node's index. (Without
+    it, test_a_lab_without_accounting_or_cgroups_runs_and_is_torn_down_by_pid shows the other
+    behaviour.)"""
     lab = slurm_lab
-    jobs = [submit(REPORT, "--gres=gpu:a100:1") for _ in range(2)]
-    seen = set()
+    if not lab.constrain_devices:
+        pytest.skip(cgroups.v1_available() or "devices not constrained")
+    jobs = [submit(report_script(lab), "--gres=gpu:a100:1") for _ in range(2)]
     for job in jobs:
         wait_squeue(lab, job, "%T %N", "RUNNING gpu1")
-        m = output(lab, job, r"^host=(\S+) node=(\S+) job_gpus=(\d)$")
-        assert m.group(1, 2) == ("gpu1", "gpu1")  # the job runs on the node's own hostname
-        cvd = output(lab, job, r"^CUDA_VISIBLE_DEVICES=(\d)$").group(1)
-        assert cvd == m.group(3)
-        detail = ssh(lab, f"scontrol -d show job {job}")
-        assert f"Nodes=gpu1 " in detail and f"GRES=gpu:a100:1(IDX:{cvd})" in detail
-        assert lab.job(job)["gres_detail"] == [f"gpu:a100:1(IDX:{cvd})"]
-        # the job's nvidia-smi is gpu1's driver: both A100s (no cgroup hides the other one)
-        smi = output(lab, job, r"(^\d, GPU-\S+, NVIDIA A100-SXM4-80GB, 81920, 0\n){2}").group(0)
-        assert smi.count("A100") == 2
-        seen.add(cvd)
-    assert seen == {"0", "1"}  # two jobs, two different cards
-    # the card index is the gres.conf File= line's device: a character device made for the lab
-    dev = lab.layout.node_dir("gpu1") / "dev" / "nvidia1"
-    assert dev.is_char_device() and os.major(dev.stat().st_rdev) == 195 and os.minor(dev.stat().st_rdev) == 1
-    assert f"File={lab.layout.node_dir('gpu1') / 'dev' / 'nvidia0'},{dev}" in (lab.etc / "gres.conf").read_text()
+    cards = [card(lab, job) for job in jobs]
+    assert sorted(cards) == [0, 1]  # two jobs, two different cards
+    for job, idx in zip(jobs, cards):
+        r = job_report(lab, job)
+        assert (r["host"], r["node"], r["job_gpus"], r["cuda"]) == ("gpu1", "gpu1", str(idx), "0")
+        assert f"GRES=gpu:a100:1(IDX:{idx})" in ssh(lab, f"scontrol -d show job {job}")
+        # its own card: allowed by the devices cgroup (no driver behind it: ENXIO); the other:
+        # denied (EPERM)
+        assert r["devices"] == {f"nvidia{idx}": "No such device or address", f"nvidia{1 - idx}": "Operation not permitted"}
+        assert r["smi"] == [f"0, {lab.card_uuid('gpu1', idx)}, NVIDIA A100-SXM4-80GB, 81920, 0"]
+    # the index is the position of the card's device in gres.conf's File= list: character
+    # devices with the driver's major (195), made for the lab
+    dev0, dev1 = (lab.layout.node_dir("gpu1") / "dev" / f"nvidia{i}" for i in (0, 1))
+    assert f"NodeName=gpu1 Name=gpu Type=a100 File={dev0},{dev1}" in (lab.etc / "gres.conf").read_text()
+    assert dev1.is_char_device() and (os.major(dev1.stat().st_rdev), os.minor(dev1.stat().st_rdev)) == (195, 1)
 
 
 @pytest.mark.parametrize(
@@ -259,22 +289,28 @@ def running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def test_a_small_lab_without_accounting_is_torn_down_by_pid():
-    """A second cluster beside the session's (its own namespaces, munged, slurmctld, account):
-    without slurmdbd there is no sacct and no QoS, jobs still run; close() leaves nothing."""
-    lab = SlurmLab(nodes=(NodeSpec("cpu1", cpus=2, memory_mib=2048),), accounting=False)
+def test_a_lab_without_accounting_or_cgroups_runs_and_is_torn_down_by_pid():
+    """A second cluster beside the session's (its own namespaces, munged, slurmctld, account).
+    Without slurmdbd: no sacct (and no QoS or accounts); without cgroups: a GPU job may open
+    every card of its node and CUDA_VISIBLE_DEVICES is the card's index on the node.
+    close() leaves no process, namespace, account, home, temp dir or cgroup behind."""
+    lab = SlurmLab(nodes=(NodeSpec("gpu9", gpus=(GPU("t4", "Tesla T4", 15360, 2),)),), accounting=False, constrain_devices=False)
     try:
         lab.start()
-        assert [d.name for d in lab.daemons] == ["munged", "slurmctld", "slurmd cpu1"]
-        job = lab.sbatch("#!/bin/sh\nsleep 300\n")
-        lab.wait_job(job, {"RUNNING"})
-        r = lab.run("sacct -j 1")
-        assert "Slurm accounting storage is disabled" in r.stderr
+        assert [d.name for d in lab.daemons] == ["munged", "slurmctld", "slurmd gpu9"]
+        jobs = [lab.sbatch(report_script(lab), "--gres=gpu:t4:1") for _ in range(2)]
+        for job in jobs:
+            lab.wait_job(job, {"RUNNING"})
+            idx, r = card(lab, job), job_report(lab, job)
+            assert (r["job_gpus"], r["cuda"]) == (str(idx), str(idx))
+            assert r["devices"] == {"nvidia0": "No such device or address", "nvidia1": "No such device or address"}
+            assert len(r["smi"]) == 2
+        assert "Slurm accounting storage is disabled" in lab.run(f"sacct -j {jobs[0]}").stderr
         pids = [d.pid for d in lab.daemons]
         pids += [int(p) for p in subprocess.run(["ps", "-o", "pid=", "-u", lab.user], capture_output=True, text=True).stdout.split()]
         namespaces = [h.netns for h in lab.ssh.hosts.values()]
         user, home, root = lab.user, lab.home(), lab.root
-        assert len(pids) >= 4 and home.is_dir()  # munged, slurmctld, slurmd, the job's sleep
+        assert len(pids) >= 5 and home.is_dir()  # munged, slurmctld, slurmd, the jobs' shells
     finally:
         lab.close()
     assert not [p for p in pids if running(p)]
@@ -282,6 +318,25 @@ def test_a_small_lab_without_accounting_is_torn_down_by_pid():
     assert not [ns for ns in namespaces if ns in listed]
     assert subprocess.run(["id", user], capture_output=True).returncode != 0
     assert not home.exists() and not root.exists()
+
+
+def test_closing_a_lab_removes_its_cgroups(slurm_lab):
+    """Each lab's slurmds run in cgroups of their own; closing a lab removes its cgroups, and
+    only its own (the session lab's are still there)."""
+    if not slurm_lab.constrain_devices:
+        pytest.skip(cgroups.v1_available() or "devices not constrained")
+    lab = SlurmLab(nodes=(NodeSpec("gpu8", gpus=(GPU("t4", "Tesla T4", 15360, 1),)),), accounting=False)
+    try:
+        lab.start()
+        job = lab.sbatch(SLEEP, "--gres=gpu:t4:1")
+        lab.wait_job(job, {"RUNNING"})
+        made = sorted(Path("/sys/fs/cgroup").glob(f"*/slurmlab-{lab.cluster}-gpu8/slurm_gpu8/uid_*/job_{job}"))
+        assert [p.parent.parent.parent.parent.name for p in made] == ["devices", "freezer"]
+    finally:
+        lab.close()
+    assert lab.cgroup_leftovers == []
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/slurmlab-{lab.cluster}-*"))
+    assert list(Path("/sys/fs/cgroup").glob(f"devices/slurmlab-{slurm_lab.cluster}-gpu1"))
 
 
 def test_a_time_limit_ends_the_job(slurm_lab, time_limited_job):

@@ -15,9 +15,12 @@ import threading
 
 from . import SlurmLab
 
+SMI_QUERY = "--query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader,nounits"
+
 
 def describe(lab: SlurmLab) -> str:
     ssh_login = shlex.join(lab.ssh_argv("login"))
+    sinfo = shlex.quote("sinfo -N -o '%N %P %t %G %f'")  # one argument: ssh joins its arguments
     lines = [
         f"Slurm lab {lab.cluster} up in {lab.startup_seconds['total']} s ({lab.startup_seconds})",
         f"  temp dir     {lab.root}",
@@ -27,13 +30,15 @@ def describe(lab: SlurmLab) -> str:
     for name, host in lab.compute.items():
         lines.append(f"  compute node {name} {host.address} (netns {host.netns}, behind the login node): slurmd, sshd")
     lines += [
-        f"  account      {lab.user} (Slurm account research, QoS normal/short)",
+        f"  account      {lab.user} (home {lab.home()}"
+        + ("; Slurm account research, QoS normal/short)" if lab.accounting else "; no accounting: no sacct, QoS, accounts)"),
+        f"  Slurm        {lab.slurm_version}, devices constrained by cgroup: {lab.constrain_devices}",
         "",
         "Submit as the account, through the login node:",
-        f"  {ssh_login} sinfo -o '%N %P %t %G'",
-        f"  echo '#!/bin/sh' | {ssh_login} sbatch --gres=gpu:t4:1 --wrap 'nvidia-smi; env | grep CUDA'",
+        f"  {ssh_login} {sinfo}",
+        f"  printf '#!/bin/sh\\nnvidia-smi {SMI_QUERY}; env | grep GPU\\n' | {ssh_login} sbatch --gres=gpu:t4:1",
         "A compute node (through the login node):",
-        f"  {shlex.join(lab.ssh_argv(next(iter(lab.compute))))} nvidia-smi --query-gpu=index,name --format=csv",
+        f"  {shlex.join(lab.ssh_argv(next(iter(lab.compute))))} nvidia-smi {SMI_QUERY}",
         "Slurm commands as root on the login node:",
         f"  SLURM_CONF={lab.conf} ip netns exec {lab.login.netns} squeue",
         "",

@@ -27,7 +27,7 @@ def start_mariadb(netns: str, dbdir: Path) -> daemons.Daemon:
     r = subprocess.run(
         ["mariadb-install-db", *MARIADB_OPTIONS, f"--datadir={data}", "--user=root",
          "--auth-root-authentication-method=socket", "--skip-test-db"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, timeout=60,
     )
     if r.returncode != 0:
         raise daemons.LabError(f"mariadb-install-db failed: {r.stdout[-2000:]}{r.stderr[-2000:]}")
@@ -44,7 +44,7 @@ def start_mariadb(netns: str, dbdir: Path) -> daemons.Daemon:
 
 def mariadb(sock: Path, sql: str) -> subprocess.CompletedProcess:
     """Run ``sql`` as the database's root (unix-socket authentication: no password)."""
-    return subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-e", sql], capture_output=True, text=True)
+    return subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-e", sql], capture_output=True, text=True, timeout=30)
 
 
 def create_db_user(dbdir: Path) -> str:

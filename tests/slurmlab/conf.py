@@ -2,13 +2,13 @@
 
 `ClusterLayout` says everything the files depend on: where the lab's directories are, the
 controller's address, the compute nodes (name, address, CPUs, memory, GPUs by type, features)
-and the partitions. `slurm_conf`, `gres_conf`, `slurmdbd_conf` turn it into the files Slurm
-22.05 reads; `nvidia_smi_wrapper` into the per-node fake driver.
+and the partitions. `slurm_conf`, `gres_conf`, `cgroup_conf`, `slurmdbd_conf` turn it into the
+files Slurm 22.05 reads; `gpu_map` into what the lab's nvidia-smi reports on each node.
 """
 
 from __future__ import annotations
 
-import shlex
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +60,10 @@ class ClusterLayout:
     nodes: tuple[NodeSpec, ...]
     partitions: tuple[PartitionSpec, ...]
     accounting: bool = True
+    # task/cgroup + proctrack/cgroup (cgroup v1) with ConstrainDevices: a job opens only its
+    # own GPUs' device files; else proctrack/linuxproc, task/none, every device open
+    constrain_devices: bool = True
+    cgroup_mountpoint: Path | None = None  # each slurmd's private cgroup mount (node_cgroups.sh)
     min_job_age: int = 300  # seconds a finished job stays in squeue / scontrol
     extra: tuple[str, ...] = field(default=())  # more slurm.conf lines
 
@@ -102,10 +106,11 @@ def slurm_conf(layout: ClusterLayout) -> str:
         f"SlurmdLogFile={layout.nodes_dir}/%n/slurmd.log",
         "SlurmctldDebug=info",
         "SlurmdDebug=info",
-        # no cgroups: this machine mixes cgroup v1 controllers with a controller-less v2
-        # hierarchy, and several slurmds share one machine (see the package docstring)
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
+        *(
+            ["ProctrackType=proctrack/cgroup", "TaskPlugin=task/cgroup"]
+            if layout.constrain_devices
+            else ["ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none"]
+        ),
         "JobAcctGatherType=jobacct_gather/linux",
         "JobAcctGatherFrequency=30",
         "SwitchType=switch/none",
@@ -206,27 +211,39 @@ def slurmdbd_conf(layout: ClusterLayout, db_user: str, db_password: str) -> str:
     )
 
 
-def inventory(node: NodeSpec) -> str:
-    """The fake nvidia-smi's inventory file for ``node`` (one "NAME,MIB" a card)."""
-    return "".join(f"{g.model},{g.mib}\n" for g in node.gpus for _ in range(g.count))
+def cgroup_conf(layout: ClusterLayout) -> str:
+    """cgroup v1 at each slurmd's private mount of its own freezer and devices hierarchies;
+    only devices are constrained (cores and memory are shared by every node of the lab)."""
+    return "\n".join(
+        [
+            "CgroupPlugin=cgroup/v1",
+            f"CgroupMountpoint={layout.cgroup_mountpoint}",
+            "ConstrainDevices=yes",
+            "ConstrainCores=no",
+            "ConstrainRAMSpace=no",
+            "ConstrainSwapSpace=no",
+            "",
+        ]
+    )
 
 
-def nvidia_smi_wrapper(fake: Path, by_netns: dict[str, tuple[str, Path]]) -> str:
-    """A ``nvidia-smi`` that answers with the inventory of the node it runs on. The nodes share
-    one filesystem and one PATH, so the node is told apart by its network namespace
-    (``/proc/self/ns/net`` names it as ``net:[INODE]``, readable by any account):
-    ``by_netns`` maps that link text to (node name, inventory file). Elsewhere: no GPU."""
-    cases = "".join(
-        f"  {shlex.quote(link)}) export FAKE_NVIDIA_SMI_SEED={shlex.quote(name)} "
-        f"FAKE_NVIDIA_SMI_GPUS={shlex.quote(str(inv))} ;;\n"
-        for link, (name, inv) in sorted(by_netns.items())
-    )
-    return (
-        "#!/bin/sh\n"
-        "# the Slurm lab's per-node nvidia-smi (tests/slurmlab/conf.py:nvidia_smi_wrapper)\n"
-        'case "$(readlink /proc/self/ns/net)" in\n'
-        f"{cases}"
-        "  *) export FAKE_NVIDIA_SMI_GPUS= ;;\n"
-        "esac\n"
-        f'exec {shlex.quote(str(fake))} "$@"\n'
-    )
+def card_uuid(cluster: str, node: str, index: int) -> str:
+    """A stable, unique UUID for a lab card, in nvidia-smi's form."""
+    h = hashlib.sha256(f"{cluster}:{node}:{index}".encode()).hexdigest()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def gpu_map(layout: ClusterLayout, netns_links: dict[str, str]) -> dict:
+    """gpus.json for the lab's nvidia-smi (node_nvidia_smi.py): a node's network-namespace
+    link text (``net:[INODE]``, from ``netns_links``: node name -> link) -> its cards in driver
+    order, each with its device file, nvidia-smi name, MiB and UUID."""
+    return {
+        netns_links[node.name]: {
+            "node": node.name,
+            "gpus": [
+                {"device": str(path), "name": gpu.model, "mib": gpu.mib, "uuid": card_uuid(layout.cluster, node.name, i)}
+                for i, (gpu, path) in enumerate(layout.device_files(node))
+            ],
+        }
+        for node in layout.nodes
+    }

@@ -7,6 +7,7 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -14,17 +15,17 @@ from pathlib import Path
 from sshhosts import SSHLab
 from sshhosts import available as ssh_available
 
-from . import accounting, daemons
+from . import accounting, cgroups, daemons
 from .conf import (
     GPU,
     SLURMCTLD_PORT,
-    SLURMD_PORT,
     ClusterLayout,
     NodeSpec,
     PartitionSpec,
+    card_uuid,
+    cgroup_conf,
+    gpu_map,
     gres_conf,
-    inventory,
-    nvidia_smi_wrapper,
     slurm_conf,
 )
 
@@ -32,6 +33,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # copied into the lab's bin/ (world-readable, on every node's PATH): the checkout may sit
 # where the lab's unprivileged account cannot read (e.g. under /root)
 JOB_FIXTURES = ("fake_nvidia_smi", "host_sock_server.py")
+NODE_NVIDIA_SMI = Path(__file__).resolve().parent / "node_nvidia_smi.py"
 ACCOUNT = "research"  # the Slurm account the lab's users belong to
 QOS = ("normal", "short")  # QoS the lab's users may use ("normal": the default)
 SHORT_QOS_MAX_MINUTES = 10
@@ -73,6 +75,7 @@ class SlurmLab:
         nodes: tuple[NodeSpec, ...] = DEFAULT_NODES,
         partitions: tuple[PartitionSpec, ...] | None = None,
         accounting: bool = True,
+        constrain_devices: bool | None = None,
         min_job_age: int = 300,
     ):
         reason = available()
@@ -87,13 +90,18 @@ class SlurmLab:
         self.nodes = nodes
         self.partitions = partitions or default_partitions(nodes)
         self.accounting = accounting
+        # None: where cgroup v1 freezer + devices are mounted (as on this project's machines)
+        self.constrain_devices = cgroups.v1_available() is None if constrain_devices is None else constrain_devices
         self.min_job_age = min_job_age
         self.etc = self._dir("etc", 0o755)
         self.bin = self._dir("bin", 0o755)
         self.conf = self.etc / "slurm.conf"
         self.daemons: list[daemons.Daemon] = []
         self.layout: ClusterLayout | None = None
+        self.login = None  # sshhosts.Host of the login node, once started
+        self.compute: dict = {}  # node name -> sshhosts.Host
         self.startup_seconds: dict[str, float] = {}
+        self.cgroup_leftovers: list[str] = []
 
     def _dir(self, rel: str, mode: int) -> Path:
         d = self.root / rel
@@ -138,11 +146,15 @@ class SlurmLab:
             nodes=self.nodes,
             partitions=self.partitions,
             accounting=self.accounting,
+            constrain_devices=self.constrain_devices,
+            cgroup_mountpoint=self._dir("cgroup", 0o755),
             min_job_age=self.min_job_age,
         )
         self._write_node_files()
         self.conf.write_text(slurm_conf(self.layout))
         (self.etc / "gres.conf").write_text(gres_conf(self.layout))
+        if self.constrain_devices:
+            (self.etc / "cgroup.conf").write_text(cgroup_conf(self.layout))
         self._start_munge()
         self._mark("munged", t0)
         self._add_user(self.user)
@@ -159,26 +171,24 @@ class SlurmLab:
         self._mark("nodes idle", t0)
 
     def _write_node_files(self) -> None:
-        """Per compute node: its fake GPU device files (mknod, the real driver's major 195),
-        its nvidia-smi inventory; one nvidia-smi wrapper that picks the node's inventory."""
-        by_netns = {}
+        """Per compute node its fake GPU device files (mknod: character devices with the real
+        driver's major, 195); the lab's nvidia-smi and the map of each node's cards."""
+        links = {}
         for node in self.nodes:
             d = self.layout.node_dir(node.name)
             (d / "dev").mkdir(parents=True)
             d.chmod(0o755)
             for gpu, path in self.layout.device_files(node):
-                os.mknod(path, 0o666 | 0o020000, os.makedev(195, int(path.name.removeprefix("nvidia"))))
-            inv = d / "gpus.txt"
-            inv.write_text(inventory(node))
-            inv.chmod(0o644)
-            link = f"net:[{os.stat(f'/run/netns/{self.compute[node.name].netns}').st_ino}]"
-            by_netns[link] = (node.name, inv)
+                os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(195, int(path.name.removeprefix("nvidia"))))
+                path.chmod(0o666)  # as the driver's nodes: any account may open (the cgroup decides)
+            links[node.name] = f"net:[{os.stat(f'/run/netns/{self.compute[node.name].netns}').st_ino}]"
         for name in JOB_FIXTURES:
             shutil.copy(FIXTURES / name, self.bin / name)
             (self.bin / name).chmod(0o755)
-        smi = self.bin / "nvidia-smi"
-        smi.write_text(nvidia_smi_wrapper(self.bin / "fake_nvidia_smi", by_netns))
-        smi.chmod(0o755)
+        shutil.copy(NODE_NVIDIA_SMI, self.bin / "nvidia-smi")
+        (self.bin / "nvidia-smi").chmod(0o755)
+        (self.bin / "gpus.json").write_text(json.dumps(gpu_map(self.layout, links), indent=1))
+        (self.bin / "gpus.json").chmod(0o644)
 
     def _daemon(self, name: str, netns: str, argv: list[str], log: Path) -> daemons.Daemon:
         d = daemons.start(name, netns, argv, log, env={"SLURM_CONF": str(self.conf)})
@@ -200,7 +210,8 @@ class SlurmLab:
              f"--seed-file={keydir / 'munged.seed'}", f"--log-file={keydir / 'munged.log'}"],
             keydir / "munged.out",
         )
-        d.wait_until(lambda: subprocess.run(["munge", "-S", str(sock), "-n"], capture_output=True).returncode == 0, 15, "credential")
+        d.wait_until(lambda: subprocess.run(["munge", "-S", str(sock), "-n"], capture_output=True, timeout=5).returncode == 0,
+                     15, "credential")
 
     def _start_accounting(self, t0: float) -> None:
         dbdir = self._dir("db", 0o700)
@@ -224,8 +235,15 @@ class SlurmLab:
         host = self.compute[node.name]
         d = self.layout.node_dir(node.name)
         (d / "spool").mkdir()
-        argv = daemons.as_host(node.name, ["slurmd", "-D", "-N", node.name])
+        argv = ["slurmd", "-D", "-N", node.name]
+        if self.constrain_devices:
+            argv = cgroups.node_argv(self._cgroup_tag(node.name), self.layout.cgroup_mountpoint, node.name, argv)
+        else:
+            argv = daemons.as_host(node.name, argv)
         self._daemon(f"slurmd {node.name}", host.netns, argv, d / "slurmd.out")
+
+    def _cgroup_tag(self, node: str) -> str:
+        return f"slurmlab-{self.cluster}-{node}"
 
     @staticmethod
     def _listening(host, port: int) -> bool:
@@ -250,6 +268,10 @@ class SlurmLab:
             self._associate(name)
         return name
 
+    def card_uuid(self, node: str, index: int) -> str:
+        """The UUID nvidia-smi reports for card ``index`` (driver order) of ``node``."""
+        return card_uuid(self.cluster, node, index)
+
     def home(self, user: str | None = None) -> Path:
         """The account's home: the same path on every node (one filesystem, like a cluster's
         shared home); sbatch's default output (slurm-JOBID.out) lands there."""
@@ -273,7 +295,8 @@ class SlurmLab:
 
     def ssh_argv(self, host: str = "login", user: str | None = None) -> list[str]:
         """``ssh`` to a lab node as ``user`` (default: the lab's account) with the lab's key and
-        known_hosts (host keys verified); compute nodes through the login node (-J)."""
+        known_hosts (host keys verified), connect timeout 10 s; compute nodes through the
+        login node (a ProxyCommand ``ssh -W``, as ``-J`` would, with the same options)."""
         h = self.ssh.hosts[host]
         argv = ["ssh", "-i", str(self.ssh.client_key), "-o", f"UserKnownHostsFile={self.ssh.known_hosts}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
@@ -284,7 +307,8 @@ class SlurmLab:
 
     def run(self, command: str, host: str = "login", user: str | None = None, input: str | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess:
-        """``command`` (shell text) over SSH on ``host`` as ``user``; not checked."""
+        """``command`` (shell text) over SSH on ``host`` as ``user``; not checked; killed
+        (TimeoutExpired) after ``timeout`` seconds."""
         return subprocess.run([*self.ssh_argv(host, user), command], input=input, capture_output=True,
                               text=True, timeout=timeout)
 
@@ -314,11 +338,6 @@ class SlurmLab:
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} not in {states} after {timeout} s: {job.get('job_state')} {job.get('state_reason')}")
 
-    def cancel_all(self) -> None:
-        """scancel every job in the cluster (between tests)."""
-        for user in self.users:
-            self.slurm("scancel", "-u", user, check=False)
-
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
         """Stop the daemons by PID, kill whatever else runs in the namespaces (jobs, their
@@ -332,6 +351,8 @@ class SlurmLab:
             daemons.kill_pids([int(p) for p in leftover])
             _account_command(["userdel", "-r", user], check=False)
         self.users.clear()
+        # what Slurm made in the nodes' cgroups (no task is left in them now)
+        self.cgroup_leftovers = [d for n in self.nodes for d in cgroups.remove(self._cgroup_tag(n.name))]
 
     def __enter__(self) -> "SlurmLab":
         return self.start()
