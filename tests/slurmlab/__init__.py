@@ -24,8 +24,10 @@ Layout (addresses on 198.51.100.0/24, allocated per run like the SSH lab's):
 - Partitions ``gpu`` (default, no time limit) and ``debug`` (MaxTime 30 min), both on both
   nodes. Accounting: Slurm account ``research``; QoS ``normal`` (default) and ``short``
   (MaxWall 10 min, ``DenyOnLimit``: a job over it is refused at submit);
-  ``AccountingStorageEnforce=associations,limits,qos``. ``MinJobAge`` 300 s (a setting):
-  finished jobs stay in ``squeue -t all`` that long, and in sacct for good.
+  ``AccountingStorageEnforce=associations,limits,qos``. ``MinJobAge`` (``min_job_age``,
+  default 300 s): how long finished jobs stay at least in ``squeue -t all``/``scontrol``;
+  slurmctld purges them in a periodic pass (with 2 s a job left squeue about 9 s after it
+  ended here). sacct keeps them for good.
 - An unprivileged account ``lab.user`` (``useradd -m``; ``lab.add_user`` for more) submits
   through the login node over SSH with the lab's client key; host keys are verified against
   the lab's known_hosts (``lab.ssh_argv``, ``lab.run``, ``lab.sbatch``). Every namespace
