@@ -11,6 +11,7 @@ import hashlib
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from jupyterhub.spawner import Spawner
 from tornado import web
@@ -287,8 +288,12 @@ class GridSpawner(CatalogSettings, Spawner):
         return await self._backend().poll(launch)
 
     async def get_url(self):
+        """The server's URL as JupyterHub stores it (``server.url``: the backend's address plus
+        ``/user/NAME/[SERVER/]``), so a hub restart that finds the same address logs nothing."""
         launch = await self._ensure_attached()
-        return launch.url if launch is not None else await super().get_url()
+        if launch is None:
+            return await super().get_url()
+        return hub_server_url(launch.url, self.server.base_url if self.server is not None else "/")
 
     async def stop(self, now=False):
         self._cancel_deadline()
@@ -380,6 +385,17 @@ class GridSpawner(CatalogSettings, Spawner):
     def form_defaults(self) -> dict[str, Any]:
         """The values a fresh form starts from for this user (used by the docs and tests)."""
         return default_values(self.catalog, self.catalog.policy_for(self._groups()))
+
+
+def hub_server_url(address: str, base_url: str) -> str:
+    """``address`` (``http://10.0.0.5:8888``, what a backend returns) with the server's
+    ``base_url`` as its path: the form of JupyterHub's ``Server.url``, which a restarted hub
+    compares with ``get_url()``."""
+    parts = urlsplit(address)
+    host = parts.hostname or ""
+    port = parts.port or {"https": 443}.get(parts.scheme, 80)  # what JupyterHub stores without one
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, base_url or "/", "", ""))
 
 
 def validate_config(spawner: GridSpawner) -> None:

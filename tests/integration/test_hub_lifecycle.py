@@ -18,10 +18,19 @@ def test_hub_restart_keeps_server_reachable(make_hub, username):
     pid = hub.server_pid(username)
     devices = procs.environ(pid)["CUDA_VISIBLE_DEVICES"]
     url = hub.server(username)["url"]
+    hub.spawn_ready(username, {"gpus": 0}, server_name="named")  # a named server's URL too
 
+    mark = hub.log_mark()
     hub.restart_hub()
 
+    # the URL the spawner gives back is the one JupyterHub stored (with /user/NAME/[SERVER/]):
+    # no "had invalid url … Updating" for each server at every restart
+    restarted = hub.log_since(mark)
+    assert "had invalid url" not in restarted, restarted[-3000:]
     assert hub.server(username)["ready"], hub.log()[-3000:]
+    assert hub.server(username, "named")["ready"]
+    assert hub.server_status(username, "named").status_code == 200
+    hub.stop_server(username, "named")
     assert hub.server(username)["url"] == url
     r = hub.server_status(username)
     assert r.status_code == 200, (r.status_code, r.text[:300], hub.log()[-3000:])

@@ -221,7 +221,9 @@ def test_dropped_connection_and_hub_restart_keep_servers_reachable(ssh_hub, lab,
         print(f"reachable again {took:.2f} s after the SSH connection to a dropped")
         assert hub_server_pid(ua) == pid_a and hub.server(ua)["url"] == url_a
         # restart the hub: both servers are restored (relays on the same ports, tunnels again)
+        mark = hub.log_mark()
         hub.restart_hub()
+        assert "had invalid url" not in hub.log_since(mark)  # get_url() is the stored server URL
         for user in (ua, uc):
             wait_status(hub, user, within=30)
         assert hub_server_pid(ua) == pid_a
