@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     from .capacity import CapacityMonitor
 
 #: the words ``outcome`` takes
-OUTCOMES = ("success", "no_capacity", "failure", "bad_request", "cancelled")
+OUTCOMES = ("success", "no_capacity", "unreachable", "access_denied", "failure", "bad_request", "cancelled")
 
 SPAWN_DURATION = Histogram(
     "gridspawner_spawn_duration_seconds",
     "Time GridSpawner.start() took, per backend and outcome: success (the server is up and "
-    "its URL known), no_capacity, failure, bad_request (a data mount failed its live check) "
+    "its URL known), no_capacity (the hosts answered and no free GPU fits), unreachable (no "
+    "host answered), access_denied (a host refused the login, or the user name cannot be an "
+    "account there), failure (any other), bad_request (a data mount failed its live check) "
     "or cancelled.",
     ["backend", "outcome"],
     # GPU servers start in seconds on hosts, in minutes when a pod pulls a large image

@@ -18,7 +18,7 @@ from tornado import web
 from traitlets import default
 
 from . import metrics
-from .backends.base import BackendError, Launch, LaunchContext, NoCapacity
+from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
 from .mounts.dbfilter import install_user_options_filter
 from .mounts.request import MountSpec, strip_secrets
@@ -216,7 +216,7 @@ class GridSpawner(CatalogSettings, Spawner):
             launch = await self._launch_on(backend, ctx, request)
             outcome = "success"
         except web.HTTPError as e:
-            outcome = {400: "bad_request", 503: "no_capacity"}.get(e.status_code, "failure")
+            outcome = getattr(e, "gridspawner_outcome", None) or {400: "bad_request"}.get(e.status_code, "failure")
             raise
         except asyncio.CancelledError:
             outcome = "cancelled"
@@ -235,10 +235,8 @@ class GridSpawner(CatalogSettings, Spawner):
         """backend.launch, its failures as HTTP errors the user reads; capacity refreshed after."""
         try:
             return await backend.launch(ctx, request)
-        except NoCapacity as e:
-            raise web.HTTPError(503, f"No capacity: {e}") from None
         except BackendError as e:
-            raise web.HTTPError(500, f"Could not start your server: {e}") from None
+            raise launch_failure(e) from None
         finally:
             self.runtime.capacity.poke()
 
@@ -385,6 +383,18 @@ class GridSpawner(CatalogSettings, Spawner):
     def form_defaults(self) -> dict[str, Any]:
         """The values a fresh form starts from for this user (used by the docs and tests)."""
         return default_values(self.catalog, self.catalog.policy_for(self._groups()))
+
+
+def launch_failure(e: BackendError) -> web.HTTPError:
+    """The HTTP error a failed launch becomes: "No capacity: …" (503) only when the backend
+    found nothing free that fits; hosts that could not be reached are 503 too, any other
+    failure 500. It carries the backend's ``outcome`` word for the spawn metric."""
+    if isinstance(e, NoCapacity):
+        err = web.HTTPError(503, f"No capacity: {e}")
+    else:
+        err = web.HTTPError(503 if isinstance(e, Unreachable) else 500, f"Could not start your server: {e}")
+    err.gridspawner_outcome = e.outcome
+    return err
 
 
 def hub_server_url(address: str, base_url: str) -> str:

@@ -11,11 +11,31 @@ from ..gpu import GPU, min_mib
 
 
 class BackendError(Exception):
-    """A failure to tell the user as is (no traceback): the message is user-facing."""
+    """A failure to tell the user as is (no traceback): the message is user-facing.
+
+    ``outcome`` is the word the spawn metric records (`gridspawner.metrics.OUTCOMES`); each
+    subclass says what kind of failure it is, so users and admins get the real reason."""
+
+    outcome: ClassVar[str] = "failure"
 
 
 class NoCapacity(BackendError):
-    """Nothing free fits the request right now."""
+    """The hosts (or the cluster) answered, and nothing free fits the request right now."""
+
+    outcome: ClassVar[str] = "no_capacity"
+
+
+class Unreachable(BackendError):
+    """No host could be reached: no route, connection refused, or no answer in time."""
+
+    outcome: ClassVar[str] = "unreachable"
+
+
+class AccessDenied(BackendError):
+    """The backend may not act for this user: the host refused the login (key not accepted),
+    or the user's name cannot be an account there."""
+
+    outcome: ClassVar[str] = "access_denied"
 
 
 @dataclass(frozen=True)
@@ -200,7 +220,8 @@ class Backend(ABC):
     async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
         """Place and start a server; report steps through ``ctx.progress``.
 
-        Raises BackendError (NoCapacity when nothing fits) with a user-facing message.
+        Raises BackendError with a user-facing message: NoCapacity only when the hosts
+        answered and nothing fits; Unreachable / AccessDenied when that is why.
         Must leave nothing behind (processes, directories, GPU claims) when it raises.
         """
 
@@ -233,6 +254,7 @@ def empty_capacity(backend: str) -> Capacity:
 
 
 __all__ = [
+    "AccessDenied",
     "Backend",
     "BackendError",
     "Capacity",
@@ -240,5 +262,6 @@ __all__ = [
     "Launch",
     "LaunchContext",
     "NoCapacity",
+    "Unreachable",
     "empty_capacity",
 ]

@@ -104,3 +104,55 @@ def test_maximum_run_time_stops_are_counted(hub, username):
     after = scrape(hub)
     key = ("gridspawner_max_runtime_stops_total", frozenset({"backend": "local"}.items()))
     assert after.get(key, 0) - before.get(key, 0) == 1
+
+
+def test_failures_that_are_not_capacity_have_their_own_outcome(make_hub, tmp_path, username):
+    """A broken GPU driver, hosts that cannot be reached and a user name that cannot be an
+    account are not "No capacity": the user reads the real reason, the metric counts it."""
+    import subprocess
+
+    from hubtools import FAKE_NVIDIA_SMI, default_grid_config, free_port, local_backend_config
+
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (tmp_path / "known_hosts").write_text("")
+    ssh = {
+        "kind": "ssh",
+        "hosts": [{"name": "gone", "address": "127.0.0.1", "port": free_port()}],  # nothing listens
+        "client_keys": [str(key)],
+        "known_hosts": str(tmp_path / "known_hosts"),
+        "ledger_dir": str(tmp_path / "ledger"),
+    }
+    grid = default_grid_config(tmp_path)
+    grid["backends"].update({
+        "broken": local_backend_config(tmp_path, nvidia_smi=["env", "FAKE_NVIDIA_SMI_GPUS=!fail", str(FAKE_NVIDIA_SMI)]),
+        "gone": {**ssh, "username": "gridspawner"},
+        "accounts": {**ssh, "username": "{username}", "probe_username": "gridprobe"},
+    })
+    grid["images"]["lab"]["ssh"] = {}
+    hub = make_hub(grid)
+    user = f"9{username}"  # a hub name that cannot be a POSIX account (it starts with a digit)
+    hub.create_user(user)
+    before = scrape(hub)
+    cases = [
+        ("broken", "failure", "Could not start your server: cannot read the GPUs of localhost", "nvidia-smi failed"),
+        ("gone", "unreachable", "Could not start your server: no host could be reached", "cannot reach gone"),
+        ("accounts", "access_denied", "Could not start your server:", "cannot be an account on gone"),
+    ]
+    for backend, _, prefix, detail in cases:
+        mark = hub.log_mark()
+        r = hub.spawn(user, {"backend": backend, "image": "lab", "gpus": 1})
+        if r.status_code in (201, 202):  # answered before start() failed: the reason is in the log
+            hub.wait_stopped(user)
+            text = hub.log_since(mark)
+        else:
+            text = r.text
+        assert prefix in text and detail in text, (backend, r.status_code, text[-2000:])
+        assert "No capacity" not in text, (backend, text[-2000:])
+    after = scrape(hub)
+    for backend, outcome, _, _ in cases:
+        count = ("gridspawner_spawn_duration_seconds_count", frozenset({"backend": backend, "outcome": outcome}.items()))
+        assert after.get(count, 0) - before.get(count, 0) == 1, (backend, outcome)
+        no_capacity = ("gridspawner_spawn_duration_seconds_count",
+                       frozenset({"backend": backend, "outcome": "no_capacity"}.items()))
+        assert after.get(no_capacity, 0) == 0, backend

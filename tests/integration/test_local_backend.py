@@ -380,8 +380,10 @@ async def test_broken_driver_is_a_probe_error(env):
     backend = env.backend(nvidia_smi=["env", "FAKE_NVIDIA_SMI_GPUS=!fail", FAKE_SMI])
     cap = await backend.probe_capacity()
     assert not cap.hosts[0].reachable and "NVIDIA-SMI has failed" in cap.hosts[0].error
-    with pytest.raises(NoCapacity, match="cannot read the GPUs of localhost"):
+    # a broken driver is a failure, not "No capacity" (for the user and the spawn metric)
+    with pytest.raises(BackendError, match="cannot read the GPUs of localhost") as e:
         await backend.launch(context(), request(1, 0))
+    assert not isinstance(e.value, NoCapacity) and e.value.outcome == "failure"
 
 
 async def test_cancelled_launch_leaves_nothing(env):

@@ -86,6 +86,7 @@ class Host:
     links: list[str] = field(default_factory=list)
     peer: str = ""  # the other end of its link: the root namespace's or its gateway's address
     sshd_options: list[str] = field(default_factory=list)  # extra sshd_config lines
+    ifname: str = ""  # the host's own end of its link (inside its namespace)
 
     @property
     def sshd_pid(self) -> int | None:
@@ -142,8 +143,8 @@ class SSHLab:
                 return sub
         raise RuntimeError(f"no free /30 left in {pool}")
 
-    def _link(self, left_ns: str | None, right_ns: str, pool: ipaddress.IPv4Network) -> tuple[str, str, str]:
-        """A veth pair on a fresh /30: returns (left address, right address, left ifname)."""
+    def _link(self, left_ns: str | None, right_ns: str, pool: ipaddress.IPv4Network) -> tuple[str, str, str, str]:
+        """A veth pair on a fresh /30: returns (left address, right address, left ifname, right ifname)."""
         a, b = self._name("a"), self._name("b")
         with open(_LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -158,7 +159,7 @@ class SSHLab:
             _run(*pre, "ip", "link", "set", a, "up")
             _run("ip", "netns", "exec", right_ns, "ip", "addr", "add", f"{right}/30", "dev", b)
             _run("ip", "netns", "exec", right_ns, "ip", "link", "set", b, "up")
-        return left, right, a
+        return left, right, a, b
 
     def _netns_add(self) -> str:
         ns = self._name("n")
@@ -175,12 +176,12 @@ class SSHLab:
         (e.g. ``SetEnv NAME=value`` for every session)."""
         ns = self._netns_add()
         if behind is None:
-            peer, address, link = self._link(None, ns, LOW)
-            host = Host(name=name, netns=ns, address=address, links=[link], peer=peer)
+            peer, address, link, ifname = self._link(None, ns, LOW)
+            host = Host(name=name, netns=ns, address=address, links=[link], peer=peer, ifname=ifname)
         else:
             gw = self.hosts[behind]
-            peer, address, _ = self._link(gw.netns, ns, HIGH)
-            host = Host(name=name, netns=ns, address=address, gateway=gw, peer=peer)
+            peer, address, _, ifname = self._link(gw.netns, ns, HIGH)
+            host = Host(name=name, netns=ns, address=address, gateway=gw, peer=peer, ifname=ifname)
         host.sshd_options = list(sshd_options)
         self.hosts[name] = host
         self._configure_sshd(host)
@@ -291,6 +292,21 @@ class SSHLab:
             except ProcessLookupError:
                 pass
         return pids
+
+    def go_dark(self, host: Host) -> None:
+        """The host's network goes silently dark: its link goes down inside its namespace.
+        Nothing is refused or reset — packets are simply lost, as when a switch port or a
+        cable fails; sshd and the servers keep running. `light_up` undoes it."""
+        host.exec("ip", "link", "set", host.ifname, "down")
+
+    def light_up(self, host: Host) -> None:
+        host.exec("ip", "link", "set", host.ifname, "up")
+        # the link answers again once the carrier is back on both ends
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if "LOWER_UP" in host.exec("ip", "link", "show", host.ifname).stdout:
+                return
+            time.sleep(0.05)
 
     def sshd_log(self, host: Host) -> str:
         try:

@@ -39,6 +39,8 @@ def test_defaults(kh):
     assert (s.connect_timeout, s.keepalive_interval, s.keepalive_count_max, s.down_grace) == (10.0, 15.0, 3, 60.0)
     assert s.hub_api_url is None and s.relay_ports is None and s.relay_host == "127.0.0.1"
     assert s.runtime == Runtime("none") and s.max_sessions == 8 and not s.allow_host_choice
+    assert s.connection_idle_timeout == 120.0
+    assert parse(kh, connection_idle_timeout=30).connection_idle_timeout == 30.0
 
 
 def test_full_host_entries(kh):
@@ -84,6 +86,8 @@ def test_full_host_entries(kh):
         ({"session_root": "/tmp/{user}"}, "['session_root']", "{account}"),
         ({"host_name": "x"}, "['host_name']", "unknown setting"),
         ({"max_sessions": 0}, "['max_sessions']", ">= 1"),
+        ({"connection_idle_timeout": 0}, "['connection_idle_timeout']", ">= 0.1"),
+        ({"connection_idle_timeout": "2m"}, "['connection_idle_timeout']", "seconds"),
     ],
 )
 def test_errors_name_the_key(kh, raw, key, message):

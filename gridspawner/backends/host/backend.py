@@ -17,12 +17,13 @@ from typing import Any, Sequence
 
 from ...gpu import GPU, GPUProbeError, describe, min_mib, place
 from ...mounts.hostcmd import HostMount, S3Source
-from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity
+from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import scripts
 from .inventory import Inventory, parse_probe
+from .refusals import Refusals
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
-from .transport import Forward, RunResult, Transport, TransportError
+from .transport import Forward, HostUnreachable, LoginRefused, RunResult, Transport, TransportError
 
 STATE_VERSION = 1
 _STATE_KEYS = ("host", "session_dir", "socket", "pid", "relay_port")
@@ -65,6 +66,10 @@ class HostBackend(Backend):
             return await transport.run(script, timeout)
         except asyncio.TimeoutError:
             raise BackendError(f"{what} on {host} did not finish within {timeout:g} s") from None
+        except HostUnreachable as e:
+            raise Unreachable(f"{what} on {host} failed: {e}") from None
+        except LoginRefused as e:
+            raise AccessDenied(f"{what} on {host} failed: {e}") from None
         except TransportError as e:
             raise BackendError(f"{what} on {host} failed: {e}") from None
 
@@ -92,35 +97,35 @@ class HostBackend(Backend):
         size = f" with ≥ {gb} GB" if gb else ""
         return f"{count} GPU{'s' if count != 1 else ''}{size} requested, {free} free on {host}"
 
-    async def _host_order(self, ctx: LaunchContext, request: Any, reasons: list[str]) -> list[str]:
+    async def _host_order(self, ctx: LaunchContext, request: Any, reasons: Refusals) -> list[str]:
         """The hosts to try, best first (the ssh kind ranks them by best fit across hosts);
-        a host left out should get its reason appended to ``reasons``."""
+        a host left out gets its reason recorded in ``reasons``."""
         return list(self.hosts())
 
     async def _place_and_claim(self, ctx: LaunchContext, request: Any, entry: str) -> tuple[str, tuple[GPU, ...]]:
         if not self.hosts():
             raise BackendError("this backend has no hosts configured")
-        reasons: list[str] = []
+        reasons = Refusals()
         hosts = await self._host_order(ctx, request, reasons)
         if request.gpus <= 0:
             if hosts:
                 return hosts[0], ()
-            raise BackendError("; ".join(reasons) or "no host is available")
+            raise reasons.error()
         for host in hosts:
             gpus = await self._claim_on(ctx, request, entry, host, reasons, self._probed(host))
             if gpus is not None:
                 return host, gpus
-        raise NoCapacity("; ".join(reasons))
+        raise reasons.error()
 
     def _probed(self, host: str) -> Inventory | None:
         """An inventory `_host_order` just probed for this launch (None: probe under the lock)."""
         return None
 
     async def _claim_on(
-        self, ctx: LaunchContext, request: Any, entry: str, host: str, reasons: list[str],
+        self, ctx: LaunchContext, request: Any, entry: str, host: str, reasons: Refusals,
         inventory: Inventory | None = None,
     ) -> tuple[GPU, ...] | None:
-        """Place on ``host`` and claim in its ledger; None (a reason appended) when it cannot.
+        """Place on ``host`` and claim in its ledger; None (its reason recorded) when it cannot.
         ``inventory``: a probe just made, used for the first attempt (the claim itself is
         atomic on the host: a GPU taken since is a conflict, and the host is probed again)."""
         s = self.settings
@@ -134,11 +139,11 @@ class HostBackend(Backend):
                     try:
                         inv = await self._probe(host)
                     except BackendError as e:
-                        reasons.append(str(e))
+                        reasons.failure(e)
                         return None
                 gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance, taken=inv.claimed)
                 if gpus is None:
-                    reasons.append(self._shortage(host, request, inv))
+                    reasons.shortage(self._shortage(host, request, inv))
                     return None
                 ctx.progress(f"placing: {host}, {describe(gpus)}")
                 script = scripts.claim_script(
@@ -153,7 +158,7 @@ class HostBackend(Backend):
                     )
                 self.log.info("%s: GPU %s was claimed meanwhile on %s; placing again",
                               ctx.user, scripts.parse_marker(result.stdout, "conflict"), host)
-        reasons.append(f"the GPUs on {host} kept being claimed by other sessions; try again")
+        reasons.shortage(f"the GPUs on {host} kept being claimed by other sessions; try again")
         return None
 
     def _session_root(self, ctx: LaunchContext, host: str) -> str:

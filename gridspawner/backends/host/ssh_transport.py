@@ -17,6 +17,12 @@ running server has that port in its JUPYTERHUB_API_URL.
 
 Host keys are always checked against ``known_hosts``; an unknown or changed key refuses the
 connection with a message naming the host.
+
+Nothing waits on a silent host for long: connecting, and every request on the connection
+that needs the host's answer, gives up after ``connect_timeout`` and says the host timed out
+(the connection is dropped and the pool marks the host as not answering, `ssh_pool.SSHPool`);
+a script's output is bounded by the caller's timeout. The pool closes connections nothing
+depends on after its idle timeout.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from typing import Any
 import asyncssh
 
 from .relay import Relay
-from .transport import RunResult, TransportError
+from .ssh_pool import SSHPool
+from .transport import HostUnreachable, LoginRefused, RunResult, TransportError
 
 log = logging.getLogger("gridspawner.host.ssh")
 # asyncssh logs every channel (each poll) at INFO; keep the hub's log readable unless the
@@ -58,6 +65,12 @@ class SSHTarget:
     keepalive_count_max: int = 3
 
     @property
+    def endpoint(self) -> tuple:
+        """The host as the network sees it (the same for every account): where a failure to
+        answer is recorded."""
+        return (self.address, self.port, self.jump.endpoint if self.jump else None)
+
+    @property
     def key(self) -> tuple:
         return (self.address, self.port, self.username, self.client_keys, self.known_hosts,
                 self.jump.key if self.jump else None)
@@ -67,58 +80,39 @@ class SSHTarget:
         return f"{self.name} ({self.username}@{self.address}:{self.port}{via})"
 
 
-class SSHPool:
-    """Connections by target: one per (address, port, account, keys, gateway).
-
-    ``handshakes`` counts SSH connections made (each is a key exchange + authentication),
-    so tests and benches can prove that polling reuses connections."""
-
-    def __init__(self, relay_ports: tuple[int, int] | None = None, max_sessions: int = 8):
-        self.relay_ports = relay_ports
-        self.max_sessions = max_sessions
-        self.handshakes = 0
-        self._transports: dict[tuple, SSHTransport] = {}
-        self._closed = False
-
-    def transport(self, target: SSHTarget) -> "SSHTransport":
-        t = self._transports.get(target.key)
-        if t is None:
-            t = self._transports[target.key] = SSHTransport(target, self)
-        return t
-
-    def transports(self) -> list["SSHTransport"]:
-        return list(self._transports.values())
-
-    async def close(self) -> None:
-        self._closed = True
-        for t in list(self._transports.values()):
-            await t.close()
-        self._transports.clear()
-
-
-def _describe_error(target: SSHTarget, e: BaseException) -> str:
+def _connect_error(target: SSHTarget, e: BaseException) -> TransportError:
+    """The TransportError (of the right kind) for a failed connect to ``target``."""
     where = target.where()
     if isinstance(e, asyncssh.HostKeyNotVerifiable):
-        return (
+        return TransportError(
             f"refusing to connect to {where}: its host key is not trusted ({e.reason}). The key is unknown or "
             f"has changed since it was added to {target.known_hosts}; check the host, then update that file"
         )
     if isinstance(e, asyncssh.PermissionDenied):
-        return f"cannot log in to {where}: the key was refused"
+        return LoginRefused(f"cannot log in to {where}: the key was refused")
     if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-        return f"cannot reach {where}: no answer within {target.connect_timeout:g} s"
+        return HostUnreachable(f"cannot reach {where}: timed out, no answer within {target.connect_timeout:g} s")
+    if isinstance(e, asyncssh.ConnectionLost):
+        return HostUnreachable(f"cannot reach {where}: the connection was lost ({e.reason})")
     if isinstance(e, asyncssh.Error):
-        return f"SSH connection to {where} failed: {e.reason}"
+        return TransportError(f"SSH connection to {where} failed: {e.reason}")
     if isinstance(e, OSError):
-        return f"cannot reach {where}: {e.strerror or e}"
-    return f"SSH connection to {where} failed: {e}"
+        return HostUnreachable(f"cannot reach {where}: {e.strerror or e}")
+    return TransportError(f"SSH connection to {where} failed: {e}")
 
 
 class SSHTransport:
-    """`Transport` over one pooled SSH connection to ``target``. Safe for many coroutines."""
+    """`Transport` over one pooled SSH connection to ``target``. Safe for many coroutines.
 
-    #: after a failed connect, further attempts fail at once for this long (then doubles, up
-    #: to the maximum): a host that is down costs one connect timeout, not one per request
+    Every request to the host is bounded: connecting and logging in, and each request on the
+    open connection that waits for the host's answer (opening a session, a channel to a
+    server's socket, SFTP, the hub API tunnel) by ``connect_timeout``; a script's output by
+    the caller's timeout. A request that gets no answer in time drops the connection (the
+    next use connects again) and marks the host as not answering in the pool."""
+
+    #: after a failed login (refused key, untrusted host key), further attempts of this
+    #: account fail at once for this long (then doubles, up to the maximum). A host that does
+    #: not answer at all is the pool's business (`SSHPool.down`), for every account at once.
     retry_after = 1.0
     retry_max = 10.0
 
@@ -130,12 +124,15 @@ class SSHTransport:
         self._relays: set[Relay] = set()
         self._reverse: dict[int, tuple[str, int]] = {}  # remote port -> (dest host, dest port)
         self._reverse_listeners: dict[int, Any] = {}
+        self._reverse_holders: dict[int, set[str]] = {}  # remote port -> servers using it
         self._failed_at = 0.0
         self._backoff = 0.0
-        self._last_error = ""
+        self._last_error: TransportError | None = None
         self._watcher: asyncio.Task | None = None
         self._reconnector: asyncio.Task | None = None
         self._closed = False
+        self._busy = 0  # requests in progress
+        self.last_used = time.monotonic()
         self.connects = 0  # connections this transport made
         # sshd allows MaxSessions (default 10) sessions per connection: stay below it
         self._sessions = asyncio.Semaphore(pool.max_sessions)
@@ -144,6 +141,15 @@ class SSHTransport:
     @property
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
+
+    @property
+    def in_use(self) -> bool:
+        """Whether something depends on the connection: a relay to a server, a hub API tunnel
+        a server holds, or a request in progress. An idle connection may be closed."""
+        return bool(self._relays or self._reverse or self._busy)
+
+    def _touch(self) -> None:
+        self.last_used = time.monotonic()
 
     async def connection(self) -> asyncssh.SSHClientConnection:
         """The live connection, connecting first if needed; TransportError when it cannot."""
@@ -156,17 +162,25 @@ class SSHTransport:
                 return conn
             if self._closed:
                 raise TransportError(f"the connection to {self.target.name} is closed")
-            if self._backoff and time.monotonic() < self._failed_at + self._backoff:
-                raise TransportError(self._last_error)
+            down = self.pool.down(self.target.endpoint)
+            if down is not None and down.retry_in(time.monotonic()) > 0:
+                raise HostUnreachable(down.error)
+            if self._last_error is not None and time.monotonic() < self._failed_at + self._backoff:
+                raise type(self._last_error)(str(self._last_error))
             try:
                 conn = await self._connect()
+            except HostUnreachable as e:
+                self.pool.note_failure(self.target.endpoint, str(e))
+                raise
             except TransportError as e:
                 self._failed_at = time.monotonic()
                 self._backoff = min(self.retry_max, (self._backoff * 2) or self.retry_after)
-                self._last_error = str(e)
+                self._last_error = e
                 raise
-            self._backoff = 0.0
+            self._backoff, self._last_error = 0.0, None
+            self.pool.note_success(self.target.endpoint)
             self._conn = conn
+            self._touch()
             self._watcher = asyncio.ensure_future(self._watch(conn))
             await self._restore_reverse(conn)
             return conn
@@ -198,15 +212,31 @@ class SSHTransport:
             kwargs["client_keys"] = list(t.client_keys)
             kwargs["agent_path"] = None
         try:
-            conn = await asyncio.wait_for(asyncssh.connect(t.address, **kwargs), t.connect_timeout + 1)
+            conn = await asyncio.wait_for(asyncssh.connect(t.address, **kwargs), t.connect_timeout)
         except (asyncssh.Error, OSError, asyncio.TimeoutError, ValueError) as e:
-            msg = _describe_error(t, e)
-            log.warning("%s", msg)
-            raise TransportError(msg) from None
+            err = _connect_error(t, e)
+            log.warning("%s", err)
+            raise err from None
         self.pool.handshakes += 1
         self.connects += 1
         log.info("connected to %s", t.where())
         return conn
+
+    async def _answer(self, conn: asyncssh.SSHClientConnection, request: Any, what: str) -> Any:
+        """Await ``request`` (one that waits for the host's answer) for at most
+        ``connect_timeout``. No answer: the connection is dropped, the host marked as not
+        answering, and HostUnreachable says the host timed out."""
+        limit = self.target.connect_timeout
+        try:
+            result = await asyncio.wait_for(request, limit)
+        except asyncio.TimeoutError:
+            msg = f"{self.target.name} timed out: no answer within {limit:g} s ({what})"
+            log.warning("%s; dropping the connection", msg)
+            self._lost(conn)
+            self.pool.note_failure(self.target.endpoint, msg)
+            raise HostUnreachable(msg) from None
+        self.pool.note_success(self.target.endpoint)
+        return result
 
     async def _watch(self, conn: asyncssh.SSHClientConnection) -> None:
         """Notice a dropped connection; while servers depend on it, reconnect at once."""
@@ -234,9 +264,10 @@ class SSHTransport:
     async def _restore_reverse(self, conn: asyncssh.SSHClientConnection) -> None:
         for port, (host, dport) in list(self._reverse.items()):
             try:
-                listener = await conn.forward_remote_port("127.0.0.1", port, host, dport)
+                listener = await self._answer(conn, conn.forward_remote_port("127.0.0.1", port, host, dport),
+                                              "asking for the hub API tunnel again")
                 self._reverse_listeners[port] = listener
-            except (asyncssh.Error, OSError) as e:
+            except (asyncssh.Error, OSError, TransportError) as e:
                 log.error("could not forward port %d on %s to %s:%d again: %s", port, self.target.name, host, dport, e)
 
     def _lost(self, conn: asyncssh.SSHClientConnection | None) -> None:
@@ -245,29 +276,46 @@ class SSHTransport:
             with contextlib.suppress(Exception):
                 conn.abort()
 
+    async def _acquire_session(self, deadline: float) -> None:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise asyncio.TimeoutError()
+        await asyncio.wait_for(self._sessions.acquire(), left)
+
     # ------------------------------------------------------------------ Transport
     async def run(self, script: str, timeout: float) -> RunResult:
         """Run ``script`` on stdin of ``/bin/sh -s`` in a session of the pooled connection
-        (at most ``max_sessions`` at once; the others wait, inside ``timeout``)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        async with self._sessions:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                raise asyncio.TimeoutError()
-            return await self._run(script, left)
+        (at most ``max_sessions`` at once; the others wait, inside ``timeout``). Opening the
+        session must be answered within ``connect_timeout``; the whole run ends after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._busy += 1
+        try:
+            await self._acquire_session(deadline)
+            try:
+                return await self._run(script, deadline)
+            finally:
+                self._sessions.release()
+        finally:
+            self._busy -= 1
+            self._touch()
 
-    async def _run(self, script: str, timeout: float) -> RunResult:
+    async def _run(self, script: str, deadline: float) -> RunResult:
         conn = await self.connection()
         try:
-            proc = await conn.create_process("/bin/sh -s", encoding="utf-8", errors="replace")
+            proc = await self._answer(conn, conn.create_process("/bin/sh -s", encoding="utf-8", errors="replace"),
+                                      "opening a session")
         except asyncssh.ChannelOpenError as e:
             self._lost(conn)
             raise TransportError(f"{self.target.name} refused a session: {e.reason}") from None
         except (asyncssh.Error, OSError) as e:
             self._lost(conn)
-            raise TransportError(f"connection to {self.target.name} failed: {e}") from None
+            raise HostUnreachable(f"connection to {self.target.name} failed: {e}") from None
         try:
-            out, err = await asyncio.wait_for(proc.communicate(script), timeout)
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise asyncio.TimeoutError()
+            out, err = await asyncio.wait_for(proc.communicate(script), left)
         except BaseException as e:
             with contextlib.suppress(Exception):
                 proc.send_signal("KILL")
@@ -275,24 +323,29 @@ class SSHTransport:
                 proc.close()
             if isinstance(e, (asyncssh.Error, OSError, BrokenPipeError)):
                 self._lost(conn)
-                raise TransportError(f"connection to {self.target.name} was lost: {e}") from None
+                raise HostUnreachable(f"connection to {self.target.name} was lost: {e}") from None
             raise
         status = proc.exit_status
         if status is None:
             if proc.exit_signal is None and conn.is_closed():
-                raise TransportError(f"connection to {self.target.name} was lost while a script ran")
+                raise HostUnreachable(f"connection to {self.target.name} was lost while a script ran")
             status = 128 + 9 if proc.exit_signal else -1
         return RunResult(status, out or "", err or "")
 
     async def _open_socket(self, path: str):
-        conn = await self.connection()
+        self._busy += 1
         try:
-            return await conn.open_unix_connection(path)
-        except asyncssh.ChannelOpenError:
-            raise  # the server is not listening (yet / any more): the relay closes the client
-        except (asyncssh.Error, OSError):
-            self._lost(conn)
-            raise
+            conn = await self.connection()
+            try:
+                return await self._answer(conn, conn.open_unix_connection(path), "opening a channel to the server")
+            except asyncssh.ChannelOpenError:
+                raise  # the server is not listening (yet / any more): the relay closes the client
+            except (asyncssh.Error, OSError):
+                self._lost(conn)
+                raise
+        finally:
+            self._busy -= 1
+            self._touch()
 
     async def forward(
         self, remote_socket_path: str, listen_host: str, listen_port: int = 0, check: bool = True
@@ -311,62 +364,117 @@ class SSHTransport:
             ports=self.pool.relay_ports,
         )
         self._relays.add(relay)
+        self._touch()
         return relay
 
-    async def reverse_forward(self, dest_host: str, dest_port: int, remote_port: int = 0) -> int:
+    def _hold_reverse(self, port: int, holder: str | None) -> None:
+        self._reverse_holders.setdefault(port, set()).add(holder or "")
+
+    async def reverse_forward(self, dest_host: str, dest_port: int, remote_port: int = 0,
+                              holder: str | None = None) -> int:
         """Listen on the host's 127.0.0.1 (``remote_port``, 0 = any; one per destination is
         shared by every server of this connection) and connect each connection to
-        ``dest_host:dest_port`` from the hub. Kept across reconnects. Returns the port."""
-        conn = await self.connection()
-        for port, dest in self._reverse.items():
-            if dest == (dest_host, dest_port) and (remote_port in (0, port)) and port in self._reverse_listeners:
-                return port
+        ``dest_host:dest_port`` from the hub. Kept across reconnects while a ``holder`` (a
+        server's session directory) uses it: `release` it when that server ends. Returns the port."""
+        self._busy += 1
         try:
-            listener = await conn.forward_remote_port("127.0.0.1", remote_port, dest_host, dest_port)
-        except (asyncssh.Error, OSError) as e:
-            raise TransportError(
-                f"{self.target.name} refused to forward port {remote_port or '(any)'} to the hub: {e}"
-            ) from None
-        port = listener.get_port() or remote_port
-        self._reverse[port] = (dest_host, dest_port)
-        self._reverse_listeners[port] = listener
-        return port
+            conn = await self.connection()
+            for port, dest in self._reverse.items():
+                if dest == (dest_host, dest_port) and (remote_port in (0, port)) and port in self._reverse_listeners:
+                    self._hold_reverse(port, holder)
+                    return port
+            try:
+                listener = await self._answer(conn, conn.forward_remote_port("127.0.0.1", remote_port, dest_host, dest_port),
+                                              "opening the hub API tunnel")
+            except (asyncssh.Error, OSError) as e:
+                raise TransportError(
+                    f"{self.target.name} refused to forward port {remote_port or '(any)'} to the hub: {e}"
+                ) from None
+            port = listener.get_port() or remote_port
+            self._reverse[port] = (dest_host, dest_port)
+            self._reverse_listeners[port] = listener
+            self._hold_reverse(port, holder)
+            return port
+        finally:
+            self._busy -= 1
+            self._touch()
 
-    async def keep_reverse(self, remote_port: int, dest_host: str, dest_port: int) -> None:
+    async def keep_reverse(self, remote_port: int, dest_host: str, dest_port: int, holder: str | None = None) -> None:
         """Take over a reverse forward an earlier hub process made (restore): asked for again
         on the same remote port now if the host answers, else with the next connection, and
         after every reconnect. Never raises (the host may be down)."""
         self._reverse.setdefault(remote_port, (dest_host, dest_port))
+        self._hold_reverse(remote_port, holder)
         try:
             conn = await self.connection()
         except TransportError:
             return
         if remote_port not in self._reverse_listeners:
             try:
-                self._reverse_listeners[remote_port] = await conn.forward_remote_port(
-                    "127.0.0.1", remote_port, dest_host, dest_port)
-            except (asyncssh.Error, OSError) as e:
+                self._reverse_listeners[remote_port] = await self._answer(
+                    conn, conn.forward_remote_port("127.0.0.1", remote_port, dest_host, dest_port),
+                    "asking for the hub API tunnel again")
+            except (asyncssh.Error, OSError, TransportError) as e:
                 log.error("could not forward port %d on %s to the hub again: %s", remote_port, self.target.name, e)
 
-    async def sftp_put(self, files: dict[str, bytes], remote_dir: str) -> None:
-        """Create ``remote_dir`` (0700) and write each name → content into it (0600) over SFTP."""
-        async with self._sessions:
-            await self._sftp_put(files, remote_dir)
+    def release(self, holder: str) -> None:
+        """``holder``'s server has ended: close the hub API tunnels no other server uses."""
+        for port, holders in list(self._reverse_holders.items()):
+            holders.discard(holder)
+            if holders:
+                continue
+            del self._reverse_holders[port]
+            self._reverse.pop(port, None)
+            listener = self._reverse_listeners.pop(port, None)
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    listener.close()
 
-    async def _sftp_put(self, files: dict[str, bytes], remote_dir: str) -> None:
+    async def sftp_put(self, files: dict[str, bytes], remote_dir: str, timeout: float = 30.0) -> None:
+        """Create ``remote_dir`` (0700) and write each name → content into it (0600) over SFTP,
+        within ``timeout`` seconds (the SFTP session must open within ``connect_timeout``)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        self._busy += 1
+        try:
+            await self._acquire_session(deadline)
+            try:
+                await self._sftp_put(files, remote_dir, deadline)
+            finally:
+                self._sessions.release()
+        except asyncio.TimeoutError:
+            raise TransportError(f"copying files to {self.target.name} did not finish within {timeout:g} s") from None
+        finally:
+            self._busy -= 1
+            self._touch()
+
+    async def _sftp_put(self, files: dict[str, bytes], remote_dir: str, deadline: float) -> None:
         conn = await self.connection()
         try:
-            async with conn.start_sftp_client() as sftp:
-                with contextlib.suppress(asyncssh.SFTPFailure):
-                    await sftp.mkdir(remote_dir, asyncssh.SFTPAttrs(permissions=0o700))
-                await sftp.chmod(remote_dir, 0o700)
-                for name, data in files.items():
-                    path = remote_dir.rstrip("/") + "/" + name
-                    async with sftp.open(path, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as f:
-                        await f.write(data)
-                    await sftp.chmod(path, 0o600)
+            sftp = await self._answer(conn, conn.start_sftp_client(), "opening SFTP")
         except (asyncssh.Error, OSError) as e:
             raise TransportError(f"copying files to {self.target.name} failed: {e}") from None
+        try:
+            left = deadline - asyncio.get_running_loop().time()
+            await asyncio.wait_for(_put(sftp, files, remote_dir), max(left, 0.001))
+        except asyncio.TimeoutError:
+            self._lost(conn)  # the channel's state is unknown: start over with a new connection
+            raise
+        except (asyncssh.Error, OSError) as e:
+            raise TransportError(f"copying files to {self.target.name} failed: {e}") from None
+        finally:
+            sftp.exit()
+
+    async def close_idle(self) -> None:
+        """Close the connection (the pool found it idle); the next use connects again."""
+        conn, self._conn = self._conn, None
+        if self._watcher is not None:
+            self._watcher.cancel()
+        self._reverse_listeners.clear()
+        if conn is not None:
+            log.info("closing the idle connection to %s", self.target.where())
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
 
     async def close(self) -> None:
         self._closed = True
@@ -381,3 +489,13 @@ class SSHTransport:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 5)
 
+
+async def _put(sftp: Any, files: dict[str, bytes], remote_dir: str) -> None:
+    with contextlib.suppress(asyncssh.SFTPFailure):
+        await sftp.mkdir(remote_dir, asyncssh.SFTPAttrs(permissions=0o700))
+    await sftp.chmod(remote_dir, 0o700)
+    for name, data in files.items():
+        path = remote_dir.rstrip("/") + "/" + name
+        async with sftp.open(path, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as f:
+            await f.write(data)
+        await sftp.chmod(path, 0o600)

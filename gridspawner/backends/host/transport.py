@@ -21,6 +21,15 @@ class TransportError(Exception):
     """The host could not be reached or the script could not be run (not: the script failed)."""
 
 
+class HostUnreachable(TransportError):
+    """The host did not answer: no route, connection refused, or no answer in time (the
+    network went dark). Says nothing about the host's GPUs."""
+
+
+class LoginRefused(TransportError):
+    """The host answered but would not let this account in (its key was refused)."""
+
+
 class RunResult(NamedTuple):
     exit_status: int
     stdout: str

@@ -19,13 +19,15 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from ...gpu import GPU, GPUProbeError, describe, place
-from ..base import BackendError, Capacity, HostCapacity, Launch, LaunchContext
+from ..base import AccessDenied, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from ..host import scripts
 from ..host.backend import HostBackend
 from ..host.inventory import Inventory, parse_probe
+from ..host.refusals import Refusals
 from ..host.scripts import LaunchSpec
-from ..host.ssh_transport import SSHPool, SSHTarget, SSHTransport
-from ..host.transport import TransportError
+from ..host.ssh_pool import SSHPool
+from ..host.ssh_transport import SSHTarget, SSHTransport
+from ..host.transport import HostUnreachable, TransportError
 from .runtimes import Runtime, combined_prefix, server_command
 from .settings import ACCOUNT, SSHHost, SSHImage, SSHSettings, image_for, parse_ssh_image, parse_ssh_settings
 
@@ -55,7 +57,8 @@ class SSHBackend(HostBackend):
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
-        self.pool = SSHPool(relay_ports=settings.relay_ports, max_sessions=settings.max_sessions)
+        self.pool = SSHPool(relay_ports=settings.relay_ports, max_sessions=settings.max_sessions,
+                            idle_timeout=settings.connection_idle_timeout)
         self._unreachable_since: dict[str, float] = {}  # session dir -> first failed poll
         self._abandoned: dict[str, list[dict]] = {}  # host -> states of servers given up on
 
@@ -91,7 +94,7 @@ class SSHBackend(HostBackend):
             return s.probe_username  # required by the settings whenever a template is used
         account = template.format(username=user)
         if not ACCOUNT.fullmatch(account):
-            raise BackendError(f"the user name {user!r} cannot be an account on {host}; ask the admin for a fixed "
+            raise AccessDenied(f"the user name {user!r} cannot be an account on {host}; ask the admin for a fixed "
                                "account or a different user name")
         return account
 
@@ -143,7 +146,7 @@ class SSHBackend(HostBackend):
         self._reap_abandoned(host)
         return inv
 
-    def _eligible(self, request: Any, reasons: list[str]) -> list[str]:
+    def _eligible(self, request: Any, reasons: Refusals) -> list[str]:
         image = getattr(request, "image_settings", None)
         wanted = getattr(request, "host", None)
         hosts = list(self.hosts())
@@ -157,32 +160,59 @@ class SSHBackend(HostBackend):
         for host in hosts:
             rt = self.runtime_of(host)
             if rt.is_container and not image_for(image, rt):
-                reasons.append(f"{host} runs {rt.kind} containers and image {getattr(request, 'image', '?')!r} "
-                               f"has no container image")
+                reasons.failure(BackendError(f"{host} runs {rt.kind} containers and image "
+                                             f"{getattr(request, 'image', '?')!r} has no container image"))
                 continue
             out.append(host)
         return out
 
-    async def _host_order(self, ctx: LaunchContext, request: Any, reasons: list[str]) -> list[str]:
+    def _endpoint(self, host: str) -> tuple:
+        """``host`` as the network sees it (the pool records there whether it answers)."""
+        return self.target(host, self.settings.probe_username or "-").endpoint
+
+    async def _probe_all(self, hosts: list[str]) -> dict[str, Inventory | BackendError]:
+        """Probe ``hosts`` at once. A host the pool knows as not answering is waited for only
+        while the others are still answering: its probe goes on in the background (so the
+        pool learns when it is back), and it is left out of this placement. When every host
+        is such a host, all are waited for (each within ``connect_timeout``)."""
+        if not hosts:
+            return {}
+        tasks = {h: asyncio.ensure_future(self._probe(h)) for h in hosts}
+        answering = [t for h, t in tasks.items() if self.pool.down(self._endpoint(h)) is None]
+        await asyncio.wait(answering or list(tasks.values()))
+        out: dict[str, Inventory | BackendError] = {}
+        for host, task in tasks.items():
+            if not task.done():
+                task.add_done_callback(_consume)
+                down = self.pool.down(self._endpoint(host))
+                why = down.error if down is not None else "no answer yet"
+                out[host] = Unreachable(f"{host} was left out: it has not been answering ({why})")
+                continue
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, BackendError):
+                raise exc
+            out[host] = exc if exc is not None else task.result()
+        return out
+
+    async def _host_order(self, ctx: LaunchContext, request: Any, reasons: Refusals) -> list[str]:
         """Best fit across hosts: probe every eligible host at once; the host whose chosen
         cards are smallest (total VRAM, then the largest card, then config order) comes first.
         Without GPUs: reachable hosts in config order."""
         hosts = self._eligible(request, reasons)
         ctx.progress(f"probing {len(hosts)} host{'s' if len(hosts) != 1 else ''}")
-        results = await asyncio.gather(*(self._probe(h) for h in hosts), return_exceptions=True)
+        results = await self._probe_all(hosts)
         ranked = []
-        for i, (host, inv) in enumerate(zip(hosts, results)):
-            if isinstance(inv, BaseException):
-                if not isinstance(inv, BackendError):
-                    raise inv
-                reasons.append(str(inv))
+        for i, host in enumerate(hosts):
+            inv = results[host]
+            if isinstance(inv, BackendError):
+                reasons.failure(inv)
                 continue
             if request.gpus <= 0:
                 ranked.append(((0, 0, i), host))
                 continue
             gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance, taken=inv.claimed)
             if gpus is None:
-                reasons.append(self._shortage(host, request, inv))
+                reasons.shortage(self._shortage(host, request, inv))
                 continue
             mem = [g.memory_total_mib for g in gpus]
             ranked.append(((sum(mem), max(mem), i), host))
@@ -230,7 +260,7 @@ class SSHBackend(HostBackend):
             else:
                 dest = self._hub_dest(api)
                 try:
-                    port = await transport.reverse_forward(*dest)
+                    port = await transport.reverse_forward(*dest, holder=spec.session_dir)
                 except TransportError as e:
                     raise BackendError(str(e)) from None
                 extra.update(api_port=port, api_dest=list(dest))
@@ -280,14 +310,18 @@ class SSHBackend(HostBackend):
         (0700 directory, 0600 files, as ``account``). The launch script moves them into the
         session directory, so they go with it when the server stops."""
         transport = self.ssh_transport(host, account)
+        timeout = self.settings.command_timeout
         try:
-            await transport.sftp_put({}, session_root)  # the (0700) session root must exist
-            await transport.sftp_put(files, remote_dir)
+            await transport.sftp_put({}, session_root, timeout)  # the (0700) session root must exist
+            await transport.sftp_put(files, remote_dir, timeout)
+        except HostUnreachable as e:
+            raise Unreachable(str(e)) from None
         except TransportError as e:
             raise BackendError(str(e)) from None
 
     async def _cleanup(self, host: str, session_dir: str, pid: int | None, entry: str | None,
                        data_link: str | None = None) -> None:
+        self._release(session_dir)
         await super()._cleanup(host, session_dir, pid, entry, data_link)
         root, _, slug = session_dir.rpartition("/")
         with contextlib.suppress(BackendError):
@@ -318,7 +352,8 @@ class SSHBackend(HostBackend):
                     raise BackendError(f"could not forward a port to the server on {state['host']}: {e}") from None
                 self._forwards[state["session_dir"]] = forward
             if state.get("api_port") and state.get("api_dest"):
-                await transport.keep_reverse(int(state["api_port"]), str(state["api_dest"][0]), int(state["api_dest"][1]))
+                await transport.keep_reverse(int(state["api_port"]), str(state["api_dest"][0]), int(state["api_dest"][1]),
+                                             holder=state["session_dir"])
         state = dict(state, relay_port=forward.port, relay_host=self.settings.relay_host)
         gpus = tuple(GPU.from_dict(g) for g in state.get("gpus") or ())
         return Launch(url=self._url(forward.port), state=state, gpus=gpus, description=f"{state['host']}, {describe(gpus)}")
@@ -345,13 +380,21 @@ class SSHBackend(HostBackend):
                 self._unreachable_since.pop(st["session_dir"], None)
                 self._abandoned.setdefault(st["host"], []).append(dict(st))
                 await self._drop_forward(st["session_dir"])
+                self._release(st["session_dir"])
                 return 1
         self._unreachable_since.pop(st["session_dir"], None)
         if scripts.parse_marker(result.stdout, "running") is not None:
             return None
         self._report_mounts_left(st["host"], st["session_dir"], result)
         await self._drop_forward(st["session_dir"])
+        self._release(st["session_dir"])
         return 1
+
+    def _release(self, session_dir: str) -> None:
+        """The server of ``session_dir`` has ended: its hub API tunnel is no longer held by
+        it (closed when no other server uses it), so its connection may become idle."""
+        for transport in self.pool.transports():
+            transport.release(session_dir)
 
     def _reap_abandoned(self, host: str) -> None:
         """Stop servers that poll gave up on while ``host`` was down (it answers again)."""
@@ -371,7 +414,10 @@ class SSHBackend(HostBackend):
     async def stop(self, launch: Launch, now: bool = False) -> None:
         with self._as_owner(launch.state):
             self._unreachable_since.pop(launch.state.get("session_dir"), None)
-            await super().stop(launch, now)
+            try:
+                await super().stop(launch, now)
+            finally:
+                self._release(launch.state.get("session_dir"))
 
     async def probe_capacity(self) -> Capacity:
         """Every host probed at once (as the probe account); a host that cannot be reached
@@ -404,6 +450,13 @@ class SSHBackend(HostBackend):
             return {}
         return {h.name: f"{h.name} (GPU{'s' if len(h.gpus) != 1 else ''} {', '.join(h.gpus)})" if h.gpus else h.name
                 for h in settings.hosts}
+
+
+def _consume(task: asyncio.Future) -> None:
+    """Retrieve a background probe's outcome (a host left out of a placement), so asyncio does
+    not log "exception was never retrieved"; the pool has recorded what it needs."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _rebase(url: str, old, new_base: str | None, port: int | None) -> str:

@@ -82,6 +82,7 @@ class SSHSettings(HostSettings):
     runtime: Runtime = field(default_factory=Runtime)
     allow_host_choice: bool = False
     max_sessions: int = 8
+    connection_idle_timeout: float = 120.0
 
     def host(self, name: str) -> SSHHost:
         for h in self.hosts:
@@ -282,6 +283,9 @@ def parse_ssh_settings(raw: Mapping, key: str) -> SSHSettings:
             own[name] = parse_seconds(raw[name], _sub(key, name), minimum=0.1)
     if "down_grace" in raw:
         own["down_grace"] = parse_seconds(raw["down_grace"], _sub(key, "down_grace"))
+    if "connection_idle_timeout" in raw:
+        own["connection_idle_timeout"] = parse_seconds(raw["connection_idle_timeout"],
+                                                       _sub(key, "connection_idle_timeout"), minimum=0.1)
     for name in ("keepalive_count_max", "max_sessions"):
         if name in raw:
             v = raw[name]
