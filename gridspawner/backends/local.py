@@ -39,8 +39,9 @@ class LocalBackend(HostBackend):
         socket, pid and log. Default ``/tmp/gridspawner-<uid of the hub>``. Keep it short:
         socket paths must stay under 104 bytes.
     ``ledger_dir``
-        The GPU allocation ledger, shared by every hub on this machine (created 1777).
-        Default ``/tmp/gridspawner-ledger``.
+        The GPU allocation ledger, shared by every hub on this machine that uses it (made
+        0700 by the hub's user when missing; a directory another account made or may change
+        is refused: see `host.ledger`). Default ``/tmp/gridspawner-ledger``.
     ``notebook_dir``
         Where a server starts; ``{username}`` (the only placeholder) becomes a safe form of
         the user name. ``~/`` is the hub user's home. Created if missing.
@@ -64,7 +65,8 @@ class LocalBackend(HostBackend):
         Seconds a launch with data mounts may take on top of ``command_timeout`` (copies
         take as long as the data needs). Default 3600.
     ``ledger_grace``
-        Seconds before a ledger entry whose server is not running counts as stale. Default 120.
+        Seconds a GPU claim counts without a running process holding it (between the claim
+        and the server's start; after a server died). Default 120.
     ``host_name``
         The name shown for this machine in progress messages and capacity. Default ``localhost``.
 

@@ -172,9 +172,11 @@ async def test_launch_serves_through_relay_and_keeps_secrets(env):
     assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
     assert len(str(sock).encode()) < 104
 
-    # the ledger names the card and the server's pid
-    (entry,) = env.ledger().values()
-    assert f"uuid={a10.uuid}\n" in entry and f"pid={st['pid']}\n" in entry and "user=alice\n" in entry
+    # the ledger names the card, the session and (last) the server's pid as the claim's holder
+    ((name, entry),) = env.ledger().items()
+    assert name == f"{a10.uuid}@1" and st["ledger_claims"] == [name]
+    assert f"uuid={a10.uuid}\n" in entry and "user=alice\n" in entry and f"session={st['session_dir']}\n" in entry
+    assert entry.splitlines()[-1].startswith(f"hold={st['pid']} ")
 
     json.dumps(st)  # JSON-able
     assert await backend.poll(result) is None
@@ -235,7 +237,7 @@ async def test_no_capacity_messages(env):
     with pytest.raises(NoCapacity) as e:
         await backend.launch(context(), request(2, 40))
     assert str(e.value) == "2 GPUs with ≥ 40 GB requested, 1 free on localhost"
-    assert list(env.ledger()) == [held.state["ledger_entry"]] and env.sessions() == [context("bob").slug]
+    assert list(env.ledger()) == held.state["ledger_claims"] and env.sessions() == [context("bob").slug]
     await backend.stop(held, now=True)
 
 

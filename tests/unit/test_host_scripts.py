@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gridspawner.backends.host import scripts
-from gridspawner.backends.host.inventory import Inventory, LedgerEntry, parse_ledger_entry, parse_probe
-from gridspawner.gpu import GPU, GPUProbeError
+from gridspawner.backends.host import ledger, scripts
+from gridspawner.backends.host.inventory import Inventory, parse_probe
+from gridspawner.gpu import GPUProbeError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FAKE_SMI = str(FIXTURES / "fake_nvidia_smi")
@@ -70,33 +70,33 @@ HOSTILE = [
 
 
 def test_release_script_exact():
-    assert scripts.release_script("/tmp/l/", "alice-1.abcd1234") == "{\nrm -f /tmp/l/alice-1.abcd1234\n} </dev/null\n"
+    assert ledger.release_script("/tmp/l/", ["GPU-a@1", "GPU-b@2"]) == (
+        "{\n[ -O /tmp/l/GPU-a@1 ] && rm -f /tmp/l/GPU-a@1\n[ -O /tmp/l/GPU-b@2 ] && rm -f /tmp/l/GPU-b@2\n} </dev/null\n"
+    )
 
 
 def test_probe_script_exact():
-    assert scripts.probe_script(("nvidia-smi",), "/tmp/gridspawner ledger") == (
+    text = scripts.probe_script(("nvidia-smi",), "/tmp/gridspawner ledger")
+    assert text.startswith(
         "{\n"
-        "L='/tmp/gridspawner ledger'\n"
+        'gs_uuids=""\n'
         "if command -v nvidia-smi >/dev/null 2>&1; then\n"
         "  out=$(nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used --format=csv,noheader,nounits 2>&1); rc=$?\n"
         '  echo "@@gpus $rc"\n'
         "  printf '%s\\n' \"$out\"\n"
+        "  [ \"$rc\" = 0 ] && gs_uuids=$(printf '%s\\n' \"$out\" | cut -d, -f2 | sed 's/^ *//;s/ *$//')\n"
         "else\n"
         '  echo "@@gpus missing"\n'
         "fi\n"
-        'echo "@@ledger"\n'
-        'for f in "$L"/*; do\n'
-        '  [ -f "$f" ] || continue\n'
-        '  echo "@@entry ${f##*/}"\n'
-        '  cat "$f" 2>/dev/null\n'
-        "done\n"
-        'echo "@@end"\n'
-        "} </dev/null\n"
+        "L='/tmp/gridspawner ledger'\n"
     )
+    assert text.endswith(ledger.probe_lines("/tmp/gridspawner ledger", shared=False, grace=120) + "} </dev/null\n")
+    assert "gs_shared=1\n" in scripts.probe_script(("nvidia-smi",), "/l", shared=True)
 
 
 def test_poll_script_exact():
-    assert scripts.poll_script("/tmp/s/a-1", 42, ledger_dir="/tmp/l", ledger_entry="a-1.x") == (
+    assert scripts.poll_script("/tmp/s/a-1", 42, ledger_dir="/tmp/l", ledger_entry="a-1.x",
+                               ledger_claims=("GPU-a@1",)) == (
         "{\n" + FUNCS + "S=/tmp/s/a-1\n"
         + scripts.remove_session_func("/tmp/s/a-1") +
         "p=42\n"
@@ -106,7 +106,8 @@ def test_poll_script_exact():
         "else\n"
         '  if [ "$cur" = "$p" ] || [ ! -e "$S" ]; then\n'
         "    remove_session\n"
-        "    rm -f /tmp/l/a-1.x\n"
+        "    [ -O /tmp/l/GPU-a@1 ] && rm -f /tmp/l/GPU-a@1\n"
+        "    [ -O /tmp/l/a-1.x ] && rm -f /tmp/l/a-1.x\n"
         "  fi\n"
         '  echo "@@gone"\n'
         "fi\n"
@@ -145,6 +146,7 @@ def test_launch_script_exact():
         prefix=". /opt/venv/bin/activate",
         ledger_dir="/tmp/l",
         ledger_entry="alice-1.abcd",
+        ledger_claims=("GPU-a@1", "GPU-b@3"),
     )
     assert spec.session_dir == "/tmp/gs/alice-1"
     assert spec.socket_path == "/tmp/gs/alice-1/jupyter.sock"
@@ -159,6 +161,7 @@ def test_launch_script_exact():
         "  exit 10\n"
         "fi\n"
         'chmod 700 "$R" || exit 10\n'
+        + ledger.take_over_lines("/tmp/l", "alice-1.abcd", ("GPU-a@1", "GPU-b@3")) +
         'if [ -d "$S" ]; then\n'
         '  old=$(cat "$S/pid" 2>/dev/null)\n'
         '  if alive "$old"; then\n'
@@ -188,7 +191,7 @@ def test_launch_script_exact():
         "  remove_session\n"
         "  exit 13\n"
         "fi\n"
-        "[ -f /tmp/l/alice-1.abcd ] && printf 'pid=%s\\n' \"$pid\" >>/tmp/l/alice-1.abcd\n"
+        + ledger.hold_lines("/tmp/l", ("GPU-a@1", "GPU-b@3")) +
         'echo "@@pid $pid"\n'
         "} </dev/null\n"
     )
@@ -217,10 +220,10 @@ def test_stop_script_exact_now():
         "    done=none\n"
         "  fi\n"
         "  remove_session\n"
-        "  rm -f /tmp/l/a-1.x\n"
+        "  [ -O /tmp/l/a-1.x ] && rm -f /tmp/l/a-1.x\n"
         'elif [ ! -e "$S" ]; then\n'
         "  done=none\n"
-        "  rm -f /tmp/l/a-1.x\n"
+        "  [ -O /tmp/l/a-1.x ] && rm -f /tmp/l/a-1.x\n"
         "else\n"
         "  done=none  # the session directory belongs to a newer server of this session: not ours\n"
         "fi\n"
@@ -235,15 +238,6 @@ def test_stop_script_ladder_order_and_ticks():
     assert steps == ['[ -n "$done" ] || ladder INT 100', '[ -n "$done" ] || ladder TERM 3', '[ -n "$done" ] || ladder KILL 50']
     # no pid known (a launch cut short): the session directory names the server
     assert 'p=$(cat "$S/pid" 2>/dev/null)\n' in scripts.stop_script("/s/a", None)
-
-
-def test_claim_script_quotes_owner_and_uuids():
-    text = scripts.claim_script("/tmp/l", "a-1.x", ["GPU-1", "GPU-2"], owner="root@h backend x", user="bob\nuuid=GPU-9", grace=120.5)
-    assert "for u in GPU-1 GPU-2; do\n" in text
-    assert "if [ $((now - created)) -gt 121 ] && ! alive \"$pid\"; then\n" in text
-    # a newline in a user name cannot forge a ledger line
-    assert "user=bob?uuid=GPU-9\n" in text
-    assert "flock -w 10 9 || exit 5\n" in text
 
 
 def test_export_lines_and_bad_names():
@@ -272,39 +266,12 @@ def test_sh_path():
 # --------------------------------------------------------------------------- parsers
 
 
-def test_parse_probe_with_gpus_and_ledger():
-    out = (
-        "@@gpus 0\n"
-        "0, GPU-a, Tesla T4, 15360, 3\n"
-        "1, GPU-b, NVIDIA A10, 23028, 0\n"
-        "@@ledger\n"
-        "@@entry alice-1.x\n"
-        "owner=root@h backend here\nuser=alice\ncreated=1700000000\nuuid=GPU-b\npid=1234\n"
-        "@@entry bob-2.y\n"
-        "owner=o\nuser=bob\ncreated=17\n"
-        "@@end\n"
-    )
-    inv = parse_probe(out)
-    assert inv.gpus == (GPU(0, "GPU-a", "Tesla T4", 15360, 3), GPU(1, "GPU-b", "NVIDIA A10", 23028, 0))
-    assert inv.entries == (
-        LedgerEntry("alice-1.x", ("GPU-b",), "root@h backend here", "alice", 1234, 1700000000),
-        LedgerEntry("bob-2.y", (), "o", "bob", None, 17),
-    )
-    assert inv.claimed == frozenset({"GPU-b"})
-    assert [g.uuid for g in inv.free()] == ["GPU-a"]
-
-
 def test_parse_probe_missing_and_failing_smi():
-    assert parse_probe("@@gpus missing\n@@ledger\n@@end\n") == Inventory((), (), has_nvidia_smi=False)
+    assert parse_probe("@@gpus missing\n@@ledger missing\n@@end\n") == Inventory((), (), has_nvidia_smi=False)
     with pytest.raises(GPUProbeError, match=r"nvidia-smi failed \(exit 9\): NVIDIA-SMI has failed"):
-        parse_probe("@@gpus 9\nNVIDIA-SMI has failed because it couldn't communicate\n@@ledger\n@@end\n")
+        parse_probe("@@gpus 9\nNVIDIA-SMI has failed because it couldn't communicate\n@@ledger ok\n@@end\n")
     with pytest.raises(GPUProbeError, match="unexpected probe output"):
         parse_probe("bash: line 1: syntax error\n")
-
-
-def test_parse_ledger_entry_tolerates_junk():
-    e = parse_ledger_entry("x", "garbage\npid=abc\nuuid=GPU-1\n\ncreated=\nuuid=GPU-2\npid=77\n")
-    assert e == LedgerEntry("x", ("GPU-1", "GPU-2"), "", "", 77, 0)
 
 
 def test_parse_marker():
@@ -320,16 +287,13 @@ def test_parse_marker():
 def test_probe_runs_fake_nvidia_smi(tmp):
     spec = "Tesla T4,15360;NVIDIA A10,23028,100"
     smi = ("env", f"FAKE_NVIDIA_SMI_GPUS={spec}", FAKE_SMI)
-    (tmp / "l").mkdir()
-    (tmp / "l" / "a-1.x").write_text("owner=o\nuser=a\ncreated=5\nuuid=GPU-zzz\n")
-    (tmp / "l" / ".a-2.x.123").write_text("uuid=GPU-tmp\n")  # a claim being written: not an entry
     inv = parse_probe(sh(scripts.probe_script(smi, str(tmp / "l"))).stdout)
     assert [(g.index, g.name, g.memory_total_mib, g.memory_used_mib) for g in inv.gpus] == [
         (0, "Tesla T4", 15360, 0),
         (1, "NVIDIA A10", 23028, 100),
     ]
     assert all(g.uuid.startswith("GPU-") for g in inv.gpus)
-    assert [e.name for e in inv.entries] == ["a-1.x"]
+    assert inv.entries == () and inv.ledger_problem is None
 
 
 def test_probe_without_nvidia_smi_or_ledger(tmp):
@@ -341,73 +305,6 @@ def test_probe_broken_driver(tmp):
     smi = ("env", "FAKE_NVIDIA_SMI_GPUS=!fail", FAKE_SMI)
     with pytest.raises(GPUProbeError, match="exit 9"):
         parse_probe(sh(scripts.probe_script(smi, str(tmp))).stdout)
-
-
-def claim(tmp, entry, uuids, grace=120, user="u"):
-    return sh(scripts.claim_script(str(tmp / "l"), entry, uuids, owner="test", user=user, grace=grace))
-
-
-def test_claim_creates_ledger_and_detects_conflicts(tmp):
-    r = claim(tmp, "a-1.x", ["GPU-1", "GPU-2"])
-    assert (r.returncode, r.stdout) == (0, "@@claimed\n"), r.stderr
-    ledger = tmp / "l"
-    assert oct(ledger.stat().st_mode & 0o7777) == "0o1777"
-    text = (ledger / "a-1.x").read_text()
-    assert text.startswith("owner=test\nuser=u\ncreated=") and text.endswith("uuid=GPU-1\nuuid=GPU-2\n")
-    assert oct((ledger / "a-1.x").stat().st_mode & 0o777) == "0o644"
-    # another session wanting GPU-2 is refused with the conflict exit status
-    r = claim(tmp, "b-1.x", ["GPU-3", "GPU-2"])
-    assert r.returncode == scripts.EXIT_CONFLICT and "@@conflict GPU-2" in r.stdout
-    assert not (ledger / "b-1.x").exists()
-    # re-claiming its own entry (a retried launch) is no conflict
-    assert claim(tmp, "a-1.x", ["GPU-2"]).returncode == 0
-    assert "uuid=GPU-1" not in (ledger / "a-1.x").read_text()
-    assert claim(tmp, "b-1.x", ["GPU-1"]).returncode == 0
-    assert sorted(p.name for p in ledger.iterdir()) == [".lock", "a-1.x", "b-1.x"]
-
-
-def test_claim_reaps_only_stale_entries(tmp):
-    ledger = tmp / "l"
-    ledger.mkdir()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    old = int(time.time()) - 1000
-    (ledger / "dead-old.x").write_text(f"created={old}\nuuid=GPU-1\npid={dead.pid}\n")
-    (ledger / "alive-old.x").write_text(f"created={old}\nuuid=GPU-2\npid={os.getpid()}\n")
-    (ledger / "young.x").write_text(f"created={int(time.time())}\nuuid=GPU-3\n")  # claimed, pid not yet known
-    (ledger / "nopid-old.x").write_text(f"created={old}\nuuid=GPU-4\n")  # a launch that died before its pid
-    r = claim(tmp, "new.x", ["GPU-1", "GPU-4"], grace=60)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(p.name for p in ledger.iterdir() if not p.name.startswith(".")) == ["alive-old.x", "new.x", "young.x"]
-    assert claim(tmp, "other.x", ["GPU-2"], grace=60).returncode == scripts.EXIT_CONFLICT
-    assert claim(tmp, "other.x", ["GPU-3"], grace=60).returncode == scripts.EXIT_CONFLICT
-
-
-def test_concurrent_claims_never_share_a_gpu(tmp):
-    """flock serializes claims of separate processes (as separate hubs would run them)."""
-    procs = [
-        subprocess.Popen(["/bin/sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for _ in range(8)
-    ]
-    for i, p in enumerate(procs):
-        p.stdin.write(scripts.claim_script(str(tmp / "l"), f"s{i}.x", ["GPU-A", f"GPU-{i}"], owner="t", user="u", grace=60))
-        p.stdin.close()
-    codes = [p.wait(30) for p in procs]
-    assert sorted(codes) == [0] + [scripts.EXIT_CONFLICT] * 7
-    holders = [f for f in (tmp / "l").iterdir() if "uuid=GPU-A\n" in f.read_text()]
-    assert len(holders) == 1
-
-
-def test_claim_with_hostile_values_runs_nothing(tmp):
-    canary = tmp / "canary"
-    for i, value in enumerate(HOSTILE):
-        value = value.format(canary=canary)
-        r = sh(scripts.claim_script(str(tmp / "l d"), f"e{i}.x", [value or "GPU-x"], owner=value, user=value, grace=60))
-        assert r.returncode in (0, scripts.EXIT_CONFLICT), r.stderr
-        assert not canary.exists(), value
-        entry = parse_ledger_entry("x", (tmp / "l d" / f"e{i}.x").read_text()) if r.returncode == 0 else None
-        if entry is not None and "\n" not in value:
-            assert entry.uuids == (value.strip() or "GPU-x",) and entry.user == value.strip()
 
 
 def run_launch(tmp, *, env=None, cmd=None, notebook_dir=None, prefix=""):

@@ -1,9 +1,7 @@
-"""The on-host ledger shared by several remote accounts (``username: "{username}"``).
-
-Each account writes its own entries into the sticky (1777) ledger directory, so one account
-cannot remove another's stale entry; the claim script must then ignore it instead of
-reporting a conflict forever. Runs the real claim script as two real accounts (root + one
-made with useradd); skipped when not root.
+"""The on-host ledger shared by several accounts (``username: "{username}"``): the claim
+script run as two real accounts (root + one made with useradd) in a root-made sticky ledger.
+One account can neither delete nor alter the other's claim, yet a claim of the other that
+went stale does not block it. Skipped when not root.
 """
 
 from __future__ import annotations
@@ -12,11 +10,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-from gridspawner.backends.host import scripts
+from gridspawner.backends.host import ledger
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="needs root and useradd")
 
@@ -31,29 +28,52 @@ def other_account():
     subprocess.run(["userdel", name], capture_output=True)
 
 
-def claim(ledger: str, entry: str, user: str | None, grace: float = 0) -> subprocess.CompletedProcess:
-    script = scripts.claim_script(ledger, entry, [UUID], owner="test", user=user or "root", grace=grace)
+@pytest.fixture
+def shared_ledger():
+    top = tempfile.mkdtemp(dir="/tmp", prefix="gsledger-")
+    os.chmod(top, 0o755)
+    d = f"{top}/ledger"
+    os.mkdir(d)
+    os.chmod(d, 0o1777)  # what the admin makes: root's, sticky
+    yield d
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def as_user(user: str | None, script: str) -> subprocess.CompletedProcess:
     cmd = ["runuser", "-u", user, "--", "/bin/sh", "-s"] if user else ["/bin/sh", "-s"]
     return subprocess.run(cmd, input=script, capture_output=True, text=True, cwd="/")
 
 
-def test_stale_entry_of_another_account_does_not_block_a_claim(other_account):
-    top = tempfile.mkdtemp(dir="/tmp", prefix="gsledger-")
-    os.chmod(top, 0o755)
-    ledger = f"{top}/ledger"
-    try:
-        first = claim(ledger, "alice-1.aaaa", None)  # root's claim; its server never recorded a pid
-        assert first.returncode == 0 and "@@claimed" in first.stdout, first
-        # a fresh entry of root's still blocks the other account (grace not over)
-        busy = claim(ledger, "bob-1.bbbb", other_account, grace=3600)
-        assert busy.returncode == scripts.EXIT_CONFLICT and f"@@conflict {UUID}" in busy.stdout, busy
-        time.sleep(1.1)  # stale = older than grace (whole seconds) and no live server
-        # once stale, the other account cannot delete it (sticky dir) but may claim the GPU
-        second = claim(ledger, "bob-1.bbbb", other_account, grace=0)
-        assert second.returncode == 0 and "@@claimed" in second.stdout, second
-        assert sorted(os.listdir(ledger)) == [".lock", "alice-1.aaaa", "bob-1.bbbb"]
-        # and root's next claim removes its own stale entry, then sees bob's live one
-        third = claim(ledger, "carol-1.cccc", None, grace=3600)
-        assert third.returncode == scripts.EXIT_CONFLICT, third
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
+def claim(d: str, entry: str, user: str | None, grace: float = 0) -> subprocess.CompletedProcess:
+    return as_user(user, ledger.claim_script(d, entry, [UUID], session_dir=f"/s/{entry}", owner="test",
+                                             user=user or "root", grace=grace, shared=True))
+
+
+def test_another_accounts_claim_cannot_be_removed_or_changed_but_a_stale_one_does_not_block(shared_ledger, other_account):
+    d = shared_ledger
+    first = claim(d, "alice-1.aaaa", None, grace=3600)  # root's claim; its server never took it over
+    assert first.returncode == 0, first
+    (name,) = ledger.claimed_files(first.stdout)
+    path = f"{d}/{name}"
+    before = open(path).read()
+    # the other account can neither delete, rename, overwrite nor append to it
+    for attack in (f"rm -f {path}", f"mv {path} {d}/x", f"echo hold=1 >{path}", f"echo hold=1 >>{path}",
+                   f"chmod 666 {path}"):
+        as_user(other_account, attack + "\n")
+        assert os.path.exists(path) and open(path).read() == before, attack
+    # while root's claim is fresh, the other account's claim of that GPU is refused
+    busy = claim(d, "bob-1.bbbb", other_account, grace=3600)
+    assert busy.returncode == ledger.EXIT_CONFLICT and f"@@conflict {UUID}" in busy.stdout, busy
+    # once it is stale (grace 0, no live holder), the other account may claim the GPU: it
+    # cannot remove root's file (sticky), so it takes the next slot
+    second = claim(d, "bob-1.bbbb", other_account, grace=0)
+    assert second.returncode == 0, second
+    assert ledger.claimed_files(second.stdout) == (f"{ledger.gpu_key(UUID)}@2",)
+    assert sorted(os.listdir(d)) == [name, f"{ledger.gpu_key(UUID)}@2"]
+    # root's next claim (grace 0: both are stale) removes root's own stale file, never the
+    # other account's, and reuses the freed slot
+    third = claim(d, "carol-1.cccc", None, grace=0)
+    assert third.returncode == 0, third
+    assert ledger.claimed_files(third.stdout) == (name,)
+    assert "entry=carol-1.cccc\n" in open(path).read()
+    assert "entry=bob-1.bbbb\n" in open(f"{d}/{ledger.gpu_key(UUID)}@2").read()

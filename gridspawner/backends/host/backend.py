@@ -18,8 +18,9 @@ from typing import Any, Sequence
 from ...gpu import GPU, GPUProbeError, describe, min_mib, place
 from ...mounts.hostcmd import HostMount, S3Source
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
-from . import scripts
+from . import ledger, scripts
 from .inventory import Inventory, parse_probe
+from .ledger import LedgerProblem
 from .refusals import Refusals
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
@@ -73,13 +74,31 @@ class HostBackend(Backend):
         except TransportError as e:
             raise BackendError(f"{what} on {host} failed: {e}") from None
 
-    async def _probe(self, host: str) -> Inventory:
+    def ledger_shared(self, host: str) -> bool:
+        """Whether several accounts of this backend write ``host``'s ledger (then only a
+        directory root owns is safe: see `ledger`). The hub's own machine: one account."""
+        return False
+
+    async def _probe(self, host: str, nvidia_smi: Sequence[str] | None = None) -> Inventory:
         s = self.settings
-        result = await self._run(host, scripts.probe_script(s.nvidia_smi, s.ledger_dir), "probing GPUs")
+        script = scripts.probe_script(nvidia_smi or s.nvidia_smi, s.ledger_dir, shared=self.ledger_shared(host),
+                                      grace=s.ledger_grace)
+        result = await self._run(host, script, "probing GPUs")
         try:
             return parse_probe(result.stdout)
         except GPUProbeError as e:
             raise BackendError(f"cannot read the GPUs of {host}: {e}") from None
+
+    def _ledger_error(self, host: str, problem: LedgerProblem) -> BackendError:
+        return BackendError(ledger.problem_message(host, self.settings.ledger_dir, problem,
+                                                   shared=self.ledger_shared(host)))
+
+    def _host_capacity(self, host: str, inv: Inventory) -> HostCapacity:
+        """What the form and the metrics show for ``host`` (an unsafe ledger: its error)."""
+        name = self.display_host(host)
+        if inv.ledger_problem is not None:
+            return HostCapacity(name=name, gpus=inv.gpus, error=str(self._ledger_error(host, inv.ledger_problem)))
+        return HostCapacity(name=name, gpus=inv.gpus, free=frozenset(g.uuid for g in inv.free()))
 
     def _url(self, port: int) -> str:
         host = self.settings.relay_host
@@ -102,19 +121,21 @@ class HostBackend(Backend):
         a host left out gets its reason recorded in ``reasons``."""
         return list(self.hosts())
 
-    async def _place_and_claim(self, ctx: LaunchContext, request: Any, entry: str) -> tuple[str, tuple[GPU, ...]]:
+    async def _place_and_claim(self, ctx: LaunchContext, request: Any, entry: str
+                               ) -> tuple[str, tuple[GPU, ...], tuple[str, ...]]:
+        """(host, GPUs, the claim files made for them in the host's ledger)."""
         if not self.hosts():
             raise BackendError("this backend has no hosts configured")
         reasons = Refusals()
         hosts = await self._host_order(ctx, request, reasons)
         if request.gpus <= 0:
             if hosts:
-                return hosts[0], ()
+                return hosts[0], (), ()
             raise reasons.error()
         for host in hosts:
-            gpus = await self._claim_on(ctx, request, entry, host, reasons, self._probed(host))
-            if gpus is not None:
-                return host, gpus
+            claimed = await self._claim_on(ctx, request, entry, host, reasons, self._probed(host))
+            if claimed is not None:
+                return host, *claimed
         raise reasons.error()
 
     def _probed(self, host: str) -> Inventory | None:
@@ -124,8 +145,9 @@ class HostBackend(Backend):
     async def _claim_on(
         self, ctx: LaunchContext, request: Any, entry: str, host: str, reasons: Refusals,
         inventory: Inventory | None = None,
-    ) -> tuple[GPU, ...] | None:
-        """Place on ``host`` and claim in its ledger; None (its reason recorded) when it cannot.
+    ) -> tuple[tuple[GPU, ...], tuple[str, ...]] | None:
+        """Place on ``host`` and claim in its ledger: (GPUs, claim files); None (its reason
+        recorded) when it cannot.
         ``inventory``: a probe just made, used for the first attempt (the claim itself is
         atomic on the host: a GPU taken since is a conflict, and the host is probed again)."""
         s = self.settings
@@ -141,17 +163,27 @@ class HostBackend(Backend):
                     except BackendError as e:
                         reasons.failure(e)
                         return None
+                if inv.ledger_problem is not None:
+                    reasons.failure(self._ledger_error(host, inv.ledger_problem))
+                    return None
                 gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance, taken=inv.claimed)
                 if gpus is None:
                     reasons.shortage(self._shortage(host, request, inv))
                     return None
                 ctx.progress(f"placing: {host}, {describe(gpus)}")
-                script = scripts.claim_script(
-                    s.ledger_dir, entry, scripts.uuids_of(gpus), owner=self.owner(), user=ctx.user, grace=s.ledger_grace
+                script = ledger.claim_script(
+                    s.ledger_dir, entry, scripts.uuids_of(gpus), owner=self.owner(), user=ctx.user,
+                    session_dir=self._session_root(ctx, host).rstrip("/") + "/" + ctx.slug,
+                    grace=s.ledger_grace, shared=self.ledger_shared(host),
                 )
                 result = await self._run(host, script, "claiming GPUs")
-                if result.exit_status == 0 and scripts.parse_marker(result.stdout, "claimed") is not None:
-                    return gpus
+                files = ledger.claimed_files(result.stdout)
+                if result.exit_status == 0 and files:
+                    return gpus, files
+                unsafe = scripts.parse_marker(result.stdout, "ledger-unsafe")
+                if unsafe is not None:
+                    reasons.failure(self._ledger_error(host, LedgerProblem.parse(unsafe)))
+                    return None
                 if result.exit_status != scripts.EXIT_CONFLICT:
                     raise BackendError(
                         f"could not claim GPUs on {host} (exit {result.exit_status}): {result.stderr.strip()[-300:]}"
@@ -201,10 +233,10 @@ class HostBackend(Backend):
         # the ledger entry is named before a host is chosen: from the configured root (for the
         # ssh kind a template), which is the same string on every host
         entry = scripts.ledger_entry_name(s.session_root.rstrip("/") + "/" + slug, slug)
-        host, gpus = await self._place_and_claim(ctx, request, entry)
+        host, gpus, claims = await self._place_and_claim(ctx, request, entry)
         session_root = self._session_root(ctx, host)
         session_dir = session_root.rstrip("/") + "/" + slug
-        claimed = bool(gpus)
+        claimed = bool(claims)
         pid: int | None = None
         data_link: str | None = None
         extra_state: dict = {}
@@ -220,6 +252,7 @@ class HostBackend(Backend):
                 prefix=image.prefix,
                 ledger_dir=s.ledger_dir if claimed else None,
                 ledger_entry=entry if claimed else None,
+                ledger_claims=claims,
                 mounts=mounts,
                 mount_tool=getattr(ctx.storage, "tool", None) or "rclone",
                 data_link=data_name if mounts else None,
@@ -238,7 +271,7 @@ class HostBackend(Backend):
             forward = await (await self.transport(host)).forward(spec.socket_path, s.relay_host)
         except BaseException as e:
             # leave nothing behind: the process, the data mounts, the session directory, the GPU claim
-            cleanup = asyncio.ensure_future(self._cleanup(host, session_dir, pid, entry if claimed else None, data_link))
+            cleanup = asyncio.ensure_future(self._cleanup(host, session_dir, pid, claims, data_link))
             try:
                 await asyncio.shield(cleanup)
             except BaseException:
@@ -258,7 +291,7 @@ class HostBackend(Backend):
             "relay_port": forward.port,
             "gpus": [g.to_dict() for g in gpus],
             "ledger_dir": s.ledger_dir,
-            "ledger_entry": entry if claimed else None,
+            "ledger_claims": list(claims),
             **extra_state,
         }
         if data_link:
@@ -280,6 +313,9 @@ class HostBackend(Backend):
             result = await self._run(host, script, what, timeout)
             if result.exit_status == scripts.EXIT_MOUNT:
                 raise BackendError(_mount_failure(result, spec.mounts, described, host))
+            if result.exit_status == scripts.EXIT_CLAIM_LOST:
+                raise BackendError(f"the GPU claim of this launch on {host} was removed before the server started "
+                                   f"({scripts.parse_marker(result.stdout, 'claim-lost')}); try again")
             if result.exit_status == scripts.EXIT_MOUNTS_LEFT:
                 left = (scripts.parse_marker(result.stdout, "mounts-left") or "").strip()
                 raise BackendError(f"a data mount of this server's previous run on {host} cannot be unmounted "
@@ -317,10 +353,10 @@ class HostBackend(Backend):
             raise BackendError("the server exited during start-up" + (f"; the end of its log:\n{tail}" if tail else ""))
         ctx.progress("server is still starting")
 
-    async def _cleanup(self, host: str, session_dir: str, pid: int | None, entry: str | None,
+    async def _cleanup(self, host: str, session_dir: str, pid: int | None, claims: Sequence[str] = (),
                        data_link: str | None = None) -> None:
         s = self.settings
-        script = scripts.stop_script(session_dir, pid, ledger_dir=s.ledger_dir if entry else None, ledger_entry=entry,
+        script = scripts.stop_script(session_dir, pid, ledger_dir=s.ledger_dir if claims else None, ledger_claims=claims,
                                      kill_timeout=s.kill_timeout, now=True, data_link=data_link)
         try:
             result = await self._run(host, script, "cleaning up", s.kill_timeout + s.command_timeout)
@@ -364,7 +400,8 @@ class HostBackend(Backend):
     async def poll(self, launch: Launch) -> int | None:
         st = launch.state
         script = scripts.poll_script(st["session_dir"], int(st["pid"]), ledger_dir=st.get("ledger_dir"),
-                                     ledger_entry=st.get("ledger_entry"), data_link=st.get("data_link"))
+                                     ledger_entry=st.get("ledger_entry"), data_link=st.get("data_link"),
+                                     ledger_claims=claims_of(st))
         try:
             result = await self._run(st["host"], script, "checking the server")
         except BackendError as e:
@@ -382,7 +419,7 @@ class HostBackend(Backend):
         script = scripts.stop_script(
             st["session_dir"], st.get("pid"), ledger_dir=st.get("ledger_dir"), ledger_entry=st.get("ledger_entry"),
             interrupt_timeout=s.interrupt_timeout, term_timeout=s.term_timeout, kill_timeout=s.kill_timeout, now=now,
-            data_link=st.get("data_link"),
+            data_link=st.get("data_link"), ledger_claims=claims_of(st),
         )
         budget = s.kill_timeout + (0 if now else s.interrupt_timeout + s.term_timeout) + s.command_timeout
         try:
@@ -401,7 +438,7 @@ class HostBackend(Backend):
                 inv = await self._probe(host)
             except BackendError as e:
                 return HostCapacity(name=self.display_host(host), error=str(e))
-            return HostCapacity(name=self.display_host(host), gpus=inv.gpus, free=frozenset(g.uuid for g in inv.free()))
+            return self._host_capacity(host, inv)
 
         hosts = await asyncio.gather(*(one(h) for h in self.hosts()))
         return Capacity(backend=self.name, hosts=tuple(hosts), updated=time.time())
@@ -412,6 +449,13 @@ class HostBackend(Backend):
     async def close(self) -> None:
         for session_dir in list(self._forwards):
             await self._drop_forward(session_dir)
+
+
+def claims_of(state: dict) -> tuple[str, ...]:
+    """The claim files in a server's saved state (only plain names: state comes from the hub's
+    database, and a name is put into a path on the host)."""
+    claims = state.get("ledger_claims") or ()
+    return tuple(c for c in claims if isinstance(c, str) and c and "/" not in c and c not in (".", ".."))
 
 
 def describe_limits(request: Any) -> str:

@@ -16,10 +16,9 @@ in ``$S/.mounts``). Every script that removes a session directory does it throug
 mount point is left anywhere below it — a ``rm -rf`` that walks into a live FUSE mount would
 delete the bucket's or the storage server's files.
 
-Ledger: one file per session in ``ledger_dir`` (shared by every hub on the host, 1777),
-named by `ledger_entry_name`, holding ``key=value`` lines: ``owner``, ``user``, ``created``
-(epoch seconds), ``uuid`` (one line per GPU) and ``pid`` once the server runs. Files are
-written under ``flock $ledger/.lock`` and replaced atomically (write a dot-file, ``mv``).
+Ledger: claim files per GPU in ``ledger_dir``, made and judged by the sh code of `ledger`
+(see there for who may change what); the launch script takes its claims over at once and hands
+them to the server's process, poll and stop scripts remove them.
 """
 
 from __future__ import annotations
@@ -34,20 +33,21 @@ from typing import Iterable, Mapping, Sequence
 from ...gpu import NVIDIA_SMI_ARGS, GPU
 from ...mounts import hostcmd
 from ...mounts.hostcmd import EXIT_MOUNT, HostMount
+from . import ledger
+from .ledger import EXIT_CLAIM_LOST, EXIT_CONFLICT, EXIT_LEDGER
 
 q = shlex.quote
 
 SOCKET_NAME = "jupyter.sock"
-#: exit statuses the scripts use to say what went wrong
-EXIT_CONFLICT = 3  # claim: a requested GPU is in another session's ledger entry
-EXIT_LEDGER = 4  # claim: the ledger directory is unusable
-EXIT_LOCK = 5  # claim: the ledger lock was not granted in time
+#: exit statuses the scripts use to say what went wrong (the claim script's: `ledger`)
 EXIT_ROOT = 10  # launch: the session root is not a private directory of ours
 EXIT_BUSY = 11  # launch: a server of this session is still running
 EXIT_NOTEBOOK_DIR = 12  # launch: the notebook directory cannot be created / entered
 EXIT_NO_START = 13  # launch: the server process did not start
 # EXIT_MOUNT (14, from hostcmd): launch: a data mount failed (``@@mount-failed <index>``)
 EXIT_MOUNTS_LEFT = 15  # launch: a mount of an earlier server of this session cannot be unmounted
+# EXIT_CLAIM_LOST (16, from ledger): launch: a GPU claim of this launch is gone (``@@claim-lost``)
+__all__ = ["EXIT_CLAIM_LOST", "EXIT_CONFLICT", "EXIT_LEDGER"]  # re-exported for the backend
 
 #: the server's first process: records its pid (the new session's id) in "$S/pid", then
 #: becomes the server. Started by ``setsid -f``, not by ``&``: sh makes a background job
@@ -90,18 +90,15 @@ def env_name_ok(name: str) -> bool:
 
 
 def ledger_entry_name(session_dir: str, slug: str) -> str:
-    """The ledger file of a session: unique per host (the session directory is), readable."""
+    """A session's name in the ledger (its claim files' ``entry``): unique per host (the
+    session directory is), readable. (Before the per-GPU ledger it named the session's file;
+    ``ledger_entry`` in poll and stop scripts is such a file of a server started then.)"""
     digest = hashlib.sha256(session_dir.encode()).hexdigest()[:8]
     return f"{check_slug(slug)}.{digest}"
 
 
 def _ticks(seconds: float) -> int:
     return max(0, math.ceil(seconds * 10))
-
-
-def _label(value: str) -> str:
-    """A ledger value on one line."""
-    return re.sub(r"[\x00-\x1f\x7f]", "?", value)[:200]
 
 
 def remove_session_func(session_dir: str) -> str:
@@ -130,98 +127,26 @@ def remove_session_func(session_dir: str) -> str:
 # --------------------------------------------------------------------------- probe
 
 
-def probe_script(nvidia_smi: Sequence[str], ledger_dir: str) -> str:
-    """Print the GPU inventory and the ledger (`inventory.parse_probe` reads it):
-
-    ``@@gpus missing`` (no nvidia-smi: no GPUs) or ``@@gpus <status>`` + nvidia-smi's output,
-    then ``@@ledger``, each entry as ``@@entry <name>`` + its lines, and ``@@end``.
-    """
+def probe_script(nvidia_smi: Sequence[str], ledger_dir: str, *, shared: bool = False, grace: float = 120) -> str:
+    """Print the GPU inventory and the ledger's claims on those GPUs (`inventory.parse_probe`
+    reads it): ``@@gpus missing`` (no nvidia-smi: no GPUs) or ``@@gpus <status>`` +
+    nvidia-smi's output, then what `ledger.probe_lines` prints. ``shared``: several accounts
+    use the ledger (it must be root's)."""
     cmd = " ".join(q(a) for a in (*nvidia_smi, *NVIDIA_SMI_ARGS))
-    body = f"""L={q(ledger_dir)}
+    body = f"""gs_uuids=""
 if command -v {q(nvidia_smi[0])} >/dev/null 2>&1; then
   out=$({cmd} 2>&1); rc=$?
   echo "@@gpus $rc"
   printf '%s\\n' "$out"
+  [ "$rc" = 0 ] && gs_uuids=$(printf '%s\\n' "$out" | cut -d, -f2 | sed 's/^ *//;s/ *$//')
 else
   echo "@@gpus missing"
 fi
-echo "@@ledger"
-for f in "$L"/*; do
-  [ -f "$f" ] || continue
-  echo "@@entry ${{f##*/}}"
-  cat "$f" 2>/dev/null
-done
-echo "@@end"
 """
-    return _wrap(body)
+    return _wrap(body + ledger.probe_lines(ledger_dir, shared=shared, grace=grace))
 
 
-# --------------------------------------------------------------------------- claim / release
-
-_LEDGER_DIR = f"""if [ ! -d "$L" ]; then
-  (umask 022; mkdir -p "$L" && chmod 1777 "$L") 2>/dev/null || [ -d "$L" ] || exit {EXIT_LEDGER}
-fi
-[ -e "$L/.lock" ] || (umask 011; : >>"$L/.lock") 2>/dev/null
-exec 9<"$L/.lock" || exit {EXIT_LEDGER}
-"""
-
-
-def claim_script(
-    ledger_dir: str,
-    entry: str,
-    uuids: Sequence[str],
-    *,
-    owner: str,
-    user: str,
-    grace: float,
-    lock_timeout: float = 10,
-) -> str:
-    """Atomically claim ``uuids`` as ledger ``entry``: under ``flock``, drop stale entries
-    (server pid dead, or never recorded, and older than ``grace`` seconds), exit
-    `EXIT_CONFLICT` printing ``@@conflict <uuid>`` when another entry holds a requested GPU,
-    else write the entry and print ``@@claimed``."""
-    uuids = [_label(u) for u in uuids]  # one ledger line each, whatever a driver prints
-    want = " ".join(q(u) for u in uuids)
-    lines = "".join(f"uuid={u}\n" for u in uuids)
-    header = f"owner={_label(owner)}\nuser={_label(user)}\n"
-    body = f"""{_FUNCS}L={q(ledger_dir)}
-E={q(entry)}
-{_LEDGER_DIR}flock -w {math.ceil(lock_timeout)} 9 || exit {EXIT_LOCK}
-now=$(date +%s)
-stale=""
-for f in "$L"/*; do
-  [ -f "$f" ] || continue
-  [ "${{f##*/}}" = "$E" ] && continue
-  pid=$(sed -n 's/^pid=//p' "$f" | tail -n 1)
-  created=$(sed -n 's/^created=//p' "$f" | head -n 1)
-  case "$created" in ''|*[!0-9]*) created=0 ;; esac
-  if [ $((now - created)) -gt {math.ceil(grace)} ] && ! alive "$pid"; then
-    # another account's stale entry cannot be removed from the sticky directory: ignore it
-    rm -f "$f" 2>/dev/null || [ ! -e "$f" ] || stale="$stale/${{f##*/}}/"
-  fi
-done
-for u in {want}; do
-  for f in "$L"/*; do
-    [ -f "$f" ] || continue
-    [ "${{f##*/}}" = "$E" ] && continue
-    case "$stale" in *"/${{f##*/}}/"*) continue ;; esac
-    if grep -qxF "uuid=$u" "$f" 2>/dev/null; then
-      echo "@@conflict $u"
-      exit {EXIT_CONFLICT}
-    fi
-  done
-done
-t="$L/.$E.$$"
-{{ printf '%s' {q(header)}; printf 'created=%s\\n' "$now"; printf '%s' {q(lines)}; }} >"$t" || exit {EXIT_LEDGER}
-chmod 644 "$t" && mv -f "$t" "$L/$E" || {{ rm -f "$t"; exit {EXIT_LEDGER}; }}
-echo "@@claimed"
-"""
-    return _wrap(body)
-
-
-def release_script(ledger_dir: str, entry: str) -> str:
-    """Remove ledger ``entry`` (missing is fine)."""
-    return _wrap(f"rm -f {q(ledger_dir.rstrip('/') + '/' + entry)}\n")
+# --------------------------------------------------------------------------- cleanup
 
 
 def remove_tree_script(path: str) -> str:
@@ -244,8 +169,9 @@ class LaunchSpec:
     env: Mapping[str, str] = field(repr=False)  # holds the API token: never in a repr
     cmd: tuple[str, ...]
     prefix: str = ""
-    ledger_dir: str | None = None  # with ledger_entry: record the pid there
-    ledger_entry: str | None = None
+    ledger_dir: str | None = None  # with ledger_claims: the claim files (of session ledger_entry)
+    ledger_entry: str | None = None  # this launch takes over and hands to its server
+    ledger_claims: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = field(default=())
     #: data mounts (`hostcmd.HostMount`, with their SECRETS) made into ``$S/data/<target>``
     #: before the server starts; ``mount_tool``: the FUSE tool (`hostcmd.mount_fragment`)
@@ -292,10 +218,10 @@ def launch_script(spec: LaunchSpec) -> str:
     root = q(spec.session_root)
     sdir = q(spec.session_dir)
     server = " ".join(q(a) for a in (*spec.cmd, *spec.extra_args))
-    record_pid = ""
-    if spec.ledger_dir and spec.ledger_entry:
-        entry = q(spec.ledger_dir.rstrip("/") + "/" + spec.ledger_entry)
-        record_pid = f'[ -f {entry} ] && printf \'pid=%s\\n\' "$pid" >>{entry}\n'
+    take_over = record_pid = ""
+    if spec.ledger_dir and spec.ledger_entry and spec.ledger_claims:
+        take_over = ledger.take_over_lines(spec.ledger_dir, spec.ledger_entry, spec.ledger_claims)
+        record_pid = ledger.hold_lines(spec.ledger_dir, spec.ledger_claims)
     prefix = f"{{\n{spec.prefix.rstrip()}\n}} >&2\n" if spec.prefix.strip() else ""
     mount = link = unlink = ""
     if spec.mounts:
@@ -319,7 +245,7 @@ if [ -L "$R" ] || [ ! -d "$R" ] || [ ! -O "$R" ]; then
   exit {EXIT_ROOT}
 fi
 chmod 700 "$R" || exit {EXIT_ROOT}
-if [ -d "$S" ]; then
+{take_over}if [ -d "$S" ]; then
   old=$(cat "$S/pid" 2>/dev/null)
   if alive "$old"; then
     echo "@@busy $old"
@@ -423,12 +349,12 @@ echo "@@waiting"
 
 def poll_script(
     session_dir: str, pid: int, *, ledger_dir: str | None = None, ledger_entry: str | None = None,
-    data_link: str | None = None,
+    data_link: str | None = None, ledger_claims: Sequence[str] = (),
 ) -> str:
     """Print ``@@running`` when ``pid`` is alive and still this session's server, else clean
     up (the hub calls no stop() for a server its poll found gone: unmount its data, remove
     the session directory, the data link and the ledger entry) and print ``@@gone``."""
-    release = f"    rm -f {q(ledger_dir.rstrip('/') + '/' + ledger_entry)}\n" if ledger_dir and ledger_entry else ""
+    release = ledger.release_lines(ledger_dir, ledger_claims, ledger_entry, indent="    ")
     body = f"""{_FUNCS}S={q(session_dir)}
 {remove_session_func(session_dir)}p={int(pid)}
 cur=$(cat "$S/pid" 2>/dev/null)
@@ -455,6 +381,7 @@ def stop_script(
     kill_timeout: float = 5,
     now: bool = False,
     data_link: str | None = None,
+    ledger_claims: Sequence[str] = (),
 ) -> str:
     """Stop the server's process group (INT → TERM → KILL, each followed by its wait; ``now``:
     KILL at once), then remove the session directory and the ledger entry. Signals only when
@@ -463,7 +390,7 @@ def stop_script(
     Data mounts are unmounted before the directory goes (``@@mounts-left`` when one could
     not be: the directory is kept, the GPUs are released all the same).
     Prints ``@@stopped <signal that ended it or none>``, or ``@@survived`` when even KILL failed."""
-    release = f"  rm -f {q(ledger_dir.rstrip('/') + '/' + ledger_entry)}\n" if ledger_dir and ledger_entry else ""
+    release = ledger.release_lines(ledger_dir, ledger_claims, ledger_entry, indent="  ")
     ladder = [("KILL", kill_timeout)] if now else [("INT", interrupt_timeout), ("TERM", term_timeout), ("KILL", kill_timeout)]
     steps = "".join(f"    [ -n \"$done\" ] || ladder {sig} {_ticks(t)}\n" for sig, t in ladder)
     pid_line = f"p={int(pid)}" if pid else 'p=$(cat "$S/pid" 2>/dev/null)'

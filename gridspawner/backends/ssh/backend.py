@@ -18,11 +18,11 @@ import time
 from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from ...gpu import GPU, GPUProbeError, describe, place
+from ...gpu import GPU, describe, place
 from ..base import AccessDenied, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from ..host import scripts
-from ..host.backend import HostBackend
-from ..host.inventory import Inventory, parse_probe
+from ..host.backend import HostBackend, claims_of
+from ..host.inventory import Inventory
 from ..host.refusals import Refusals
 from ..host.scripts import LaunchSpec
 from ..host.ssh_pool import SSHPool
@@ -133,13 +133,16 @@ class SSHBackend(HostBackend):
         return self.pool.handshakes
 
     # ------------------------------------------------------------------ probing and placement
-    async def _probe(self, host: str) -> Inventory:
+    def ledger_shared(self, host: str) -> bool:
+        """Several accounts write ``host``'s ledger: one per hub user (a ``{username}``
+        template), or a probe account besides the fixed one."""
         s, h = self.settings, self._host(host)
-        result = await self._run(host, scripts.probe_script(h.nvidia_smi or s.nvidia_smi, s.ledger_dir), "probing GPUs")
-        try:
-            inv = parse_probe(result.stdout)
-        except GPUProbeError as e:
-            raise BackendError(f"cannot read the GPUs of {host}: {e}") from None
+        account = h.username or s.username
+        return "{" in account or (s.probe_username or account) != account
+
+    async def _probe(self, host: str, nvidia_smi=None) -> Inventory:
+        s, h = self.settings, self._host(host)
+        inv = await super()._probe(host, h.nvidia_smi or s.nvidia_smi)
         if h.gpus is not None:
             allowed = set(h.gpus)
             inv = dataclasses.replace(inv, gpus=tuple(g for g in inv.gpus if str(g.index) in allowed or g.uuid in allowed))
@@ -319,10 +322,10 @@ class SSHBackend(HostBackend):
         except TransportError as e:
             raise BackendError(str(e)) from None
 
-    async def _cleanup(self, host: str, session_dir: str, pid: int | None, entry: str | None,
+    async def _cleanup(self, host: str, session_dir: str, pid: int | None, claims: Sequence[str] = (),
                        data_link: str | None = None) -> None:
         self._release(session_dir)
-        await super()._cleanup(host, session_dir, pid, entry, data_link)
+        await super()._cleanup(host, session_dir, pid, claims, data_link)
         root, _, slug = session_dir.rpartition("/")
         with contextlib.suppress(BackendError):
             await self._run(host, scripts.remove_tree_script(f"{root}/.{slug}.certs"), "cleaning up")
@@ -365,7 +368,8 @@ class SSHBackend(HostBackend):
         st = launch.state
         s = self.settings
         script = scripts.poll_script(st["session_dir"], int(st["pid"]), ledger_dir=st.get("ledger_dir"),
-                                     ledger_entry=st.get("ledger_entry"), data_link=st.get("data_link"))
+                                     ledger_entry=st.get("ledger_entry"), data_link=st.get("data_link"),
+                                     ledger_claims=claims_of(st))
         with self._as_owner(st):
             try:
                 result = await self._run(st["host"], script, "checking the server")
@@ -427,7 +431,7 @@ class SSHBackend(HostBackend):
                 inv = await self._probe(host)
             except BackendError as e:
                 return HostCapacity(name=host, error=str(e))
-            return HostCapacity(name=host, gpus=inv.gpus, free=frozenset(g.uuid for g in inv.free()))
+            return self._host_capacity(host, inv)
 
         hosts = await asyncio.gather(*(one(h) for h in self.hosts()))
         return Capacity(backend=self.name, hosts=tuple(hosts), updated=time.time())

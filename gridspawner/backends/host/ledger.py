@@ -1,0 +1,471 @@
+"""The on-host GPU ledger: pure builders of its sh code, and what its problems mean to an admin.
+
+The ledger is a directory on each host (``ledger_dir``) that says which GPU belongs to which
+server. It must hold when several hubs and several accounts use the host, and when any
+account on the host is hostile. The rules:
+
+**Who may change the directory.** Accepted only if no other account can replace or empty
+it: the directory and each of its parents are owned by root or by the account itself, and
+writable by others only with the sticky bit. When one backend uses several accounts on a host
+(``username: "{username}"``, or a ``probe_username`` of its own) the ledger is *shared* and
+must be owned by root — made by the admin (``install -d -o root -g root -m 1777 DIR``, or a
+group and 1770 to let only that group's accounts claim). A *private* ledger (one account) may
+be the account's own directory, and is made 0700 by the first claim. An unsafe directory is
+never used: probes report it, claims refuse it, and the hub's message gives the admin the
+exact command that fixes it (`problem_message`).
+
+**Claims are files, one per GPU, made exclusively.** ``<key>@<slot>`` (``key`` = the GPU's
+UUID with anything but letters, digits and '-' as '_'; ``slot`` 1-64), created with ``set -C``
+(O_EXCL) by the claiming account, mode 0644, holding ``key=value`` lines: ``uuid``,
+``entry`` (the session), ``session`` (its directory), ``user``, ``owner`` (which hub),
+``created`` and ``hold=<pid> <start>`` lines (the last one counts). There is no lock anyone
+could hold: a claim scans the GPU's files, creates the first free slot, then scans again and
+backs off (removing its own file) if another valid claim is there — of two overlapping claims
+at least one sees the other. In the sticky directory only a file's owner may delete or
+rename it, and only the owner may write it.
+
+**What a claim file is worth** (`claim_state`, decided on the host, where /proc is):
+
+- ``held``: its last ``hold`` process runs with the file's owner as its real user, and
+  started when the line says (a reused pid is not the holder);
+- ``hidden``: that process exists but cannot be seen (``/proc`` mounted with ``hidepid``) —
+  counted as held, never handed out;
+- ``pending``: the holder is gone, and the file changed less than ``ledger_grace`` seconds
+  ago (its ctime, which no account can set): a claim between the claim script and the
+  launch script, or a server that has just died;
+- ``stale``: older than that with no holder — ignored; its owner's next claim removes it;
+- ``forged``: its holder runs as another account, or its ``uuid`` is not the GPU its name
+  says — ignored at once.
+
+Only the owner of a file counts as who holds a claim, never what the file says. Files of the
+earlier one-file-per-server ledger (``uuid=`` and ``pid=`` lines, no ``@`` in the name) are
+still read, with the same rules, so servers started before an upgrade keep their GPUs.
+More files than a real host needs (``MAX_SLOTS`` for one GPU, ``MAX_LEGACY`` old-style) make
+the GPUs concerned count as taken (never handed out twice) and are reported.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Sequence
+
+q = shlex.quote
+
+#: exit statuses of the claim script
+EXIT_CONFLICT = 3  # a requested GPU holds a valid claim of another session (``@@conflict <uuid>``)
+EXIT_LEDGER = 4  # the ledger directory is unsafe or cannot be made (``@@ledger-unsafe …``)
+#: the launch script: a claim file of this launch is gone or not ours any more
+EXIT_CLAIM_LOST = 16
+
+MAX_SLOTS = 64
+MAX_LEGACY = 256
+#: states in which a claim keeps its GPU from being handed out
+BLOCKING = frozenset({"held", "hidden", "pending"})
+
+_KEY_BYTE = re.compile(rb"[^A-Za-z0-9-]")
+
+
+def gpu_key(uuid: str) -> str:
+    """The file-name form of a GPU UUID (``MIG-GPU-…/1/0`` → ``MIG-GPU-…_1_0``); the sh
+    side computes the same with ``tr -c 'A-Za-z0-9-' '_'``, byte for byte."""
+    return _KEY_BYTE.sub(b"_", uuid.encode()).decode("ascii")
+
+
+def _label(value: str) -> str:
+    """A ledger value on one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", "?", value)[:200]
+
+
+# --------------------------------------------------------------------------- sh functions
+
+#: ``gs_unsafe KIND PATH`` records why the ledger cannot be trusted (``$gs_problem``);
+#: ``gs_check_ledger`` returns 0 (usable), 1 (unsafe) or 2 (missing) for ``$L``; needs
+#: ``$gs_me`` (our uid) and ``$gs_shared`` (1: several accounts, so root must own it)
+_CHECK = r"""gs_unsafe() {
+  gs_problem="$1 $2 $(stat -c %U "$2" 2>/dev/null || echo '?') $(id -un 2>/dev/null || echo '?')"
+  return 1
+}
+gs_loose() { [ $((0$1 & 022)) -ne 0 ] && [ $((0$1 & 01000)) -eq 0 ]; }
+gs_check_ledger() {
+  gs_problem=""
+  d=$L
+  while [ "$d" != / ]; do
+    d=${d%/*}
+    [ -n "$d" ] || d=/
+    if [ -L "$d" ]; then
+      o=$(stat -c %u "$d" 2>/dev/null)
+      [ "$o" = 0 ] || [ "$o" = "$gs_me" ] || { gs_unsafe parent-owner "$d"; return 1; }
+      set -- $(stat -L -c '%u %a' "$d" 2>/dev/null)
+    else
+      set -- $(stat -c '%u %a' "$d" 2>/dev/null)
+    fi
+    [ -n "$1" ] || continue
+    [ "$1" = 0 ] || [ "$1" = "$gs_me" ] || { gs_unsafe parent-owner "$d"; return 1; }
+    gs_loose "$2" && { gs_unsafe parent-mode "$d"; return 1; }
+  done
+  [ -L "$L" ] && { gs_unsafe symlink "$L"; return 1; }
+  [ -e "$L" ] || return 2
+  [ -d "$L" ] || { gs_unsafe notdir "$L"; return 1; }
+  set -- $(stat -c '%u %a' "$L" 2>/dev/null)
+  if [ "$1" != 0 ] && { [ "$1" != "$gs_me" ] || [ "$gs_shared" = 1 ]; }; then gs_unsafe owner "$L"; return 1; fi
+  gs_loose "$2" && { gs_unsafe mode "$L"; return 1; }
+  return 0
+}
+"""
+
+#: ``gs_key UUID``; ``gs_start PID`` (its start time in clock ticks since boot, from /proc);
+#: ``gs_holder UID PID START`` → live | dead | foreign | hidden; ``gs_state FILE KEY`` →
+#: ``<state> <pid or -> <age>`` (KEY empty: an old-style file); needs ``$gs_now``, ``$gs_grace``
+_STATE = r"""gs_key() { printf '%s' "$1" | tr -c 'A-Za-z0-9-' '_'; }
+gs_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+gs_holder() {
+  case $2 in ''|*[!0-9]*) echo dead; return ;; esac
+  if [ -d "/proc/$2" ]; then
+    # its real uid (a process that went through a setuid program, e.g. apptainer's starter,
+    # has /proc/PID owned by root, but keeps its real uid)
+    o=$(sed -n 's/^Uid:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "/proc/$2/status" 2>/dev/null)
+    [ -z "$o" ] || [ "$o" = "$1" ] || { echo foreign; return; }
+    s=$(sed 's/^.*) //' "/proc/$2/stat" 2>/dev/null)
+    case $s in Z*|X*) echo dead; return ;; '') [ -d "/proc/$2" ] && echo live || echo dead; return ;; esac
+    [ -z "$3" ] || [ "$(printf '%s\n' "$s" | cut -d' ' -f20)" = "$3" ] || { echo dead; return; }
+    echo live
+  else
+    case $(LC_ALL=C kill -0 "$2" 2>&1) in
+      *"No such process"*) echo dead ;;
+      '') echo live ;;
+      *) echo hidden ;;
+    esac
+  fi
+}
+gs_state() {
+  set -- "$1" "$2" $(stat -c '%u %Z' "$1" 2>/dev/null)
+  [ -n "$4" ] || { echo "stale - 0"; return; }
+  gs_age=$((gs_now - $4))
+  [ "$gs_age" -ge 0 ] || gs_age=0
+  gs_body=$(head -c 4096 "$1" 2>/dev/null)
+  gs_u=$(printf '%s\n' "$gs_body" | sed -n 's/^uuid=//p' | head -n 1)
+  if [ -n "$2" ] && [ -n "$gs_u" ] && [ "$(gs_key "$gs_u")" != "$2" ]; then echo "forged - $gs_age"; return; fi
+  gs_h=$(printf '%s\n' "$gs_body" | sed -n 's/^hold=//p;s/^pid=//p' | tail -n 1)
+  gs_pid=${gs_h%% *}
+  gs_st=""
+  case $gs_h in *' '*) gs_st=${gs_h#* } ;; esac
+  case $(gs_holder "$3" "$gs_pid" "$gs_st") in
+    live) echo "held ${gs_pid:--} $gs_age" ;;
+    hidden) echo "hidden ${gs_pid:--} $gs_age" ;;
+    foreign) echo "forged ${gs_pid:--} $gs_age" ;;
+    *) if [ "$gs_age" -lt "$gs_grace" ]; then echo "pending ${gs_pid:--} $gs_age"; else echo "stale ${gs_pid:--} $gs_age"; fi ;;
+  esac
+}
+gs_valid() { case $1 in held|hidden|pending) return 0 ;; esac; return 1; }
+gs_ours() { [ -O "$1" ] && grep -qx "entry=$E" "$1" 2>/dev/null; }
+"""
+
+
+def _prelude(ledger_dir: str, *, shared: bool, grace: float, entry: str = "") -> str:
+    return (
+        f"L={q(ledger_dir.rstrip('/') or '/')}\n"
+        f"E={q(entry)}\n"
+        f"gs_shared={1 if shared else 0}\n"
+        f"gs_grace={max(0, int(grace + 0.999))}\n"
+        "gs_me=$(id -u)\n"
+        "gs_now=$(date +%s)\n"
+        + _CHECK
+        + _STATE
+    )
+
+
+def _wrap(body: str) -> str:
+    return "{\n" + body.rstrip("\n") + "\n} </dev/null\n"
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def probe_lines(ledger_dir: str, *, shared: bool, grace: float) -> str:
+    """sh lines printing the ledger for the GPUs in ``$gs_uuids`` (one UUID a line):
+    ``@@ledger ok|missing`` or ``@@ledger unsafe <kind> <path> <owner> <account>``, then per
+    claim file ``@@claim <name> <state> <account> <pid or -> <age>`` and its values as
+    ``key=value`` lines (one line each, control characters removed), ``@@flooded <uuid>
+    <files>`` for a GPU with more files than a host needs, and ``@@end``."""
+    body = _prelude(ledger_dir, shared=shared, grace=grace) + rf"""gs_show() {{
+  set -- "$1" "$2" $(gs_state "$1" "$2")
+  echo "@@claim ${{1##*/}} $3 $(stat -c %U "$1" 2>/dev/null || echo '?') $4 $5"
+  head -c 4096 "$1" 2>/dev/null | grep -E '^(uuid|entry|session|user|owner)=' | tr -d '\000-\010\013-\037\177' | cut -c1-250
+}}
+gs_check_ledger
+case $? in
+  0) echo "@@ledger ok" ;;
+  2) echo "@@ledger missing" ;;
+  *) echo "@@ledger unsafe $gs_problem"; echo "@@end"; exit 0 ;;
+esac
+if [ -d "$L" ]; then
+  printf '%s\n' "$gs_uuids" | while IFS= read -r u; do
+    [ -n "$u" ] || continue
+    k=$(gs_key "$u")
+    n=0
+    for f in "$L/$k@"*; do
+      [ -e "$f" ] || [ -L "$f" ] || continue
+      n=$((n + 1))
+      if [ "$n" -gt {MAX_SLOTS} ]; then echo "@@flooded $u $n"; break; fi
+      [ -f "$f" ] && [ ! -L "$f" ] || continue
+      gs_show "$f" "$k"
+    done
+  done
+  n=0
+  for f in "$L"/*; do
+    case ${{f##*/}} in *@*|'*') continue ;; esac
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    n=$((n + 1))
+    if [ "$n" -gt {MAX_LEGACY} ]; then echo "@@flooded * $n"; break; fi
+    grep -q '^uuid=' "$f" 2>/dev/null || continue
+    gs_show "$f" ""
+  done
+fi
+echo "@@end"
+"""
+    return body
+
+
+# --------------------------------------------------------------------------- claim
+
+
+def claim_script(
+    ledger_dir: str,
+    entry: str,
+    uuids: Sequence[str],
+    *,
+    session_dir: str,
+    owner: str,
+    user: str,
+    grace: float,
+    shared: bool,
+) -> str:
+    """Claim ``uuids`` for session ``entry``: check (and in a private ledger, make) the
+    directory; for each GPU, in key order: refuse (``@@conflict <uuid>``, exit
+    `EXIT_CONFLICT`) when a valid claim of another session is there, remove our own stale
+    files, create the first free slot exclusively; then check every GPU again and back off
+    (removing what it made) if another valid claim appeared. Prints ``@@claimed <file>…``.
+    An unsafe ledger: ``@@ledger-unsafe <kind> <path> <owner> <account>``, exit `EXIT_LEDGER`."""
+    gpus = sorted({gpu_key(u): _label(u) for u in uuids}.items())
+    header = "".join(f"{k}={_label(v)}\n" for k, v in
+                     (("entry", entry), ("session", session_dir), ("user", user), ("owner", owner)))
+    pairs = " ".join(f"{q(k)} {q(u)}" for k, u in gpus)
+    if shared:  # several accounts: only root may make it (the admin's command is in the message)
+        missing = f'  echo "@@ledger-unsafe missing $L - $(id -un)"; exit {EXIT_LEDGER}\n'
+    else:
+        missing = (f'  (umask 077; mkdir -p "$L") 2>/dev/null || '
+                   f'{{ echo "@@ledger-unsafe cannot-create $L - $(id -un)"; exit {EXIT_LEDGER}; }}\n'
+                   "  gs_check_ledger\n  r=$?\n")
+    body = _prelude(ledger_dir, shared=shared, grace=grace, entry=entry) + rf"""umask 022
+gs_made=""  # names of the files made so far (letters, digits, '_', '-', '@': safe to split)
+gs_undo() {{ for n in $gs_made; do rm -f "$L/$n"; done; }}
+# gs_busy KEY UUID: 0 when another session holds a valid claim on it (own stale files go)
+gs_busy() {{
+  n=0
+  for f in "$L/$1@"*; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    n=$((n + 1))
+    [ "$n" -le {MAX_SLOTS} ] || return 0
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    case " $gs_made " in *" ${{f##*/}} "*) continue ;; esac
+    gs_ours "$f" && continue
+    set -- "$1" "$2" $(gs_state "$f" "$1")
+    gs_valid "$3" && return 0
+    [ "$3" = stale ] && [ -O "$f" ] && rm -f "$f"
+  done
+  n=0
+  for f in "$L"/*; do
+    case ${{f##*/}} in *@*|'*') continue ;; esac
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    n=$((n + 1))
+    [ "$n" -le {MAX_LEGACY} ] || return 0
+    head -c 4096 "$f" 2>/dev/null | grep -qxF "uuid=$2" || continue
+    set -- "$1" "$2" $(gs_state "$f" "")
+    gs_valid "$3" && return 0
+    [ "$3" = stale ] && [ -O "$f" ] && rm -f "$f"
+  done
+  return 1
+}}
+# gs_take KEY UUID: create the first free slot (an existing file there that is valid: refuse)
+gs_take() {{
+  i=1
+  while [ "$i" -le {MAX_SLOTS} ]; do
+    f="$L/$1@$i"
+    if [ ! -e "$f" ] && [ ! -L "$f" ]; then
+      if (set -C; {{ printf 'uuid=%s\n%s' "$2" {q(header)}; printf 'created=%s\nhold=%s %s\n' "$gs_now" "$$" "$(gs_start $$)"; }} >"$f") 2>/dev/null \
+        && [ -f "$f" ] && [ ! -L "$f" ] && [ -O "$f" ]; then
+        gs_made="$gs_made $1@$i"
+        return 0
+      fi
+      [ -e "$f" ] || [ -L "$f" ] || return 2
+    fi
+    if [ -f "$f" ] && [ ! -L "$f" ] && ! gs_ours "$f"; then
+      set -- "$1" "$2" $(gs_state "$f" "$1")
+      gs_valid "$3" && return 1
+    fi
+    i=$((i + 1))
+  done
+  return 1
+}}
+gs_check_ledger
+r=$?
+if [ "$r" = 2 ]; then
+{missing}fi
+[ "$r" = 0 ] || {{ echo "@@ledger-unsafe $gs_problem"; exit {EXIT_LEDGER}; }}
+set -- {pairs}
+while [ $# -ge 2 ]; do
+  if gs_busy "$1" "$2"; then echo "@@conflict $2"; gs_undo; exit {EXIT_CONFLICT}; fi
+  gs_take "$1" "$2"
+  case $? in
+    0) ;;
+    1) echo "@@conflict $2"; gs_undo; exit {EXIT_CONFLICT} ;;
+    *) echo "cannot write a claim file in $L" >&2; gs_undo; exit {EXIT_LEDGER} ;;
+  esac
+  shift 2
+done
+set -- {pairs}
+while [ $# -ge 2 ]; do
+  if gs_busy "$1" "$2"; then echo "@@conflict $2"; gs_undo; exit {EXIT_CONFLICT}; fi
+  shift 2
+done
+echo "@@claimed$gs_made"
+"""
+    return _wrap(body)
+
+
+def claimed_files(stdout: str) -> tuple[str, ...] | None:
+    """The claim files a successful claim script made (None: it did not claim)."""
+    for line in stdout.splitlines():
+        if line == "@@claimed" or line.startswith("@@claimed "):
+            return tuple(line.split()[1:])
+    return None
+
+
+# --------------------------------------------------------------------------- launch, release
+
+
+def take_over_lines(ledger_dir: str, entry: str, claims: Sequence[str]) -> str:
+    """sh lines for the launch script, before anything slow: each claim file must still be
+    ours (else ``@@claim-lost`` and exit `EXIT_CLAIM_LOST`), and this script's shell holds
+    it from now on (a data copy may take longer than ``ledger_grace``). Claim files of this
+    session's earlier server (one the hub lost, stopped by now) are removed. Variables and
+    functions are prefixed ``gs_`` (the launch script's own are not)."""
+    if not claims:
+        return ""
+    files = " ".join(q(ledger_dir.rstrip("/") + "/" + c) for c in claims)
+    names = q(" " + " ".join(claims) + " ")
+    has_entry = q("entry=" + entry)
+    return _STATE + f"""gs_L={q(ledger_dir.rstrip('/') or '/')}
+for gs_f in "$gs_L"/*@*; do
+  [ -f "$gs_f" ] && [ ! -L "$gs_f" ] && [ -O "$gs_f" ] || continue
+  case {names} in *" ${{gs_f##*/}} "*) continue ;; esac
+  grep -qx {has_entry} "$gs_f" 2>/dev/null || continue
+  gs_h=$(sed -n 's/^hold=//p' "$gs_f" | tail -n 1)
+  case $gs_h in *" "*) gs_s=${{gs_h#* }} ;; *) gs_s="" ;; esac
+  case $(gs_holder "$(id -u)" "${{gs_h%% *}}" "$gs_s") in live|hidden) ;; *) rm -f "$gs_f" ;; esac
+done
+for gs_c in {files}; do
+  if [ -f "$gs_c" ] && [ ! -L "$gs_c" ] && [ -O "$gs_c" ] && grep -qx {has_entry} "$gs_c"; then
+    printf 'hold=%s %s\n' "$$" "$(gs_start $$)" >>"$gs_c"
+  else echo "@@claim-lost ${{gs_c##*/}}"; exit {EXIT_CLAIM_LOST}; fi
+done
+"""
+
+
+def hold_lines(ledger_dir: str, claims: Sequence[str], pid_var: str = "pid") -> str:
+    """sh lines for the launch script once the server runs (after `take_over_lines`): the
+    server's process (``$<pid_var>``) holds the claims."""
+    if not claims:
+        return ""
+    files = " ".join(q(ledger_dir.rstrip("/") + "/" + c) for c in claims)
+    return f"""for gs_c in {files}; do
+  [ -f "$gs_c" ] && [ -O "$gs_c" ] && printf 'hold=%s %s\n' "${pid_var}" "$(gs_start "${pid_var}")" >>"$gs_c"
+done
+"""
+
+
+def release_lines(ledger_dir: str | None, claims: Sequence[str] = (), legacy_entry: str | None = None,
+                  indent: str = "") -> str:
+    """sh lines removing a server's claim files (only files this account owns)."""
+    if not ledger_dir:
+        return ""
+    names = list(claims) + ([legacy_entry] if legacy_entry else [])
+    return "".join(
+        f'{indent}[ -O {q(ledger_dir.rstrip("/") + "/" + n)} ] && rm -f {q(ledger_dir.rstrip("/") + "/" + n)}\n'
+        for n in names
+    )
+
+
+def release_script(ledger_dir: str, claims: Sequence[str]) -> str:
+    """Remove the claim files ``claims`` (missing is fine; other accounts' are never touched)."""
+    return _wrap(release_lines(ledger_dir, claims) or ":\n")
+
+
+def free_dead_claims_script(ledger_dir: str, claims: Sequence[str], *, grace: float, shared: bool) -> str:
+    """For a reconciler: remove each of ``claims`` that this account owns and that is still
+    ``stale`` or ``forged`` when looked at again (a claim that came back to life is kept).
+    Prints ``@@freed <name>`` or ``@@kept <name> <state>`` for each."""
+    names = " ".join(q(c) for c in claims if "/" not in c and c not in (".", ".."))
+    body = _prelude(ledger_dir, shared=shared, grace=grace) + f"""gs_check_ledger || {{ echo "@@ledger-unsafe $gs_problem"; exit {EXIT_LEDGER}; }}
+for n in {names}; do
+  f="$L/$n"
+  [ -f "$f" ] && [ ! -L "$f" ] && [ -O "$f" ] || {{ echo "@@kept $n not-ours"; continue; }}
+  case $n in *@*) k=${{n%@*}} ;; *) k="" ;; esac
+  set -- $(gs_state "$f" "$k")
+  case $1 in stale|forged) rm -f "$f" && echo "@@freed $n" ;; *) echo "@@kept $n $1" ;; esac
+done
+"""
+    return _wrap(body)
+
+
+# --------------------------------------------------------------------------- what a problem means
+
+
+@dataclass(frozen=True)
+class LedgerProblem:
+    """Why a host's ledger cannot be used, as the scripts report it."""
+
+    kind: str  # missing, cannot-create, owner, mode, symlink, notdir, parent-owner, parent-mode
+    path: str
+    owner: str = "?"
+    account: str = "?"
+
+    @classmethod
+    def parse(cls, text: str) -> "LedgerProblem":
+        parts = text.split()
+        parts += ["?"] * (4 - len(parts))
+        return cls(*parts[:4])
+
+
+def problem_message(host: str, ledger_dir: str, p: LedgerProblem, *, shared: bool) -> str:
+    """What an admin reads: why the ledger is unsafe and the exact command that fixes it."""
+    d = q(ledger_dir)
+    make = f"install -d -o root -g root -m 1777 {d}"
+    who = "root" if shared else f"root or {p.account}"
+    if p.kind == "missing":
+        why = ("it does not exist, and several accounts use this host, so it must be made by root "
+               "(if one of them made it, that account could delete every other's GPU claims)")
+        fix = f"{make}   (or -g GROUP -m 1770: only that group's accounts may then claim GPUs)"
+    elif p.kind == "cannot-create":
+        why = f"{p.account} cannot create it"
+        fix = make
+    elif p.kind == "owner":
+        why = (f"it is owned by {p.owner}, not by {who}, so {p.owner} could delete or forge every GPU claim in it"
+               + (" (several accounts use this host, so only root may own it)" if shared else ""))
+        fix = f"chown root:root {d} && chmod 1777 {d}   (after checking that no one but gridspawner used it)"
+    elif p.kind == "mode":
+        why = "other accounts may write to it and it has no sticky bit, so they could delete each other's GPU claims"
+        fix = f"chmod +t {d}"
+    elif p.kind in ("symlink", "notdir"):
+        why = "it is a symbolic link" if p.kind == "symlink" else "it is not a directory"
+        fix = f"rm -f {d} && {make}"
+    else:  # parent-owner, parent-mode
+        cause = (f"is owned by {p.owner}" if p.kind == "parent-owner"
+                 else "may be written by other accounts and has no sticky bit")
+        why = f"its parent directory {p.path} {cause}, so the whole ledger could be replaced"
+        fix = ("set ledger_dir to a directory whose parents only root can change, made with "
+               "install -d -o root -g root -m 1777 /var/lib/gridspawner/ledger")
+    return (f"the GPU ledger {ledger_dir} on {host} is not safe to use: {why}. No GPU is handed out on {host} "
+            f"until it is fixed; as root on {host}: {fix}")
