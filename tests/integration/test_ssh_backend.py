@@ -13,7 +13,6 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,10 +21,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relayhttp import http_get  # noqa: E402
-from sshhosts import SSHLab, available  # noqa: E402
+from sshhosts import available  # noqa: E402
 from sshhosts.backend_env import (  # noqa: E402
-    FAKE_APPTAINER, FOUR_T4, SERVER, TOKEN, Env, alive, cleanup, context, image, launch, processes_with,
-    request, smi, stop, wait_http,
+    FAKE_APPTAINER, FOUR_T4, SERVER, TOKEN, Env, alive, context, env_fixture, image, lab_fixture, launch,
+    processes_with, request, smi, stop, wait_http,
 )
 
 from gridspawner.backends.base import BackendError, NoCapacity  # noqa: E402
@@ -36,21 +35,8 @@ from gridspawner.request import OptionsError, build_request  # noqa: E402
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with SSHLab() as lab:
-        lab.add_host("a")
-        lab.add_host("b")
-        lab.add_host("gate")
-        lab.add_host("c", behind="gate")
-        yield lab
-
-
-@pytest.fixture
-async def env(lab):
-    e = Env(lab, Path(tempfile.mkdtemp(prefix="gssh-")))
-    yield e
-    await cleanup(e)
+lab = lab_fixture("a", "b", "gate", ("c", "gate"))
+env = env_fixture("gssh-")
 
 
 # --------------------------------------------------------------------------------- tests

@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,27 +22,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relayhttp import http_get  # noqa: E402
-from sshhosts import SSHLab, available  # noqa: E402
+from sshhosts import available  # noqa: E402
 from sshhosts.accounts import unix_accounts  # noqa: E402
-from sshhosts.backend_env import SERVER, Env, cleanup, context, image, launch, request, stop  # noqa: E402
+from sshhosts.backend_env import SERVER, Env, context, env_fixture, image, lab_fixture, launch, request, stop  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
 IDLE = 1.0  # connection_idle_timeout of these tests (the reaper looks every IDLE / 2)
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with SSHLab() as lab:
-        lab.add_host("a")
-        yield lab
-
-
-@pytest.fixture
-async def env(lab):
-    e = Env(lab, Path(tempfile.mkdtemp(prefix="gsconn-")))
-    yield e
-    await cleanup(e)
+lab = lab_fixture("a")
+env = env_fixture("gsconn-")
 
 
 def accounts_backend(env: Env):

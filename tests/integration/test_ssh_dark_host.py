@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relayhttp import http_get  # noqa: E402
 from sshhosts import SSHLab, available  # noqa: E402
-from sshhosts.backend_env import Env, cleanup, context, launch, request, smi, stop  # noqa: E402
+from sshhosts.backend_env import Env, context, env_fixture, lab_fixture, launch, request, smi, stop  # noqa: E402
 
 from gridspawner.backends.base import BackendError, Unreachable  # noqa: E402
 from gridspawner.backends.host.transport import HostUnreachable, TransportError  # noqa: E402
@@ -34,21 +33,8 @@ SLACK = 1.5
 TWO_T4 = "Tesla T4,15360;Tesla T4,15360"
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with SSHLab() as lab:
-        lab.add_host("a")
-        lab.add_host("b")
-        yield lab
-
-
-@pytest.fixture
-async def env(lab):
-    e = Env(lab, Path(tempfile.mkdtemp(prefix="gsdark-")))
-    yield e
-    for host in lab.hosts.values():
-        lab.light_up(host)
-    await cleanup(e)
+lab = lab_fixture("a", "b")
+env = env_fixture("gsdark-")
 
 
 def dark_backend(env: Env):

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sshhosts import SSHLab, available  # noqa: E402
-from sshhosts.backend_env import Env, cleanup, context, launch, request, smi, stop  # noqa: E402
+from sshhosts import available  # noqa: E402
+from sshhosts.backend_env import context, env_fixture, lab_fixture, launch, request, smi, stop  # noqa: E402
 
 from gridspawner.backends.base import AccessDenied, BackendError, NoCapacity, Unreachable  # noqa: E402
 
@@ -24,19 +23,8 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "
 ONE_T4 = "Tesla T4,15360"
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with SSHLab() as lab:
-        lab.add_host("a")
-        lab.add_host("b")
-        yield lab
-
-
-@pytest.fixture
-async def env(lab):
-    e = Env(lab, Path(tempfile.mkdtemp(prefix="gsfail-")))
-    yield e
-    await cleanup(e)
+lab = lab_fixture("a", "b")
+env = env_fixture("gsfail-")
 
 
 async def refused(backend, **kw) -> BackendError:

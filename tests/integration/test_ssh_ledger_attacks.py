@@ -25,9 +25,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relayhttp import http_get  # noqa: E402
-from sshhosts import SSHLab, available  # noqa: E402
+from sshhosts import available  # noqa: E402
 from sshhosts.accounts import run_as, unix_accounts  # noqa: E402
-from sshhosts.backend_env import SERVER, Env, cleanup, context, image, launch, request, smi, stop  # noqa: E402
+from sshhosts.backend_env import SERVER, Env, cleanup, context, image, lab_fixture, launch, request, smi, stop  # noqa: E402
 
 from gridspawner.backends.base import BackendError, NoCapacity  # noqa: E402
 from gridspawner.backends.host.ledger import gpu_key  # noqa: E402
@@ -40,11 +40,7 @@ BOUND = 10.0
 TAG = os.getpid() % 10000
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with SSHLab() as lab:
-        lab.add_host("a")
-        yield lab
+lab = lab_fixture("a")
 
 
 @pytest.fixture(scope="module")

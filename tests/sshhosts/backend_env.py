@@ -14,8 +14,11 @@ import hashlib
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from gridspawner.backends.base import LaunchContext
 from gridspawner.backends.ssh import SSHBackend
@@ -164,3 +167,33 @@ async def cleanup(e: Env) -> None:
         await b.close()
     shutil.rmtree(e.root, ignore_errors=True)
     shutil.rmtree(e.session_root.replace("{account}", "root"), ignore_errors=True)
+
+
+def lab_fixture(*hosts: str | tuple[str, str]):
+    """A module-scoped ``lab`` fixture with these hosts; ``(name, gateway)``: behind that
+    gateway (listed before it)."""
+
+    @pytest.fixture(scope="module")
+    def lab():
+        with SSHLab() as lab:
+            for h in hosts:
+                name, behind = (h, None) if isinstance(h, str) else h
+                lab.add_host(name, behind=behind)
+            yield lab
+
+    return lab
+
+
+def env_fixture(prefix: str = "gssh-"):
+    """An ``env`` fixture: an `Env` on the module's ``lab``; afterwards every host's network
+    is up again (a test may have made one go dark) and `cleanup` ran."""
+
+    @pytest.fixture
+    async def env(lab):
+        e = Env(lab, Path(tempfile.mkdtemp(prefix=prefix)))
+        yield e
+        for host in lab.hosts.values():
+            lab.light_up(host)
+        await cleanup(e)
+
+    return env

@@ -163,7 +163,7 @@ def test_claim_states_decide_who_holds_a_gpu(tmp):
     (d / "old-1.abcd").write_text(f"created=1\nuuid=GPU-6\npid={me}\n")  # the earlier one-file format
     # the state of each file, as the probe and the claim script judge it
     states = sh(
-        ledger._prelude(str(d), shared=False, grace=60)
+        ledger.prelude(str(d), shared=False, grace=60)
         + "".join(f'set -- $(gs_state "$L/GPU-{i}@1" GPU-{i}); echo "{i} $1"\n' for i in range(1, 6))
         + 'set -- $(gs_state "$L/old-1.abcd" ""); echo "6 $1"\n'
     ).stdout.split("\n")
@@ -192,6 +192,12 @@ def test_probe_lists_the_claims_of_the_gpus_it_found(tmp):
     assert (entry.name, entry.uuids, entry.state, entry.account, entry.user, entry.entry) == (
         f"{gpu_key(a10.uuid)}@1", (a10.uuid,), "pending", "root", "alice", "a-1.x")
     assert inv.free() == (t4,)
+    # a server started before the per-GPU ledger (one file per server, pid= lines) keeps its GPU
+    (tmp / "l" / "old-1.abcd1234").write_text(f"owner=o\nuser=bob\ncreated=1\nuuid={t4.uuid}\npid={os.getpid()}\n")
+    inv = parse_probe(sh(scripts.probe_script(smi, str(tmp / "l"))).stdout)
+    assert [(e.name, e.uuids, e.state, e.user) for e in inv.entries][1] == ("old-1.abcd1234", (t4.uuid,), "held", "bob")
+    assert inv.free() == ()
+    assert claim(tmp, "c-1.x", [t4.uuid]).returncode == ledger.EXIT_CONFLICT
 
 
 def test_concurrent_claims_never_share_a_gpu(tmp):

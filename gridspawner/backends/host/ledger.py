@@ -160,10 +160,28 @@ gs_state() {
 }
 gs_valid() { case $1 in held|hidden|pending) return 0 ;; esac; return 1; }
 gs_ours() { [ -O "$1" ] && grep -qx "entry=$E" "$1" 2>/dev/null; }
-"""
+# gs_legacy_each FUNC ARG…: FUNC FILE ARG… for each old-style entry (a regular file with uuid=
+# lines and no '@' in its name); stops at FUNC's first non-zero status and returns it, or 3
+# when there are more files than MAX_LEGACY
+gs_legacy_each() {
+  gs_fn=$1
+  shift
+  gs_n=0
+  for gs_f in "$L"/*; do
+    case ${gs_f##*/} in *@*|'*') continue ;; esac
+    [ -f "$gs_f" ] && [ ! -L "$gs_f" ] || continue
+    gs_n=$((gs_n + 1))
+    [ "$gs_n" -le MAX_LEGACY ] || return 3
+    grep -q '^uuid=' "$gs_f" 2>/dev/null || continue
+    "$gs_fn" "$gs_f" "$@" || return
+  done
+}
+""".replace("MAX_LEGACY", str(MAX_LEGACY))
 
 
-def _prelude(ledger_dir: str, *, shared: bool, grace: float, entry: str = "") -> str:
+def prelude(ledger_dir: str, *, shared: bool, grace: float, entry: str = "") -> str:
+    """sh: ``$L`` (the ledger), ``$E`` (a session), the settings, and the functions that check
+    the directory (``gs_check_ledger``) and judge a claim file (``gs_state FILE KEY``)."""
     return (
         f"L={q(ledger_dir.rstrip('/') or '/')}\n"
         f"E={q(entry)}\n"
@@ -189,7 +207,7 @@ def probe_lines(ledger_dir: str, *, shared: bool, grace: float) -> str:
     claim file ``@@claim <name> <state> <account> <pid or -> <age>`` and its values as
     ``key=value`` lines (one line each, control characters removed), ``@@flooded <uuid>
     <files>`` for a GPU with more files than a host needs, and ``@@end``."""
-    body = _prelude(ledger_dir, shared=shared, grace=grace) + rf"""gs_show() {{
+    body = prelude(ledger_dir, shared=shared, grace=grace) + rf"""gs_show() {{
   set -- "$1" "$2" $(gs_state "$1" "$2")
   echo "@@claim ${{1##*/}} $3 $(stat -c %U "$1" 2>/dev/null || echo '?') $4 $5"
   head -c 4096 "$1" 2>/dev/null | grep -E '^(uuid|entry|session|user|owner)=' | tr -d '\000-\010\013-\037\177' | cut -c1-250
@@ -213,15 +231,8 @@ if [ -d "$L" ]; then
       gs_show "$f" "$k"
     done
   done
-  n=0
-  for f in "$L"/*; do
-    case ${{f##*/}} in *@*|'*') continue ;; esac
-    [ -f "$f" ] && [ ! -L "$f" ] || continue
-    n=$((n + 1))
-    if [ "$n" -gt {MAX_LEGACY} ]; then echo "@@flooded * $n"; break; fi
-    grep -q '^uuid=' "$f" 2>/dev/null || continue
-    gs_show "$f" ""
-  done
+  gs_show_legacy() {{ gs_show "$1" ""; }}
+  gs_legacy_each gs_show_legacy || echo "@@flooded * many"
 fi
 echo "@@end"
 """
@@ -258,7 +269,7 @@ def claim_script(
         missing = (f'  (umask 077; mkdir -p "$L") 2>/dev/null || '
                    f'{{ echo "@@ledger-unsafe cannot-create $L - $(id -un)"; exit {EXIT_LEDGER}; }}\n'
                    "  gs_check_ledger\n  r=$?\n")
-    body = _prelude(ledger_dir, shared=shared, grace=grace, entry=entry) + rf"""umask 022
+    body = prelude(ledger_dir, shared=shared, grace=grace, entry=entry) + rf"""umask 022
 gs_made=""  # names of the files made so far (letters, digits, '_', '-', '@': safe to split)
 gs_undo() {{ for n in $gs_made; do rm -f "$L/$n"; done; }}
 # gs_busy KEY UUID: 0 when another session holds a valid claim on it (own stale files go)
@@ -275,18 +286,15 @@ gs_busy() {{
     gs_valid "$3" && return 0
     [ "$3" = stale ] && [ -O "$f" ] && rm -f "$f"
   done
-  n=0
-  for f in "$L"/*; do
-    case ${{f##*/}} in *@*|'*') continue ;; esac
-    [ -f "$f" ] && [ ! -L "$f" ] || continue
-    n=$((n + 1))
-    [ "$n" -le {MAX_LEGACY} ] || return 0
-    head -c 4096 "$f" 2>/dev/null | grep -qxF "uuid=$2" || continue
-    set -- "$1" "$2" $(gs_state "$f" "")
-    gs_valid "$3" && return 0
-    [ "$3" = stale ] && [ -O "$f" ] && rm -f "$f"
-  done
-  return 1
+  ! gs_legacy_each gs_legacy_free "$2"
+}}
+# gs_legacy_free FILE UUID: 1 when the old-style entry FILE validly holds UUID
+gs_legacy_free() {{
+  head -c 4096 "$1" 2>/dev/null | grep -qxF "uuid=$2" || return 0
+  set -- "$1" "$2" $(gs_state "$1" "")
+  gs_valid "$3" && return 1
+  [ "$3" = stale ] && [ -O "$1" ] && rm -f "$1"
+  return 0
 }}
 # gs_take KEY UUID: create the first free slot (an existing file there that is valid: refuse)
 gs_take() {{
@@ -408,7 +416,7 @@ def free_dead_claims_script(ledger_dir: str, claims: Sequence[str], *, grace: fl
     ``stale`` or ``forged`` when looked at again (a claim that came back to life is kept).
     Prints ``@@freed <name>`` or ``@@kept <name> <state>`` for each."""
     names = " ".join(q(c) for c in claims if "/" not in c and c not in (".", ".."))
-    body = _prelude(ledger_dir, shared=shared, grace=grace) + f"""gs_check_ledger || {{ echo "@@ledger-unsafe $gs_problem"; exit {EXIT_LEDGER}; }}
+    body = prelude(ledger_dir, shared=shared, grace=grace) + f"""gs_check_ledger || {{ echo "@@ledger-unsafe $gs_problem"; exit {EXIT_LEDGER}; }}
 for n in {names}; do
   f="$L/$n"
   [ -f "$f" ] && [ ! -L "$f" ] && [ -O "$f" ] || {{ echo "@@kept $n not-ours"; continue; }}
