@@ -188,8 +188,9 @@ class SSHBackend(HostBackend):
             if not task.done():
                 task.add_done_callback(_consume)
                 down = self.pool.down(self._endpoint(host))
-                why = down.error if down is not None else "no answer yet"
-                out[host] = Unreachable(f"{host} was left out: it has not been answering ({why})")
+                why = (f"for {time.monotonic() - down.since:.0f} s: {down.error}" if down is not None
+                       else "no answer yet")
+                out[host] = Unreachable(f"{host} was left out: it has not been answering {why}")
                 continue
             exc = task.exception()
             if exc is not None and not isinstance(exc, BackendError):
