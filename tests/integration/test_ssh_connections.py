@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "
 IDLE = 1.0  # connection_idle_timeout of these tests (the reaper looks every IDLE / 2)
 
 
-lab = lab_fixture("a")
+lab = lab_fixture("a", accounts=True)
 env = env_fixture("gsconn-")
 
 

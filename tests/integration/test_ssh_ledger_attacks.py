@@ -40,7 +40,7 @@ BOUND = 10.0
 TAG = os.getpid() % 10000
 
 
-lab = lab_fixture("a")
+lab = lab_fixture("a", accounts=True)
 
 
 @pytest.fixture(scope="module")

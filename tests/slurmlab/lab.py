@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sshhosts import SSHLab
 from sshhosts import available as ssh_available
+from sshhosts.accounts import account_command, add_account
 
 from . import accounting, cgroups, daemons
 from .conf import (
@@ -257,8 +258,7 @@ class SlurmLab:
 
     # ------------------------------------------------------------------ accounts
     def _add_user(self, name: str) -> None:
-        # password "*": no password login, but not a locked account (sshd refuses those)
-        _account_command(["useradd", "-m", "-s", "/bin/bash", "-p", "*", name])
+        add_account(name, shell="/bin/bash")
         self.users.append(name)
 
     def add_user(self, name: str) -> str:
@@ -349,7 +349,7 @@ class SlurmLab:
         for user in self.users:
             leftover = subprocess.run(["ps", "-o", "pid=", "-u", user], capture_output=True, text=True).stdout.split()
             daemons.kill_pids([int(p) for p in leftover])
-            _account_command(["userdel", "-r", user], check=False)
+            account_command(["userdel", "-r", user], check=False)
         self.users.clear()
         # what Slurm made in the nodes' cgroups (no task is left in them now)
         self.cgroup_leftovers = [d for n in self.nodes for d in cgroups.remove(self._cgroup_tag(n.name))]
@@ -359,18 +359,6 @@ class SlurmLab:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _account_command(argv: list[str], check: bool = True, tries: int = 20) -> None:
-    """useradd/userdel, retried while another run holds the lock of /etc/passwd or /etc/group
-    ("cannot lock ...; try again later")."""
-    for _ in range(tries):
-        r = subprocess.run(argv, capture_output=True, text=True)
-        if r.returncode == 0 or "lock" not in r.stderr:
-            break
-        time.sleep(0.25)
-    if check and r.returncode != 0:
-        raise daemons.LabError(f"{' '.join(argv)}: {r.stderr.strip()}")
 
 
 class SubmitRefused(RuntimeError):

@@ -1,7 +1,8 @@
 """Real unprivileged accounts for tests (useradd), usable on every lab host: the hosts share
 this machine's /etc/passwd, and the lab's sshd accepts the lab key for any account
-(``AuthorizedKeysFile`` is the lab's file). Removed again, with their home directories and
-any process they still run (killed by PID), when the context ends.
+(``AuthorizedKeysFile`` is the lab's file; call `SSHLab.open_to_accounts` first). Removed
+again, with their home directories and any process they still run (killed by PID), when the
+context ends.
 
 ``run_as(name, *argv)`` runs a command as that account on this machine (the filesystem every
 lab host shares), like a student with a shell on the host would.
@@ -13,6 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from typing import Iterator
 
 
@@ -21,14 +23,32 @@ def _pids_of(name: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def account_command(argv: list[str], check: bool = True, tries: int = 20) -> subprocess.CompletedProcess:
+    """useradd/userdel, retried while another test run holds the lock of /etc/passwd or
+    /etc/group ("cannot lock ...; try again later"); RuntimeError when it fails (``check``)."""
+    for _ in range(tries):
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode == 0 or "lock" not in r.stderr:
+            break
+        time.sleep(0.25)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
+    return r
+
+
+def add_account(name: str, shell: str = "/bin/sh") -> None:
+    """An account with a home in /home and no password — but not a locked one (password
+    ``*``): sshd without PAM refuses locked accounts."""
+    account_command(["useradd", "-m", "-s", shell, "-p", "*", name])
+
+
 @contextlib.contextmanager
 def unix_accounts(*names: str) -> Iterator[tuple[str, ...]]:
-    """Create the accounts (home in /home, shell /bin/sh, no password but not locked: sshd
-    without PAM refuses locked accounts); yield their names."""
+    """Create the accounts (`add_account`); yield their names."""
     made = []
     try:
         for name in names:
-            subprocess.run(["useradd", "-m", "-p", "*", "-s", "/bin/sh", name], check=True, capture_output=True)
+            add_account(name)
             made.append(name)
         yield tuple(names)
     finally:
@@ -36,7 +56,7 @@ def unix_accounts(*names: str) -> Iterator[tuple[str, ...]]:
             for pid in _pids_of(name):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+            account_command(["userdel", "-r", "-f", name], check=False)
 
 
 def run_as(name: str, *argv: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -169,13 +169,16 @@ async def cleanup(e: Env) -> None:
     shutil.rmtree(e.session_root.replace("{account}", "root"), ignore_errors=True)
 
 
-def lab_fixture(*hosts: str | tuple[str, str]):
+def lab_fixture(*hosts: str | tuple[str, str], accounts: bool = False):
     """A module-scoped ``lab`` fixture with these hosts; ``(name, gateway)``: behind that
-    gateway (listed before it)."""
+    gateway (listed before it). ``accounts``: unprivileged accounts may log in too
+    (`SSHLab.open_to_accounts`, for `accounts.unix_accounts`)."""
 
     @pytest.fixture(scope="module")
     def lab():
         with SSHLab() as lab:
+            if accounts:
+                lab.open_to_accounts()
             for h in hosts:
                 name, behind = (h, None) if isinstance(h, str) else h
                 lab.add_host(name, behind=behind)

@@ -120,10 +120,6 @@ class SSHLab:
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gridspawner-test", "-f", str(self.client_key))
         self.authorized_keys = self.root / "authorized_keys"
         shutil.copy(f"{self.client_key}.pub", self.authorized_keys)
-        # sshd reads authorized keys as the account logging in: other accounts (tests/sshhosts/
-        # accounts.py) must reach the file, not list the directory (the private key is 0600)
-        os.chmod(self.root, 0o711)
-        os.chmod(self.authorized_keys, 0o644)
         self.known_hosts = self.root / "known_hosts"
         self.known_hosts.write_text("")
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation dir
