@@ -84,6 +84,31 @@ async def test_check_enforced_credentials(lab):
         assert await check_s3(spec(read_only=True), S3Secret(rk, "wrong" * 8), ep, 10) == ACCESS_DENIED
 
 
+def test_test_server_authorizes_by_documented_iam_actions(lab):
+    """The check's probes (HeadBucket, ListObjectsV2, a ranged GetObject) need what AWS
+    documents for them — s3:ListBucket and s3:GetObject — and operation names that are no
+    IAM actions allow nothing (moto 5.2.6 alone authorizes by operation name)."""
+    from botocore.exceptions import ClientError
+
+    lk, ls = lab.iam_user("lister", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::lab-data"}]})
+    fk, fs = lab.iam_user("fake-actions", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:HeadBucket", "s3:ListObjectsV2", "s3:HeadObject"], "Resource": "*"}]})
+    with lab.enforced():
+        lister = lab.client(key=lk, secret=ls)
+        lister.head_bucket(Bucket="lab-data")
+        assert lister.list_objects_v2(Bucket="lab-data", Prefix="alice/")["KeyCount"] == 1
+        with pytest.raises(ClientError):
+            lister.get_object(Bucket="lab-data", Key="alice/a.txt")
+        fake = lab.client(key=fk, secret=fs)
+        for call in (lambda: fake.head_bucket(Bucket="lab-data"),
+                     lambda: fake.list_objects_v2(Bucket="lab-data"),
+                     lambda: fake.head_object(Bucket="lab-data", Key="alice/a.txt")):
+            with pytest.raises(ClientError) as err:
+                call()
+            assert err.value.response["Error"]["Code"] in ("403", "AccessDenied"), err.value.response
+
+
 async def test_check_unreachable_and_timeout():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,6 +6,17 @@ the IAM user's / assumed role's policies. Moto does NOT evaluate STS session pol
 ``Policy`` passed to AssumeRole / GetFederationToken), nor bucket policies of assumed roles:
 tests of session policies evaluate the recorded policy with moto's own policy engine
 (`session_policy_of`) instead — see tests/integration/test_mounts_s3.py.
+
+IAM action names: AWS authorizes an S3 API call by the IAM *action* its documentation names,
+which is not always the operation's name — HeadBucket, ListObjects and ListObjectsV2 need
+``s3:ListBucket``, HeadObject needs ``s3:GetObject``, a multipart upload ``s3:PutObject``
+(AWS's "Actions, resources, and condition keys for Amazon S3" and each operation's
+"Permissions" section). ``s3:ListObjectsV2`` or ``s3:HeadBucket`` in a policy allow nothing
+on real S3. moto up to 5.2.5 authorized S3 calls by such action names; moto 5.2.6 authorizes
+them by the bare operation name (its ``_get_action`` now asks the request router), so a
+policy that is right for AWS is refused there and one that is wrong for AWS passes.
+`S3Server` puts the documented action names back (`IAM_ACTION_OF_OPERATION`), so these
+tests check what AWS checks, whichever moto is installed.
 """
 
 from __future__ import annotations
@@ -28,12 +39,65 @@ ACCOUNT = "123456789012"  # moto's default account
 ANY_KEY = "testing"
 
 
+#: S3 operations whose IAM action has another name (AWS "Actions, resources, and condition
+#: keys for Amazon S3"; each API page's "Permissions"). Operations not listed are authorized
+#: by their own name (GetObject, PutObject, DeleteObject, ...).
+IAM_ACTION_OF_OPERATION = {
+    "HeadBucket": "ListBucket",
+    "ListObjects": "ListBucket",
+    "ListObjectsV2": "ListBucket",
+    "ListObjectVersions": "ListBucketVersions",
+    "HeadObject": "GetObject",
+    "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "UploadPartCopy": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+    "CopyObject": "PutObject",
+    "DeleteObjects": "DeleteObject",
+    "ListMultipartUploads": "ListBucketMultipartUploads",
+    "ListParts": "ListMultipartUploadParts",
+    "ListBuckets": "ListAllMyBuckets",
+    "GetBucketCors": "GetBucketCORS",
+    "PutBucketCors": "PutBucketCORS",
+    "DeleteBucketCors": "PutBucketCORS",
+    "GetBucketLifecycleConfiguration": "GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "PutLifecycleConfiguration",
+    "DeleteBucketLifecycle": "PutLifecycleConfiguration",
+    "GetBucketNotificationConfiguration": "GetBucketNotification",
+    "PutBucketNotificationConfiguration": "PutBucketNotification",
+    "DeleteBucketTagging": "PutBucketTagging",
+    "DeleteBucketEncryption": "PutEncryptionConfiguration",
+    "GetBucketEncryption": "GetEncryptionConfiguration",
+    "PutBucketEncryption": "PutEncryptionConfiguration",
+}
+
+
+def use_documented_iam_actions() -> None:
+    """Make moto authorize S3 calls by their documented IAM action (idempotent).
+
+    Only the authorization check sees the translated name: moto's dispatch keeps the
+    operation it routed to."""
+    from moto.iam.access_control import S3IAMRequest
+
+    if getattr(S3IAMRequest, "_gridspawner_documented_actions", False):
+        return
+    original = S3IAMRequest.__init__
+
+    def __init__(self, *args, action, **kwargs):
+        name = action[0] if isinstance(action, list) else action
+        original(self, *args, action=IAM_ACTION_OF_OPERATION.get(name, name), **kwargs)
+
+    S3IAMRequest.__init__ = __init__
+    S3IAMRequest._gridspawner_documented_actions = True
+
+
 class S3Server:
     """One moto server (S3, STS, IAM) on loopback. Use as a context manager or call stop()."""
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        use_documented_iam_actions()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
