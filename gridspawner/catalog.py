@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .backends import backend_class, known_kinds
 
@@ -33,6 +34,41 @@ class CatalogError(ValueError):
         self.key = key
         self.message = message
         super().__init__(f"{key}: {message}")
+
+
+class CatalogErrors(CatalogError):
+    """Several bad settings, found in one pass: ``errors`` holds one `CatalogError` per key
+    (in config order). ``key``/``message`` are the first one's, so a caller that handles a
+    single CatalogError still names a real key; ``str()`` lists them all, one a line."""
+
+    def __init__(self, errors: Iterable[CatalogError]):
+        self.errors = tuple(errors)
+        self.key, self.message = self.errors[0].key, self.errors[0].message
+        lines = "\n".join(f"  {e}" for e in self.errors)
+        ValueError.__init__(self, f"{len(self.errors)} settings are wrong:\n{lines}")
+
+
+class _Problems:
+    """Collects CatalogErrors so that one pass over the config reports every bad key."""
+
+    def __init__(self) -> None:
+        self.errors: list[CatalogError] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Run the block; a CatalogError it raises is recorded instead of propagated."""
+        try:
+            yield
+        except CatalogErrors as e:
+            self.errors.extend(e.errors)
+        except CatalogError as e:
+            self.errors.append(e)
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise CatalogErrors(self.errors)
 
 
 def _frozen(mapping: Mapping) -> Mapping:
@@ -238,76 +274,114 @@ def _number_list(value: Any, key: str, *, integers: bool) -> tuple:
     return tuple(sorted(out))
 
 
-def _name_set(value: Any, key: str, known: Mapping, what: str) -> frozenset[str] | None:
+class _Known:
+    """The names a section (backends, images) defines: those that parsed, and those whose
+    entry was wrong (already reported). References to a broken name are not reported again,
+    and checks that need the broken entry's settings are skipped. ``section_failed``: the
+    whole section is unusable, so any name may be meant."""
+
+    def __init__(self, parsed: Mapping[str, Any], broken: Iterable[Any] = (), section_failed: bool = False):
+        self.parsed, self.broken, self.section_failed = parsed, tuple(broken), section_failed
+
+    def names(self) -> list[str]:
+        """Every name the section defines, in config order (names that are no string left out)."""
+        return [*self.parsed, *(b for b in self.broken if isinstance(b, str) and b not in self.parsed)]
+
+    def knows(self, name: Any) -> bool:
+        return self.section_failed or isinstance(name, str) and (name in self.parsed or name in self.broken)
+
+    def usable(self, name: Any) -> bool:
+        """The name parsed: checks that need its settings can run."""
+        return isinstance(name, str) and name in self.parsed
+
+    @property
+    def complete(self) -> bool:
+        return not self.broken and not self.section_failed
+
+
+def _name_set(value: Any, key: str, known: _Known, what: str) -> frozenset[str] | None:
     if value is None or value == "*":
         return None
     if not isinstance(value, (list, tuple, set, frozenset)):
         raise CatalogError(key, f"must be a list of {what} names or '*' (got {value!r})")
     for v in value:
-        if not isinstance(v, str) or v not in known:
-            raise CatalogError(key, f"unknown {what} {v!r}; known: {', '.join(known) or '(none)'}")
+        if not isinstance(v, str) or not known.knows(v):
+            raise CatalogError(key, f"unknown {what} {v!r}; known: {', '.join(known.names()) or '(none)'}")
     return frozenset(value)
 
 
-def _parse_backends(raw: Any) -> dict[str, BackendConfig]:
+def _parse_backends(raw: Any, problems: _Problems) -> _Known:
     raw = _require_dict(raw, "c.GridSpawner.backends")
     if not raw:
         raise CatalogError("c.GridSpawner.backends", "at least one backend must be configured")
-    out = {}
+    out, broken = {}, []
     for name, conf in raw.items():
         key = f"c.GridSpawner.backends[{name!r}]"
-        _check_name(name, key)
-        conf = _require_dict(conf, key)
-        kind = conf.get("kind")
-        if kind not in known_kinds():
-            raise CatalogError(f"{key}.kind", f"must be one of {', '.join(known_kinds())} (got {kind!r})")
-        cls = backend_class(kind, f"{key}.kind")
-        display = conf.get("display_name", name)
-        desc = conf.get("description", "")
-        for k, v in (("display_name", display), ("description", desc)):
-            if not isinstance(v, str):
-                raise CatalogError(f"{key}.{k}", "must be a string")
-        own = {k: v for k, v in conf.items() if k not in ("kind", "display_name", "description")}
-        settings = cls.parse_settings(name, own, key)
-        gpu_types = {str(k): str(v) for k, v in (cls.gpu_type_choices(settings) or {}).items()}
-        hosts = {str(k): str(v) for k, v in (cls.host_choices(settings) or {}).items()}
-        sizes = {str(k): int(v) for k, v in (cls.gpu_type_memory(settings) or {}).items() if k in gpu_types}
-        out[name] = BackendConfig(name, kind, display, desc, settings, _frozen(gpu_types), _frozen(hosts),
-                                  cls.resource_limits(settings), _frozen(sizes))
-    return out
+        broken.append(name)
+        with problems.collect():
+            out[name] = _parse_backend(name, conf, key)
+            broken.pop()
+    return _Known(out, broken)
 
 
-def _parse_images(raw: Any) -> dict[str, ImageConfig]:
+def _parse_backend(name: Any, conf: Any, key: str) -> BackendConfig:
+    _check_name(name, key)
+    conf = _require_dict(conf, key)
+    kind = conf.get("kind")
+    if kind not in known_kinds():
+        raise CatalogError(f"{key}.kind", f"must be one of {', '.join(known_kinds())} (got {kind!r})")
+    cls = backend_class(kind, f"{key}.kind")
+    display = conf.get("display_name", name)
+    desc = conf.get("description", "")
+    for k, v in (("display_name", display), ("description", desc)):
+        if not isinstance(v, str):
+            raise CatalogError(f"{key}.{k}", "must be a string")
+    own = {k: v for k, v in conf.items() if k not in ("kind", "display_name", "description")}
+    settings = cls.parse_settings(name, own, key)
+    gpu_types = {str(k): str(v) for k, v in (cls.gpu_type_choices(settings) or {}).items()}
+    hosts = {str(k): str(v) for k, v in (cls.host_choices(settings) or {}).items()}
+    sizes = {str(k): int(v) for k, v in (cls.gpu_type_memory(settings) or {}).items() if k in gpu_types}
+    return BackendConfig(name, kind, display, desc, settings, _frozen(gpu_types), _frozen(hosts),
+                         cls.resource_limits(settings), _frozen(sizes))
+
+
+def _parse_images(raw: Any, problems: _Problems) -> _Known:
     raw = _require_dict(raw, "c.GridSpawner.images")
     if not raw:
         raise CatalogError("c.GridSpawner.images", "at least one image/environment must be configured")
-    out = {}
+    out, broken = {}, []
     for img, conf in raw.items():
-        key = f"c.GridSpawner.images[{img!r}]"
-        _check_name(img, key)
-        conf = _require_dict(conf, key)
-        _check_keys(conf, ("display_name", "description", *known_kinds()), key)
-        per_kind = {}
-        for kind in known_kinds():
-            if kind in conf:
-                per_kind[kind] = backend_class(kind, f"{key}[{kind!r}]").parse_image(
-                    img, _require_dict(conf[kind], f"{key}[{kind!r}]"), f"{key}[{kind!r}]"
-                )
-        if not per_kind:
-            raise CatalogError(key, f"says what to run on no backend kind; add one of: {', '.join(known_kinds())}")
-        display = conf.get("display_name", img)
-        desc = conf.get("description", "")
-        for k, v in (("display_name", display), ("description", desc)):
-            if not isinstance(v, str):
-                raise CatalogError(f"{key}[{k!r}]", "must be a string")
-        out[img] = ImageConfig(img, display, desc, _frozen(per_kind))
-    return out
+        broken.append(img)
+        with problems.collect():
+            out[img] = _parse_image(img, conf, f"c.GridSpawner.images[{img!r}]")
+            broken.pop()
+    return _Known(out, broken)
+
+
+def _parse_image(img: Any, conf: Any, key: str) -> ImageConfig:
+    _check_name(img, key)
+    conf = _require_dict(conf, key)
+    _check_keys(conf, ("display_name", "description", *known_kinds()), key)
+    per_kind = {}
+    for kind in known_kinds():
+        if kind in conf:
+            per_kind[kind] = backend_class(kind, f"{key}[{kind!r}]").parse_image(
+                img, _require_dict(conf[kind], f"{key}[{kind!r}]"), f"{key}[{kind!r}]"
+            )
+    if not per_kind:
+        raise CatalogError(key, f"says what to run on no backend kind; add one of: {', '.join(known_kinds())}")
+    display = conf.get("display_name", img)
+    desc = conf.get("description", "")
+    for k, v in (("display_name", display), ("description", desc)):
+        if not isinstance(v, str):
+            raise CatalogError(f"{key}[{k!r}]", "must be a string")
+    return ImageConfig(img, display, desc, _frozen(per_kind))
 
 
 _POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice")
 
 
-def _parse_policy(raw: Any, key: str, backends: Mapping, images: Mapping, max_gpus: int) -> Policy:
+def _parse_policy(raw: Any, key: str, backends: _Known, images: _Known, max_gpus: int) -> Policy:
     raw = _require_dict(raw, key)
     _check_keys(raw, _POLICY_KEYS, key)
     limit = _int(raw.get("max_gpus", max_gpus), f"{key}['max_gpus']")
@@ -325,79 +399,110 @@ def _parse_policy(raw: Any, key: str, backends: Mapping, images: Mapping, max_gp
 _PROFILE_KEYS = ("display_name", "description", "groups", "values", "changeable", "max_gpus", "max_runtime")
 
 
-def _parse_profiles(raw: Any, cat: dict) -> dict[str, Profile]:
+def _parse_profiles(raw: Any, cat: dict, problems: _Problems) -> dict[str, Profile]:
     raw = _require_dict(raw, "c.GridSpawner.profiles")
     out = {}
     for name, conf in raw.items():
-        key = f"c.GridSpawner.profiles[{name!r}]"
-        _check_name(name, key)
-        conf = _require_dict(conf, key)
-        _check_keys(conf, _PROFILE_KEYS, key)
-        values = _require_dict(conf.get("values", {}), f"{key}['values']")
-        _check_keys(values, PROFILE_VALUE_FIELDS, f"{key}['values']")
-        changeable = conf.get("changeable", [])
+        with problems.collect():
+            out[name] = _parse_profile(name, conf, f"c.GridSpawner.profiles[{name!r}]", cat, problems)
+    return out
+
+
+def _parse_profile(name: Any, conf: Any, key: str, cat: dict, problems: _Problems) -> Profile:
+    _check_name(name, key)
+    conf = _require_dict(conf, key)
+    _check_keys(conf, _PROFILE_KEYS, key)
+    values = _require_dict(conf.get("values", {}), f"{key}['values']")
+    _check_keys(values, PROFILE_VALUE_FIELDS, f"{key}['values']")
+    changeable = conf.get("changeable", [])
+    with problems.collect():
         if not isinstance(changeable, (list, tuple)) or any(f not in PROFILE_VALUE_FIELDS for f in changeable):
             raise CatalogError(
                 f"{key}['changeable']", f"must be a list of field names from: {', '.join(PROFILE_VALUE_FIELDS)}"
             )
-        groups = conf.get("groups", [])
+    groups = conf.get("groups", [])
+    with problems.collect():
         if not isinstance(groups, (list, tuple)) or not all(isinstance(g, str) for g in groups):
             raise CatalogError(f"{key}['groups']", "must be a list of JupyterHub group names")
-        max_gpus = conf.get("max_gpus")
+    max_gpus = conf.get("max_gpus")
+    with problems.collect():
         if max_gpus is not None:
             max_gpus = min(_int(max_gpus, f"{key}['max_gpus']"), cat["max_gpus"])
-        _check_profile_values(values, f"{key}['values']", cat, max_gpus)
-        for k in ("display_name", "description"):
+    if not isinstance(max_gpus, (int, type(None))):
+        max_gpus = None
+    _check_profile_values(values, f"{key}['values']", cat, max_gpus, problems)
+    for k in ("display_name", "description"):
+        with problems.collect():
             if not isinstance(conf.get(k, ""), str):
                 raise CatalogError(f"{key}['{k}']", "must be a string")
-        out[name] = Profile(
-            key=name,
-            display_name=conf.get("display_name", name),
-            description=conf.get("description", ""),
-            groups=frozenset(groups),
-            values=_frozen(values),
-            changeable=frozenset(changeable),
-            max_gpus=max_gpus,
-            max_runtime=parse_duration(conf.get("max_runtime"), f"{key}['max_runtime']"),
-        )
-    return out
+    max_runtime = None
+    with problems.collect():
+        max_runtime = parse_duration(conf.get("max_runtime"), f"{key}['max_runtime']")
+    return Profile(
+        key=name,
+        display_name=conf.get("display_name", name),
+        description=conf.get("description", ""),
+        groups=frozenset(groups) if isinstance(groups, (list, tuple)) else frozenset(),
+        values=_frozen(values),
+        changeable=frozenset(changeable) if isinstance(changeable, (list, tuple)) else frozenset(),
+        max_gpus=max_gpus,
+        max_runtime=max_runtime,
+    )
 
 
-def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | None) -> None:
+def _check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | None, problems: _Problems) -> None:
     # Types are checked as strictly as build_request checks a user's values, so a preset the
     # catalog accepts can never fail at spawn time (16.0 or True would be refused there).
+    # Each value is checked on its own (every wrong one is reported); a check that needs a
+    # backend or image whose own entry is wrong is skipped (that entry is reported already).
+    backends, images = cat["backends"], cat["images"]
     backend = values.get("backend")
-    if "backend" in values and (not isinstance(backend, str) or backend not in cat["backends"]):
-        raise CatalogError(f"{key}['backend']", f"unknown backend {backend!r}")
+    with problems.collect():
+        if "backend" in values and (not isinstance(backend, str) or not backends.knows(backend)):
+            raise CatalogError(f"{key}['backend']", f"unknown backend {backend!r}")
     image = values.get("image")
-    if "image" in values:
-        if not isinstance(image, str) or image not in cat["images"]:
-            raise CatalogError(f"{key}['image']", f"unknown image {image!r}")
-        if backend is not None and not cat["images"][image].runs_on(cat["backends"][backend].kind):
-            raise CatalogError(f"{key}['image']", f"image {image!r} has nothing to run on backend {backend!r}")
-    if "gpus" in values:
-        limit = cat["max_gpus"] if max_gpus is None else max_gpus
-        gpus = _int(values["gpus"], f"{key}['gpus']")
-        if gpus > limit:
-            raise CatalogError(f"{key}['gpus']", f"is above the maximum of {limit}")
-    if "gpu_type" in values:
-        _check_preset_choice(values["gpu_type"], backend, key, cat, "gpu_type", "gpu_types", "GPU type")
-    if "host" in values:
-        _check_preset_choice(values["host"], backend, key, cat, "host", "host_choices", "host")
+    with problems.collect():
+        if "image" in values:
+            if not isinstance(image, str) or not images.knows(image):
+                raise CatalogError(f"{key}['image']", f"unknown image {image!r}")
+            if backends.usable(backend) and images.usable(image) and not images.parsed[image].runs_on(
+                backends.parsed[backend].kind
+            ):
+                raise CatalogError(f"{key}['image']", f"image {image!r} has nothing to run on backend {backend!r}")
+    with problems.collect():
+        if "gpus" in values:
+            limit = cat["max_gpus"] if max_gpus is None else max_gpus
+            gpus = _int(values["gpus"], f"{key}['gpus']")
+            if gpus > limit:
+                raise CatalogError(f"{key}['gpus']", f"is above the maximum of {limit}")
+    for field, attr, noun in (("gpu_type", "gpu_types", "GPU type"), ("host", "host_choices", "host")):
+        if field not in values or ("backend" in values and not backends.usable(backend)):
+            continue  # no choice, or its backend is reported already
+        with problems.collect():
+            _check_preset_choice(values[field], backend, key, backends, field, attr, noun)
     gpu_memory = values.get("gpu_memory", 0)
-    if isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory not in cat["gpu_memory_classes"]:
-        raise CatalogError(f"{key}['gpu_memory']", f"must be one of the gpu_memory_classes {list(cat['gpu_memory_classes'])}")
-    if backend is not None:  # a preset that could never start (with any GPU count) is refused now
-        problem = gpu_type_memory_problem(cat["backends"][backend], values.get("gpu_type"), gpu_memory)
-        if problem:
-            raise CatalogError(f"{key}['gpu_memory']", problem)
+    classes = cat["gpu_memory_classes"]
+    with problems.collect():
+        if classes is not None and (
+            isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory not in classes
+        ):
+            raise CatalogError(f"{key}['gpu_memory']", f"must be one of the gpu_memory_classes {list(classes)}")
+    with problems.collect():
+        # a preset that could never start (with any GPU count) is refused now
+        if backends.usable(backend) and isinstance(gpu_memory, int) and not isinstance(gpu_memory, bool):
+            problem = gpu_type_memory_problem(backends.parsed[backend], values.get("gpu_type"), gpu_memory)
+            if problem:
+                raise CatalogError(f"{key}['gpu_memory']", problem)
     for f, choices, types in (("cpu", "cpu_choices", (int, float)), ("memory", "memory_choices", (int,))):
         v = values.get(f)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, types) or v not in cat[choices]):
-            raise CatalogError(f"{key}['{f}']", f"must be one of {choices} {list(cat[choices])}")
+        with problems.collect():
+            if cat[choices] is not None and v is not None and (
+                isinstance(v, bool) or not isinstance(v, types) or v not in cat[choices]
+            ):
+                raise CatalogError(f"{key}['{f}']", f"must be one of {choices} {list(cat[choices])}")
 
 
-def _check_preset_choice(value: Any, backend: Any, key: str, cat: dict, field: str, attr: str, noun: str) -> None:
+def _check_preset_choice(value: Any, backend: Any, key: str, backends: _Known, field: str, attr: str, noun: str) -> None:
     """A preset's per-backend choice (``gpu_type``, ``host``): offered by the backend the
     preset also fixes, so a preset can never fail at spawn time. None = no choice."""
     if value is None:
@@ -406,13 +511,17 @@ def _check_preset_choice(value: Any, backend: Any, key: str, cat: dict, field: s
         raise CatalogError(f"{key}['{field}']", f"must be a {noun} name (got {value!r})")
     if backend is None:
         raise CatalogError(f"{key}['{field}']", f"needs 'backend' set alongside it: {noun}s are offered per backend")
-    offered = getattr(cat["backends"][backend], attr)
+    offered = getattr(backends.parsed[backend], attr)
     if value not in offered:
         raise CatalogError(
             f"{key}['{field}']",
             f"backend {backend!r} offers no {noun} {value!r}"
             + (f"; it offers: {', '.join(offered)}" if offered else f" (it offers no {noun} choice)"),
         )
+
+
+#: stands in for a max_gpus that is itself wrong (reported), so no limit check reports more
+_ANY_COUNT = 10**6
 
 
 def build_catalog(
@@ -431,48 +540,75 @@ def build_catalog(
     max_runtime: Any = None,
     storage: Any = None,
 ) -> Catalog:
-    """Validate the admin's settings and return the frozen catalog (raises CatalogError)."""
-    cat: dict[str, Any] = {}
-    cat["max_gpus"] = _int(max_gpus, "c.GridSpawner.max_gpus")
-    cat["backends"] = _parse_backends(backends)
-    cat["images"] = _parse_images(images)
-    classes = _number_list(gpu_memory_classes, "c.GridSpawner.gpu_memory_classes", integers=True)
-    cat["gpu_memory_classes"] = classes if 0 in classes else (0, *classes)
-    cat["cpu_choices"] = _number_list(cpu_choices, "c.GridSpawner.cpu_choices", integers=False)
-    cat["memory_choices"] = _number_list(memory_choices, "c.GridSpawner.memory_choices", integers=True)
-    if isinstance(gpu_memory_tolerance, bool) or not isinstance(gpu_memory_tolerance, (int, float)) or not (
-        0 <= gpu_memory_tolerance < 0.5
-    ):
-        raise CatalogError("c.GridSpawner.gpu_memory_tolerance", "must be a fraction between 0 and 0.5, e.g. 0.07")
-    cat["gpu_memory_tolerance"] = float(gpu_memory_tolerance)
-    for img in cat["images"].values():
-        if not any(img.runs_on(b.kind) for b in cat["backends"].values()):
-            raise CatalogError(f"c.GridSpawner.images[{img.key!r}]", "runs on none of the configured backends' kinds")
+    """Validate the admin's settings and return the frozen catalog.
 
-    group_policy = _require_dict(group_policy or {}, "c.GridSpawner.group_policy")
-    cat["group_policy"] = _frozen(
-        {
-            g: _parse_policy(p, f"c.GridSpawner.group_policy[{g!r}]", cat["backends"], cat["images"], cat["max_gpus"])
-            for g, p in group_policy.items()
-        }
-    )
-    cat["default_policy"] = _parse_policy(
-        default_policy if default_policy is not None else {},
-        "c.GridSpawner.default_policy",
-        cat["backends"],
-        cat["images"],
-        cat["max_gpus"],
-    )
-    cat["profiles"] = _frozen(_parse_profiles(profiles or {}, cat))
+    Every setting is checked, whatever else is wrong: one wrong key raises its CatalogError,
+    several raise CatalogErrors listing each (a value that only a wrong entry makes
+    invalid — a profile naming a backend whose own entry is wrong — is not reported twice)."""
+    problems = _Problems()
+    cat: dict[str, Any] = {"max_gpus": _ANY_COUNT, "backends": _Known({}, section_failed=True),
+                           "images": _Known({}, section_failed=True), "gpu_memory_classes": None,
+                           "cpu_choices": None, "memory_choices": None}
+    with problems.collect():
+        cat["max_gpus"] = _int(max_gpus, "c.GridSpawner.max_gpus")
+    with problems.collect():
+        cat["backends"] = _parse_backends(backends, problems)
+    with problems.collect():
+        cat["images"] = _parse_images(images, problems)
+    with problems.collect():
+        classes = _number_list(gpu_memory_classes, "c.GridSpawner.gpu_memory_classes", integers=True)
+        cat["gpu_memory_classes"] = classes if 0 in classes else (0, *classes)
+    with problems.collect():
+        cat["cpu_choices"] = _number_list(cpu_choices, "c.GridSpawner.cpu_choices", integers=False)
+    with problems.collect():
+        cat["memory_choices"] = _number_list(memory_choices, "c.GridSpawner.memory_choices", integers=True)
+    with problems.collect():
+        if isinstance(gpu_memory_tolerance, bool) or not isinstance(gpu_memory_tolerance, (int, float)) or not (
+            0 <= gpu_memory_tolerance < 0.5
+        ):
+            raise CatalogError("c.GridSpawner.gpu_memory_tolerance", "must be a fraction between 0 and 0.5, e.g. 0.07")
+        cat["gpu_memory_tolerance"] = float(gpu_memory_tolerance)
+    backends_known, images_known = cat["backends"], cat["images"]
+    if backends_known.complete:  # a wrong backend entry may be the kind an image is for
+        for img in images_known.parsed.values():
+            with problems.collect():
+                if not any(img.runs_on(b.kind) for b in backends_known.parsed.values()):
+                    raise CatalogError(f"c.GridSpawner.images[{img.key!r}]", "runs on none of the configured backends' kinds")
 
-    defaults = _require_dict(default_options or {}, "c.GridSpawner.default_options")
-    _check_keys(defaults, PROFILE_VALUE_FIELDS, "c.GridSpawner.default_options")
-    _check_profile_values(defaults, "c.GridSpawner.default_options", cat, None)
-    cat["defaults"] = _frozen(defaults)
-    cat["max_runtime"] = parse_duration(max_runtime, "c.GridSpawner.max_runtime")
+    cat["group_policy"] = {}
+    with problems.collect():
+        for g, p in _require_dict(group_policy or {}, "c.GridSpawner.group_policy").items():
+            with problems.collect():
+                cat["group_policy"][g] = _parse_policy(
+                    p, f"c.GridSpawner.group_policy[{g!r}]", backends_known, images_known, cat["max_gpus"]
+                )
+    cat["group_policy"] = _frozen(cat["group_policy"])
+    with problems.collect():
+        cat["default_policy"] = _parse_policy(
+            default_policy if default_policy is not None else {},
+            "c.GridSpawner.default_policy",
+            backends_known,
+            images_known,
+            cat["max_gpus"],
+        )
+    cat["profiles"] = {}
+    with problems.collect():
+        cat["profiles"] = _parse_profiles(profiles or {}, cat, problems)
+    cat["profiles"] = _frozen(cat["profiles"])
+
+    cat["defaults"] = _frozen({})
+    with problems.collect():
+        defaults = _require_dict(default_options or {}, "c.GridSpawner.default_options")
+        _check_keys(defaults, PROFILE_VALUE_FIELDS, "c.GridSpawner.default_options")
+        _check_profile_values(defaults, "c.GridSpawner.default_options", cat, None, problems)
+        cat["defaults"] = _frozen(defaults)
+    with problems.collect():
+        cat["max_runtime"] = parse_duration(max_runtime, "c.GridSpawner.max_runtime")
     from .mounts.config import parse_storage
 
-    cat["storage"] = parse_storage(storage or None)
-    cat["backends"] = _frozen(cat["backends"])
-    cat["images"] = _frozen(cat["images"])
+    with problems.collect():
+        cat["storage"] = parse_storage(storage or None)
+    problems.raise_any()
+    cat["backends"] = _frozen(backends_known.parsed)
+    cat["images"] = _frozen(images_known.parsed)
     return Catalog(**cat)

@@ -5,7 +5,9 @@ maximum run time.
 They live in prometheus_client's default registry, which JupyterHub already serves at
 ``/hub/metrics`` (next to its own ``jupyterhub_*`` metrics, with the same access rule: the
 ``read:metrics`` scope unless ``c.JupyterHub.authenticate_prometheus = False``). So there is
-nothing to configure, and no second port to open.
+nothing to configure, and no second port to open. They join that registry only when the hub
+uses GridSpawner (`register`, called by `gridspawner.activation`): a hub that merely has the
+package installed serves no ``gridspawner_*`` metric.
 
 Label values are admin-chosen names (backends) and fixed words only — never a user name or
 a value a user typed — so the number of series stays bounded whatever users send.
@@ -38,6 +40,7 @@ SPAWN_DURATION = Histogram(
     ["backend", "outcome"],
     # GPU servers start in seconds on hosts, in minutes when a pod pulls a large image
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, float("inf")),
+    registry=None,
 )
 
 REJECTED_OPTIONS = Counter(
@@ -45,12 +48,14 @@ REJECTED_OPTIONS = Counter(
     "Spawn requests (form or REST) refused because a field was invalid, per field. A request "
     "with several bad fields counts once for each.",
     ["field"],
+    registry=None,
 )
 
 MAX_RUNTIME_STOPS = Counter(
     "gridspawner_max_runtime_stops_total",
     "Servers stopped by GridSpawner because they reached their maximum run time, per backend.",
     ["backend"],
+    registry=None,
 )
 
 
@@ -124,7 +129,18 @@ class CapacityCollector:
 
 
 CAPACITY = CapacityCollector()
-REGISTRY.register(CAPACITY)
+
+_registered = False
+
+
+def register() -> None:
+    """Put gridspawner's metrics into the registry JupyterHub serves (once per process)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    for collector in (SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, CAPACITY):
+        REGISTRY.register(collector)
 
 
 def watch_capacity(monitor: CapacityMonitor) -> None:

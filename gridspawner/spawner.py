@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 import time
 from typing import Any
@@ -16,30 +17,24 @@ from urllib.parse import urlsplit, urlunsplit
 from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import default
+from traitlets.config import Configurable
 
 from . import metrics
+from .activation import activate
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
-from .mounts.dbfilter import install_user_options_filter
+from .form.feedback import FormFeedback
 from .mounts.request import MountSpec, strip_secrets
-from .mounts.resolve import SecretStash, fingerprint, resolve_mounts
-from .request import LaunchRequest, OptionsError, build_request, default_values
+from .preparation import MountCheckFailed, Prepared, Submission, prepare
+from .request import LaunchRequest, OptionsError, default_values
 from .runtime import Runtime, catalog_for
 from .startup import schedule_startup_check
 from .traits import CatalogSettings
 
-# Last invalid form submission per user, shown once by the next form render. Kept here (not
-# on the spawner) because JupyterHub re-renders the form through the user's default spawner.
-# Never holds a secret: the options are stripped first.
-_form_feedback: dict[str, tuple[dict, dict]] = {}
-
-# Secrets typed into the form (S3 keys, SSH passwords), by (user, server): JupyterHub saves
-# the options to its database between options_from_form and start(), so they travel apart,
-# in this process's memory only, and start() takes them out.
-_form_secrets = SecretStash(ttl=300)
-
-
-install_user_options_filter()
+# Refused form submissions, by (user, server), shown once by the next render of that
+# server's form (see form/feedback.py for how JupyterHub renders it). Bounded in size and
+# age; never holds a secret: the options are stripped first.
+_form_feedback = FormFeedback()
 
 
 class GridSpawner(CatalogSettings, Spawner):
@@ -54,6 +49,26 @@ class GridSpawner(CatalogSettings, Spawner):
     @default("options_form")
     def _default_options_form(self):
         return GridSpawner._render_options_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return GridSpawner._apply_options
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        activate()  # the hub uses GridSpawner: now (and only now) change the hub process
+
+    def __init_subclass__(cls, **kwargs: Any):
+        # a subclass defined in jupyterhub_config.py: the hub is about to use GridSpawner,
+        # and its config is being loaded now (see startup.py)
+        super().__init_subclass__(**kwargs)
+        schedule_startup_check()
+
+    def _admin_set(self, name: str) -> bool:
+        """Whether the admin's config sets trait ``name`` for this class (``c.Spawner.x``,
+        ``c.GridSpawner.x`` or a subclass's section), as opposed to its default."""
+        sections = [c.__name__ for c in type(self).__mro__ if isinstance(c, type) and issubclass(c, Configurable)]
+        return any(section in self.config and name in self.config[section] for section in sections)
 
     # ------------------------------------------------------------------ shared objects
     @property
@@ -78,7 +93,7 @@ class GridSpawner(CatalogSettings, Spawner):
     # ------------------------------------------------------------------ form
     @staticmethod
     async def _render_options_form(spawner: "GridSpawner") -> str:
-        values, errors = _form_feedback.pop(spawner._user_name(), (None, None))
+        values, errors = _form_feedback.take(spawner._user_name(), spawner.name or "") or (None, None)
         if values is None:
             values = dict(strip_secrets(spawner.user_options or {})[0]) or None
         return render_form(
@@ -110,25 +125,72 @@ class GridSpawner(CatalogSettings, Spawner):
     async def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         """Parse and validate the form, check the data mounts live (so a wrong bucket is a
         field error on the form, and nothing starts), and return the options WITHOUT the
-        typed secrets: those wait in memory for start()."""
+        typed secrets. What was prepared (secrets included) stays on this spawner, in
+        memory, for the spawn JupyterHub starts next with exactly these options."""
         options = parse_form(formdata)
-        clean, secrets = strip_secrets(options)
-        user, server = self._user_name(), self.name or ""
+        clean, _ = strip_secrets(options)
+        self._submission = None
         try:
-            request = build_request(options, self.catalog, self._groups(), username=user)
-            resolved = None
-            if request.mounts:
-                resolved = await resolve_mounts(request.mounts, secrets, self.catalog.storage, user)
+            prepared = await self._prepare(options, show_progress=False)
         except OptionsError as e:
             metrics.count_rejected(e.errors)
-            _form_feedback[user] = (clean, e.errors)
-            _form_secrets.drop(user, server)
+            _form_feedback.put(self._user_name(), self.name or "", clean, e.errors)
             raise web.HTTPError(400, f"Please correct: {e}") from None
-        if request.mounts:
-            _form_secrets.put(user, server, secrets, resolved, fingerprint(request.mounts))
-        else:
-            _form_secrets.drop(user, server)
+        self._submission = Submission(clean, prepared)
         return clean
+
+    # ------------------------------------------------------------------ one spawn's options
+    _submission: Submission | None = None
+    #: this spawn's validated request and checked mounts (secrets: memory only), or the 400
+    #: it must end with; set by apply_user_options, taken by start()
+    _prepared: Prepared | None = None
+    _refusal: web.HTTPError | None = None
+
+    async def _prepare(self, options: Any, show_progress: bool = True) -> Prepared:
+        progress = self._progress if show_progress else lambda message: self.log.info("%s: %s", self._log_name, message)
+        return await prepare(options, self.catalog, self._groups(), self._user_name(), progress=progress)
+
+    @staticmethod
+    async def _apply_options(spawner: "GridSpawner", user_options: dict) -> None:
+        """JupyterHub's ``apply_user_options`` hook (5.3+): runs in every spawn, form or
+        REST, after the options are saved and before ``start()``."""
+        await spawner._prepare_spawn(user_options)
+
+    async def _prepare_spawn(self, user_options: Any) -> None:
+        """Validate this spawn's options once (a form submission's preparation is reused
+        when the options are the ones it returned), check the data mounts, and size the
+        start timeout for the chosen backend. A refusal waits for ``start()``, which raises
+        it: JupyterHub logs a traceback for any error raised by this hook, and a user's
+        mistake is no hub fault."""
+        self._begin_progress()
+        self._prepared, self._refusal = None, None
+        clean, inline = strip_secrets(user_options or {})
+        if inline:
+            self.user_options = clean  # typed secrets (REST) leave the spawner's options here
+        submission, self._submission = self._submission, None
+        started = time.monotonic()
+        try:
+            if submission is not None and not inline and submission.matches(clean):
+                prepared = submission.prepared
+            else:
+                prepared = await self._prepare(user_options or {})
+        except OptionsError as e:
+            metrics.count_rejected(e.errors)
+            if isinstance(e, MountCheckFailed):  # a valid request whose data mount failed its check
+                metrics.observe_spawn(e.request.backend, "bad_request", time.monotonic() - started)
+            self._refusal = web.HTTPError(400, f"Invalid server options: {e}")
+            return
+        self._prepared = prepared
+        self._follow_start_budget(prepared.request)
+
+    def _follow_start_budget(self, request: LaunchRequest) -> None:
+        """JupyterHub gives ``start()`` ``start_timeout`` seconds (default 60): unless the
+        admin set it, use the chosen backend's own budget (an image pull or a data copy
+        may take minutes), so JupyterHub never cuts what the backend still allows."""
+        if self._admin_set("start_timeout"):
+            return
+        budget = self.runtime.backends[request.backend].start_budget(request)
+        self.start_timeout = math.ceil(budget)
 
     # ------------------------------------------------------------------ lifecycle
     _launch: Launch | None = None
@@ -137,46 +199,11 @@ class GridSpawner(CatalogSettings, Spawner):
     _started_at: float | None = None
     _deadline: float | None = None
     _deadline_handle: asyncio.TimerHandle | None = None
-    _progress_events: list[str] | None = None  # created by start()
+    _progress_events: list[str] | None = None  # created by _begin_progress()
     _progress_done: bool = False
     _progress_changed: asyncio.Event | None = None
 
     _mount_specs: tuple = ()
-
-    def _take_secrets(self) -> tuple[dict, tuple | None, tuple]:
-        """The mount secrets of this start: the form's (stashed by options_from_form) and any
-        in the in-memory user_options (REST), which are taken out of it here."""
-        stashed, resolved, specs = _form_secrets.take(self._user_name(), self.name or "")
-        clean, inline = strip_secrets(self.user_options)
-        if inline:
-            self.user_options = clean
-        secrets = {i: {**stashed.get(i, {}), **inline.get(i, {})} for i in set(stashed) | set(inline)}
-        return secrets, (resolved if not inline else None), specs
-
-    def _build_request(self, secrets: dict | None = None) -> LaunchRequest:
-        options = self.user_options
-        if secrets and isinstance(options, dict) and isinstance(options.get("mounts"), list):
-            rows = [dict(r, **secrets.get(i, {})) if isinstance(r, dict) else r for i, r in enumerate(options["mounts"])]
-            options = {**options, "mounts": rows}
-        try:
-            return build_request(options, self.catalog, self._groups(), username=self._user_name())
-        except OptionsError as e:
-            metrics.count_rejected(e.errors)
-            raise web.HTTPError(400, f"Invalid server options: {e}") from None
-
-    async def _resolve_mounts(self, request: LaunchRequest, secrets: dict, resolved, specs) -> tuple:
-        """Credentials for every mount and the live checks (skipped when the form just
-        checked exactly these mounts). A failure is a 400 naming ``mounts[i].field``."""
-        if not request.mounts:
-            return ()
-        if resolved is not None and specs == fingerprint(request.mounts):
-            return resolved
-        self._progress(f"Checking {len(request.mounts)} data mount{'s' if len(request.mounts) != 1 else ''}")
-        try:
-            return await resolve_mounts(request.mounts, secrets, self.catalog.storage, self._user_name())
-        except OptionsError as e:
-            metrics.count_rejected(e.errors)
-            raise web.HTTPError(400, f"Invalid server options: {e}") from None
 
     def _slug(self) -> str:
         user, server = self._user_name(), self.name or ""
@@ -184,22 +211,37 @@ class GridSpawner(CatalogSettings, Spawner):
         readable = re.sub(r"[^a-z0-9]+", "-", f"{user}-{server}".lower()).strip("-")[:20]
         return f"{readable}-{digest}" if readable else digest
 
+    def _begin_progress(self) -> None:
+        self._progress_events, self._progress_done = [], False
+        self._progress_changed = asyncio.Event()
+
     def _progress(self, message: str) -> None:
         self.log.info("%s: %s", self._log_name, message)
         if self._progress_changed is not None:
             self._progress_events.append(message)
             self._progress_changed.set()
 
+    def _end_progress(self) -> None:
+        """However start() ends, the spawn page's progress stream ends with it."""
+        self._progress_done = True
+        if self._progress_changed is not None:
+            self._progress_changed.set()
+
     async def start(self):
-        secrets, resolved, specs = self._take_secrets()
-        request = self._build_request(secrets)
+        if self._prepared is None and self._refusal is None:
+            # the admin replaced apply_user_options with a hook of their own: prepare here
+            await self._prepare_spawn(self.user_options)
+        prepared, refusal = self._prepared, self._refusal
+        self._prepared = self._refusal = None  # the mounts' secrets go with this start
+        if refusal is not None:
+            self._end_progress()
+            raise refusal
+        request = prepared.request
         backend = self.runtime.backends[request.backend]
-        self._progress_events, self._progress_done = [], False
-        self._progress_changed = asyncio.Event()
-        self.log.info("Starting %s on backend %s: %s", self._log_name, request.backend, request.summary())
+        self.log.info("Starting %s on backend %s (start timeout %s s): %s",
+                      self._log_name, request.backend, self.start_timeout, request.summary())
         started, outcome = time.monotonic(), "failure"
         try:
-            mounts = await self._resolve_mounts(request, secrets, resolved, specs)
             self._mount_specs = tuple(request.mounts)
             ctx = LaunchContext(
                 user=self._user_name(),
@@ -210,8 +252,8 @@ class GridSpawner(CatalogSettings, Spawner):
                 args=tuple(self.get_args()),
                 log=self.log,
                 progress=self._progress,
-                mounts=mounts,
-                storage=self.catalog.storage if mounts else None,
+                mounts=prepared.mounts,
+                storage=self.catalog.storage if prepared.mounts else None,
             )
             launch = await self._launch_on(backend, ctx, request)
             outcome = "success"
@@ -221,9 +263,8 @@ class GridSpawner(CatalogSettings, Spawner):
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
-        finally:  # however start() ends, the spawn page's progress stream ends with it
-            self._progress_done = True
-            self._progress_changed.set()
+        finally:
+            self._end_progress()
             metrics.observe_spawn(request.backend, outcome, time.monotonic() - started)
         self._launch, self._backend_name = launch, request.backend
         self._started_at = time.time()
@@ -373,6 +414,9 @@ class GridSpawner(CatalogSettings, Spawner):
 
     def clear_state(self):
         super().clear_state()
+        # (not the form's submission: JupyterHub clears the state at the start of every
+        # spawn too, before apply_user_options takes the submission)
+        self._prepared = self._refusal = None
         self._cancel_deadline()
         self._launch = None
         self._saved_launch_state = None
@@ -412,5 +456,3 @@ def validate_config(spawner: GridSpawner) -> None:
     """Build the catalog from ``spawner``'s config; raises CatalogError naming the key."""
     spawner.catalog
 
-
-schedule_startup_check()

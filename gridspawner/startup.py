@@ -2,27 +2,36 @@
 
 JupyterHub has no start-up hook for spawners, and it imports every `jupyterhub.spawners`
 entry point while its app object is still being constructed (before the config file is
-read and before the event loop runs), so nothing can be checked at import time.
+read and before the event loop runs), so nothing can be checked at import time — and
+importing this package must not change a hub that uses another spawner.
 
 Two moments are reliable, and we use both (whichever comes first checks, once):
 
 1. Right after loading the config file, `JupyterHub.initialize` logs the spawner class and
    its package version, reading ``gridspawner.__version__``. The package serves that
-   attribute through `check_running_hub` (see ``gridspawner/__init__.py``).
-2. A subclass defined in jupyterhub_config.py is imported while that file runs, inside the
-   running `initialize` coroutine; `schedule_startup_check` then queues the check on the
-   loop, where it runs at initialize's first await, after the config is fully loaded.
+   attribute through `check_running_hub` (see ``gridspawner/__init__.py``). JupyterHub
+   reads it only when the configured spawner comes from this package.
+2. A subclass of GridSpawner defined in jupyterhub_config.py is created while that file
+   runs, inside the running `initialize` coroutine; ``GridSpawner.__init_subclass__``
+   then calls `schedule_startup_check`, which queues the check on the loop, where it runs
+   at initialize's first await, after the config is fully loaded.
 
-If neither happens (a future JupyterHub), the first form render or spawn still fails with
-the same message naming the key.
+Both come before JupyterHub builds its web application, so the check may still adjust the
+hub's ``slow_spawn_timeout`` (`cover_mount_checks`). If neither happens (a future
+JupyterHub), the first form render or spawn still fails with the same message naming the
+key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 
 _checked = False
+
+#: seconds of a spawn request besides the mount checks (auth refresh, API token, database)
+SPAWN_OVERHEAD = 5.0
 
 
 def _starting_hub():
@@ -35,7 +44,7 @@ def _starting_hub():
 
 
 def check_hub_config(app) -> None:
-    """Validate ``app``'s config if its spawner is a GridSpawner; exit 1 naming the bad key."""
+    """Validate ``app``'s config if its spawner is a GridSpawner; exit 1 naming every bad key."""
     global _checked
     from .catalog import CatalogError
     from .spawner import GridSpawner, validate_config
@@ -52,9 +61,39 @@ def check_hub_config(app) -> None:
         # SystemExit leaves initialize() (or an asyncio callback) and ends the hub with status 1.
         sys.exit(1)
     app.log.info("gridspawner: configuration is valid")
+    cover_mount_checks(app, spawner.catalog)
     # Start the background capacity probes now (the hub's loop is running), so the first
     # spawn form already shows what is free instead of "checking capacity…".
     spawner.runtime
+
+
+def cover_mount_checks(app, catalog) -> None:
+    """Make a REST spawn wait for its data-mount checks, so a bad mount is a 400 naming the
+    field (as on the form) and not a 202 followed by a failure in the background.
+
+    JupyterHub answers a REST spawn request after ``slow_spawn_timeout`` seconds (default
+    10) whether the spawn is done or not, and the checks run inside the spawn. When the
+    admin offers storage, the default becomes the checks' limit plus `SPAWN_OVERHEAD`; a
+    value the admin set in ``c.JupyterHub.tornado_settings`` is kept (with a warning when
+    it is shorter). The spawn form is not affected: it checks mounts before it submits,
+    and JupyterHub's form handler waits at most one second either way."""
+    from .mounts.resolve import check_limit
+
+    storage = catalog.storage
+    if not (storage.s3 or storage.ssh):
+        return
+    needed = math.ceil(check_limit(storage) + SPAWN_OVERHEAD)
+    settings = app.tornado_settings
+    if "slow_spawn_timeout" in settings:
+        if settings["slow_spawn_timeout"] < needed:
+            app.log.warning(
+                "gridspawner: c.JupyterHub.tornado_settings['slow_spawn_timeout'] = %s is shorter than the "
+                "data-mount checks may take (%s s): a REST spawn with a bad mount may answer 202 and fail later",
+                settings["slow_spawn_timeout"], needed,
+            )
+        return
+    settings["slow_spawn_timeout"] = needed
+    app.log.info("gridspawner: slow_spawn_timeout = %s s, so REST spawns wait for their data-mount checks", needed)
 
 
 def check_running_hub() -> None:

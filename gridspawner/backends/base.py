@@ -216,6 +216,17 @@ class Backend(ABC):
         return "all"
 
     # -- lifecycle
+    #: the start budget of a kind that does not say (`start_budget`)
+    default_start_budget: ClassVar[float] = 300.0
+
+    def start_budget(self, request: Any) -> float:
+        """The most seconds `launch` may take for ``request``, by this backend's own
+        documented timeouts (connect, commands, image pull, data copies). The spawner gives
+        JupyterHub this as the server's start timeout unless the admin sets
+        ``c.Spawner.start_timeout``, so JupyterHub never cuts a launch that its backend still
+        allows — the backend's own, more telling error comes first."""
+        return self.default_start_budget
+
     @abstractmethod
     async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
         """Place and start a server; report steps through ``ctx.progress``.

@@ -7,14 +7,12 @@ under the admin's ``check_timeout``. Any failure becomes an `OptionsError` namin
 field (``mounts[i].bucket`` …), so the form shows it next to the input and REST answers 400.
 
 The result carries secrets: keep it in memory (`LaunchContext.mounts`), never in state or
-logs. `SecretStash` holds a form submission's secrets between ``options_from_form`` and
-``start()`` (JupyterHub saves the options to its database in between).
+logs (`gridspawner.preparation` keeps it on the spawner until ``start()``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -102,6 +100,12 @@ async def _resolve_one(
     return HostMount(i, spec.target, spec.mode, spec.read_only, source, ssh_secret), None
 
 
+def check_limit(storage: StorageConfig) -> float:
+    """The most seconds `resolve_mounts` takes: each mount's credentials and its check have
+    their own ``check_timeout`` (STS + S3 check, or SSH connect + login), all run at once."""
+    return storage.check_timeout * 2 + 5
+
+
 async def resolve_mounts(
     specs: Sequence[MountSpec],
     secrets: Mapping[int, Mapping[str, str]],
@@ -123,8 +127,7 @@ async def resolve_mounts(
         except Exception as e:  # noqa: BLE001 - a broken check must still end as a field error
             return None, ("type", f"could not check this mount ({type(e).__name__})")
 
-    # each check has its own timeout (STS + S3 check, or SSH connect + login): allow both
-    limit = storage.check_timeout * 2 + 5
+    limit = check_limit(storage)
     try:
         results = await asyncio.wait_for(asyncio.gather(*(one(i, s) for i, s in enumerate(specs))), limit)
     except asyncio.TimeoutError:
@@ -133,44 +136,3 @@ async def resolve_mounts(
     if errors:
         raise OptionsError(errors)
     return tuple(m for m, _ in results)
-
-
-def fingerprint(specs: Sequence[MountSpec]) -> tuple:
-    """What a stashed, already checked resolution was made for (no secrets)."""
-    return tuple(tuple(sorted(s.to_dict().items())) for s in specs)
-
-
-class SecretStash:
-    """In-memory secrets of form submissions, by (user, server), taken once by ``start()``.
-
-    Entries expire after ``ttl`` seconds (a form submitted but never started). Holds the
-    typed secrets by mount index and, when the submit-time checks passed, the resolved
-    mounts together with the `fingerprint` of the specs they were made for."""
-
-    def __init__(self, ttl: float = 300.0):
-        self.ttl = ttl
-        self._items: dict[tuple[str, str], tuple[float, dict, tuple | None, tuple]] = {}
-
-    def _purge(self) -> None:
-        now = time.monotonic()
-        for k in [k for k, v in self._items.items() if v[0] < now]:
-            del self._items[k]
-
-    def put(self, user: str, server: str, secrets: dict, resolved: tuple | None = None, specs: tuple = ()) -> None:
-        self._purge()
-        self._items[(user, server)] = (time.monotonic() + self.ttl, dict(secrets), resolved, specs)
-
-    def take(self, user: str, server: str) -> tuple[dict, tuple | None, tuple]:
-        """(secrets, resolved mounts or None, fingerprint); empty when nothing is stashed."""
-        self._purge()
-        item = self._items.pop((user, server), None)
-        if item is None:
-            return {}, None, ()
-        return item[1], item[2], item[3]
-
-    def drop(self, user: str, server: str) -> None:
-        self._items.pop((user, server), None)
-
-    def __len__(self) -> int:
-        self._purge()
-        return len(self._items)

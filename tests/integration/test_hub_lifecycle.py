@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -107,7 +108,32 @@ def test_bad_config_stops_hub_naming_the_key(make_hub, tmp_path, change, key):
     status = hub.wait_exit(30)
     assert status != 0
     log = hub.log()
-    assert "gridspawner: invalid configuration: " + key in log, log[-3000:]
+    message = log[log.index("gridspawner: invalid configuration: "):]
+    assert f"{key}: " in message, log[-3000:]
+
+
+def test_every_bad_setting_is_named_in_one_message(make_hub, tmp_path):
+    """Three unrelated mistakes: the hub exits 1 once, and its message names each key (an
+    admin fixes them all in one go instead of one per restart)."""
+    from hubtools import default_grid_config
+
+    grid = default_grid_config(tmp_path)
+    grid["backends"]["local"]["session_root"] = "relative/dir"
+    grid["images"]["minimal"]["local"]["cmd"] = "jupyterhub-singleuser"
+    grid["max_runtime"] = "forever"
+    hub = make_hub(grid, start=False)
+    hub.start(wait=False)
+    assert hub.wait_exit(30) == 1
+    log = hub.log()
+    assert log.count("gridspawner: invalid configuration: ") == 1, log[-3000:]
+    message = log[log.index("gridspawner: invalid configuration: "):]
+    assert "3 settings are wrong" in message
+    for key in (
+        "c.GridSpawner.backends['local']['session_root']",
+        "c.GridSpawner.images['minimal']['local']['cmd']",
+        "c.GridSpawner.max_runtime",
+    ):
+        assert re.search(r"\n\s+" + re.escape(key) + ": ", message), message[:3000]  # one a line
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])

@@ -10,6 +10,7 @@ import pytest
 from gridspawner.catalog import (
     BackendConfig,
     CatalogError,
+    CatalogErrors,
     ImageConfig,
     Policy,
     build_catalog,
@@ -26,12 +27,16 @@ def build(config, **changes):
 
 
 def error_key(config, **changes) -> str:
+    """The key of the first error (a config with several reports each; see the tests of
+    CatalogErrors below)."""
     with pytest.raises(CatalogError) as info:
         build(config, **changes)
-    err = info.value
-    assert isinstance(err.message, str) and err.message
-    assert str(err).startswith(err.key + ": ")
-    return err.key
+    errors = getattr(info.value, "errors", (info.value,))
+    for err in errors:
+        assert isinstance(err.message, str) and err.message
+        assert str(err).startswith(err.key + ": ")
+    assert (info.value.key, info.value.message) == (errors[0].key, errors[0].message)
+    return errors[0].key
 
 
 # ------------------------------------------------------------------ a good config
@@ -583,3 +588,57 @@ def test_default_options_gpu_type(typed):
     with pytest.raises(CatalogError) as info:
         build(typed)
     assert info.value.key == "c.GridSpawner.default_options['gpu_type']"
+
+
+# ------------------------------------------------------------------ every error at once
+def errors_of(config, **changes) -> list[str]:
+    with pytest.raises(CatalogError) as info:
+        build(config, **changes)
+    return [e.key for e in getattr(info.value, "errors", (info.value,))]
+
+
+def test_every_wrong_setting_is_reported_in_one_error(config):
+    config["backends"]["gpu-hosts"]["reject_me"] = 1
+    config["images"]["pytorch"]["display_name"] = 3
+    config["profiles"]["course"]["values"]["gpus"] = 3
+    config["profiles"]["course"]["groups"] = "ml101"
+    with pytest.raises(CatalogErrors) as info:
+        build(config, max_runtime="forever", default_options={"cpu": 64})
+    keys = [e.key for e in info.value.errors]
+    assert keys == [
+        "c.GridSpawner.backends['gpu-hosts']['reject_me']",
+        "c.GridSpawner.images['pytorch']['display_name']",
+        "c.GridSpawner.profiles['course']['groups']",
+        "c.GridSpawner.profiles['course']['values']['gpus']",
+        "c.GridSpawner.default_options['cpu']",
+        "c.GridSpawner.max_runtime",
+    ]
+    text = str(info.value)
+    assert text.startswith("6 settings are wrong:\n")
+    for err in info.value.errors:
+        assert f"\n  {err.key}: {err.message}" in text
+    # a handler of a single CatalogError still gets a real key
+    assert (info.value.key, info.value.message) == (keys[0], info.value.errors[0].message)
+
+
+def test_a_wrong_entry_is_not_reported_again_where_it_is_used(config):
+    """A profile, policy or default naming a backend/image whose own entry is wrong is not
+    a second error (the admin fixes the entry, not its users)."""
+    config["backends"]["gpu-hosts"]["reject_me"] = 1
+    config["images"]["ssh-only"]["ssh"]["reject_me"] = 1
+    config["profiles"]["course"]["values"].update({"backend": "gpu-hosts", "image": "ssh-only"})
+    config["group_policy"] = {"ml": {"backends": ["gpu-hosts"], "images": ["ssh-only"]}}
+    assert errors_of(config, default_options={"backend": "gpu-hosts"}) == [
+        "c.GridSpawner.backends['gpu-hosts']['reject_me']",
+        "c.GridSpawner.images['ssh-only']['ssh']['reject_me']",
+    ]
+    # ... but a name nobody defined still is
+    config["group_policy"]["ml"]["backends"] = ["gpu-hosts", "nowhere"]
+    assert "c.GridSpawner.group_policy['ml']['backends']" in errors_of(config)
+
+
+def test_a_single_wrong_setting_raises_a_plain_catalog_error(config):
+    with pytest.raises(CatalogError) as info:
+        build(config, max_runtime="forever")
+    assert not isinstance(info.value, CatalogErrors)
+    assert str(info.value).startswith("c.GridSpawner.max_runtime: ")

@@ -34,6 +34,7 @@ def test_field_label_is_a_known_option_or_other(key, label):
 
 
 def test_count_rejected_counts_each_field_once():
+    metrics.register()  # as a GridSpawner hub does (gridspawner.activation)
     def now(field):
         return REGISTRY.get_sample_value("gridspawner_rejected_options_total", {"field": field}) or 0
 

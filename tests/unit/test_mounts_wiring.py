@@ -15,7 +15,7 @@ from gridspawner.mounts import resolve
 from gridspawner.mounts.config import parse_storage
 from gridspawner.mounts.hostcmd import S3Secret
 from gridspawner.mounts.request import MountSpec
-from gridspawner.mounts.resolve import SecretStash, fingerprint, resolve_mounts
+from gridspawner.mounts.resolve import resolve_mounts
 from gridspawner.request import OptionsError, build_request
 
 pytestmark = pytest.mark.timeout(30)
@@ -121,24 +121,23 @@ async def test_resolve_runs_checks_concurrently(monkeypatch):
     assert loop.time() - t0 < 1.0
 
 
-def test_secret_stash_takes_once_and_expires(monkeypatch):
-    stash = SecretStash(ttl=60)
-    specs = (_spec(),)
-    stash.put("alice", "", {0: {"secret_key": "s"}}, ("resolved",), fingerprint(specs))
-    assert stash.take("alice", "gpu") == ({}, None, ())
-    assert stash.take("alice", "") == ({0: {"secret_key": "s"}}, ("resolved",), fingerprint(specs))
-    assert stash.take("alice", "") == ({}, None, ())
-    stash.put("bob", "", {0: {"password": "p"}})
-    now = resolve.time.monotonic()
-    monkeypatch.setattr(resolve.time, "monotonic", lambda: now + 61)
-    assert len(stash) == 0 and stash.take("bob", "") == ({}, None, ())
+def test_a_form_submission_is_reused_for_exactly_its_options_until_it_expires(monkeypatch):
+    from gridspawner import preparation
+
+    prepared = preparation.Prepared(request=None, mounts=("resolved",))
+    sub = preparation.Submission({"gpus": 1, "mounts": [{"bucket": "b"}]}, prepared)
+    assert sub.matches({"gpus": 1, "mounts": [{"bucket": "b"}]})
+    assert not sub.matches({"gpus": 1, "mounts": [{"bucket": "c"}]})
+    assert not sub.matches({"gpus": 1})
+    now = preparation.time.monotonic()
+    monkeypatch.setattr(preparation.time, "monotonic", lambda: now + preparation.SUBMISSION_TTL + 1)
+    assert not sub.matches({"gpus": 1, "mounts": [{"bucket": "b"}]})
 
 
 def test_orm_filter_strips_secrets_and_is_installed_once():
     from jupyterhub import orm
     from sqlalchemy import event
 
-    import gridspawner.spawner  # noqa: F401 - importing the spawner installs the filter
     from gridspawner.mounts import dbfilter
 
     dbfilter.install_user_options_filter()

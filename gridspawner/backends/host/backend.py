@@ -197,6 +197,15 @@ class HostBackend(Backend):
         """The session root on ``host`` for ``ctx.user`` (the ssh kind: per remote account)."""
         return self.settings.session_root
 
+    def start_budget(self, request: Any) -> float:
+        """Placement (a probe and a claim per attempt), the launch script (plus
+        ``mount_timeout`` when there are data mounts), waiting ``start_wait`` for the socket,
+        and a few more commands (leftover session, port forward), each bounded by
+        ``command_timeout``."""
+        s = self.settings
+        commands = 2 * self.claim_attempts + 4
+        return s.start_wait + commands * s.command_timeout + (s.mount_timeout if getattr(request, "mounts", ()) else 0)
+
     def limits_resources(self, host: str) -> bool:
         """Whether servers on ``host`` are held to the request's ``cpu`` / ``memory``: the
         backend's `resource_limits` answer (the ssh kind asks the host's runtime)."""

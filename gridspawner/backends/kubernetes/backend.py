@@ -110,6 +110,13 @@ class KubernetesBackend(
         return {key: mig_memory_gb(t.mig) for key, t in settings.gpu_types.items() if t.mig}
 
 
+    def start_budget(self, request) -> float:
+        """``start_timeout`` (scheduling, image pull, data copies, readiness), removing a
+        leftover pod of the same server (``stop_timeout``) and the API calls before the pod
+        exists (watches, home claim, Secrets: ``api_timeout`` each, three at most in a row)."""
+        s = self.settings
+        return s.start_timeout + s.stop_timeout + 3 * s.api_timeout
+
     # ------------------------------------------------------------------ helpers
     def _image(self, request) -> KubernetesImage:
         """What to run: the request's parsed ``kubernetes`` image entry (set by build_request),

@@ -240,6 +240,10 @@ class SSHBackend(HostBackend):
             _probes.reset(probes)
             _hub_user.reset(token)
 
+    def start_budget(self, request: Any) -> float:
+        """The host budget plus opening the connections a launch needs (``connect_timeout``)."""
+        return super().start_budget(request) + 2 * self.settings.connect_timeout
+
     def _hub_dest(self, url: str) -> tuple[str, int]:
         u = urlsplit(url)
         if not u.hostname:

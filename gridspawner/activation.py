@@ -1,0 +1,31 @@
+"""What gridspawner changes in the hub process — done only once the hub uses GridSpawner.
+
+JupyterHub imports every installed ``jupyterhub.spawners`` entry point while it starts, so
+importing this package must change nothing: a hub that runs another spawner keeps its own
+database behaviour and metrics. `activate` is called when a GridSpawner is made (the
+start-up check makes one as soon as the configuration names GridSpawner; JupyterHub makes
+one per user) and is idempotent.
+"""
+
+from __future__ import annotations
+
+_active = False
+
+
+def activate() -> None:
+    """Install the user_options secret filter on JupyterHub's models and register the
+    Prometheus metrics (once per process)."""
+    global _active
+    if _active:
+        return
+    from . import metrics
+    from .mounts.dbfilter import install_user_options_filter
+
+    install_user_options_filter()
+    metrics.register()
+    _active = True
+
+
+def active() -> bool:
+    """Whether `activate` ran in this process."""
+    return _active
