@@ -179,7 +179,8 @@ c.JupyterHub.load_roles = [
 
 c.JupyterHub.spawner_class = _settings["spawner_class"]
 c.Spawner.http_timeout = 30
-c.Spawner.start_timeout = 60
+if _settings["start_timeout"] is not None:  # None: the spawner's own default applies
+    c.Spawner.start_timeout = _settings["start_timeout"]
 c.Spawner.poll_interval = _settings["poll_interval"]
 # JupyterHub's own local spawner (the benchmark's baseline) keeps its home here too
 c.SimpleLocalProcessSpawner.home_dir_template = _settings["workdir"] + "/home/{{username}}"
@@ -245,6 +246,7 @@ class Hub:
         gpus=FAKE_GPUS,
         admin_users: tuple[str, ...] = (),
         poll_interval: int = 30,
+        start_timeout: int | None = 60,
         debug: bool = False,
         chart_config: str | Path | None = None,
     ):
@@ -285,6 +287,7 @@ class Hub:
             "spawner": spawner or {},
             "grid": self.grid if spawner_class == "grid" or "GridSpawner" in spawner_class else {},
             "poll_interval": poll_interval,
+            "start_timeout": start_timeout,
             "debug": debug,
         }
         if chart_config is not None:
