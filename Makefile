@@ -3,11 +3,14 @@
 #   make test   install test dependencies (idempotent), run the whole suite, build the docs
 #   make docs   build the documentation into docs/_build/html (warnings are errors)
 #   make bench  run the benchmarks in bench/
+# What these install is locked (locks/: exact versions), so every machine builds what CI built.
+#   make test-latest  the suite and docs on the NEWEST releases instead (own venvs; not in CI)
+#   make lock         refresh locks/ from the newest releases (then `make test`, commit locks/)
 SHELL := /bin/bash
 ROOT := $(CURDIR)
 NODE_BIN := $(ROOT)/.node/node_modules/.bin
 
-.PHONY: demo test docs bench
+.PHONY: demo test docs bench test-latest lock
 
 demo:
 	scripts/install-demo-deps.sh
@@ -30,3 +33,9 @@ bench:
 	  echo "==> $$b"; \
 	  PATH="$(NODE_BIN):$(ROOT)/.venv/bin:$$PATH" .venv/bin/python "$$b"; \
 	done
+
+test-latest:
+	scripts/test-latest.sh
+
+lock:
+	scripts/lock.sh

@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# What `make demo` needs: .venv with gridspawner installed, configurable-http-proxy in .node/.
+# What `make demo` needs: .venv with gridspawner and JupyterLab at the versions
+# locks/demo.txt pins (the part of locks/venv.txt they need: `make test` installs the rest
+# into the same .venv), configurable-http-proxy in .node/ as locks/node/ pins.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-if [ -x "$ROOT/.venv/bin/python" ] && "$ROOT/.venv/bin/python" -c 'import gridspawner, jupyterhub, jupyterlab' 2>/dev/null; then
-    :  # already there (e.g. made by `make test`, which installs a superset)
-else
-    ensure_venv .venv -e . jupyterlab
-fi
+ensure_venv .venv locks/demo.txt gridspawner jupyterlab
 ensure_chp

@@ -42,22 +42,42 @@ ensure_node() {
     ensure_apt nodejs npm
 }
 
-# ensure_chp : configurable-http-proxy in $ROOT/.node (put .node/node_modules/.bin on PATH).
+# ensure_chp : configurable-http-proxy in $ROOT/.node at the version locks/node/ pins
+# (package.json + package-lock.json, installed with `npm ci`). A stamp keyed on the lock
+# skips npm when nothing changed. Put .node/node_modules/.bin on PATH.
 ensure_chp() {
-    if [ -x "$ROOT/.node/node_modules/.bin/configurable-http-proxy" ]; then
+    local dir="$ROOT/.node" key
+    key="$(cat "$ROOT/locks/node/package.json" "$ROOT/locks/node/package-lock.json" | sha256sum | cut -c1-16)"
+    if [ -e "$dir/.gridspawner-installed-$key" ] && [ -x "$dir/node_modules/.bin/configurable-http-proxy" ]; then
         return 0
     fi
     ensure_node
-    say "npm: installing configurable-http-proxy into .node/"
-    npm install --prefix "$ROOT/.node" --no-audit --no-fund --loglevel=error configurable-http-proxy
+    say "npm: installing the locked configurable-http-proxy into .node/"
+    mkdir -p "$dir"
+    cp "$ROOT/locks/node/package.json" "$ROOT/locks/node/package-lock.json" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    rm -f "$dir"/.gridspawner-installed-*
+    touch "$dir/.gridspawner-installed-$key"
 }
 
-# ensure_venv DIR SPEC... : a virtualenv at $ROOT/DIR with `pip install SPEC...` done.
-# A stamp keyed on the specs and pyproject.toml skips pip when nothing changed.
+# lock_pin LOCK NAME : the version LOCK pins for NAME (empty if none).
+lock_pin() {
+    sed -n "s/^$2==\([^[:space:]]*\).*/\1/p" "$1" | head -n 1
+}
+
+# ensure_venv DIR LOCK REQUIREMENT... : a virtualenv at $ROOT/DIR holding exactly what LOCK
+# (a file under locks/) pins for REQUIREMENT... (e.g. "gridspawner[test,docs]").
+#   1. pip at the locked version; 2. every locked distribution, without dependency
+#   resolution (`--no-deps`: the lock is the resolution); 3. gridspawner itself, editable,
+#   built with the locked setuptools; 4. scripts/lockset.py checks that everything the
+#   requirements need is installed at the locked version (a dependency added to
+#   pyproject.toml but not to the lock fails here: run `make lock`).
+# A stamp keyed on the lock, pyproject.toml and the requirements skips all of this when
+# nothing changed; a changed lock installs again.
 ensure_venv() {
-    local name="$1" dir="$ROOT/$1"; shift
-    local key stamp
-    key="$( (printf '%s\n' "$@"; cat "$ROOT/pyproject.toml") | sha256sum | cut -c1-16)"
+    local name="$1" dir="$ROOT/$1" lock="$ROOT/$2"; shift 2
+    local key stamp pip_version
+    key="$( (printf '%s\n' "$@"; cat "$ROOT/pyproject.toml" "$lock") | sha256sum | cut -c1-16)"
     stamp="$dir/.gridspawner-installed-$key"
     if [ -e "$stamp" ] && [ -x "$dir/bin/python" ]; then
         return 0
@@ -68,10 +88,26 @@ ensure_venv() {
         fi
         say "creating $name"
         "$PYTHON" -m venv "$dir"
-        "$dir/bin/python" -m pip install -q --upgrade pip
     fi
-    say "pip: installing into $name: $*"
-    (cd "$ROOT" && "$dir/bin/python" -m pip install -q "$@")
-    rm -f "$dir"/.gridspawner-installed-*
+    pip_version="$(lock_pin "$lock" pip)"
+    say "pip: installing $(grep -c '==' "$lock") locked distributions ($2) into $name"
+    "$dir/bin/python" -m pip install -q ${pip_version:+"pip==$pip_version"}
+    "$dir/bin/python" -m pip install -q --no-deps -r "$lock"
+    (cd "$ROOT" && "$dir/bin/python" -m pip install -q --no-deps --no-build-isolation -e .)
+    "$dir/bin/python" "$ROOT/scripts/lockset.py" check "$lock" "$@"
     touch "$stamp"
+}
+
+# ensure_latest_venv DIR SPEC... : a virtualenv at $ROOT/DIR with the NEWEST releases of
+# SPEC... (pip install --upgrade --upgrade-strategy eager), for `make test-latest` and
+# `make lock`; never used by `make test`.
+ensure_latest_venv() {
+    local name="$1" dir="$ROOT/$1"; shift
+    if [ ! -x "$dir/bin/python" ]; then
+        say "creating $name"
+        "$PYTHON" -m venv "$dir"
+    fi
+    say "pip: installing the newest releases into $name: $*"
+    "$dir/bin/python" -m pip install -q --upgrade pip setuptools wheel
+    (cd "$ROOT" && "$dir/bin/python" -m pip install -q --upgrade --upgrade-strategy eager "$@")
 }

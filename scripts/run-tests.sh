@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The test suite as `make test` runs it (after scripts/install-test-deps.sh):
-#   1. every test on .venv (newest JupyterHub, 6.x)
+#   1. every test on .venv (JupyterHub 6.x)
 #   2. the hub-level tests (-m hub) again on .venv5 (JupyterHub 5.x)
 # pytest's exit status 5 ("no tests collected") counts as a failure: a suite that silently
 # collects nothing must not pass CI. Extra arguments go to both pytest runs.
+# VENV, VENV5 and NODE_DIR choose other environments (`make test-latest` uses
+# .venv-latest, .venv5-latest and .node-latest).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-export PATH="$ROOT/.node/node_modules/.bin:$PATH"
+VENV="${VENV:-.venv}"
+VENV5="${VENV5:-.venv5}"
+NODE_DIR="${NODE_DIR:-.node}"
+export GRIDSPAWNER_NODE_BIN="$ROOT/$NODE_DIR/node_modules/.bin"
+export PATH="$GRIDSPAWNER_NODE_BIN:$PATH"
 
 run_pytest() {
     local venv="$1"; shift
@@ -23,5 +29,5 @@ run_pytest() {
     fi
 }
 
-run_pytest .venv "$@"
-run_pytest .venv5 -m hub "$@"
+run_pytest "$VENV" "$@"
+run_pytest "$VENV5" -m hub "$@"

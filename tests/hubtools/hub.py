@@ -34,7 +34,9 @@ from .ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_NVIDIA_SMI = REPO / "tests" / "fixtures" / "fake_nvidia_smi"
-NODE_BIN = REPO / ".node" / "node_modules" / ".bin"
+#: configurable-http-proxy's directory: the locked one in .node/, unless the test run names
+#: another (scripts/run-tests.sh sets it; `make test-latest` uses .node-latest/)
+NODE_BIN = Path(os.environ.get("GRIDSPAWNER_NODE_BIN") or REPO / ".node" / "node_modules" / ".bin")
 
 #: Four GPUs of mixed VRAM (the fake nvidia-smi's inventory for hub tests): two 80 GB cards,
 #: one 40 GB card, one 16 GB card, as (name, memory.total in MiB). The fake derives stable
