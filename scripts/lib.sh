@@ -75,7 +75,7 @@ lock_pin() {
 # A stamp keyed on the lock, pyproject.toml and the requirements skips all of this when
 # nothing changed; a changed lock installs again.
 ensure_venv() {
-    local name="$1" dir="$ROOT/$1" lock="$ROOT/$2"; shift 2
+    local name="$1" dir="$ROOT/$1" lock_name="$2" lock="$ROOT/$2"; shift 2
     local key stamp pip_version
     key="$( (printf '%s\n' "$@"; cat "$ROOT/pyproject.toml" "$lock") | sha256sum | cut -c1-16)"
     stamp="$dir/.gridspawner-installed-$key"
@@ -90,7 +90,7 @@ ensure_venv() {
         "$PYTHON" -m venv "$dir"
     fi
     pip_version="$(lock_pin "$lock" pip)"
-    say "pip: installing $(grep -c '==' "$lock") locked distributions ($2) into $name"
+    say "pip: installing the $(grep -c '==' "$lock") distributions $lock_name pins into $name"
     "$dir/bin/python" -m pip install -q ${pip_version:+"pip==$pip_version"}
     "$dir/bin/python" -m pip install -q --no-deps -r "$lock"
     (cd "$ROOT" && "$dir/bin/python" -m pip install -q --no-deps --no-build-isolation -e .)

@@ -24,14 +24,14 @@ if not Path(CHROMIUM).exists():
     pytest.skip("no Chromium installed", allow_module_level=True)
 
 
-def _preview():
-    spec = importlib.util.spec_from_file_location("preview_form", ROOT / "tools" / "preview_form.py")
+def _formpage():
+    spec = importlib.util.spec_from_file_location("formpage", Path(__file__).with_name("formpage.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-preview = _preview()
+preview = _formpage()
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,9 @@ def browser():
 
 @pytest.fixture
 def page(browser, tmp_path):
-    def open_page(values=None, errors=None):
+    def open_page(values=None, errors=None, mounts=False):
         path = tmp_path / "form.html"
-        path.write_text(preview.build_page(values, errors), "utf-8")
+        path.write_text(preview.build_page(values, errors, mounts=mounts), "utf-8")
         pg = browser.new_page()
         errors_seen = []
         pg.on("pageerror", lambda e: errors_seen.append(str(e)))
@@ -211,4 +211,21 @@ def test_hosts_follow_the_backend(page, monkeypatch):
     assert pg.input_value("select[name=host]") == ""
     options = parse_form(form_data(pg))
     assert build_request(options, _hosted_demo_catalog(), ["students"]).host is None
+    assert pg.errors_seen == []
+
+
+def test_choices_keep_working_with_the_data_section(page):
+    """With storage offered the form also runs the mounts editor; choosing a profile or a
+    backend must still unlock, filter and update (a helper of the editor once replaced the
+    fields' helper of the same name: every change then threw and left the fields locked)."""
+    pg = page(mounts=True)
+    assert pg.is_checked("input[name=profile][value=course]")
+    assert pg.is_disabled("select[name=image]")
+    pg.check("input[name=profile][value='']")
+    assert not pg.is_disabled("select[name=image]")
+    pg.select_option("select[name=backend]", "hub")
+    assert visible_options(pg, "image") == ["scipy"]
+    assert "CPU only" in pg.inner_text("[data-gs-capacity]")
+    pg.select_option("[name='mounts-0-type']", "ssh")
+    assert pg.is_visible("[name='mounts-0-path']") and not pg.is_visible("[name='mounts-0-bucket']")
     assert pg.errors_seen == []

@@ -238,7 +238,9 @@
     Array.prototype.forEach.call(mroot.querySelectorAll(".gs-js-only"), function (e) { e.hidden = false; });
 
     var field = function (row, key) { return row.querySelector("[name$='-" + key + "']"); };
-    var part = function (nodes, visible) {
+    // (not named `part`: a `var` here is hoisted to the whole script and would replace the
+    // field helper part() that the choice/capacity code above keeps calling)
+    var showNodes = function (nodes, visible) {
       Array.prototype.forEach.call(nodes, function (n) {
         n.hidden = !visible;
         Array.prototype.forEach.call(n.querySelectorAll("input,select"), function (i) { i.disabled = !visible; });
@@ -258,8 +260,8 @@
     var refresh = function (row) {
       var t = field(row, "type");
       var type = t ? t.value : "";
-      part(row.querySelectorAll(".gs-s3"), type === "s3");
-      part(row.querySelectorAll(".gs-ssh"), type === "ssh");
+      showNodes(row.querySelectorAll(".gs-s3"), type === "s3");
+      showNodes(row.querySelectorAll(".gs-ssh"), type === "ssh");
       var ep = field(row, "endpoint");
       var epo = ep && ep.tagName === "SELECT" ? ep.options[ep.selectedIndex] : null;
       allow(field(row, "credentials"), epo ? (epo.getAttribute("data-credentials") || "").split(" ") : null);
@@ -267,9 +269,9 @@
       var ho = host && host.tagName === "SELECT" ? host.options[host.selectedIndex] : null;
       allow(field(row, "auth"), ho ? (ho.getAttribute("data-auth") || "").split(" ") : null);
       var cred = field(row, "credentials");
-      part(row.querySelectorAll(".gs-keys"), type === "s3" && (!cred || cred.value === "keys"));
+      showNodes(row.querySelectorAll(".gs-keys"), type === "s3" && (!cred || cred.value === "keys"));
       var auth = field(row, "auth");
-      part(row.querySelectorAll(".gs-password"), type === "ssh" && !!auth && auth.value === "password");
+      showNodes(row.querySelectorAll(".gs-password"), type === "ssh" && !!auth && auth.value === "password");
       var prefix = field(row, "prefix");
       if (prefix && epo && epo.getAttribute("data-prefix")) prefix.placeholder = epo.getAttribute("data-prefix") + "\u2026";
     };

@@ -1,17 +1,11 @@
-"""Render the spawn form in a page styled like JupyterHub's spawn page, and screenshot it.
-
-    python tools/preview_form.py                       # writes build/spawn-form-preview.html
-    python tools/preview_form.py --png docs/_static/spawn-form.png
-    python tools/preview_form.py --mounts --png docs/_static/mounts-editor.png   # the Data section
-
-The screenshot needs Playwright (``pip install playwright``) and a Chromium
-(``apt-get install chromium``; or pass --chromium PATH). No hub, no backend: the demo
-catalog is built directly, with a made-up capacity snapshot.
+"""The spawn form rendered into a static page styled like JupyterHub's spawn page, for the
+tests of the form's script in Chromium (tests/unit/test_form_browser.py): a demo catalog
+and a fixed capacity snapshot, no hub. Screenshots for the docs come from a real hub
+instead (tools/doc_screenshots.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -179,51 +173,3 @@ def build_page(values=None, errors=None, theme: str = "light", mounts: bool = Fa
         logo=(static / "images" / "jupyterhub-80.png").as_uri(),
         form=form,
     )
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--html", default=str(ROOT / "build" / "spawn-form-preview.html"))
-    ap.add_argument("--png", help="also save a screenshot here (needs playwright + chromium)")
-    ap.add_argument("--chromium", default="/usr/bin/chromium")
-    ap.add_argument("--width", type=int, default=1100)
-    ap.add_argument("--dark", action="store_true", help="Bootstrap's dark colour mode")
-    ap.add_argument("--mounts", action="store_true", help="the data mounts demo; the screenshot shows the Data section only")
-    args = ap.parse_args(argv)
-
-    if args.mounts:
-        values = {"backend": "gpu-cluster", "image": "pytorch", "gpus": 1, "mounts": DEMO_MOUNTS}
-        errors = dict(DEMO_MOUNT_ERRORS)
-    else:
-        # The demo: a custom choice with 3 GPUs of ≥ 40 GB, which the cluster cannot place
-        # right now, and an error from the last submission next to the image field.
-        values = {"backend": "gpu-cluster", "image": "tensorflow", "gpus": 3, "gpu_memory": 40, "cpu": 8, "memory": 32}
-        errors = {"image": "image 'tensorflow' is not available to you; ask for access to the tf-users group"}
-    html = build_page(values, errors, "dark" if args.dark else "light", mounts=args.mounts)
-    out = Path(args.html)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, "utf-8")
-    print(f"wrote {out}")
-    if args.png:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=args.chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
-            )
-            page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
-            page.goto(out.resolve().as_uri())
-            page.wait_for_load_state("load")
-            png = Path(args.png)
-            png.parent.mkdir(parents=True, exist_ok=True)
-            if args.mounts:
-                page.locator("#gs-mounts").screenshot(path=str(png))
-            else:
-                page.screenshot(path=str(png), full_page=True)
-            browser.close()
-        print(f"wrote {png}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
