@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # What `make demo` needs: .venv with gridspawner and JupyterLab at the versions
-# locks/demo.txt pins (the part of locks/venv.txt they need: `make test` installs the rest
-# into the same .venv), configurable-http-proxy in .node/ as locks/node/ pins.
+# locks/demo.txt pins (the part of locks/venv.txt they need), configurable-http-proxy in
+# .node/ as locks/node/ pins. A .venv that `make test` installed from the current
+# locks/venv.txt holds all of that already and is used as it is.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-ensure_venv .venv locks/demo.txt gridspawner jupyterlab
+if ! venv_ready .venv locks/venv.txt "gridspawner[test,docs]"; then
+    ensure_venv .venv locks/demo.txt gridspawner jupyterlab
+fi
 ensure_chp

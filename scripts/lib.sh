@@ -73,15 +73,15 @@ lock_pin() {
 #   requirements need is installed at the locked version (a dependency added to
 #   pyproject.toml but not to the lock fails here: run `make lock`).
 # A stamp keyed on the lock, pyproject.toml and the requirements skips all of this when
-# nothing changed; a changed lock installs again.
+# nothing changed; a changed lock installs again. An environment holds one stamp at most:
+# the one of its last complete install (removed before, written after it).
 ensure_venv() {
     local name="$1" dir="$ROOT/$1" lock_name="$2" lock="$ROOT/$2"; shift 2
-    local key stamp pip_version
-    key="$( (printf '%s\n' "$@"; cat "$ROOT/pyproject.toml" "$lock") | sha256sum | cut -c1-16)"
-    stamp="$dir/.gridspawner-installed-$key"
-    if [ -e "$stamp" ] && [ -x "$dir/bin/python" ]; then
+    local stamp pip_version
+    if venv_ready "$name" "$lock_name" "$@"; then
         return 0
     fi
+    stamp="$dir/.gridspawner-installed-$(venv_key "$lock_name" "$@")"
     if [ ! -x "$dir/bin/python" ]; then
         if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
             ensure_apt python3-venv
@@ -89,13 +89,27 @@ ensure_venv() {
         say "creating $name"
         "$PYTHON" -m venv "$dir"
     fi
+    rm -f "$dir"/.gridspawner-installed-*  # whatever is installed now, it is not a stamped state
     pip_version="$(lock_pin "$lock" pip)"
     say "pip: installing the $(grep -c '==' "$lock") distributions $lock_name pins into $name"
-    "$dir/bin/python" -m pip install -q ${pip_version:+"pip==$pip_version"}
-    "$dir/bin/python" -m pip install -q --no-deps -r "$lock"
-    (cd "$ROOT" && "$dir/bin/python" -m pip install -q --no-deps --no-build-isolation -e .)
-    "$dir/bin/python" "$ROOT/scripts/lockset.py" check "$lock" "$@"
+    # each step must succeed before the next (also where the caller has no `set -e`)
+    "$dir/bin/python" -m pip install -q ${pip_version:+"pip==$pip_version"} || return 1
+    "$dir/bin/python" -m pip install -q --no-deps -r "$lock" || return 1
+    (cd "$ROOT" && "$dir/bin/python" -m pip install -q --no-deps --no-build-isolation -e .) || return 1
+    "$dir/bin/python" "$ROOT/scripts/lockset.py" check "$lock" "$@" || return 1
     touch "$stamp"
+}
+
+# venv_key LOCK REQUIREMENT... : what an install of REQUIREMENT... from LOCK depends on.
+venv_key() {
+    local lock="$ROOT/$1"; shift
+    (printf '%s\n' "$@"; cat "$ROOT/pyproject.toml" "$lock") | sha256sum | cut -c1-16
+}
+
+# venv_ready DIR LOCK REQUIREMENT... : whether DIR's last complete install was exactly this.
+venv_ready() {
+    local dir="$ROOT/$1" lock_name="$2"; shift 2
+    [ -x "$dir/bin/python" ] && [ -e "$dir/.gridspawner-installed-$(venv_key "$lock_name" "$@")" ]
 }
 
 # ensure_latest_venv DIR SPEC... : a virtualenv at $ROOT/DIR with the NEWEST releases of

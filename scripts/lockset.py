@@ -15,7 +15,7 @@ Run with the environment's own Python (it reads that environment's installed met
       The project itself (an editable install) is left out.
 
 A REQUIREMENT is a requirement string, e.g. ``gridspawner[test,docs]`` or ``jupyterlab``.
-Only the standard library and ``packaging`` (in every locked environment) are used.
+Only the standard library and ``packaging`` (or pip's copy of it) are used.
 """
 
 from __future__ import annotations
@@ -24,9 +24,14 @@ import json
 import sys
 from importlib import metadata
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-from packaging.version import Version
+try:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+except ImportError:  # an environment without `packaging` still has pip's copy of it
+    from pip._vendor.packaging.requirements import Requirement
+    from pip._vendor.packaging.utils import canonicalize_name
+    from pip._vendor.packaging.version import Version
 
 #: always locked: what installs and builds the environment
 TOOLS = ("pip", "setuptools", "wheel")
