@@ -37,13 +37,9 @@ def slow_s3_hub(s3, tmp_path_factory):  # noqa: F811
                             "credentials": ["keys"]}},
             "access": {"*": {"s3": ["slow"]}},
         }
-        hub = Hub(grid, workdir=workdir)
-        try:
-            hub.start()
+        with Hub(grid, workdir=workdir) as hub:
             yield hub, s3
-        finally:
-            hub.close()
-            assert not hub.leftover_pids()
+        assert not hub.leftover_pids()
 
 
 def test_a_slow_mount_check_still_answers_400_naming_the_field(slow_s3_hub, username):
