@@ -51,9 +51,9 @@ def _status_eventually(hub, username: str, timeout: float = 30) -> int:
 
 
 def test_an_image_pull_longer_than_jupyterhubs_60_s_default_is_not_cut(make_hub, username):
-    """No start_timeout in the config: the pod becomes ready after a 65 s pull, within the
+    """No start_timeout in the config: the pod becomes ready after a 63 s pull, within the
     Kubernetes backend's 300 s, and the server is reached through the proxy."""
-    with slow_pull_emulator(65) as emu:
+    with slow_pull_emulator(63) as emu:
         hub = make_hub(grid=cluster_grid(emu), start_timeout=None)
         mark = hub.log_mark()
         hub.create_user(username)
