@@ -719,10 +719,11 @@ async def test_a_home_claim_deleted_outside_the_hub_is_created_again(emu, backen
     ],
 )
 async def test_gpu_type_from_user_options_picks_the_node(emu, options, node, resource):
-    """user_options → GridSpawner's build_request (catalog with the real kind) → launch."""
+    """user_options → GridSpawner's preparation (build_request, catalog with the real kind) → launch."""
     from traitlets.config import Config
 
     from gridspawner import GridSpawner
+    from gridspawner.preparation import prepare
 
     c = Config()
     c.GridSpawner.backends = {
@@ -737,8 +738,7 @@ async def test_gpu_type_from_user_options_picks_the_node(emu, options, node, res
     spawner = GridSpawner(config=c)
     offered = spawner.catalog.backends["cluster"].gpu_types
     assert dict(offered) == {"t4": "Tesla T4", "a100": "NVIDIA A100 SXM4 80GB", "mig-small": "MIG 1g.10gb"}
-    spawner.user_options = {"backend": "cluster", "image": "base", **options}
-    req = spawner._build_request()
+    req = (await prepare({"backend": "cluster", "image": "base", **options}, spawner.catalog, [], "alice")).request
     assert req.gpu_type == (options["gpu_type"] or None)
     backend = KubernetesBackend("cluster", spawner.catalog.backends["cluster"].settings)
     try:
