@@ -25,6 +25,7 @@ from .mounts.request import MountSpec, strip_secrets
 from .mounts.resolve import SecretStash, fingerprint, resolve_mounts
 from .request import LaunchRequest, OptionsError, build_request, default_values
 from .runtime import Runtime, catalog_for
+from .server_env import parse_stop_warnings, request_env
 from .startup import schedule_startup_check
 from .traits import CatalogSettings
 
@@ -201,11 +202,13 @@ class GridSpawner(CatalogSettings, Spawner):
         try:
             mounts = await self._resolve_mounts(request, secrets, resolved, specs)
             self._mount_specs = tuple(request.mounts)
+            # counted from before the launch, so that the server finds it in its environment
+            deadline = time.time() + request.max_runtime if request.max_runtime else None
             ctx = LaunchContext(
                 user=self._user_name(),
                 server_name=self.name or "",
                 slug=self._slug(),
-                env=self.get_env(),
+                env={**self.get_env(), **request_env(request, self.catalog, deadline, parse_stop_warnings(self.stop_warnings))},
                 cmd=tuple(self.cmd),
                 args=tuple(self.get_args()),
                 log=self.log,
@@ -227,7 +230,7 @@ class GridSpawner(CatalogSettings, Spawner):
             metrics.observe_spawn(request.backend, outcome, time.monotonic() - started)
         self._launch, self._backend_name = launch, request.backend
         self._started_at = time.time()
-        self._deadline = self._started_at + request.max_runtime if request.max_runtime else None
+        self._deadline = deadline
         self._arm_deadline()
         return launch.url
 
@@ -411,6 +414,7 @@ def hub_server_url(address: str, base_url: str) -> str:
 def validate_config(spawner: GridSpawner) -> None:
     """Build the catalog from ``spawner``'s config; raises CatalogError naming the key."""
     spawner.catalog
+    parse_stop_warnings(spawner.stop_warnings)
 
 
 schedule_startup_check()

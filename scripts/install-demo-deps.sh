@@ -9,3 +9,5 @@ else
     ensure_venv .venv -e . jupyterlab
 fi
 ensure_chp
+# the JupyterLab extension: time left and stop warnings in the demo's servers
+"$ROOT/scripts/install-lab-extension.sh" .venv

