@@ -42,6 +42,11 @@ DEADLINE_ISO = "GRIDSPAWNER_DEADLINE_ISO"
 STOP_WARNINGS = "GRIDSPAWNER_STOP_WARNINGS"
 STOPS_FILE = "GRIDSPAWNER_STOPS_FILE"
 
+#: every name above: the facts an admin's ``env`` setting may not set (start-up error)
+FACTS = frozenset({BACKEND, BACKEND_KIND, BACKEND_DISPLAY_NAME, HOST, GPUS, GPU_MODELS, GPU_MEMORY_GB, IMAGE,
+                   IMAGE_DISPLAY_NAME, PROFILE, PROFILE_DISPLAY_NAME, DEADLINE, DEADLINE_ISO, STOP_WARNINGS,
+                   STOPS_FILE})
+
 #: the Downward API field that holds a pod's node once it is scheduled
 HOST_FIELD_PATH = "spec.nodeName"
 #: the file name of the stops hook in a host session directory (see `stops_file_env`)

@@ -105,13 +105,14 @@ def context(env: dict) -> LaunchContext:
                          args=(), log=logging.getLogger("test"))
 
 
-def test_host_backend_delivers_the_facts_and_admin_env_never_replaces_them():
-    settings = LocalBackend.parse_settings("lab", {"host_name": "gpu-7", "env": {"GRIDSPAWNER_BACKEND": "admin's",
-                                                                                "GRIDSPAWNER_HOST": "x"}}, "k")
-    image = parse_host_image("torch", {"env": {"GRIDSPAWNER_DEADLINE": "0", "OTHER": "1"}}, "k")
+def test_host_backend_delivers_the_facts():
+    settings = LocalBackend.parse_settings("lab", {"host_name": "gpu-7", "env": {"HF_HOME": "/cache"}}, "k")
+    image = parse_host_image("torch", {"env": {"OTHER": "1"}}, "k")
     backend = LocalBackend("lab", settings)
     gpus = [GPU(1, "GPU-b", "NVIDIA A10", 23028), GPU(3, "GPU-d", "Tesla T4", 15360)]
-    env = backend._env(context(dict(FACTS, JUPYTERHUB_USER="alice")), image, gpus, "gpu-7", "/tmp/s/alice-1")
+    # (a hub-wide c.Spawner.environment could hold a stale GRIDSPAWNER_HOST: placement wins)
+    env = backend._env(context(dict(FACTS, JUPYTERHUB_USER="alice", GRIDSPAWNER_HOST="x")), image, gpus, "gpu-7",
+                       "/tmp/s/alice-1")
     assert env["GRIDSPAWNER_BACKEND"] == "lab"
     assert env["GRIDSPAWNER_DEADLINE"] == "1767225600"
     assert env["GRIDSPAWNER_HOST"] == "gpu-7"
@@ -120,7 +121,25 @@ def test_host_backend_delivers_the_facts_and_admin_env_never_replaces_them():
     assert env["GRIDSPAWNER_GPU_MEMORY_GB"] == "24,16"
     assert env["CUDA_VISIBLE_DEVICES"] == "GPU-b,GPU-d"
     assert env["GRIDSPAWNER_STOPS_FILE"] == "/tmp/s/alice-1/stops.json"
-    assert env["OTHER"] == "1"
+    assert env["OTHER"] == "1" and env["HF_HOME"] == "/cache"
+
+
+@pytest.mark.parametrize("parse, raw, key", [
+    (lambda raw: LocalBackend.parse_settings("lab", raw, "c.GridSpawner.backends['lab']"),
+     {"env": {"GRIDSPAWNER_HOST": "x"}}, "c.GridSpawner.backends['lab']['env']['GRIDSPAWNER_HOST']"),
+    (lambda raw: parse_host_image("torch", raw, "c.GridSpawner.images['torch']['local']"),
+     {"env": {"GRIDSPAWNER_DEADLINE": "0"}}, "c.GridSpawner.images['torch']['local']['env']['GRIDSPAWNER_DEADLINE']"),
+    (lambda raw: parse_image("torch", raw, "c.GridSpawner.images['torch']['kubernetes']"),
+     {"image": "quay.io/jupyter/base-notebook:2025-01-01", "env": {"GRIDSPAWNER_BACKEND": "x"}},
+     "c.GridSpawner.images['torch']['kubernetes']['env']['GRIDSPAWNER_BACKEND']"),
+])
+def test_admin_env_may_not_set_a_fact(parse, raw, key):
+    with pytest.raises(CatalogError) as e:
+        parse(raw)
+    assert e.value.key == key and "may not be overridden" in e.value.message
+    # other names of the prefix stay the admin's: the lab extension's poll interval
+    ok = dict(raw, env={"GRIDSPAWNER_LAB_POLL_SECONDS": "30"})
+    parse(ok)
 
 
 def k8s_pod(image_raw: dict, gpus: int = 0, gpu_type=None) -> dict:
@@ -139,11 +158,12 @@ def env_entries(manifest: dict) -> dict:
 
 
 def test_kubernetes_pod_takes_the_node_from_the_downward_api():
-    env = env_entries(k8s_pod({"env": {"GRIDSPAWNER_BACKEND": "image's", "GRIDSPAWNER_HOST": "image's"}}))
+    env = env_entries(k8s_pod({"env": {"GRIDSPAWNER_LAB_POLL_SECONDS": "30"}}))
     assert env["GRIDSPAWNER_HOST"] == {"name": "GRIDSPAWNER_HOST", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
     assert env["GRIDSPAWNER_BACKEND"] == {"name": "GRIDSPAWNER_BACKEND", "value": "lab"}
     assert env["GRIDSPAWNER_DEADLINE"]["value"] == "1767225600"
     assert "secretKeyRef" in env["JUPYTERHUB_API_TOKEN"]["valueFrom"]  # the token still only from the Secret
+    assert env["GRIDSPAWNER_LAB_POLL_SECONDS"]["value"] == "30"
 
 
 @pytest.mark.parametrize("gpu_type, models, memory", [
