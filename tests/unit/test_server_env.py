@@ -175,3 +175,16 @@ def test_kubernetes_pod_names_what_a_gpu_type_fixes(gpu_type, models, memory):
     env = env_entries(k8s_pod({}, gpus=2, gpu_type=gpu_type))
     assert env["GRIDSPAWNER_GPU_MODELS"]["value"] == models
     assert env.get("GRIDSPAWNER_GPU_MEMORY_GB", {}).get("value") == memory
+
+
+def test_kubernetes_facts_are_never_expanded_by_the_kubelet():
+    from k8s_emulator.runner import expand  # the emulator's copy of kubelet's $(VAR) expansion
+
+    s = parse_settings("cluster", {}, "k")
+    image = parse_image("torch", {"image": "quay.io/jupyter/base-notebook:2025-01-01"}, "k")
+    env = dict(FACTS, GRIDSPAWNER_BACKEND_DISPLAY_NAME="GPUs $(HOME) at $5/h", HOME="/home/jovyan")
+    manifest = build_pod(s, image, user="alice", server_name="", names=server_names("alice", "", s), env=env,
+                         cmd=("jupyterhub-singleuser",), args=(), gpus=0, gpu_memory=0, cpu=None, memory=None,
+                         tolerance=0.07)
+    entry = env_entries(manifest)["GRIDSPAWNER_BACKEND_DISPLAY_NAME"]
+    assert expand(entry["value"], {"HOME": "/home/jovyan"}) == "GPUs $(HOME) at $5/h"

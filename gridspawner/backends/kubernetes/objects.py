@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ...server_env import HOST, HOST_FIELD_PATH, PREFIX as FACTS_PREFIX, gpu_type_env
+from ...server_env import FACTS, HOST, HOST_FIELD_PATH, PREFIX as FACTS_PREFIX, gpu_type_env
 from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb
 from .names import (
     BACKEND_LABEL,
@@ -107,6 +107,8 @@ def _env_list(env: Mapping[str, str], secret_name: str) -> list[dict]:
     for name in env:
         if name in secret:
             entries[name] = {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": name}}}
+        elif name in FACTS:  # data, never a $(VAR) reference: kubelet turns $$ back into $
+            entries[name] = {"name": name, "value": str(env[name]).replace("$", "$$")}
         else:
             entries[name] = {"name": name, "value": str(env[name])}
     # the node is known only once the pod is scheduled: the kubelet fills it in (Downward API)
