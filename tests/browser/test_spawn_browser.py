@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from browsing import log_in
+from browsing import open_spawn_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
@@ -16,9 +16,7 @@ def test_login_spawn_form_to_jupyterlab(hub, chromium, username, artifacts_dir):
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
-        log_in(page, hub, username)
-        if "/hub/spawn" not in page.url:
-            page.goto(f"{hub.url}/hub/spawn")
+        open_spawn_page(page, hub, username)
         page.wait_for_selector("#gs-form")
         # the capacity line comes from a background probe: reload until it has arrived
         capacity = page.locator("[data-gs-capacity]").first

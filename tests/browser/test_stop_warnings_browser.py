@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from browsing import log_in
+from browsing import open_spawn_page
 from hubtools import default_grid_config
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -61,9 +61,7 @@ def test_jupyterlab_warns_before_the_maximum_run_time(hub, chromium, username, a
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
-        log_in(page, hub, username)
-        if "/hub/spawn" not in page.url:
-            page.goto(f"{hub.url}/hub/spawn")
+        open_spawn_page(page, hub, username)
         page.check("input[name=profile][value=minute]")
         page.click("form#spawn_form [type=submit], form [type=submit]")
         page.wait_for_url(f"**/user/{username}/lab**", timeout=90_000)
@@ -72,9 +70,8 @@ def test_jupyterlab_warns_before_the_maximum_run_time(hub, chromium, username, a
 
         # the status bar: the time left, measured on the server's clock
         status = page.locator(STATUS)
-        status.wait_for(state="visible", timeout=30_000)
-        text = status.inner_text()
-        assert re.fullmatch(r"Server stops in (\d+ s|1 min)", text), text
+        expect(status).to_have_text(re.compile(r"^Server stops in (\d+ s|1 min)$"), timeout=30_000)
+        expect(status).to_be_visible()
         assert "because its maximum run time ends" in status.get_attribute("title")
 
         # the first warning: 45 s before the stop (or at once, if JupyterLab opened later)

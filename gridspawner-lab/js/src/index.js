@@ -6,6 +6,7 @@ import { Notification } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { StopTracker } from './stops.js';
@@ -18,7 +19,7 @@ function clock(epochSeconds) {
   return new Date(epochSeconds * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
-/** The status bar item: plain text, hidden while no stop is known. */
+/** The status bar item: plain text, active (shown by the status bar) while a stop is known. */
 function createStatusItem() {
   const item = new Widget();
   item.addClass('jp-gridspawner-TimeLeft');
@@ -26,21 +27,25 @@ function createStatusItem() {
   const text = document.createElement('span');
   text.className = 'jp-StatusBar-TextItem';
   item.node.appendChild(text);
-  item.hide();
-  return {
+  const self = {
     widget: item,
+    active: false,
+    activeStateChanged: null,
     show(status) {
-      if (!status) {
-        item.hide();
-        return;
+      if (status) {
+        if (text.textContent !== status.text) {
+          text.textContent = status.text;
+        }
+        item.node.title = status.title;
       }
-      if (text.textContent !== status.text) {
-        text.textContent = status.text;
+      if (self.active !== Boolean(status)) {
+        self.active = Boolean(status);
+        self.activeStateChanged.emit(undefined);
       }
-      item.node.title = status.title;
-      item.show();
     }
   };
+  self.activeStateChanged = new Signal(self);
+  return self;
 }
 
 async function fetchStops(settings) {
@@ -62,7 +67,13 @@ const plugin = {
     const tracker = new StopTracker(clock);
     const status = createStatusItem();
     if (statusBar) {
-      statusBar.registerStatusItem(PLUGIN_ID, { item: status.widget, align: 'left', rank: 1000 });
+      statusBar.registerStatusItem(PLUGIN_ID, {
+        item: status.widget,
+        align: 'left',
+        rank: 1000,
+        isActive: () => status.active,
+        activeStateChanged: status.activeStateChanged
+      });
     }
     const toasts = new Map(); // stop key → id of its latest notification
     let complained = false;
