@@ -147,7 +147,7 @@ class CatalogSettings(Configurable):
         the status bar): a list of durations (seconds, or strings such as ``"30m"``, ``"1h"``).
         An empty list: no notifications. The server reads them from its
         ``GRIDSPAWNER_STOP_WARNINGS`` environment variable (seconds, longest first); images
-        without the extension (``pip install gridspawner-lab``) ignore it.
+        without the extension (gridspawner-lab: see the admin guide) ignore it.
 
         Example::
 

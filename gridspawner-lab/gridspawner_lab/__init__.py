@@ -4,7 +4,7 @@ A JupyterLab extension (prebuilt: installing it needs no Node) that shows the ti
 before the hub stops the server (its maximum run time) in the status bar and warns with a
 notification at the times the hub admin chose (``GRIDSPAWNER_STOP_WARNINGS``), and the
 Jupyter server extension it asks (``GET {base_url}gridspawner/stops``). Both are enabled by
-``pip install gridspawner-lab`` in the server's environment; servers not started by
+installing the package in the server's environment; servers not started by
 gridspawner show nothing.
 """
 
