@@ -9,8 +9,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 LAB="$ROOT/gridspawner-lab"
-key="$(cd "$LAB" && find pyproject.toml install.json jupyter-config gridspawner_lab/labextension -type f -print0 \
-       | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+# the checkout's path is part of the key: an editable install points into one checkout
+key="$( (echo "$LAB"; cd "$LAB" && find pyproject.toml install.json jupyter-config gridspawner_lab/labextension -type f \
+       -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
 for name in "$@"; do
     venv="$ROOT/$name"
     if [ ! -x "$venv/bin/python" ]; then
