@@ -28,6 +28,7 @@ from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .request import LaunchRequest, OptionsError, default_values
 from .runtime import Runtime, catalog_for
+from .server_env import parse_stop_warnings, request_env
 from .startup import schedule_startup_check
 from .traits import CatalogSettings
 
@@ -243,11 +244,13 @@ class GridSpawner(CatalogSettings, Spawner):
         started, outcome = time.monotonic(), "failure"
         try:
             self._mount_specs = tuple(request.mounts)
+            # counted from before the launch, so that the server finds it in its environment
+            deadline = time.time() + request.max_runtime if request.max_runtime else None
             ctx = LaunchContext(
                 user=self._user_name(),
                 server_name=self.name or "",
                 slug=self._slug(),
-                env=self.get_env(),
+                env={**self.get_env(), **request_env(request, self.catalog, deadline, parse_stop_warnings(self.stop_warnings))},
                 cmd=tuple(self.cmd),
                 args=tuple(self.get_args()),
                 log=self.log,
@@ -268,7 +271,7 @@ class GridSpawner(CatalogSettings, Spawner):
             metrics.observe_spawn(request.backend, outcome, time.monotonic() - started)
         self._launch, self._backend_name = launch, request.backend
         self._started_at = time.time()
-        self._deadline = self._started_at + request.max_runtime if request.max_runtime else None
+        self._deadline = deadline
         self._arm_deadline()
         return launch.url
 
@@ -455,4 +458,5 @@ def hub_server_url(address: str, base_url: str) -> str:
 def validate_config(spawner: GridSpawner) -> None:
     """Build the catalog from ``spawner``'s config; raises CatalogError naming the key."""
     spawner.catalog
+    parse_stop_warnings(spawner.stop_warnings)
 

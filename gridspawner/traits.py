@@ -139,6 +139,22 @@ class CatalogSettings(Configurable):
         """,
     ).tag(config=True)
 
+    stop_warnings = List(
+        ["30m", "5m"],
+        help="""
+        When, before the hub stops a server at its maximum run time, gridspawner's JupyterLab
+        extension warns the user (a notification, on top of the time left it always shows in
+        the status bar): a list of durations (seconds, or strings such as ``"30m"``, ``"1h"``).
+        An empty list: no notifications. The server reads them from its
+        ``GRIDSPAWNER_STOP_WARNINGS`` environment variable (seconds, longest first); images
+        without the extension (gridspawner-lab: see the admin guide) ignore it.
+
+        Example::
+
+            c.GridSpawner.stop_warnings = ["1h", "15m", "2m"]
+        """,
+    ).tag(config=True)
+
     storage = Dict(
         help="""
         Data mounts users may add to their server: S3 buckets/prefixes and directories on

@@ -10,3 +10,5 @@ if ! venv_ready .venv locks/venv.txt "gridspawner[test,docs]"; then
     ensure_venv .venv locks/demo.txt gridspawner jupyterlab
 fi
 ensure_chp
+# the JupyterLab extension: time left and stop warnings in the demo's servers
+"$ROOT/scripts/install-lab-extension.sh" .venv

@@ -16,4 +16,8 @@ source "$(dirname "$0")/lib.sh"
 ensure_venv .venv locks/venv.txt "gridspawner[test,docs]"
 ensure_venv .venv5 locks/venv5.txt "gridspawner[test]" "jupyterhub>=5.3,<6"
 ensure_chp
+# gridspawner-lab (the JupyterLab extension): its locked build tools for the test that
+# rebuilds it, and the package in both environments the test hubs' servers run from
+"$ROOT/scripts/build-lab-extension.sh" --tools
+"$ROOT/scripts/install-lab-extension.sh" .venv .venv5
 say "test dependencies ready"

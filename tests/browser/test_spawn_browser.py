@@ -4,34 +4,11 @@ at the end of the run)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from browsing import open_spawn_page
+
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
-
-CHROMIUM = os.environ.get("GRIDSPAWNER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-deps.sh (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def test_login_spawn_form_to_jupyterlab(hub, chromium, username, artifacts_dir):
@@ -39,13 +16,7 @@ def test_login_spawn_form_to_jupyterlab(hub, chromium, username, artifacts_dir):
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
-        page.goto(f"{hub.url}/hub/login")
-        page.fill("input[name=username]", username)
-        page.fill("input[name=password]", "any-password")
-        page.click("[type=submit]")
-        page.wait_for_url("**/hub/**")
-        if "/hub/spawn" not in page.url:
-            page.goto(f"{hub.url}/hub/spawn")
+        open_spawn_page(page, hub, username)
         page.wait_for_selector("#gs-form")
         # the capacity line comes from a background probe: reload until it has arrived
         capacity = page.locator("[data-gs-capacity]").first

@@ -141,7 +141,9 @@ def default_grid_config(workdir: Path) -> dict:
                 "display_name": "Short session",
                 "description": "stopped after a few seconds",
                 "values": {"backend": "local", "image": "lab", "gpus": 0},
-                "max_runtime": 6,
+                # counted from the start request: a spawn under load (several seconds) still
+                # leaves the server running for a while
+                "max_runtime": 10,
             },
         },
     }

@@ -99,7 +99,7 @@ def test_spawns_refusals_and_gpus_are_counted(hub, username):
 
 def test_maximum_run_time_stops_are_counted(hub, username):
     before = scrape(hub)
-    hub.spawn_ready(username, {"profile": "short"})  # max_runtime 6 s
+    hub.spawn_ready(username, {"profile": "short"})  # max_runtime 10 s
     hub.wait_stopped(username, timeout=60)
     after = scrape(hub)
     key = ("gridspawner_max_runtime_stops_total", frozenset({"backend": "local"}.items()))

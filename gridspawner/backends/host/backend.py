@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from ...gpu import GPU, GPUProbeError, describe, min_mib, place
 from ...mounts.hostcmd import HostMount, S3Source
+from ...server_env import PREFIX as FACTS_PREFIX, placement_env, stops_file_env
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
 from .inventory import Inventory, parse_probe
@@ -217,7 +218,12 @@ class HostBackend(Backend):
         return spec, {}
 
     # ------------------------------------------------------------------ lifecycle
-    def _env(self, ctx: LaunchContext, image: HostImage, gpus: Sequence[GPU]) -> dict[str, str]:
+    def _env(self, ctx: LaunchContext, image: HostImage, gpus: Sequence[GPU], host: str,
+             session_dir: str) -> dict[str, str]:
+        """The server's environment: the hub's, the backend's and the image's ``env``, then
+        what no admin setting replaces: JupyterHub's variables, gridspawner's facts
+        (`gridspawner.server_env`: the spawner's, then where this launch placed the server)
+        and the GPUs in ``CUDA_VISIBLE_DEVICES``."""
         env: dict[str, str] = {}
         for k, v in ctx.env.items():
             if scripts.env_name_ok(k):
@@ -226,7 +232,10 @@ class HostBackend(Backend):
                 self.log.warning("%s: skipping environment variable with an invalid name %r", ctx.user, k)
         env.update(self.settings.env)
         env.update(image.env)
-        env.update({k: str(v) for k, v in ctx.env.items() if k.startswith("JUPYTERHUB_") and scripts.env_name_ok(k)})
+        env.update({k: str(v) for k, v in ctx.env.items()
+                    if k.startswith(("JUPYTERHUB_", FACTS_PREFIX)) and scripts.env_name_ok(k)})
+        env.update(placement_env(self.display_host(host), gpus))
+        env.update(stops_file_env(session_dir))
         env["CUDA_VISIBLE_DEVICES"] = ",".join(scripts.uuids_of(gpus))
         return env
 
@@ -256,7 +265,7 @@ class HostBackend(Backend):
                 session_root=session_root,
                 slug=slug,
                 notebook_dir=s.notebook_dir_for(ctx.user),
-                env=self._env(ctx, image, gpus),
+                env=self._env(ctx, image, gpus, host, session_dir),
                 cmd=tuple(image.cmd or ctx.cmd) + tuple(ctx.args),
                 prefix=image.prefix,
                 ledger_dir=s.ledger_dir if claimed else None,

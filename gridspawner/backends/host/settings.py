@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from ...catalog import CatalogError
+from ...server_env import FACTS
 from .scripts import SOCKET_NAME, env_name_ok
 
 #: the longest session slug the spawner makes ("<20 readable>-<10 hex>") plus some room
@@ -60,7 +61,7 @@ def parse_env(value: Any, key: str) -> tuple[tuple[str, str], ...]:
     for name, v in value.items():
         if not env_name_ok(name):
             raise CatalogError(_sub(key, name), "is not a valid environment variable name")
-        if _RESERVED_ENV.fullmatch(name):
+        if _RESERVED_ENV.fullmatch(name) or name in FACTS:
             raise CatalogError(_sub(key, name), "is set by JupyterHub / gridspawner and may not be overridden")
         if not isinstance(v, str) or "\x00" in v:
             raise CatalogError(_sub(key, name), f"must be a string without NUL characters (got {v!r})")

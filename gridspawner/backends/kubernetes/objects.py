@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ...server_env import FACTS, HOST, HOST_FIELD_PATH, PREFIX as FACTS_PREFIX, gpu_type_env
 from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb
 from .names import (
     BACKEND_LABEL,
@@ -102,19 +103,28 @@ PORT_NAME = "notebook-port"
 
 def _env_list(env: Mapping[str, str], secret_name: str) -> list[dict]:
     secret = set(secret_env_names(env))
-    out = []
-    for name in sorted(env):
+    entries: dict[str, dict] = {}
+    for name in env:
         if name in secret:
-            out.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": name}}})
+            entries[name] = {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": name}}}
+        elif name in FACTS:  # data, never a $(VAR) reference: kubelet turns $$ back into $
+            entries[name] = {"name": name, "value": str(env[name]).replace("$", "$$")}
         else:
-            out.append({"name": name, "value": str(env[name])})
-    return out
+            entries[name] = {"name": name, "value": str(env[name])}
+    # the node is known only once the pod is scheduled: the kubelet fills it in (Downward API)
+    entries[HOST] = {"name": HOST, "valueFrom": {"fieldRef": {"fieldPath": HOST_FIELD_PATH}}}
+    return [entries[name] for name in sorted(entries)]
 
 
-def pod_env(env: Mapping[str, str], image: KubernetesImage, gpus: int) -> dict[str, str]:
-    """The server's environment: the hub's, the image's, and the bind address for port 8888."""
+def pod_env(env: Mapping[str, str], image: KubernetesImage, gpus: int, gpu_type: GPUType | None = None) -> dict[str, str]:
+    """The server's environment: the hub's, the image's (which replaces neither JupyterHub's
+    nor gridspawner's facts), what a GPU type fixes, and the bind address for port 8888.
+    ``GRIDSPAWNER_HOST`` is not in it: `build_pod` takes it from the pod's node."""
     out = dict(env)
     out.update(image.env)
+    out.update({k: v for k, v in env.items() if k.startswith(FACTS_PREFIX)})
+    if gpu_type is not None:
+        out.update(gpu_type_env(gpus, gpu_type.product, mig_memory_gb(gpu_type.mig) if gpu_type.mig else None))
     prefix = out.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     # The hub reaches the server at http://<pod IP>:8888 — listen on every address there.
     out["JUPYTERHUB_SERVICE_URL"] = f"http://0.0.0.0:{PORT}{prefix}"
@@ -172,7 +182,7 @@ def build_pod(
         # Not kept: the server command replaces the ENTRYPOINT.
         "command": [] if keep_entrypoint else server_cmd,
         "args": [*server_cmd, *args] if keep_entrypoint else list(args),
-        "env": _env_list(pod_env(env, image, gpus), names.secret),
+        "env": _env_list(pod_env(env, image, gpus, gpu_type), names.secret),
         "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
         "resources": {k: v for k, v in (("requests", requests), ("limits", limits)) if v},
         "securityContext": {

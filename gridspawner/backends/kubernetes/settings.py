@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ...catalog import CatalogError, parse_duration
+from ...server_env import FACTS
 
 #: Kubernetes label keys: optional DNS prefix + "/" + name (≤ 63, alnum at both ends).
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -405,6 +406,8 @@ def parse_image(image: str, raw: dict, key: str) -> KubernetesImage:
     for n, v in env.items():
         if not isinstance(n, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", n):
             raise CatalogError(f"{key}['env'][{n!r}]", "is not a valid environment variable name")
+        if n in FACTS:
+            raise CatalogError(f"{key}['env'][{n!r}]", "is set by gridspawner and may not be overridden")
         if not isinstance(v, str):
             raise CatalogError(f"{key}['env'][{n!r}]", "must be a string")
     keep = _bool(raw.get("keep_entrypoint"), f"{key}['keep_entrypoint']", optional=True)
