@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 
 LAB="$ROOT/gridspawner-lab"
 # the checkout's path is part of the key: an editable install points into one checkout
-key="$( (echo "$LAB"; cd "$LAB" && find pyproject.toml install.json jupyter-config gridspawner_lab/labextension -type f \
+key="$( (echo "$LAB"; cat "$ROOT/locks/build.txt"; cd "$LAB" && find pyproject.toml install.json jupyter-config gridspawner_lab/labextension -type f \
        -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
 for name in "$@"; do
     venv="$ROOT/$name"
@@ -22,7 +22,7 @@ for name in "$@"; do
         continue
     fi
     say "pip: installing gridspawner-lab (editable) into $name"
-    "$venv/bin/python" -m pip install -q -e "$LAB"
+    "$venv/bin/python" -m pip install -q --build-constraint "$ROOT/locks/build.txt" -e "$LAB"
     rm -f "$venv"/.gridspawner-lab-installed-*
     touch "$venv/.gridspawner-lab-installed-$key"
 done
