@@ -21,6 +21,7 @@ from . import metrics
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
 from .mounts.dbfilter import install_user_options_filter
+from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
 from .mounts.request import MountSpec, strip_secrets
 from .mounts.resolve import SecretStash, fingerprint, resolve_mounts
 from .request import LaunchRequest, OptionsError, build_request, default_values
@@ -198,6 +199,7 @@ class GridSpawner(CatalogSettings, Spawner):
         self._progress_changed = asyncio.Event()
         self.log.info("Starting %s on backend %s: %s", self._log_name, request.backend, request.summary())
         started, outcome = time.monotonic(), "failure"
+        credentials_stop = None
         try:
             mounts = await self._resolve_mounts(request, secrets, resolved, specs)
             self._mount_specs = tuple(request.mounts)
@@ -213,6 +215,11 @@ class GridSpawner(CatalogSettings, Spawner):
                 mounts=mounts,
                 storage=self.catalog.storage if mounts else None,
             )
+            credentials_stop = None if backend.renews_credentials else stop_deadline(mounts)
+            if credentials_stop is not None:
+                self._progress(f"the server will be stopped at {time.strftime('%H:%M', time.gmtime(credentials_stop))} "
+                               "UTC, before the temporary S3 credentials of its data mounts expire (this backend "
+                               "cannot renew them)")
             launch = await self._launch_on(backend, ctx, request)
             outcome = "success"
         except web.HTTPError as e:
@@ -228,7 +235,11 @@ class GridSpawner(CatalogSettings, Spawner):
         self._launch, self._backend_name = launch, request.backend
         self._started_at = time.time()
         self._deadline = self._started_at + request.max_runtime if request.max_runtime else None
+        if credentials_stop is not None:
+            self._deadline = min(self._deadline or credentials_stop, credentials_stop)
         self._arm_deadline()
+        self._credential_renewal().arm(backend, launch, self._mount_specs, self.catalog.storage, self._user_name(),
+                                       next_renewal(mounts))
         return launch.url
 
     async def _launch_on(self, backend, ctx: LaunchContext, request: LaunchRequest) -> Launch:
@@ -269,6 +280,9 @@ class GridSpawner(CatalogSettings, Spawner):
         if self._launch is None and self._saved_launch_state:
             self._launch = await self._backend().restore(self._saved_launch_state)
             self._arm_deadline()
+            # after a hub restart: how old the mounts' credentials are is unknown, renew now
+            self._credential_renewal().arm(self._backend(), self._launch, self._mount_specs, self.catalog.storage,
+                                           self._user_name(), time.time())
         return self._launch
 
     async def poll(self):
@@ -300,6 +314,8 @@ class GridSpawner(CatalogSettings, Spawner):
         except BackendError as e:
             self.log.warning("%s could not be re-attached for stopping: %s", self._log_name, e)
             return
+        finally:
+            self._credential_renewal().cancel()
         if launch is None:
             return
         await self._backend().stop(launch, now=now)
@@ -314,6 +330,14 @@ class GridSpawner(CatalogSettings, Spawner):
                 await backend.delete_forever(self._user_name(), self.name or "", self._slug())
             except BackendError as e:
                 self.log.warning("%s: backend %s could not delete stored data: %s", self._log_name, name, e)
+
+    _renewal: CredentialRenewal | None = None
+
+    def _credential_renewal(self) -> CredentialRenewal:
+        """The renewal of this server's S3 mount credentials (see `gridspawner.mounts.renewal`)."""
+        if self._renewal is None:
+            self._renewal = CredentialRenewal(self.log, self._log_name)
+        return self._renewal
 
     # ------------------------------------------------------------------ max run time
     def _arm_deadline(self) -> None:
@@ -374,6 +398,7 @@ class GridSpawner(CatalogSettings, Spawner):
     def clear_state(self):
         super().clear_state()
         self._cancel_deadline()
+        self._credential_renewal().cancel()
         self._launch = None
         self._saved_launch_state = None
         self._backend_name = None
