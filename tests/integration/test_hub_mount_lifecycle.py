@@ -217,3 +217,40 @@ def test_refused_keys_are_reported_at_the_key_fields(world, username):
         assert re.search(rf'id="gs-mounts-0-{key}-error">access denied<', page.text), key
     assert 'id="gs-mounts-0-bucket-error"' not in page.text
     assert hub.server(username) is None
+
+
+def test_on_kubernetes_a_server_with_sts_mounts_stops_before_they_expire(world, make_hub, username):
+    """A CSI driver reads its Secret once, when it mounts: credentials cannot be renewed in a
+    running pod, so the server's run time is bounded by them — said on the spawn page."""
+    from k8s_emulator import EmulatorProcess
+
+    _, s3, _, (admin_key, admin_secret) = world
+    csi = {"driver": "csi-rclone",
+           "volumeAttributes": {"remote": "s3", "remotePath": "{bucket}/{prefix}", "s3-endpoint": "{url}"},
+           "secret_keys": {"s3-access-key-id": "access_key", "s3-secret-access-key": "secret_key",
+                           "s3-session-token": "session_token"}}
+    with EmulatorProcess([{"name": "cpu-1", "cpu": "16", "memory": "64Gi"}], run_pods=True) as emu:
+        grid = {
+            "backends": {"cluster": {"kind": "kubernetes", "namespace": "default", "kubeconfig": emu.kubeconfig_path}},
+            "images": {"lab": {"kubernetes": {"image": "quay.io/jupyter/base-notebook:2025-01-01",
+                                              "cmd": [sys.executable, "-m", "jupyterhub.singleuser", "--allow-root"]}}},
+            "storage": {
+                "s3": {"moto": {"url": s3.url, "buckets": ["lab-*"], "credentials": ["sts"],
+                                "sts": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/gs-users", "duration": 900,
+                                        "access_key_env": "GS_TEST_S3_ADMIN_KEY",
+                                        "secret_key_env": "GS_TEST_S3_ADMIN_SECRET"}}},
+                "kubernetes": {"csi": {"s3": csi}},
+            },
+        }
+        hub = make_hub(grid=grid, env={"GS_TEST_S3_ADMIN_KEY": admin_key, "GS_TEST_S3_ADMIN_SECRET": admin_secret})
+        t0 = time.time()
+        hub.spawn_ready(username, {"backend": "cluster", "image": "lab", "gpus": 0,
+                                   "mounts": [mount(username, credentials="sts")]})
+        try:
+            deadline = hub.user(username)["servers"][""]["state"]["deadline"]
+            assert t0 + 900 - 60 - 5 <= deadline <= time.time() + 900 - 60, (deadline - t0)
+            stop_at = time.strftime("%H:%M", time.gmtime(deadline))
+            assert (f"the server will be stopped at {stop_at} UTC, before the temporary S3 credentials of its "
+                    "data mounts expire (this backend cannot renew them)") in hub.log()
+        finally:
+            hub.stop_server(username)
