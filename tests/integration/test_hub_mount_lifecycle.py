@@ -11,9 +11,9 @@ the local backend, real rclone FUSE mounts and a moto S3 + STS + IAM (tests/s3):
 - refused keys are reported at the key fields (REST 400 and the form).
 
 moto records each STS credential's expiry (DurationSeconds) but does not enforce it, so the
-renewal test revokes the first credentials itself (moto's list of assumed roles) and shows
-that writes still reach the bucket — with auth enforced, a request signed with revoked
-credentials is refused (InvalidAccessKeyId).
+renewal test revokes the first credentials itself (`s3.revoke_temporary_credentials`) and
+shows that writes still reach the bucket — with auth enforced, a request signed with
+revoked credentials is refused (InvalidAccessKeyId).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hostmounts import missing, mounts_below, wait_for  # noqa: E402
 from hubtools import Hub  # noqa: E402
 from hubtools.hub import default_grid_config, local_backend_config  # noqa: E402
-from s3 import ACCOUNT, ANY_KEY, S3Server  # noqa: E402
+from s3 import ACCOUNT, ANY_KEY, S3Server, revoke_temporary_credentials  # noqa: E402
 from s3.fixtures import s3_server  # noqa: E402,F401
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
@@ -165,8 +165,6 @@ def test_writes_that_cannot_be_uploaded_are_kept_and_logged(world, username):
 
 def test_sts_credentials_are_renewed_while_the_server_runs(world, username):
     hub, s3, _, admin = world
-    from moto.sts.models import sts_backends
-
     with s3.enforced():
         hub.spawn_ready(username, {"gpus": 0, "mounts": [mount(username, credentials="sts")]})
         try:
@@ -176,8 +174,7 @@ def test_sts_credentials_are_renewed_while_the_server_runs(world, username):
             assert wait_for(lambda: json.loads(creds.read_text())["AccessKeyId"] != first, 30), "not renewed"
             assert "renewed the temporary S3 credentials of data mount 1" in hub.log()
             # revoke the first credentials: from now on a request signed with them is refused
-            for backend in sts_backends[ACCOUNT].values():
-                backend.assumed_roles[:] = [r for r in backend.assumed_roles if r.access_key_id != first]
+            revoke_temporary_credentials(first)
             with pytest.raises(Exception, match="InvalidAccessKeyId|InvalidClientTokenId|403"):
                 s3.client(key=first, secret="x").list_objects_v2(Bucket=BUCKET)
             save(hub, username, "data/d/after-renewal.txt", "written with renewed credentials")

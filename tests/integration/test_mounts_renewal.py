@@ -2,9 +2,8 @@
 (`HostBackend.renew_credentials`), from a LocalBackend and from an SSHBackend host.
 
 moto (tests/s3) with auth enforced: the mount starts with STS credentials C1; the backend
-writes C2 into the mount's credential file; C1 is revoked (moto records STS expiry but
-does not enforce it, so the test removes C1 from moto's assumed roles: from then on a
-request signed with C1 is refused). A file written into the mount afterwards must still
+writes C2 into the mount's credential file; C1 is revoked (`s3.revoke_temporary_credentials`:
+from then on a request signed with C1 is refused). A file written into the mount afterwards must still
 reach the bucket — rclone read C2 by itself.
 """
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hostmounts import context, missing, s3_mount, ssh_context, wait_for, wait_http  # noqa: E402
 from hostmounts.fixtures import bucket, lab, lab_s3, local, remote  # noqa: E402,F401
-from s3 import ACCOUNT, REGION  # noqa: E402
+from s3 import REGION, revoke_temporary_credentials  # noqa: E402
 from s3.fixtures import s3, s3_server  # noqa: E402,F401
 
 from gridspawner.mounts.hostcmd import REREAD_AFTER_RENEWAL, S3Secret  # noqa: E402
@@ -58,13 +57,6 @@ class STS:
         # renewal planned now: rclone reads the file again REREAD_AFTER_RENEWAL s from now
         return S3Secret(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], expires_at=now + 900, renew_at=now)
 
-    @staticmethod
-    def revoke(secret: S3Secret) -> None:
-        from moto.sts.models import sts_backends
-
-        for backend in sts_backends[ACCOUNT].values():
-            backend.assumed_roles[:] = [r for r in backend.assumed_roles if r.access_key_id != secret.access_key]
-
     def text(self, key: str) -> str | None:
         c = self.client("s3")
         try:
@@ -93,7 +85,7 @@ async def renewal_scenario(backend, launch, sts: STS, cred_file: Path, notebook_
     assert json.loads(cred_file.read_text())["AccessKeyId"] == c2.access_key
     assert oct(cred_file.stat().st_mode & 0o777) == "0o600"
     time.sleep(REREAD_AFTER_RENEWAL + 1)  # past the file's Expiration: rclone reads it again
-    sts.revoke(c1)
+    revoke_temporary_credentials(c1.access_key)
     with pytest.raises(Exception, match="InvalidAccessKeyId|InvalidClientTokenId|403"):
         boto3.client("s3", endpoint_url=sts.url, region_name=REGION, aws_access_key_id=c1.access_key,
                      aws_secret_access_key=c1.secret_key, aws_session_token=c1.session_token,
