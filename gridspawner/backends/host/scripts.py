@@ -153,11 +153,11 @@ fi
 # --------------------------------------------------------------------------- cleanup
 
 
-def remove_tree_script(path: str, flush_wait: float = 0) -> str:
+def remove_tree_script(path: str) -> str:
     """Remove the directory ``path`` and what is in it (missing is fine) — like a session
     directory: data mounts below it are unmounted first and nothing is removed while a mount
     point is left (prints ``@@mounts-left``)."""
-    return _wrap(f"S={q(path)}\n{remove_session_func(path, flush_wait)}remove_session\n")
+    return _wrap(f"S={q(path)}\n{remove_session_func(path)}remove_session\n")
 
 
 # --------------------------------------------------------------------------- launch
