@@ -63,12 +63,7 @@ class CredentialRenewal:
     def __init__(self, log: logging.Logger | logging.LoggerAdapter, name: str):
         self.log = log
         self.name = name  # the server, for log lines
-        self.renewed = 0  # successful renewals (tests, metrics)
         self._task: asyncio.Task | None = None
-
-    @property
-    def active(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     def arm(self, backend: Any, launch: Any, specs: Sequence[MountSpec], storage: StorageConfig, username: str,
             at: float | None) -> None:
@@ -112,7 +107,6 @@ class CredentialRenewal:
                              self.name, ", ".join(map(str, missing)))
         if len(missing) == len(indexes):
             return time.time() + RETRY
-        self.renewed += 1
         until = min(s.expires_at for s in secrets.values() if s.expires_at)
         self.log.info("%s: renewed the temporary S3 credentials of data mount %s (valid until %s UTC)", self.name,
                       ", ".join(str(i + 1) for i in indexes if i in done),
