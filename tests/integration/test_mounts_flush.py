@@ -27,6 +27,7 @@ from hostmounts import (  # noqa: E402
     missing,
     mounts_below,
     object_text,
+    processes_with,
     s3_mount,
     ssh_context,
     wait_for,
@@ -107,7 +108,10 @@ async def test_writes_that_cannot_be_uploaded_are_kept_and_logged(local, caplog)
     assert not any(kept_dir.rglob("*.conf")) and not any(kept_dir.rglob("*.json")), "no credentials are kept"
     assert "not uploaded within flush_timeout (3 s)" in caplog.text, caplog.text
     assert f"KEPT in {kept_dir}" in caplog.text and "m0/lab-data/alice/last.txt" in caplog.text
-    assert_nothing_left(local)  # unmounted, the session directory itself is gone
+    sdir = local.session_dir()
+    assert mounts_below(local.root) == [] and not sdir.exists() and local.ledger() == {}
+    # rclone leaves once unmounted, its failing upload abandoned (on a busy machine: not at once)
+    assert wait_for(lambda: processes_with(str(sdir)) == [], 10)
 
 
 async def test_ssh_host_write_just_before_stop_is_in_the_bucket(remote, lab_s3):
