@@ -16,12 +16,12 @@ from abc import abstractmethod
 from typing import Any, Sequence
 
 from ...gpu import GPU, GPUProbeError, describe, min_mib, place
-from ...mounts.hostcmd import HostMount, S3Secret, S3Source
+from ...mounts.hostcmd import S3Secret
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
 from .inventory import Inventory, parse_probe
 from .ledger import LedgerProblem
-from .mount_reports import log_cleanup
+from .mount_reports import describe_mount, log_cleanup, markers, mount_failure, spec_of
 from .refusals import Refusals
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
@@ -265,7 +265,7 @@ class HostBackend(Backend):
             limits = describe_limits(request)
             if limits and not self.limits_resources(host):  # say so rather than pretend
                 ctx.progress(f"{limits}: not enforced on {host} (the server may use the whole machine)")
-            described = [describe_mount(m, _spec_of(request, m.index), data_name) for m in mounts]
+            described = [describe_mount(m, spec_of(request, m.index), data_name) for m in mounts]
             for m, text in zip(mounts, described):
                 ctx.progress(f"{'copying' if m.mode == 'copy' else 'mounting'} data: {text}")
             ctx.progress("starting server")
@@ -317,7 +317,7 @@ class HostBackend(Backend):
         for attempt in range(2):
             result = await self._run(host, script, what, timeout)
             if result.exit_status == scripts.EXIT_MOUNT:
-                raise BackendError(_mount_failure(result, spec.mounts, described, host))
+                raise BackendError(mount_failure(result, spec.mounts, described, host))
             if result.exit_status == scripts.EXIT_CLAIM_LOST:
                 raise BackendError(f"the GPU claim of this launch on {host} was removed before the server started "
                                    f"({scripts.parse_marker(result.stdout, 'claim-lost')}); try again")
@@ -448,7 +448,7 @@ class HostBackend(Backend):
         except ValueError as e:
             raise BackendError(f"cannot renew mount credentials: {e}") from None
         result = await self._run(st["host"], script, "renewing data mount credentials")
-        return [int(i) for i in _markers(result.stdout, "renewed") if i.isdigit()]
+        return [int(i) for i in markers(result.stdout, "renewed") if i.isdigit()]
 
     async def probe_capacity(self) -> Capacity:
         async def one(host: str) -> HostCapacity:
@@ -485,44 +485,3 @@ def describe_limits(request: Any) -> str:
     if memory:
         parts.append(f"{memory} GB memory")
     return " and ".join(parts)
-
-
-# --------------------------------------------------------------------------- data mounts
-
-
-def _markers(stdout: str, marker: str) -> list[str]:
-    """The values of every ``@@<marker> <value>`` line."""
-    return [ln[len(marker) + 3:].strip() for ln in stdout.splitlines() if ln.startswith(f"@@{marker} ")]
-
-
-def _spec_of(request: Any, index: int) -> Any:
-    specs = getattr(request, "mounts", None) or ()
-    return specs[index] if 0 <= index < len(specs) else None
-
-
-def describe_mount(m: HostMount, spec: Any, data_name: str = "data") -> str:
-    """``s3 campus:lab-data/alice/run1 → data/run1`` — what a mount is, for progress
-    messages and errors (never a secret). ``spec``: the request's `MountSpec` (for the
-    admin's endpoint / host name), or None."""
-    src = m.source
-    if isinstance(src, S3Source):
-        endpoint = getattr(spec, "endpoint", None)
-        text = f"s3 {endpoint + ':' if endpoint else ''}{src.bucket}/{src.prefix}".rstrip("/")
-    else:
-        text = f"ssh {getattr(spec, 'host', None) or src.address}:{src.path}"
-    text += f" → {data_name}/{m.target}"
-    return text + (" (read-only)" if m.read_only and m.mode == "mount" else "")
-
-
-def _mount_failure(result: RunResult, mounts: Sequence[HostMount], described: Sequence[str], host: str) -> str:
-    """The user-facing message of a launch whose mount step failed (exit EXIT_MOUNT)."""
-    marker = scripts.parse_marker(result.stdout, "mount-failed")
-    tail = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("still mounted")][-8:]
-    log = "\n".join(tail)[-800:]
-    index = int(marker) if marker and marker.lstrip("-").isdigit() else None
-    pos = next((k for k, m in enumerate(mounts) if m.index == index), None)
-    if pos is None:
-        what = f"preparing the data directory on {host}"
-    else:
-        what = f"mount {index + 1} ({described[pos] if pos < len(described) else mounts[pos].target}) on {host}"
-    return f"{what} failed" + (f": {log}" if log else "")

@@ -1,4 +1,6 @@
-"""What the host scripts say about a server's data mounts when it goes, read into log lines.
+"""What the host backend says about data mounts: how a mount is described in progress
+messages and errors (`describe_mount`, `mount_failure`), and what the host scripts report
+about a server's data mounts when it goes, read into log lines (`log_cleanup`).
 
 The clean-up step of every script that removes a session directory (stop, poll finding a
 server gone, a failed launch; `scripts.remove_session_func`) prints:
@@ -14,8 +16,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any, Sequence
 
+from ...mounts.hostcmd import HostMount, S3Source
 from . import scripts
+from .transport import RunResult
 
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -30,10 +35,7 @@ class MountCleanup:
 
 
 def parse_cleanup(stdout: str) -> MountCleanup:
-    files = tuple(
-        _PRINTABLE.sub("?", line[len("@@unsaved-file "):])
-        for line in stdout.splitlines() if line.startswith("@@unsaved-file ")
-    )
+    files = tuple(_PRINTABLE.sub("?", f) for f in markers(stdout, "unsaved-file"))
     left = scripts.parse_marker(stdout, "mounts-left")
     unsaved = scripts.parse_marker(stdout, "unsaved")
     return MountCleanup(mounts_left=left.strip() if left is not None else None,
@@ -56,3 +58,41 @@ def log_cleanup(log: logging.Logger, host: str, session_dir: str, stdout: str, f
         log.error("%s on %s: data mounts could not be unmounted (%s); the session directory was kept "
                   "so its remote files stay safe — unmount them by hand", session_dir, host, found.mounts_left)
     return found
+
+
+def markers(stdout: str, marker: str) -> list[str]:
+    """The values of every ``@@<marker> <value>`` line."""
+    return [ln[len(marker) + 3:].strip() for ln in stdout.splitlines() if ln.startswith(f"@@{marker} ")]
+
+
+def spec_of(request: Any, index: int) -> Any:
+    specs = getattr(request, "mounts", None) or ()
+    return specs[index] if 0 <= index < len(specs) else None
+
+
+def describe_mount(m: HostMount, spec: Any, data_name: str = "data") -> str:
+    """``s3 campus:lab-data/alice/run1 → data/run1`` — what a mount is, for progress
+    messages and errors (never a secret). ``spec``: the request's `MountSpec` (for the
+    admin's endpoint / host name), or None."""
+    src = m.source
+    if isinstance(src, S3Source):
+        endpoint = getattr(spec, "endpoint", None)
+        text = f"s3 {endpoint + ':' if endpoint else ''}{src.bucket}/{src.prefix}".rstrip("/")
+    else:
+        text = f"ssh {getattr(spec, 'host', None) or src.address}:{src.path}"
+    text += f" → {data_name}/{m.target}"
+    return text + (" (read-only)" if m.read_only and m.mode == "mount" else "")
+
+
+def mount_failure(result: RunResult, mounts: Sequence[HostMount], described: Sequence[str], host: str) -> str:
+    """The user-facing message of a launch whose mount step failed (exit EXIT_MOUNT)."""
+    marker = scripts.parse_marker(result.stdout, "mount-failed")
+    tail = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("still mounted")][-8:]
+    log = "\n".join(tail)[-800:]
+    index = int(marker) if marker and marker.lstrip("-").isdigit() else None
+    pos = next((k for k, m in enumerate(mounts) if m.index == index), None)
+    if pos is None:
+        what = f"preparing the data directory on {host}"
+    else:
+        what = f"mount {index + 1} ({described[pos] if pos < len(described) else mounts[pos].target}) on {host}"
+    return f"{what} failed" + (f": {log}" if log else "")
