@@ -24,6 +24,7 @@ from .activation import activate
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
+from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
 from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .request import LaunchRequest, OptionsError, default_values
@@ -242,10 +243,17 @@ class GridSpawner(CatalogSettings, Spawner):
         self.log.info("Starting %s on backend %s (start timeout %s s): %s",
                       self._log_name, request.backend, self.start_timeout, request.summary())
         started, outcome = time.monotonic(), "failure"
+        credentials_stop = None
         try:
             self._mount_specs = tuple(request.mounts)
             # counted from before the launch, so that the server finds it in its environment
             deadline = time.time() + request.max_runtime if request.max_runtime else None
+            credentials_stop = None if backend.renews_credentials else stop_deadline(prepared.mounts)
+            if credentials_stop is not None:
+                deadline = min(deadline or credentials_stop, credentials_stop)
+                self._progress(f"the server will be stopped at {time.strftime('%H:%M', time.gmtime(credentials_stop))} "
+                               "UTC, before the temporary S3 credentials of its data mounts expire (this backend "
+                               "cannot renew them)")
             ctx = LaunchContext(
                 user=self._user_name(),
                 server_name=self.name or "",
@@ -273,6 +281,8 @@ class GridSpawner(CatalogSettings, Spawner):
         self._started_at = time.time()
         self._deadline = deadline
         self._arm_deadline()
+        self._credential_renewal().arm(backend, launch, self._mount_specs, self.catalog.storage, self._user_name(),
+                                       next_renewal(prepared.mounts))
         return launch.url
 
     async def _launch_on(self, backend, ctx: LaunchContext, request: LaunchRequest) -> Launch:
@@ -313,6 +323,9 @@ class GridSpawner(CatalogSettings, Spawner):
         if self._launch is None and self._saved_launch_state:
             self._launch = await self._backend().restore(self._saved_launch_state)
             self._arm_deadline()
+            # after a hub restart: how old the mounts' credentials are is unknown, renew now
+            self._credential_renewal().arm(self._backend(), self._launch, self._mount_specs, self.catalog.storage,
+                                           self._user_name(), time.time())
         return self._launch
 
     async def poll(self):
@@ -344,6 +357,8 @@ class GridSpawner(CatalogSettings, Spawner):
         except BackendError as e:
             self.log.warning("%s could not be re-attached for stopping: %s", self._log_name, e)
             return
+        finally:
+            self._credential_renewal().cancel()
         if launch is None:
             return
         await self._backend().stop(launch, now=now)
@@ -358,6 +373,14 @@ class GridSpawner(CatalogSettings, Spawner):
                 await backend.delete_forever(self._user_name(), self.name or "", self._slug())
             except BackendError as e:
                 self.log.warning("%s: backend %s could not delete stored data: %s", self._log_name, name, e)
+
+    _renewal: CredentialRenewal | None = None
+
+    def _credential_renewal(self) -> CredentialRenewal:
+        """The renewal of this server's S3 mount credentials (see `gridspawner.mounts.renewal`)."""
+        if self._renewal is None:
+            self._renewal = CredentialRenewal(self.log, self._log_name)
+        return self._renewal
 
     # ------------------------------------------------------------------ max run time
     def _arm_deadline(self) -> None:
@@ -421,6 +444,7 @@ class GridSpawner(CatalogSettings, Spawner):
         # spawn too, before apply_user_options takes the submission)
         self._prepared = self._refusal = None
         self._cancel_deadline()
+        self._credential_renewal().cancel()
         self._launch = None
         self._saved_launch_state = None
         self._backend_name = None

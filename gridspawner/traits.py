@@ -165,10 +165,14 @@ class CatalogSettings(Configurable):
         Keys: ``s3`` (endpoint name → ``url``, ``region``, ``buckets`` (globs or ``"re:"``
         regexes, ``{username}`` allowed), ``user_prefix``, ``credentials`` (``keys`` typed by
         the user and/or ``sts``: per-user credentials the hub asks STS for, scoped to the
-        prefix), ``sts``), ``ssh`` (host name → ``address``, ``port``, ``known_hosts``,
+        prefix), ``sts`` (``role_arn``, the admin keys' variable names, ``duration``,
+        ``renew_before``: the hub renews them for servers running on hosts; on Kubernetes a
+        server is stopped before they expire)), ``ssh`` (host name → ``address``, ``port``, ``known_hosts``,
         ``paths``, ``user``, ``auth``: ``key`` (hub-managed per-user key) and/or
         ``password``), ``access`` (group → which endpoints/hosts it may use, ``"*"`` = every
-        user), ``max_mounts`` (default 4), ``tool`` (``rclone`` | ``s3fs`` | ``sshfs``),
+        user), ``max_mounts`` (default 4), ``tool`` (the FUSE program for
+        mode ``mount`` on hosts: ``rclone`` for both types, ``s3fs`` for S3 or ``sshfs`` for
+        SSH mounts — the other type then uses rclone),
         ``check_timeout`` (seconds, default 10), ``key_dir`` (where the hub keeps the
         per-user SSH keys) and ``kubernetes`` (``copy_image``, ``csi`` driver templates).
         Admin S3 keys are given as the NAMES of environment variables, never the keys.

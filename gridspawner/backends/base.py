@@ -169,6 +169,9 @@ class Backend(ABC):
     """One configured backend. Instances are shared by all spawners of a hub process."""
 
     kind: ClassVar[str]
+    #: whether `renew_credentials` can replace the STS credentials of a running server's
+    #: S3 mounts; where it cannot, the spawner stops the server before they expire
+    renews_credentials: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         self.name = name
@@ -251,6 +254,12 @@ class Backend(ABC):
     @abstractmethod
     async def probe_capacity(self) -> Capacity:
         """Ask the hosts/cluster what is free. Called in the background, never on a request."""
+
+    async def renew_credentials(self, launch: Launch, secrets: Mapping[int, Any]) -> list[int]:
+        """Give the running server's S3 mounts new STS credentials (mount index →
+        `gridspawner.mounts.hostcmd.S3Secret`); returns the indexes that took them. Only
+        where `renews_credentials` is true."""
+        raise BackendError(f"backend kind {self.kind!r} cannot renew the credentials of a running server's mounts")
 
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         """The user or named server is deleted for good: remove what outlives a server

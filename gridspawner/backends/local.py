@@ -64,6 +64,11 @@ class LocalBackend(HostBackend):
     ``mount_timeout``
         Seconds a launch with data mounts may take on top of ``command_timeout`` (copies
         take as long as the data needs). Default 3600.
+    ``flush_timeout``
+        Seconds stopping a server (or cleaning up after one that ended) waits for its data
+        mounts to upload what was written to them last (rclone uploads a file a few seconds
+        after it is closed); writes still not uploaded then are kept on the host and named
+        in the hub's log, never deleted. Default 60.
     ``ledger_grace``
         Seconds a GPU claim counts without a running process holding it (between the claim
         and the server's start; after a server died). Default 120.

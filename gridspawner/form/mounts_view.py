@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..backends import backend_class
 from ..catalog import Catalog
-from .view import Option, _echo_invalid, value_key
+from .view import Option, _echo_invalid, duration_text, value_key
 
 #: how many rows the mounts editor shows without JavaScript (unused rows are skipped)
 EMPTY_MOUNT_ROWS = 3
@@ -53,6 +54,8 @@ class MountsView:
     user_fixed: bool  # every SSH host fixes the login name: no user input
     has_s3: bool
     has_ssh: bool
+    #: what happens to temporary (STS) credentials on backends that cannot renew them
+    sts_note: str | None = None
 
 
 def _opts(choices: list[tuple[str, str, tuple]], value: Any) -> list[Option]:
@@ -146,4 +149,23 @@ def mounts_view(
         user_fixed=all(storage.ssh[n].user is not None for n in hosts),
         has_s3=bool(endpoints),
         has_ssh=bool(hosts),
+        sts_note=_sts_note(catalog, groups, endpoints),
     )
+
+
+def _sts_note(catalog: Catalog, groups: list[str], endpoints: list[str]) -> str | None:
+    """"Temporary credentials last 12 h: on <backends that cannot renew them> a server with
+    such a bucket mounted is stopped before they expire …" — None when it does not apply."""
+    durations = sorted({catalog.storage.s3[n].sts.duration for n in endpoints if "sts" in catalog.storage.s3[n].credentials})
+    if not durations:
+        return None
+    policy = catalog.policy_for(groups)
+    offered = {n for n in catalog.backends if policy.allows_backend(n)}
+    offered |= {p.values.get("backend") for p in catalog.profiles_for(groups) if p.values.get("backend")}
+    fixed = [b.display_name for n, b in catalog.backends.items()
+             if n in offered and not backend_class(b.kind).renews_credentials]
+    if not fixed:
+        return None
+    lasting = duration_text(durations[0]) if len(durations) == 1 else f"{duration_text(durations[0])} or more"
+    return (f"Temporary credentials last {lasting}. On {', '.join(fixed)}, a server with a bucket mounted with "
+            "them is stopped shortly before they expire; elsewhere the hub renews them while the server runs.")

@@ -8,7 +8,7 @@ credentials (or left out: boto3's default chain, e.g. an instance role).
 Shape (every key optional except each endpoint's ``url`` and each host's ``address``)::
 
     c.GridSpawner.storage = {
-        "tool": "rclone",              # host-side FUSE tool: rclone | s3fs | sshfs
+        "tool": "rclone",              # host-side FUSE tool: rclone | s3fs (S3) | sshfs (SSH)
         "max_mounts": 4,               # per server, unless an access rule says otherwise
         "check_timeout": 10,           # seconds for the submit-time checks
         "key_dir": "/srv/jupyterhub/ssh-keys",   # hub-managed per-user SSH keys
@@ -111,6 +111,8 @@ class StorageConfig:
     s3: Mapping[str, S3Endpoint] = field(default_factory=dict)
     ssh: Mapping[str, SSHStorageHost] = field(default_factory=dict)
     max_mounts: int = 4
+    #: the FUSE tool for mode "mount" on hosts: "rclone" for both types, "s3fs" for S3
+    #: mounts (SSH: rclone), "sshfs" for SSH mounts (S3: rclone); see `hostcmd.mount_fragment`
     tool: str = "rclone"
     check_timeout: float = 10.0
     key_dir: str | None = None
@@ -176,8 +178,6 @@ def parse_storage(raw: Any, key: str = ROOT) -> StorageConfig:
     tool = raw.get("tool", "rclone")
     if tool not in TOOLS:
         raise CatalogError(f"{key}['tool']", f"must be one of: {', '.join(TOOLS)} (got {tool!r})")
-    if tool == "sshfs" and s3:
-        raise CatalogError(f"{key}['tool']", "sshfs mounts SSH storage only; use rclone or s3fs with S3 endpoints")
     if tool == "s3fs":
         for name, ep in s3.items():
             if "sts" in ep.credentials:

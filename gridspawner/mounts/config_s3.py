@@ -34,6 +34,14 @@ class STSSettings:
     secret_key_env: str | None = None
     duration: int = 43200  # seconds
     url: str | None = None  # STS endpoint; None: the S3 endpoint's url
+    #: seconds before the credentials expire at which the hub renews them (None: a third
+    #: of their lifetime)
+    renew_before: int | None = None
+
+    def renew_margin(self, lifetime: float) -> float:
+        """Seconds before expiry to renew credentials that live ``lifetime`` seconds."""
+        margin = self.renew_before if self.renew_before is not None else lifetime / 3
+        return min(margin, lifetime)
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ def _parse_s3(name: str, conf: Any, key: str) -> S3Endpoint:
 
 def _parse_sts(conf: Any, key: str) -> STSSettings:
     conf = _dict(conf, key)
-    _keys(conf, ("method", "role_arn", "access_key_env", "secret_key_env", "duration", "url"), key)
+    _keys(conf, ("method", "role_arn", "access_key_env", "secret_key_env", "duration", "url", "renew_before"), key)
     for literal in ("access_key", "secret_key", "aws_access_key_id", "aws_secret_access_key"):
         if literal in conf:  # unreachable after _keys, kept as documentation of intent
             raise CatalogError(f"{key}.{literal}", "literal keys are not accepted; use *_env")
@@ -142,7 +150,11 @@ def _parse_sts(conf: Any, key: str) -> STSSettings:
         raise CatalogError(f"{key}.{'secret_key_env' if skey is None else 'access_key_env'}", "set both access_key_env and secret_key_env, or neither")
     duration = _int(conf.get("duration", 43200), f"{key}.duration", 900, 129600)
     url = _parse_url(conf["url"], f"{key}.url") if conf.get("url") is not None else None
-    return STSSettings(method=method, role_arn=role_arn, access_key_env=akey, secret_key_env=skey, duration=duration, url=url)
+    renew_before = None
+    if conf.get("renew_before") is not None:
+        renew_before = _int(conf["renew_before"], f"{key}.renew_before", 1, duration - 1)
+    return STSSettings(method=method, role_arn=role_arn, access_key_env=akey, secret_key_env=skey, duration=duration,
+                       url=url, renew_before=renew_before)
 
 
 def _parse_notebook(conf: Any, s3: Mapping[str, S3Endpoint], key: str) -> NotebookStorage:

@@ -20,14 +20,33 @@ Mounts run as the server's user (FUSE through the setuid ``fusermount3``): no ro
 mount list is unknown), unmounts them (lazily if busy), removes ``$S/.mounts`` and sets
 ``gs_mounts_left`` to what is still mounted: **never ``rm -rf`` a session directory while
 ``gs_mounts_left`` is non-empty** — that would delete the bucket's contents.
+
+Writes not uploaded yet: rclone's VFS cache uploads a written file a few seconds after it is
+closed (``--vfs-write-back``) and marks it ``"Dirty": true`` in its metadata
+(``<cache>/vfsMeta/…``) from the first write until the upload is done. The unmount fragment
+first waits (bounded by its ``flush_wait``) until no live mount has such a file, and moves
+the cache of a mount that still has one out of the session directory (to
+``<session root>/unsaved/<session>-<time>``, printed as ``@@unsaved``) instead of deleting it.
+s3fs and sshfs send a file to the server before its ``close()`` returns: nothing to wait for.
+
+STS (session) credentials of a live rclone S3 mount are not written into rclone's config:
+rclone reads them through the AWS SDK's ``credential_process`` (``cat $S/.mounts/<i>.json``),
+which the SDK runs again whenever the ``Expiration`` written in that file has passed — so
+`renew_fragment` can replace them while the mount runs.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
+
+# the sh functions every fragment starts with, and the report of what an unmount kept
+from .hostsh import MOUNT_FUNCS as _MOUNT_FUNCS
+from .hostsh import UNSAVED_REPORT
 
 q = shlex.quote
 
@@ -65,6 +84,10 @@ class S3Secret:
     access_key: str
     secret_key: str
     session_token: str | None = None
+    #: temporary (STS) credentials: when they expire, and when the hub means to replace them
+    #: (epoch seconds; None: never). Not secret; only the first three fields are.
+    expires_at: float | None = None
+    renew_at: float | None = None
 
     def __repr__(self) -> str:  # a secret never reaches a log through repr()
         return "S3Secret(<hidden>)"
@@ -156,48 +179,6 @@ def _heredoc(path: str, content: str, *, append: bool = False) -> str:
     return f"(umask 077; cat {'>>' if append else '>'}{path} <<'{tag}'\n{content}{tag}\n)"
 
 
-# --------------------------------------------------------------------------- sh helpers
-
-#: sh functions for mount state. ``gs_mounted DIR``: DIR is a mount point (exact match on
-#: /proc/self/mountinfo's 5th field; our paths need no escaping). ``gs_mounts_under DIR``:
-#: the mount points below DIR, deepest first. ``gs_unmount DIR``: unmount, lazily if busy.
-_MOUNT_FUNCS = r"""gs_mounted() {
-  awk -v p="$1" '$5 == p { f = 1 } END { exit !f }' /proc/self/mountinfo 2>/dev/null
-}
-gs_mounts_under() {
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo 2>/dev/null | sort -r
-}
-gs_unmount() {
-  gs_mounted "$1" || return 0
-  fusermount3 -u "$1" 2>/dev/null || fusermount -u "$1" 2>/dev/null || umount "$1" 2>/dev/null
-  gs_mounted "$1" || return 0
-  fusermount3 -uz "$1" 2>/dev/null || fusermount -uz "$1" 2>/dev/null || umount -l "$1" 2>/dev/null
-  ! gs_mounted "$1"
-}
-gs_unmount_all() {
-  gs_mounts_left=""
-  for m in $(gs_mounts_under "$D"); do
-    gs_unmount "$m" || gs_mounts_left="$gs_mounts_left $m"
-  done
-  rm -rf "$C"
-}
-gs_clean_env() {
-  # the host's AWS_* settings must not steer a tool (AWS_CA_BUNDLE even breaks rclone 1.60)
-  unset AWS_CA_BUNDLE AWS_PROFILE AWS_DEFAULT_PROFILE AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE \
-    AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWSACCESSKEYID AWSSECRETACCESSKEY \
-    AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE RCLONE_CONFIG
-}
-gs_wait_mounted() {
-  n=$2
-  while ! gs_mounted "$1"; do
-    [ "$n" -gt 0 ] || return 1
-    sleep 0.1 2>/dev/null || sleep 1
-    n=$((n - 1))
-  done
-}
-"""
-
-
 def _preamble(session_dir: str, data_dir: str | None) -> tuple[str, str]:
     sdir = _path(session_dir, "session directory")
     ddir = _path(data_dir, "data directory") if data_dir else sdir + "/data"
@@ -220,23 +201,26 @@ def _rclone_config(m: HostMount, cdir: str, remote: str) -> tuple[str, str]:
     s = m.source
     if isinstance(s, S3Source):
         sec = m.secret
-        lines = [
-            f"[{remote}]",
-            "type = s3",
-            f"provider = {s.provider}",
-            "env_auth = false",
-            f"access_key_id = {sec.access_key}",
-            f"secret_access_key = {sec.secret_key}",
-        ]
-        if sec.session_token:
-            lines.append(f"session_token = {sec.session_token}")
+        lines = [f"[{remote}]", "type = s3", f"provider = {s.provider}"]
+        out = ""
+        if sec.session_token and m.mode == "mount":
+            # renewable: the AWS SDK inside rclone reads them from the credential file
+            # (again whenever its Expiration has passed), see `renew_fragment`
+            json_path, aws_path = credential_paths(cdir, m.index)
+            out += _heredoc(q(json_path), credential_process_json(sec)) + "\n"
+            out += _heredoc(q(aws_path), f"[default]\ncredential_process = cat {json_path}") + "\n"
+            lines += ["env_auth = true", f"shared_credentials_file = {aws_path}"]
+        else:
+            lines += ["env_auth = false", f"access_key_id = {sec.access_key}", f"secret_access_key = {sec.secret_key}"]
+            if sec.session_token:
+                lines.append(f"session_token = {sec.session_token}")
         lines += [
             f"endpoint = {s.url}",
             f"region = {s.region}",
             f"force_path_style = {'true' if s.path_style else 'false'}",
             "no_check_bucket = true",
         ]
-        return _heredoc(q(conf), "\n".join(lines)) + "\n", conf
+        return out + _heredoc(q(conf), "\n".join(lines)) + "\n", conf
     sec = m.secret
     kh = f"{cdir}/{m.index}.known_hosts"
     lines = [
@@ -262,6 +246,53 @@ def _rclone_config(m: HostMount, cdir: str, remote: str) -> tuple[str, str]:
         # rclone wants the password obscured; printf is a builtin, so it stays out of argv
         out += f"gs_p=$(rclone obscure - <{q(pw)}) && printf 'pass = %s\\n' \"$gs_p\" >>{q(conf)} && rm -f {q(pw)}; gs_p=\n"
     return out, conf
+
+
+#: seconds after the hub's planned renewal at which rclone reads the credential file again
+#: (if the renewal is late, it reads it on every request until the new credentials are there)
+REREAD_AFTER_RENEWAL = 10
+
+
+def credential_paths(cdir: str, index: int) -> tuple[str, str]:
+    """(the credential JSON, the AWS shared config file naming it) of a renewable S3 mount."""
+    return f"{cdir}/{int(index)}.json", f"{cdir}/{int(index)}.aws"
+
+
+def credential_process_json(secret: S3Secret) -> str:
+    """The ``credential_process`` output (AWS SDK format, version 1) for ``secret``. Its
+    ``Expiration`` is when the SDK reads the file again: shortly after the hub's planned
+    renewal, never after the credentials' own expiry. CONTAINS SECRETS."""
+    out = {"Version": 1, "AccessKeyId": secret.access_key, "SecretAccessKey": secret.secret_key,
+           "SessionToken": secret.session_token or ""}
+    times = [t for t in (secret.expires_at, (secret.renew_at + REREAD_AFTER_RENEWAL) if secret.renew_at else None) if t]
+    if times:
+        when = datetime.datetime.fromtimestamp(min(times), datetime.timezone.utc)
+        out["Expiration"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(out)
+
+
+def renew_fragment(session_dir: str, secrets: Mapping[int, S3Secret]) -> str:
+    """Replace the credentials of the live renewable S3 mounts ``index → secret`` (atomically:
+    a new file moved over the old one). Prints ``@@renewed <index>`` per mount whose
+    credential file was replaced and ``@@not-renewed <index>`` where there is none (the mount
+    is gone, or is not renewable). CONTAINS SECRETS: never log it."""
+    sdir = _path(session_dir, "session directory")
+    cdir = f"{sdir}/{MOUNTS_DIR}"
+    out = []
+    for index, secret in sorted(secrets.items()):
+        i = int(index)
+        for v in (secret.access_key, secret.secret_key, secret.session_token or ""):
+            if not re.fullmatch(r"[A-Za-z0-9/+=._~-]*", v):
+                raise ValueError("S3 credentials may only contain letters, digits and / + = . _ ~ -")
+        target, _ = credential_paths(cdir, i)
+        tmp = f"{cdir}/.{i}.json.new"
+        out.append(
+            f"if [ -f {q(target)} ]; then\n"
+            f"{_heredoc(q(tmp), credential_process_json(secret))} && mv -f {q(tmp)} {q(target)}"
+            f' && echo "@@renewed {i}" || {{ rm -f {q(tmp)}; echo "@@not-renewed {i}"; }}\n'
+            f'else\n  echo "@@not-renewed {i}"\nfi\n'
+        )
+    return "".join(out)
 
 
 def _remote_path(m: HostMount, remote: str) -> str:
@@ -418,18 +449,27 @@ def mount_fragment(
     return "".join(out)
 
 
-def unmount_fragment(session_dir: str, *, data_dir: str | None = None) -> str:
+def unmount_fragment(session_dir: str, *, data_dir: str | None = None, flush_wait: float = 0) -> str:
     """Unmount everything under the data directory (lazily when busy) and delete the
     credential directory ``$S/.mounts``. Safe to run any number of times, for a running,
-    stopped, crashed or unknown (dead) session. Sets ``gs_mounts_left`` (empty when all is
-    unmounted) and prints ``@@unmounted`` or ``@@mounts-busy <paths>``. The caller must not
-    ``rm -rf`` the session directory unless ``[ -z "$gs_mounts_left" ]``."""
+    stopped, crashed or unknown (dead) session.
+
+    First waits up to ``flush_wait`` seconds while a live rclone mount still has cached
+    writes to upload; a cache that still holds some after the unmount is moved to
+    ``$gs_unsaved_dir`` (``<session root>/unsaved/<session>-<time>``), never deleted.
+    Sets ``gs_mounts_left`` (empty when all is unmounted), ``gs_unsaved_dir`` (empty when
+    everything was uploaded) and ``gs_keep_session`` (non-empty when unsaved writes could
+    not be moved out of ``$S``); prints ``@@unmounted`` or ``@@mounts-busy <paths>``, and
+    ``@@unsaved <dir>`` + ``@@unsaved-file <remote path>`` lines. The caller must not
+    ``rm -rf`` the session directory unless both ``gs_mounts_left`` and ``gs_keep_session``
+    are empty."""
     sdir, ddir = _preamble(session_dir, data_dir)
     return (
         _MOUNT_FUNCS
         + f"S={q(sdir)}\nD={q(ddir)}\nC={q(sdir + '/' + MOUNTS_DIR)}\n"
-        + "gs_unmount_all\n"
+        + f"gs_unmount_all {max(0, int(flush_wait * 2))}\n"
         + 'if [ -z "$gs_mounts_left" ]; then echo "@@unmounted"; else echo "@@mounts-busy$gs_mounts_left"; fi\n'
+        + UNSAVED_REPORT
     )
 
 

@@ -34,11 +34,21 @@ def _known_hosts_text(path: str) -> str:
         return ""
 
 
+def _s3_error(spec: MountSpec, message: str) -> dict[str, str]:
+    """The fields an S3 check's message belongs to: refused credentials at what the user
+    chose them with (the typed keys, or the hub's temporary credentials), the rest where
+    `s3check.field_for` puts it."""
+    if message == s3check.ACCESS_DENIED:
+        fields = ("access_key", "secret_key") if spec.credentials == "keys" else ("credentials",)
+        return {f: message for f in fields}
+    return {s3check.field_for(message): message}
+
+
 async def _resolve_one(
     i: int, spec: MountSpec, secret: Mapping[str, str], storage: StorageConfig, username: str,
     env: Mapping[str, str] | None, check: bool,
 ) -> tuple[HostMount | None, tuple[str, str] | None]:
-    """(mount, None) or (None, (field, message))."""
+    """(mount, None) or (None, {field: message})."""
     timeout = storage.check_timeout
     if spec.type == "s3":
         ep = storage.s3[spec.endpoint]
@@ -48,16 +58,16 @@ async def _resolve_one(
                     ep, username, spec.bucket, spec.prefix, spec.read_only or spec.mode == "copy", env=env, timeout=timeout
                 )
             except STSError as e:
-                return None, ("credentials", str(e))
+                return None, {"credentials": str(e)}
         else:
             ak, sk = secret.get("access_key"), secret.get("secret_key")
             if not ak or not sk:
-                return None, ("access_key", "enter the access key id and secret key again")
+                return None, {"access_key": "enter the access key id and secret key again"}
             creds = S3Secret(access_key=ak, secret_key=sk)
         if check:
             message = await s3check.check_s3(spec, creds, ep, timeout)
             if message:
-                return None, (s3check.field_for(message), message)
+                return None, _s3_error(spec, message)
         source = S3Source(url=ep.url, bucket=spec.bucket, prefix=spec.prefix, region=ep.region,
                           provider=ep.provider, path_style=ep.path_style)
         return HostMount(i, spec.target, spec.mode, spec.read_only, source, creds), None
@@ -66,19 +76,19 @@ async def _resolve_one(
     if spec.auth == "password":
         password = secret.get("password")
         if not password:
-            return None, ("password", "enter the password again")
+            return None, {"password": "enter the password again"}
         ssh_secret = SSHSecret(password=password)
         client_key: Any = None
     else:
         if storage.key_dir is None:
-            return None, ("auth", "the hub has no key directory configured")
+            return None, {"auth": "the hub has no key directory configured"}
         store = KeyStore(storage.key_dir)
         try:
             text = await asyncio.get_running_loop().run_in_executor(None, store.private_key_text, username)
         except PermissionError:
-            return None, ("auth", "the hub's key for you is not usable; ask the hub admin")
+            return None, {"auth": "the hub's key for you is not usable; ask the hub admin"}
         if not text:
-            return None, ("auth", NO_KEY)
+            return None, {"auth": NO_KEY}
         ssh_secret = SSHSecret(private_key=text)
         client_key = None
         if check:
@@ -94,7 +104,7 @@ async def _resolve_one(
             field = sshcheck.field_for(message)
             if field == "password" and spec.auth != "password":
                 field = "auth"
-            return None, (field, message)
+            return None, {field: message}
     known = await asyncio.get_running_loop().run_in_executor(None, _known_hosts_text, host.known_hosts)
     source = SSHSource(address=host.address, user=spec.user, path=spec.path, port=host.port, known_hosts=known)
     return HostMount(i, spec.target, spec.mode, spec.read_only, source, ssh_secret), None
@@ -125,14 +135,14 @@ async def resolve_mounts(
         try:
             return await _resolve_one(i, spec, secrets.get(i, {}), storage, username, env, check)
         except Exception as e:  # noqa: BLE001 - a broken check must still end as a field error
-            return None, ("type", f"could not check this mount ({type(e).__name__})")
+            return None, {"type": f"could not check this mount ({type(e).__name__})"}
 
     limit = check_limit(storage)
     try:
         results = await asyncio.wait_for(asyncio.gather(*(one(i, s) for i, s in enumerate(specs))), limit)
     except asyncio.TimeoutError:
         raise OptionsError({"mounts": f"the storage checks did not finish within {limit:g} s; try again"}) from None
-    errors = {f"mounts[{i}].{field}": message for i, (_, err) in enumerate(results) if err for field, message in [err]}
+    errors = {f"mounts[{i}].{field}": message for i, (_, err) in enumerate(results) if err for field, message in err.items()}
     if errors:
         raise OptionsError(errors)
     return tuple(m for m, _ in results)

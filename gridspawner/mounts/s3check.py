@@ -35,7 +35,7 @@ _FIELDS = {
     ENDPOINT_UNREACHABLE: "endpoint",
     BUCKET_NOT_FOUND: "bucket",
     PREFIX_NOT_FOUND: "prefix",
-    ACCESS_DENIED: "bucket",
+    ACCESS_DENIED: "access_key",  # with the hub's STS credentials: resolve puts it at "credentials"
     CANNOT_WRITE: "read_only",
 }
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from concurrent.futures import Executor
 from typing import Mapping
 
@@ -106,7 +107,17 @@ def scoped_credentials_sync(
     except BotoCoreError:
         raise STSError("endpoint unreachable") from None
     c = out["Credentials"]
-    return S3Secret(access_key=c["AccessKeyId"], secret_key=c["SecretAccessKey"], session_token=c["SessionToken"])
+    expires_at, renew_at = _times(endpoint, c.get("Expiration"), time.time())
+    return S3Secret(access_key=c["AccessKeyId"], secret_key=c["SecretAccessKey"], session_token=c["SessionToken"],
+                    expires_at=expires_at, renew_at=renew_at)
+
+
+def _times(endpoint: S3Endpoint, expiration, now: float) -> tuple[float, float]:
+    """(expiry, renewal time) in epoch seconds, from STS's Expiration (the provider may
+    shorten the duration asked for, e.g. to a role's maximum session duration)."""
+    expires_at = expiration.timestamp() if hasattr(expiration, "timestamp") else now + endpoint.sts.duration
+    lifetime = max(0.0, expires_at - now)
+    return expires_at, expires_at - endpoint.sts.renew_margin(lifetime)
 
 
 async def scoped_credentials(

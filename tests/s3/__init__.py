@@ -199,6 +199,17 @@ def session_policy_of(access_key_id: str) -> str | None:
     return None
 
 
+def revoke_temporary_credentials(access_key_id: str) -> None:
+    """Make STS credentials invalid from now on (same process only): moto records their
+    expiry but never enforces it, so a test revokes them by dropping them from moto's
+    assumed roles — with auth enforced, a request signed with them is then refused
+    (InvalidAccessKeyId)."""
+    from moto.sts.models import sts_backends
+
+    for backend in sts_backends[ACCOUNT].values():
+        backend.assumed_roles[:] = [r for r in backend.assumed_roles if r.access_key_id != access_key_id]
+
+
 def allows(policy: str, action: str, resource: str, conditions: dict | None = None) -> bool:
     """Whether ``policy`` (JSON) allows ``action`` on ``resource``, by moto's policy engine."""
     from moto.iam.access_control import IAMPolicy, PermissionResult

@@ -194,3 +194,17 @@ def test_template_row_for_the_script():
     tmpl = soup.find("template", id="gs-mount-template")
     assert tmpl.find("input", attrs={"name": "mounts-__i__-bucket"})["value"] == ""
     assert soup.find(attrs={"data-gs-add": True}) is not None
+
+
+def test_sts_note_names_the_backends_that_stop_servers_before_the_credentials_expire():
+    note = render().find(id="gs-mounts-sts-note")
+    assert note is not None
+    assert note.get_text() == ("Temporary credentials last 12 h. On GPU cluster, a server with a bucket mounted with "
+                               "them is stopped shortly before they expire; elsewhere the hub renews them while the "
+                               "server runs.")
+    # nobody may use the Kubernetes backend: nothing to say
+    only_hosts = dataclasses.replace(catalog(), default_policy=policy(backends=frozenset({"lab", "hub"})))
+    assert render(only_hosts).find(id="gs-mounts-sts-note") is None
+    # no endpoint offers temporary credentials: nothing to say either
+    keys_only = {**STORAGE, "s3": {"campus": {**STORAGE["s3"]["campus"], "credentials": ["keys"]}}}
+    assert render(catalog(keys_only)).find(id="gs-mounts-sts-note") is None

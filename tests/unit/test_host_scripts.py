@@ -429,7 +429,7 @@ def test_poll_script(tmp):
 
 # --------------------------------------------------------------------------- data mounts
 
-from gridspawner.backends.host.backend import _mount_failure, describe_mount  # noqa: E402
+from gridspawner.backends.host.mount_reports import describe_mount, mount_failure  # noqa: E402
 from gridspawner.backends.host.transport import RunResult  # noqa: E402
 from gridspawner.mounts.hostcmd import HostMount, S3Secret, S3Source, SSHSecret, SSHSource  # noqa: E402
 from gridspawner.mounts.request import MountSpec  # noqa: E402
@@ -538,8 +538,8 @@ def test_mount_descriptions_and_failure_messages():
     assert describe_mount(ssh, MountSpec(type="ssh", target="home", mode="copy", host="nas")) == "ssh nas:/export/alice → data/home"
     result = RunResult(14, "@@mounted 0\n@@mount-failed 1\n", "x\nERROR : permission denied\n")
     described = ["s3 … → data/run1", "ssh nas:/export/alice → data/home"]
-    msg = _mount_failure(result, (s3, ssh), described, "gpu1")
+    msg = mount_failure(result, (s3, ssh), described, "gpu1")
     assert msg == "mount 2 (ssh nas:/export/alice → data/home) on gpu1 failed: x\nERROR : permission denied"
-    assert _mount_failure(RunResult(14, "@@mount-failed -1\n", ""), (s3,), described, "h") == (
+    assert mount_failure(RunResult(14, "@@mount-failed -1\n", ""), (s3,), described, "h") == (
         "preparing the data directory on h failed"
     )

@@ -94,6 +94,24 @@ def test_errors_name_the_key(patch, key):
     assert e.value.key == key, e.value
 
 
+def test_sshfs_tool_with_s3_endpoints_is_accepted_s3_mounts_use_rclone():
+    """docs/admin/data-mounts.md: with tool "sshfs", SSH mounts use sshfs and S3 mounts rclone."""
+    c = parse_storage({**GOOD, "tool": "sshfs"})
+    assert c.tool == "sshfs" and "campus" in c.s3
+
+
+def test_sts_renew_before_is_bounded_by_the_duration():
+    sts = {"role_arn": "arn:aws:iam::123456789012:role/r", "duration": 3600}
+    ep = {"url": "https://x", "buckets": ["x"], "credentials": ["sts"]}
+    c = parse_storage({"s3": {"e": {**ep, "sts": sts}}})
+    assert c.s3["e"].sts.renew_before is None and c.s3["e"].sts.renew_margin(3600) == 1200
+    c = parse_storage({"s3": {"e": {**ep, "sts": {**sts, "renew_before": 600}}}})
+    assert c.s3["e"].sts.renew_margin(3600) == 600 and c.s3["e"].sts.renew_margin(300) == 300
+    with pytest.raises(CatalogError) as e:
+        parse_storage({"s3": {"e": {**ep, "sts": {**sts, "renew_before": 3600}}}})
+    assert e.value.key == "c.GridSpawner.storage['s3']['e'].sts.renew_before"
+
+
 def test_s3fs_with_sts_refused_and_key_dir_needed():
     with pytest.raises(CatalogError, match="s3fs"):
         parse_storage({**GOOD, "tool": "s3fs"})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
 from gridspawner.mounts import hostcmd as h
@@ -61,9 +64,39 @@ def test_rclone_s3_read_only_exact():
 
 def test_rclone_s3_writable_with_session_token():
     out = lines(h.mount_fragment(S, [s3(token="TOKEN")]))
-    assert "session_token = TOKEN" in out
     cmd = next(ln for ln in out if ln.startswith("(gs_clean_env; rclone mount"))
     assert "--vfs-cache-mode writes" in cmd and "--read-only" not in cmd
+    # renewable: rclone's AWS SDK reads the STS credentials from a file the hub can replace
+    assert "session_token = TOKEN" not in out and "access_key_id = AK" not in out
+    assert "env_auth = true" in out and f"shared_credentials_file = {S}/.mounts/0.aws" in out
+    aws = out.index(f"(umask 077; cat >{S}/.mounts/0.aws <<'GRIDSPAWNER_EOF'")
+    assert out[aws + 1:aws + 3] == ["[default]", f"credential_process = cat {S}/.mounts/0.json"]
+    cred = out.index(f"(umask 077; cat >{S}/.mounts/0.json <<'GRIDSPAWNER_EOF'")
+    assert json.loads(out[cred + 1]) == {"Version": 1, "AccessKeyId": "AK", "SecretAccessKey": "SK", "SessionToken": "TOKEN"}
+
+
+def test_rclone_s3_copy_with_session_token_keeps_them_in_its_config():
+    out = lines(h.mount_fragment(S, [s3(token="TOKEN", mode="copy")]))
+    assert "session_token = TOKEN" in out and "env_auth = false" in out
+    assert not any(".json" in ln for ln in out)
+
+
+def test_credential_file_expires_shortly_after_the_planned_renewal_never_after_expiry():
+    renew = 1_900_000_000.0
+    sec = h.S3Secret("AK", "SK", "T", expires_at=renew + 3600, renew_at=renew)
+    doc = json.loads(h.credential_process_json(sec))
+    assert doc["Expiration"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(renew + h.REREAD_AFTER_RENEWAL))
+    sec = h.S3Secret("AK", "SK", "T", expires_at=renew + 3, renew_at=renew)
+    assert json.loads(h.credential_process_json(sec))["Expiration"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(renew + 3))
+
+
+def test_renew_fragment_replaces_only_existing_credential_files_atomically():
+    frag = h.renew_fragment(S, {2: h.S3Secret("AK2", "SK2", "T2")})
+    assert frag.startswith(f"if [ -f {S}/.mounts/2.json ]; then\n(umask 077; cat >{S}/.mounts/.2.json.new <<")
+    assert f"&& mv -f {S}/.mounts/.2.json.new {S}/.mounts/2.json" in frag
+    assert '"@@renewed 2"' in frag and '"@@not-renewed 2"' in frag
+    with pytest.raises(ValueError):
+        h.renew_fragment(S, {0: h.S3Secret("AK", "S'K", "T")})
 
 
 def test_s3fs_exact():
@@ -126,10 +159,12 @@ def test_rclone_sftp_password_copy_exact():
 def test_unmount_exact():
     assert h.unmount_fragment(S) == h._MOUNT_FUNCS + (
         "S=/tmp/s/alice-1\nD=/tmp/s/alice-1/data\nC=/tmp/s/alice-1/.mounts\n"
-        "gs_unmount_all\n"
+        "gs_unmount_all 0\n"
         'if [ -z "$gs_mounts_left" ]; then echo "@@unmounted"; else echo "@@mounts-busy$gs_mounts_left"; fi\n'
+        + h.UNSAVED_REPORT
     )
     assert "D=/srv/d" in h.unmount_fragment(S, data_dir="/srv/d")
+    assert "\ngs_unmount_all 120\n" in h.unmount_fragment(S, flush_wait=60)  # in half seconds
 
 
 def test_heredoc_delimiter_never_collides():
@@ -168,3 +203,15 @@ def test_unsafe_values_refused(session, mount):
 
 def test_secret_repr_hidden():
     assert "SK" not in repr(s3()) and "pw" not in repr(ssh(password="pw"))
+
+
+@pytest.mark.parametrize("tool,s3_cmd,ssh_cmd", [
+    ("rclone", "rclone mount", "rclone mount"),
+    ("sshfs", "rclone mount", "sshfs "),
+    ("s3fs", "s3fs ", "rclone mount"),
+])
+def test_the_tool_applies_to_its_own_source_type_the_other_uses_rclone(tool, s3_cmd, ssh_cmd):
+    out = lines(h.mount_fragment(S, [s3(index=0, target="a"), ssh(index=1, target="b", key=KEY)], tool=tool))
+    cmds = [ln for ln in out if ln.startswith("(gs_clean_env; ")]
+    assert cmds[0].startswith(f"(gs_clean_env; {s3_cmd}") and " /tmp/s/alice-1/data/a" in cmds[0]
+    assert cmds[1].startswith(f"(gs_clean_env; {ssh_cmd}") and " /tmp/s/alice-1/data/b" in cmds[1]

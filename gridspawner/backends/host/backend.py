@@ -16,12 +16,13 @@ from abc import abstractmethod
 from typing import Any, Sequence
 
 from ...gpu import GPU, GPUProbeError, describe, min_mib, place
-from ...mounts.hostcmd import HostMount, S3Source
+from ...mounts.hostcmd import S3Secret
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env, stops_file_env
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
 from .inventory import Inventory, parse_probe
 from .ledger import LedgerProblem
+from .mount_reports import describe_mount, log_cleanup, markers, mount_failure, spec_of
 from .refusals import Refusals
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
@@ -37,6 +38,8 @@ class HostBackend(Backend):
     settings: HostSettings
     #: how often a claim that lost a race (another hub took a GPU meanwhile) is re-placed
     claim_attempts = 4
+    #: the STS credentials of a live S3 mount can be replaced (`renew_credentials`)
+    renews_credentials = True
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
@@ -274,12 +277,13 @@ class HostBackend(Backend):
                 mounts=mounts,
                 mount_tool=getattr(ctx.storage, "tool", None) or "rclone",
                 data_link=data_name if mounts else None,
+                flush_wait=s.flush_timeout,
             )
             spec, extra_state = await self._prepare(ctx, host, request, spec)
             limits = describe_limits(request)
             if limits and not self.limits_resources(host):  # say so rather than pretend
                 ctx.progress(f"{limits}: not enforced on {host} (the server may use the whole machine)")
-            described = [describe_mount(m, _spec_of(request, m.index), data_name) for m in mounts]
+            described = [describe_mount(m, spec_of(request, m.index), data_name) for m in mounts]
             for m, text in zip(mounts, described):
                 ctx.progress(f"{'copying' if m.mode == 'copy' else 'mounting'} data: {text}")
             ctx.progress("starting server")
@@ -325,12 +329,13 @@ class HostBackend(Backend):
         except ValueError as e:  # a mount the host tools cannot express; never a secret in it
             raise BackendError(f"cannot mount data on {host}: {e}") from None
         s = self.settings
-        timeout = s.command_timeout + (s.mount_timeout if spec.mounts else 0)
+        # (a dead server's directory is cleaned up first: its mounts may still upload)
+        timeout = s.command_timeout + s.flush_timeout + (s.mount_timeout if spec.mounts else 0)
         what = "mounting data and starting the server" if spec.mounts else "starting the server"
         for attempt in range(2):
             result = await self._run(host, script, what, timeout)
             if result.exit_status == scripts.EXIT_MOUNT:
-                raise BackendError(_mount_failure(result, spec.mounts, described, host))
+                raise BackendError(mount_failure(result, spec.mounts, described, host))
             if result.exit_status == scripts.EXIT_CLAIM_LOST:
                 raise BackendError(f"the GPU claim of this launch on {host} was removed before the server started "
                                    f"({scripts.parse_marker(result.stdout, 'claim-lost')}); try again")
@@ -342,8 +347,9 @@ class HostBackend(Backend):
                 old = scripts.parse_marker(result.stdout, "busy")
                 ctx.progress(f"stopping a leftover server of this session (process {old})")
                 stop = scripts.stop_script(spec.session_dir, int(old) if (old or "").isdigit() else None, now=True,
-                                           kill_timeout=self.settings.kill_timeout)
-                await self._run(host, stop, "stopping a leftover server", self.settings.kill_timeout + self.settings.command_timeout)
+                                           kill_timeout=s.kill_timeout, flush_wait=s.flush_timeout)
+                result = await self._run(host, stop, "stopping a leftover server", s.kill_timeout + s.flush_timeout + s.command_timeout)
+                self._report_mounts_left(host, spec.session_dir, result)
                 continue
             pid = scripts.parse_marker(result.stdout, "pid")
             if result.exit_status != 0 or not (pid or "").isdigit():
@@ -375,19 +381,17 @@ class HostBackend(Backend):
                        data_link: str | None = None) -> None:
         s = self.settings
         script = scripts.stop_script(session_dir, pid, ledger_dir=s.ledger_dir if claims else None, ledger_claims=claims,
-                                     kill_timeout=s.kill_timeout, now=True, data_link=data_link)
+                                     kill_timeout=s.kill_timeout, now=True, data_link=data_link, flush_wait=s.flush_timeout)
         try:
-            result = await self._run(host, script, "cleaning up", s.kill_timeout + s.command_timeout)
+            result = await self._run(host, script, "cleaning up", s.kill_timeout + s.flush_timeout + s.command_timeout)
         except BackendError as e:
             self.log.error("cleanup of %s on %s failed: %s", session_dir, host, e)
             return
         self._report_mounts_left(host, session_dir, result)
 
     def _report_mounts_left(self, host: str, session_dir: str, result: RunResult) -> None:
-        left = scripts.parse_marker(result.stdout, "mounts-left")
-        if left is not None:
-            self.log.error("%s on %s: data mounts could not be unmounted (%s); the session directory was kept "
-                           "so its remote files stay safe — unmount them by hand", session_dir, host, left.strip())
+        """Log mounts that could not be unmounted and writes kept because they were not uploaded."""
+        log_cleanup(self.log, host, session_dir, result.stdout, self.settings.flush_timeout)
 
     def _check_state(self, state: Any) -> dict:
         if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
@@ -417,11 +421,13 @@ class HostBackend(Backend):
 
     async def poll(self, launch: Launch) -> int | None:
         st = launch.state
+        s = self.settings
         script = scripts.poll_script(st["session_dir"], int(st["pid"]), ledger_dir=st.get("ledger_dir"),
                                      ledger_entry=st.get("ledger_entry"), data_link=st.get("data_link"),
-                                     ledger_claims=claims_of(st))
+                                     ledger_claims=claims_of(st), flush_wait=s.flush_timeout)
         try:
-            result = await self._run(st["host"], script, "checking the server")
+            # a server found gone is cleaned up at once, after its mounts' last uploads
+            result = await self._run(st["host"], script, "checking the server", s.command_timeout + s.flush_timeout)
         except BackendError as e:
             # a host we cannot reach right now is not a dead server
             self.log.warning("poll of %s: %s", st["session_dir"], e)
@@ -437,9 +443,9 @@ class HostBackend(Backend):
         script = scripts.stop_script(
             st["session_dir"], st.get("pid"), ledger_dir=st.get("ledger_dir"), ledger_entry=st.get("ledger_entry"),
             interrupt_timeout=s.interrupt_timeout, term_timeout=s.term_timeout, kill_timeout=s.kill_timeout, now=now,
-            data_link=st.get("data_link"), ledger_claims=claims_of(st),
+            data_link=st.get("data_link"), ledger_claims=claims_of(st), flush_wait=s.flush_timeout,
         )
-        budget = s.kill_timeout + (0 if now else s.interrupt_timeout + s.term_timeout) + s.command_timeout
+        budget = s.kill_timeout + (0 if now else s.interrupt_timeout + s.term_timeout) + s.flush_timeout + s.command_timeout
         try:
             result = await self._run(st["host"], script, "stopping the server", budget)
         finally:
@@ -449,6 +455,18 @@ class HostBackend(Backend):
         if how is None:
             raise BackendError(f"server process {st.get('pid')} on {st['host']} survived SIGKILL")
         self.log.info("stopped %s on %s (%s)", st["session_dir"], st["host"], "already gone" if how == "none" else f"SIG{how}")
+
+    async def renew_credentials(self, launch: Launch, secrets: dict[int, S3Secret]) -> list[int]:
+        """Replace the STS credentials of the server's live S3 mounts (index → new
+        credentials) in their credential files, which rclone reads again by itself.
+        Returns the indexes renewed; raises BackendError when the host cannot be reached."""
+        st = launch.state
+        try:
+            script = scripts.renew_script(st["session_dir"], secrets)
+        except ValueError as e:
+            raise BackendError(f"cannot renew mount credentials: {e}") from None
+        result = await self._run(st["host"], script, "renewing data mount credentials")
+        return [int(i) for i in markers(result.stdout, "renewed") if i.isdigit()]
 
     async def probe_capacity(self) -> Capacity:
         async def one(host: str) -> HostCapacity:
@@ -485,39 +503,3 @@ def describe_limits(request: Any) -> str:
     if memory:
         parts.append(f"{memory} GB memory")
     return " and ".join(parts)
-
-
-# --------------------------------------------------------------------------- data mounts
-
-
-def _spec_of(request: Any, index: int) -> Any:
-    specs = getattr(request, "mounts", None) or ()
-    return specs[index] if 0 <= index < len(specs) else None
-
-
-def describe_mount(m: HostMount, spec: Any, data_name: str = "data") -> str:
-    """``s3 campus:lab-data/alice/run1 → data/run1`` — what a mount is, for progress
-    messages and errors (never a secret). ``spec``: the request's `MountSpec` (for the
-    admin's endpoint / host name), or None."""
-    src = m.source
-    if isinstance(src, S3Source):
-        endpoint = getattr(spec, "endpoint", None)
-        text = f"s3 {endpoint + ':' if endpoint else ''}{src.bucket}/{src.prefix}".rstrip("/")
-    else:
-        text = f"ssh {getattr(spec, 'host', None) or src.address}:{src.path}"
-    text += f" → {data_name}/{m.target}"
-    return text + (" (read-only)" if m.read_only and m.mode == "mount" else "")
-
-
-def _mount_failure(result: RunResult, mounts: Sequence[HostMount], described: Sequence[str], host: str) -> str:
-    """The user-facing message of a launch whose mount step failed (exit EXIT_MOUNT)."""
-    marker = scripts.parse_marker(result.stdout, "mount-failed")
-    tail = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("still mounted")][-8:]
-    log = "\n".join(tail)[-800:]
-    index = int(marker) if marker and marker.lstrip("-").isdigit() else None
-    pos = next((k for k, m in enumerate(mounts) if m.index == index), None)
-    if pos is None:
-        what = f"preparing the data directory on {host}"
-    else:
-        what = f"mount {index + 1} ({described[pos] if pos < len(described) else mounts[pos].target}) on {host}"
-    return f"{what} failed" + (f": {log}" if log else "")

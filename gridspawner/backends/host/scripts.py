@@ -101,22 +101,26 @@ def _ticks(seconds: float) -> int:
     return max(0, math.ceil(seconds * 10))
 
 
-def remove_session_func(session_dir: str) -> str:
+def remove_session_func(session_dir: str, flush_wait: float = 0) -> str:
     """sh function ``remove_session``: unmount the data mounts of the session directory
-    ``$S`` (= ``session_dir``), then ``rm -rf "$S"`` — only when no mount point at all is
-    left below it. Otherwise it keeps the directory, prints ``@@mounts-left <paths>`` and
-    returns 1. Quiet on success."""
+    ``$S`` (= ``session_dir``) — after waiting up to ``flush_wait`` seconds for writes a
+    mount has not uploaded yet, whose cache is kept if they still are not (``@@unsaved``
+    lines, see `hostcmd.unmount_fragment`) — then ``rm -rf "$S"``, only when no mount point
+    at all is left below it. Otherwise it keeps the directory, prints
+    ``@@mounts-left <paths>`` and returns 1."""
     try:
-        unmount = hostcmd.unmount_fragment(session_dir)
+        unmount = hostcmd.unmount_fragment(session_dir, flush_wait=flush_wait)
     except ValueError:
         # mount_fragment refuses such a path: no mount of ours can be there
-        unmount = 'gs_mounts_left=""\n'
+        unmount = 'gs_mounts_left=""; gs_unsaved_dir=""; gs_keep_session=""\n'
     return (
         "remove_session() {\n"
         "{\n" + unmount.rstrip("\n") + "\n} >/dev/null 2>&1\n"
+        + hostcmd.UNSAVED_REPORT
         # whatever is still mounted below $S (ours, or one the user made): never rm -rf into it
-        'gs_left=$(awk -v p="$S/" \'index($5, p) == 1 { print $5 }\' /proc/self/mountinfo 2>/dev/null | tr "\\n" " ")\n'
-        'if [ -z "$gs_mounts_left" ] && [ -z "$gs_left" ]; then rm -rf "$S"; return 0; fi\n'
+        + 'gs_left=$(awk -v p="$S/" \'index($5, p) == 1 { print $5 }\' /proc/self/mountinfo 2>/dev/null | tr "\\n" " ")\n'
+        'if [ -z "$gs_mounts_left" ] && [ -z "$gs_left" ] && [ -z "$gs_keep_session" ]; then rm -rf "$S"; return 0; fi\n'
+        '[ -z "$gs_keep_session" ] || gs_left="$gs_left (and writes not uploaded in $C)"\n'
         'echo "@@mounts-left $gs_left"\n'
         'echo "still mounted, so $S was kept: $gs_left" >&2\n'
         "return 1\n"
@@ -182,6 +186,8 @@ class LaunchSpec:
     #: with mounts: the name of a symlink in the notebook directory to ``$S/data`` (so the
     #: user finds the data next to the notebooks); None: no link
     data_link: str | None = None
+    #: seconds a clean-up of a dead server's directory waits for its mounts' uploads
+    flush_wait: float = 0
 
     @property
     def session_dir(self) -> str:
@@ -239,7 +245,7 @@ def launch_script(spec: LaunchSpec) -> str:
     body = f"""{_FUNCS}umask 077
 R={root}
 S={sdir}
-{remove_session_func(spec.session_dir)}{_MOUNT_CHECK if spec.mounts else ""}mkdir -p "$R" 2>/dev/null
+{remove_session_func(spec.session_dir, spec.flush_wait)}{_MOUNT_CHECK if spec.mounts else ""}mkdir -p "$R" 2>/dev/null
 if [ -L "$R" ] || [ ! -d "$R" ] || [ ! -O "$R" ]; then
   echo "session root $R is not a directory owned by $(id -un)" >&2
   exit {EXIT_ROOT}
@@ -349,14 +355,15 @@ echo "@@waiting"
 
 def poll_script(
     session_dir: str, pid: int, *, ledger_dir: str | None = None, ledger_entry: str | None = None,
-    data_link: str | None = None, ledger_claims: Sequence[str] = (),
+    data_link: str | None = None, ledger_claims: Sequence[str] = (), flush_wait: float = 0,
 ) -> str:
     """Print ``@@running`` when ``pid`` is alive and still this session's server, else clean
-    up (the hub calls no stop() for a server its poll found gone: unmount its data, remove
-    the session directory, the data link and the ledger entry) and print ``@@gone``."""
+    up (the hub calls no stop() for a server its poll found gone: unmount its data — after
+    waiting up to ``flush_wait`` s for their uploads —, remove the session directory, the
+    data link and the ledger entry) and print ``@@gone``."""
     release = ledger.release_lines(ledger_dir, ledger_claims, ledger_entry, indent="    ")
     body = f"""{_FUNCS}S={q(session_dir)}
-{remove_session_func(session_dir)}p={int(pid)}
+{remove_session_func(session_dir, flush_wait)}p={int(pid)}
 cur=$(cat "$S/pid" 2>/dev/null)
 if [ "$cur" = "$p" ] && alive "$p"; then
   echo "@@running"
@@ -382,20 +389,23 @@ def stop_script(
     now: bool = False,
     data_link: str | None = None,
     ledger_claims: Sequence[str] = (),
+    flush_wait: float = 0,
 ) -> str:
     """Stop the server's process group (INT → TERM → KILL, each followed by its wait; ``now``:
     KILL at once), then remove the session directory and the ledger entry. Signals only when
     the session directory still names ``pid`` as its server (a reused pid is never hit);
     ``pid=None`` (a launch cut short) stops whatever server the session directory names.
-    Data mounts are unmounted before the directory goes (``@@mounts-left`` when one could
-    not be: the directory is kept, the GPUs are released all the same).
+    Data mounts are unmounted before the directory goes, once their cached writes are
+    uploaded (waiting up to ``flush_wait`` s; what is still not is kept: ``@@unsaved``), and
+    ``@@mounts-left`` when one could not be unmounted: the directory is kept, the GPUs are
+    released all the same.
     Prints ``@@stopped <signal that ended it or none>``, or ``@@survived`` when even KILL failed."""
     release = ledger.release_lines(ledger_dir, ledger_claims, ledger_entry, indent="  ")
     ladder = [("KILL", kill_timeout)] if now else [("INT", interrupt_timeout), ("TERM", term_timeout), ("KILL", kill_timeout)]
     steps = "".join(f"    [ -n \"$done\" ] || ladder {sig} {_ticks(t)}\n" for sig, t in ladder)
     pid_line = f"p={int(pid)}" if pid else 'p=$(cat "$S/pid" 2>/dev/null)'
     body = f"""{_FUNCS}S={q(session_dir)}
-{remove_session_func(session_dir)}{pid_line}
+{remove_session_func(session_dir, flush_wait)}{pid_line}
 done=""
 ladder() {{
   alive "$p" || {{ done=none; return; }}
@@ -421,6 +431,12 @@ fi
 if [ -n "$done" ]; then echo "@@stopped $done"; else echo "@@survived"; fi
 """
     return _wrap(body)
+
+
+def renew_script(session_dir: str, secrets: Mapping[int, hostcmd.S3Secret]) -> str:
+    """Replace the credentials of a server's live S3 mounts (`hostcmd.renew_fragment`):
+    prints ``@@renewed <index>`` / ``@@not-renewed <index>``. CONTAINS SECRETS: never log it."""
+    return _wrap(hostcmd.renew_fragment(session_dir, secrets))
 
 
 def uuids_of(gpus: Iterable[GPU]) -> tuple[str, ...]:

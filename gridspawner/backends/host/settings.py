@@ -129,6 +129,7 @@ class HostSettings:
     start_wait: float = 30.0
     command_timeout: float = 30.0
     mount_timeout: float = 3600.0
+    flush_timeout: float = 60.0
     ledger_grace: float = 120.0
     host_name: str = "localhost"
 
@@ -164,7 +165,7 @@ def parse_host_settings(cls: type, raw: Mapping, key: str, **defaults: Any) -> A
         out["nvidia_smi"] = parse_command(raw["nvidia_smi"], _sub(key, "nvidia_smi"))
     if "env" in raw:
         out["env"] = parse_env(raw["env"], _sub(key, "env"))
-    for name in ("interrupt_timeout", "term_timeout", "kill_timeout", "ledger_grace", "mount_timeout"):
+    for name in ("interrupt_timeout", "term_timeout", "kill_timeout", "ledger_grace", "mount_timeout", "flush_timeout"):
         if name in raw:
             out[name] = parse_seconds(raw[name], _sub(key, name))
     for name in ("start_wait", "command_timeout"):

@@ -374,10 +374,11 @@ class SSHBackend(HostBackend):
         s = self.settings
         script = scripts.poll_script(st["session_dir"], int(st["pid"]), ledger_dir=st.get("ledger_dir"),
                                      ledger_entry=st.get("ledger_entry"), data_link=st.get("data_link"),
-                                     ledger_claims=claims_of(st))
+                                     ledger_claims=claims_of(st), flush_wait=s.flush_timeout)
         with self._as_owner(st):
             try:
-                result = await self._run(st["host"], script, "checking the server")
+                # a server found gone is cleaned up at once, after its mounts' last uploads
+                result = await self._run(st["host"], script, "checking the server", s.command_timeout + s.flush_timeout)
             except BackendError as e:
                 first = self._unreachable_since.setdefault(st["session_dir"], time.monotonic())
                 down = time.monotonic() - first
@@ -419,6 +420,10 @@ class SSHBackend(HostBackend):
                                      st["session_dir"], host)
 
         asyncio.ensure_future(reap())
+
+    async def renew_credentials(self, launch: Launch, secrets: dict) -> list[int]:
+        with self._as_owner(launch.state):
+            return await super().renew_credentials(launch, secrets)
 
     async def stop(self, launch: Launch, now: bool = False) -> None:
         with self._as_owner(launch.state):
