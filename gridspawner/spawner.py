@@ -7,9 +7,7 @@ data-mount credentials in `mounts`, the work in `backends`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
-import re
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,8 +22,10 @@ from .activation import activate
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
+from .hub_identity import resolve_hub_id, session_slug
 from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
+from .recovery_traits import CrashRecoverySettings
 from .request import LaunchRequest, OptionsError, default_values
 from .runtime import Runtime, catalog_for
 from .server_env import parse_stop_warnings, request_env
@@ -38,7 +38,7 @@ from .traits import CatalogSettings
 _form_feedback = FormFeedback()
 
 
-class GridSpawner(CatalogSettings, Spawner):
+class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     """Spawn a user's server on a backend the user picks: Kubernetes, SSH hosts or this machine."""
 
     @default("port")
@@ -78,7 +78,7 @@ class GridSpawner(CatalogSettings, Spawner):
 
     @property
     def runtime(self) -> Runtime:
-        runtime = Runtime.for_catalog(self.catalog, self.capacity_refresh_interval)
+        runtime = Runtime.for_catalog(self.catalog, self.capacity_refresh_interval, resolve_hub_id(self.hub_id))
         runtime.capacity.ensure_running()
         return runtime
 
@@ -207,10 +207,7 @@ class GridSpawner(CatalogSettings, Spawner):
     _mount_specs: tuple = ()
 
     def _slug(self) -> str:
-        user, server = self._user_name(), self.name or ""
-        digest = hashlib.sha256(f"{user}\0{server}".encode()).hexdigest()[:10]
-        readable = re.sub(r"[^a-z0-9]+", "-", f"{user}-{server}".lower()).strip("-")[:20]
-        return f"{readable}-{digest}" if readable else digest
+        return session_slug(self.runtime.hub_id, self._user_name(), self.name or "")
 
     def _begin_progress(self) -> None:
         self._progress_events, self._progress_done = [], False
@@ -456,7 +453,9 @@ def hub_server_url(address: str, base_url: str) -> str:
 
 
 def validate_config(spawner: GridSpawner) -> None:
-    """Build the catalog from ``spawner``'s config; raises CatalogError naming the key."""
+    """Build the catalog from ``spawner``'s config and check its hub id; raises CatalogError
+    naming the key."""
     spawner.catalog
     parse_stop_warnings(spawner.stop_warnings)
+    resolve_hub_id(spawner.hub_id)
 

@@ -127,11 +127,12 @@ def remove_session_func(session_dir: str) -> str:
 # --------------------------------------------------------------------------- probe
 
 
-def probe_script(nvidia_smi: Sequence[str], ledger_dir: str, *, shared: bool = False, grace: float = 120) -> str:
+def probe_script(nvidia_smi: Sequence[str], ledger_dir: str, *, shared: bool = False, grace: float = 120,
+                 session_root: str | None = None) -> str:
     """Print the GPU inventory and the ledger's claims on those GPUs (`inventory.parse_probe`
     reads it): ``@@gpus missing`` (no nvidia-smi: no GPUs) or ``@@gpus <status>`` +
-    nvidia-smi's output, then what `ledger.probe_lines` prints. ``shared``: several accounts
-    use the ledger (it must be root's)."""
+    nvidia-smi's output, then (with ``session_root``) what `sessions_lines` prints, then what
+    `ledger.probe_lines` prints. ``shared``: several accounts use the ledger (it must be root's)."""
     cmd = " ".join(q(a) for a in (*nvidia_smi, *NVIDIA_SMI_ARGS))
     body = f"""gs_uuids=""
 if command -v {q(nvidia_smi[0])} >/dev/null 2>&1; then
@@ -143,7 +144,46 @@ else
   echo "@@gpus missing"
 fi
 """
-    return _wrap(body + ledger.probe_lines(ledger_dir, shared=shared, grace=grace))
+    sessions = sessions_lines(session_root) if session_root else ""
+    return _wrap(body + sessions + ledger.probe_lines(ledger_dir, shared=shared, grace=grace))
+
+
+#: the most session directories a probe lists (a session root is one account's own)
+MAX_SESSIONS = 4096
+#: the file in a session directory that says whose it is (``hub=``, ``backend=``, ``host=``)
+#: and the one holding the pid of the launch script that made it
+OWNER_FILE = "owner"
+LAUNCHER_FILE = "launcher"
+
+
+def sessions_lines(session_root: str) -> str:
+    """sh lines listing the session directories in ``session_root`` (when it is a directory
+    of the running account) that carry an owner mark: ``@@sessions <account> <root>``, then per
+    directory ``@@session <name> <pid or -> <server runs 0|1> <launch script runs 0|1> <age>``
+    and its ``hub=`` / ``backend=`` lines (`inventory.parse_sessions` reads them)."""
+    return _FUNCS + f"""gs_R={q(session_root.rstrip('/') or '/')}
+gs_t=$(date +%s)
+if [ -d "$gs_R" ] && [ ! -L "$gs_R" ] && [ -O "$gs_R" ]; then
+  echo "@@sessions $(id -un) $gs_R"
+  gs_n=0
+  for gs_d in "$gs_R"/*; do
+    [ -d "$gs_d" ] && [ ! -L "$gs_d" ] && [ -f "$gs_d/{OWNER_FILE}" ] || continue
+    gs_n=$((gs_n + 1))
+    [ "$gs_n" -le {MAX_SESSIONS} ] || break
+    gs_p=$(head -c 32 "$gs_d/pid" 2>/dev/null)
+    gs_l=$(head -c 32 "$gs_d/{LAUNCHER_FILE}" 2>/dev/null)
+    case $gs_p in ''|*[!0-9]*) gs_p=- ;; esac
+    case $gs_l in ''|*[!0-9]*) gs_l=- ;; esac
+    gs_a=0; [ "$gs_p" != - ] && alive "$gs_p" && gs_a=1
+    gs_b=0; [ "$gs_p" = - ] && [ "$gs_l" != - ] && alive "$gs_l" && gs_b=1
+    gs_m=$(stat -c %Y "$gs_d" "$gs_d/pid" "$gs_d/{LAUNCHER_FILE}" 2>/dev/null | sort -n | tail -n 1)
+    gs_age=$((gs_t - ${{gs_m:-0}}))
+    [ "$gs_age" -ge 0 ] || gs_age=0
+    echo "@@session ${{gs_d##*/}} $gs_p $gs_a $gs_b $gs_age"
+    head -c 1024 "$gs_d/{OWNER_FILE}" 2>/dev/null | grep -E '^(hub|backend)=' | tr -d '\\000-\\010\\013-\\037\\177' | cut -c1-250
+  done
+fi
+"""
 
 
 # --------------------------------------------------------------------------- cleanup
@@ -182,6 +222,10 @@ class LaunchSpec:
     #: with mounts: the name of a symlink in the notebook directory to ``$S/data`` (so the
     #: user finds the data next to the notebooks); None: no link
     data_link: str | None = None
+    #: whose session this is, written into ``$S/owner`` (with the host's name): the hub's id
+    #: and the backend's name (what a hub reclaims after a crash: `gridspawner.reconcile`)
+    hub: str = ""
+    backend: str = ""
 
     @property
     def session_dir(self) -> str:
@@ -254,7 +298,7 @@ chmod 700 "$R" || exit {EXIT_ROOT}
   remove_session || exit {EXIT_MOUNTS_LEFT}
 fi
 mkdir -m 700 "$S" || exit {EXIT_ROOT}
-{mount}{export_lines(spec.env)}N={_sh_path(spec.notebook_dir)}
+{owner_lines(spec.hub, spec.backend) if spec.hub else ""}{mount}{export_lines(spec.env)}N={_sh_path(spec.notebook_dir)}
 mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
 {link}{prefix}if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi
 setsid -f /bin/sh -c {q(_EXEC_RECORDING_PID)} sh "$S" {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >"$S/server.log" 2>&1 </dev/null
@@ -270,6 +314,16 @@ fi
 {record_pid}echo "@@pid $pid"
 """
     return _wrap(body)
+
+
+def owner_lines(hub: str, backend: str) -> str:
+    """sh lines for the launch script, right after it made ``$S``: who owns the session
+    (``$S/owner``: ``hub=``, ``backend=``, ``host=`` this host's name) and which process is
+    launching it (``$S/launcher``: the script's pid, so a look for orphans leaves a launch in
+    progress alone)."""
+    mark = "".join(f"{k}={re.sub(r'[^ -~]', '?', v)[:200]}\n" for k, v in (("hub", hub), ("backend", backend)))
+    return (f"printf '%s' {q(mark)} >\"$S/{OWNER_FILE}\" && printf 'host=%s\\n' \"$(uname -n)\" >>\"$S/{OWNER_FILE}\"\n"
+            f"echo $$ >\"$S/{LAUNCHER_FILE}\"\n")
 
 
 #: sh function ``mount_check INDEX DIR``: DIR (a fresh mount) can be listed, within a minute
