@@ -152,6 +152,7 @@ class HostReconcileMixin:
             return
         finally:
             self._reclaiming.pop(slug).set_result(None)
+            self._inventories.pop(o.host, None)  # out of date now: the next look probes again
         how, freed, held, mounts_left = parse_reclaim(result.stdout)
         if not how or how.startswith("kept"):
             report.kept.append(f"{where}: {how[5:] if how else 'the script failed: ' + result.stderr.strip()[-200:]}")
