@@ -319,12 +319,22 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             self.log.warning("%s could not be re-attached: %s", self._log_name, e)
             return 1
         if launch is None:
+            self._note_cut_short()
             return 0
         if self._deadline is not None and time.time() >= self._deadline:
             self._note_expired()
             await self.stop()
             return 0
         return await self._backend().poll(launch)
+
+    def _note_cut_short(self) -> None:
+        """JupyterHub polls a server it believes runs, and there is no launch state: a launch
+        cut short by a crash (the state is saved only after start() returns). Its backend may
+        look for what that launch left (see gridspawner.reconcile)."""
+        name = (self.user_options or {}).get("backend") if isinstance(self.user_options, dict) else None
+        backend = self.runtime.backends.get(name) if self.server is not None and isinstance(name, str) else None
+        if backend is not None:
+            backend.note_cut_short(self._user_name(), self.name or "", self._slug())
 
     async def get_url(self):
         """The server's URL as JupyterHub stores it (``server.url``: the backend's address plus

@@ -280,6 +280,11 @@ class Backend(ABC):
         ``probe_max_age``: a host probe at most this old may be reused. Default: nothing to do."""
         return Reconciled(backend=self.name)
 
+    def note_cut_short(self, user: str, server_name: str, slug: str) -> None:
+        """JupyterHub believed this server ran, but no launch state says where: a launch of it
+        was cut short by a crash before its state was saved. A backend whose looks for orphans
+        cannot see everything may look for this one specifically. Default: nothing."""
+
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         """The user or named server is deleted for good: remove what outlives a server
         (e.g. a home volume). Default: nothing outlives a server."""

@@ -42,6 +42,9 @@ class HostReconcileMixin:
         self._reclaiming: dict[str, asyncio.Future] = {}
         #: host -> (time.monotonic() of the probe, what it found)
         self._inventories: dict[str, tuple[float, Inventory]] = {}
+        #: slug -> (hub user, time.monotonic() noted, hosts still to look at): launches that
+        #: JupyterHub says were cut short (`note_cut_short`)
+        self._cut_short: dict[str, tuple[str, float, set[str]]] = {}
 
     # ------------------------------------------------------------------ bookkeeping
     @contextlib.contextmanager
@@ -101,6 +104,55 @@ class HostReconcileMixin:
         """Scripts run as ``account`` inside this context (the ssh kind: its connection)."""
         return contextlib.nullcontext()
 
+    def _account_of(self, host: str, user: str) -> str:
+        """The account ``user``'s servers run as on ``host`` (the hub's machine: its own)."""
+        return getpass.getuser()
+
+    def _session_root_of(self, host: str, account: str) -> str:
+        return self.settings.session_root
+
+    # ------------------------------------------------------------------ launches cut short
+    def note_cut_short(self, user: str, server_name: str, slug: str) -> None:
+        """JupyterHub believed ``user``'s server ran but has no launch state for it: a launch
+        cut short by a crash. Its session directory is looked for at the next looks on every
+        host whose probe cannot list it (one account per hub user: the probe account cannot
+        read the others' session roots), as ``user``'s account there."""
+        if self.hub_id and slug not in self._cut_short:
+            self._cut_short[slug] = (user, time.monotonic(), set(self.hosts()))
+
+    async def _look_for_cut_short(self, inventories: dict[str, Inventory], grace: float, report: Reconciled) -> None:
+        s = self.settings
+        expire = grace + s.mount_timeout + 2 * s.command_timeout  # the longest a launch script may still run
+        todo = []
+        for slug, (user, since, hosts) in list(self._cut_short.items()):
+            if time.monotonic() - since > expire or not hosts:
+                del self._cut_short[slug]
+                continue
+            if self._in_flight[slug] or slug in self._reclaiming:
+                continue
+            for host in sorted(hosts):
+                try:
+                    account = self._account_of(host, user)
+                except BackendError:
+                    hosts.discard(host)
+                    continue
+                inv = inventories.get(host)
+                if inv is not None and inv.sessions_account == account:
+                    hosts.discard(host)  # its listing shows this account's sessions: the look covers it
+                    continue
+                root = self._session_root_of(host, account).rstrip("/")
+                todo.append((slug, host, Orphan(host=host, session_dir=f"{root}/{slug}", account=account, user=user,
+                                                why="its launch was cut short (JupyterHub found no state for it)")))
+        for slug, host, orphan in todo:
+            if slug in self._reclaiming:
+                continue
+            self._reclaiming[slug] = asyncio.get_running_loop().create_future()
+            how = await self._reclaim_one(slug, orphan, grace, report)
+            if how and not how.startswith(("kept launching", "kept recent")):  # else: look again next time
+                entry = self._cut_short.get(slug)
+                if entry is not None:
+                    entry[2].discard(host)
+
     # ------------------------------------------------------------------ the look
     async def reconcile(self, known: Callable[[], Iterable[dict]], grace: float, *,
                         probe_max_age: float = 0.0) -> Reconciled:
@@ -129,6 +181,8 @@ class HostReconcileMixin:
             self._reclaiming[slug] = asyncio.get_running_loop().create_future()
             todo.append((slug, o))
         await asyncio.gather(*(self._reclaim_one(slug, o, grace, report) for slug, o in todo))
+        if self._cut_short:
+            await self._look_for_cut_short(inventories, grace, report)
         return report
 
     def _orphans(self, inventories: dict[str, Inventory], known: Callable[[], Iterable[dict]], grace: float) -> list[Orphan]:
@@ -136,7 +190,9 @@ class HostReconcileMixin:
         return find_orphans(inventories, hub=self.hub_id, backend=self.name, known_sessions=sessions,
                             in_flight=self._in_flight, grace=grace)
 
-    async def _reclaim_one(self, slug: str, o: Orphan, grace: float, report: Reconciled) -> None:
+    async def _reclaim_one(self, slug: str, o: Orphan, grace: float, report: Reconciled) -> str:
+        """Run `reclaim_script` for ``o`` (whose ``_reclaiming`` future the caller made) and
+        report it; returns what happened (`parse_reclaim`'s first value, "" on failure)."""
         s = self.settings
         script = reclaim_script(o.session_dir, o.claims, ledger_dir=s.ledger_dir, hub=self.hub_id, backend=self.name,
                                 grace=grace, shared=self.ledger_shared(o.host), interrupt_timeout=s.interrupt_timeout,
@@ -149,7 +205,7 @@ class HostReconcileMixin:
         except BackendError as e:
             report.errors.append(f"{where}: {e}")
             self.log.warning("could not reclaim the orphaned session %s: %s", where, e)
-            return
+            return ""
         finally:
             self._reclaiming.pop(slug).set_result(None)
             self._inventories.pop(o.host, None)  # out of date now: the next look probes again
@@ -157,7 +213,7 @@ class HostReconcileMixin:
         if not how or how.startswith("kept"):
             report.kept.append(f"{where}: {how[5:] if how else 'the script failed: ' + result.stderr.strip()[-200:]}")
             self.log.debug("left the session %s alone: %s", where, how or result.stderr.strip()[-200:])
-            return
+            return how
         what = {"stopped none": "nothing ran any more", "survived": "its server survived SIGKILL"}.get(
             how, f"stopped its server (process {o.pid or '?'}) with SIG{how.split()[-1]}")
         gpus = f"; freed GPU claim{'s' if len(freed) != 1 else ''} {', '.join(freed)}" if freed else ""
@@ -167,6 +223,7 @@ class HostReconcileMixin:
         report.reclaimed.append(line)
         report.freed_claims += len(freed)
         self.log.warning("reclaimed the orphaned session %s", line)
+        return how
 
 
 def aged(inv: Inventory, seconds: float) -> Inventory:

@@ -413,6 +413,12 @@ class SSHBackend(HostBackend):
     def _as_account(self, account: str) -> contextlib.AbstractContextManager:
         return self._as_owner({"account": account})
 
+    def _account_of(self, host: str, user: str) -> str:
+        return self.account_for(host, user)
+
+    def _session_root_of(self, host: str, account: str) -> str:
+        return self.settings.session_root.replace("{account}", account)
+
     def _release(self, session_dir: str) -> None:
         """The server of ``session_dir`` has ended: its hub API tunnel is no longer held by
         it (closed when no other server uses it), so its connection may become idle."""
