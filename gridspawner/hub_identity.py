@@ -35,7 +35,7 @@ HUB_ID_FILE = "gridspawner_hub_id"
 HUB_ID_KEY = "c.GridSpawner.hub_id"
 #: what a hub id may look like: it goes into file contents, labels (hashed when too long)
 #: and log lines — one line, no spaces
-HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}")
 
 _resolved: dict[str, str] = {}
 
@@ -43,7 +43,7 @@ _resolved: dict[str, str] = {}
 def check_hub_id(value: object, key: str = HUB_ID_KEY) -> str:
     """``value`` as a hub id; CatalogError naming ``key`` when it cannot be one."""
     if not isinstance(value, str) or not HUB_ID.fullmatch(value):
-        raise CatalogError(key, "must be 1 to 100 characters: letters, digits and . _ : / @ + - "
+        raise CatalogError(key, "must be 1 to 200 characters: letters, digits and . _ : / @ + - "
                                 f"(starting with a letter or digit), e.g. 'jhub/gpu-hub' (got {value!r})")
     return value
 

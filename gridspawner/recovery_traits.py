@@ -16,7 +16,7 @@ class CrashRecoverySettings(Configurable):
         A name for this hub that stays the same across restarts and upgrades, written into
         every GPU claim, session directory and pod gridspawner makes. After a crash the hub
         takes back (stops, frees) only what carries its own name, so several hubs may share
-        the same hosts, accounts and GPU ledgers. 1 to 100 characters: letters, digits and
+        the same hosts, accounts and GPU ledgers. 1 to 200 characters: letters, digits and
         ``. _ : / @ + -``.
 
         Empty (the default): read from the file ``gridspawner_hub_id`` next to JupyterHub's

@@ -38,7 +38,7 @@ def test_other_databases_are_named_by_their_url_without_the_password():
 
 def test_a_configured_id_is_checked_and_slugs_differ_between_hubs():
     assert check_hub_id("jhub/gpu-hub") == "jhub/gpu-hub"
-    for bad in ("", "has space", "-leading", "x" * 101, "new\nline", 7):
+    for bad in ("", "has space", "-leading", "x" * 201, "new\nline", 7):
         with pytest.raises(CatalogError) as e:
             check_hub_id(bad)
         assert e.value.key == "c.GridSpawner.hub_id"
