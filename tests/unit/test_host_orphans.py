@@ -203,6 +203,12 @@ def test_a_reused_pid_is_never_signalled_and_a_running_holder_keeps_its_gpu(host
         r = host.reclaim("erin-1", grace=30)
         assert parse_reclaim(r.stdout)[0] == "stopped none", r.stdout
         assert other.poll() is None and not d.exists()
+        # a pid file saying 0 (kill -0 would hit the script's own process group): no signal at all
+        d.mkdir(mode=0o700)
+        (d / "owner").write_text(f"hub={HUB}\nbackend={BACKEND}\n")
+        (d / "pid").write_text("0\n")
+        r = host.reclaim("erin-1")
+        assert parse_reclaim(r.stdout)[0] == "stopped none" and not d.exists(), r.stdout + r.stderr
     finally:
         other.kill()
         other.wait()

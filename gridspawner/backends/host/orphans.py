@@ -176,8 +176,10 @@ if [ -e "$S" ] || [ -L "$S" ]; then
   gs_m=$(stat -c %Y "$S" "$S/pid" "$S/{launcher}" 2>/dev/null | sort -n | tail -n 1)
   gs_age=$((gs_t - ${{gs_m:-0}}))
   if [ "$gs_age" -lt {max(0, int(grace))} ]; then echo "@@kept recent $gs_age"; exit 0; fi
-  p=$(head -c 32 "$S/pid" 2>/dev/null)
-  case $p in *[!0-9]*) p="" ;; esac
+  p=""
+  {{ read -r p <"$S/pid"; }} 2>/dev/null
+  # not a process id (0 or 1 would signal far more than a server): no server to stop
+  case $p in ''|*[!0-9]*|0|1) p=""; rm -f "$S/pid" ;; esac
   if [ -z "$p" ]; then
     l=$(head -c 32 "$S/{launcher}" 2>/dev/null)
     case $l in ''|*[!0-9]*) ;; *) alive "$l" && {{ echo "@@kept launching"; exit 0; }} ;; esac
