@@ -28,6 +28,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from . import metrics
 from .backends.base import Reconciled
 
 log = logging.getLogger("gridspawner.reconcile")
@@ -99,6 +100,9 @@ class Reconciler:
 
         reports = await asyncio.gather(*(one(n, b) for n, b in self.runtime.backends.items()))
         self.rounds += 1
+        for r in reports:
+            if r.reclaimed:
+                metrics.ORPHANS_RECLAIMED.labels(r.backend).inc(len(r.reclaimed))
         reclaimed = sum(len(r.reclaimed) for r in reports)
         if reclaimed:
             self.runtime.capacity.poke()  # freed GPUs show in the form at once

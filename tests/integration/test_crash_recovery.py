@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -146,6 +147,17 @@ def matches(found: dict, want: dict) -> bool:
     return all(want[k] is None or found[k] == want[k] for k in want)
 
 
+def reclaimed_count(hub, backend: str) -> float:
+    """gridspawner_orphans_reclaimed_total of ``backend`` since the hub (re)started."""
+    r = hub.session.get(f"{hub.url}/hub/metrics", timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            if sample.name == "gridspawner_orphans_reclaimed_total" and sample.labels.get("backend") == backend:
+                return sample.value
+    return 0.0
+
+
 def wait_answering(hub, user: str, within: float = 30) -> None:
     deadline = time.monotonic() + within
     last = None
@@ -190,6 +202,12 @@ def test_a_hub_killed_at_any_step_of_a_launch_or_stop_leaks_nothing(crash_hub, l
         else:
             crash.kill_at(hub, f"{kind}:{step}", lambda: hub.spawn(user, options, timeout=60))
         hub.start_hub()
+        if step == "before_return":  # a running server the hub never saved: reclaimed, and counted
+            backend = options["backend"]
+            deadline = time.monotonic() + 30
+            while reclaimed_count(hub, backend) < 1:
+                assert time.monotonic() < deadline, f"no orphan reclaimed on {backend}:\n{hub.log()[-3000:]}"
+                time.sleep(0.5)
     by_step = dict(zip(steps, users[1:]))
 
     # the hub still knows the server started before the crashes, and the one whose stop never
