@@ -14,6 +14,9 @@ Where the name comes from, first match wins:
    two hubs whose database URLs read the same (e.g. the same service name in two
    namespaces) must then set ``hub_id`` themselves.
 
+(When the directory of rule 2 or 3 cannot be written, the name is derived from the machine's
+name and that directory.)
+
 Outside a running hub (a backend used on its own) the name is empty: nothing is then
 reclaimed, ever.
 """

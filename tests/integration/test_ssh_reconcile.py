@@ -116,3 +116,23 @@ async def test_with_one_account_per_user_a_crashed_launch_is_reclaimed_as_that_a
         finally:
             for account in (gpu_user, cpu_user):
                 shutil.rmtree(env.session_root.replace("{account}", account), ignore_errors=True)
+
+
+async def test_a_gpu_whose_process_still_runs_is_never_freed(env):
+    backend = env.backend([env.host("a", nvidia_smi=smi("a", FOUR_T4))])
+    backend.hub_id = "hub-a"
+    server = await launch(env, backend, hub_context("hub-a", "carol"), request(1))
+    pid = server.state["pid"]
+    env.launches.remove(server)
+    try:
+        shutil.rmtree(server.state["session_dir"])  # e.g. a /tmp cleaner, while the hub was down
+        report = await backend.reconcile(lambda: [], 0)
+        assert report.reclaimed == [] and "a process still holds" in report.kept[0], report
+        assert alive(pid) and len(env.ledger()) == 1
+        os.killpg(pid, 9)
+        await wait_gone(pid)
+        report = await backend.reconcile(lambda: [], 0)  # its holder is gone now: freed
+        assert report.freed_claims == 1 and env.ledger() == {}, report
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, 9)

@@ -45,6 +45,8 @@ class HostReconcileMixin:
         #: slug -> (hub user, time.monotonic() noted, hosts still to look at): launches that
         #: JupyterHub says were cut short (`note_cut_short`)
         self._cut_short: dict[str, tuple[str, float, set[str]]] = {}
+        #: orphans left alone because a live process holds their GPUs (warned about once)
+        self._held_warned: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ bookkeeping
     @contextlib.contextmanager
@@ -137,7 +139,9 @@ class HostReconcileMixin:
                     hosts.discard(host)
                     continue
                 inv = inventories.get(host)
-                if inv is not None and inv.sessions_account == account:
+                if inv is None:
+                    continue  # not answering now: the next look tries again
+                if inv.sessions_account == account:
                     hosts.discard(host)  # its listing shows this account's sessions: the look covers it
                     continue
                 root = self._session_root_of(host, account).rstrip("/")
@@ -214,6 +218,15 @@ class HostReconcileMixin:
             report.kept.append(f"{where}: {how[5:] if how else 'the script failed: ' + result.stderr.strip()[-200:]}")
             self.log.debug("left the session %s alone: %s", where, how or result.stderr.strip()[-200:])
             return how
+        if how == "stopped none" and held and not freed:
+            # no server, no directory, but a live process holds its GPUs: never freed, said once
+            report.kept.append(f"{where}: a process still holds {', '.join(held)}")
+            if (o.host, o.session_dir) not in self._held_warned:
+                self._held_warned.add((o.host, o.session_dir))
+                self.log.warning("left the GPU claims %s of %s alone: no server this hub knows uses them and the "
+                                 "session directory is gone, but their process (%s) still runs; stop it by hand",
+                                 ", ".join(held), where, o.pid or "?")
+            return "kept held"
         what = {"stopped none": "nothing ran any more", "survived": "its server survived SIGKILL"}.get(
             how, f"stopped its server (process {o.pid or '?'}) with SIG{how.split()[-1]}")
         gpus = f"; freed GPU claim{'s' if len(freed) != 1 else ''} {', '.join(freed)}" if freed else ""
