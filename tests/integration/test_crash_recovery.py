@@ -8,7 +8,9 @@ whose stop never began); and each user's next spawn works.
 The crashes come from `hubtools.crash` (the test's jupyterhub_config.py wraps backend
 methods; gridspawner has no test hook). One hub serves all three backends and every case, so
 the whole matrix costs one hub restart per step; `orphan_grace` is 2 s here (300 s by
-default), so the orphans go within seconds.
+default), so the orphans go within seconds. Slow (minutes): on the older JupyterHub the
+suite runs again (`-m hub`), only the local backend's column runs, since what differs between
+JupyterHub versions (how a restarted hub treats the servers it finds) is the same for all.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import jupyterhub
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -180,6 +183,8 @@ def wait_answering(hub, user: str, within: float = 30) -> None:
 def test_a_hub_killed_at_any_step_of_a_launch_or_stop_leaks_nothing(crash_hub, lab, cluster, kind, username):
     if kind == "ssh" and lab is None:
         pytest.skip(available() or "no SSH lab")
+    if kind != "local" and jupyterhub.version_info < (6,):
+        pytest.skip("on JupyterHub 5 the local backend's column covers what differs between versions")
     hub, options = crash_hub, OPTIONS[kind]
     keeper = f"{username}k"
     users = [keeper]
