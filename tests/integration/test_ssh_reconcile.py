@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gridspawner.backends.base import NoCapacity  # noqa: E402
 from gridspawner.hub_identity import session_slug  # noqa: E402
 from relayhttp import http_get  # noqa: E402
 from sshhosts import available  # noqa: E402
@@ -136,3 +137,22 @@ async def test_a_gpu_whose_process_still_runs_is_never_freed(env):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, 9)
+
+
+async def test_the_next_spawn_after_a_crash_replaces_the_lost_server_even_on_a_full_host(env):
+    """The host has one GPU, held by alice's server that a crashed hub lost. Her next spawn
+    (the restarted hub: a new backend with the same hub id) does not count it as taken: it
+    stops the lost server and takes its place, without waiting for orphan_grace."""
+    hosts = [env.host("a", nvidia_smi=smi("a", "Tesla T4,15360"))]
+    before_crash, after_restart = env.backend(hosts), env.backend(hosts)
+    before_crash.hub_id = after_restart.hub_id = "hub-a"
+    lost = await launch(env, before_crash, hub_context("hub-a", "alice"), request(1))
+    env.launches.remove(lost)
+    again = await launch(env, after_restart, hub_context("hub-a", "alice"), request(1))
+    assert again.state["session_dir"] == lost.state["session_dir"] and again.gpus == lost.gpus
+    await wait_gone(lost.state["pid"])
+    assert len(env.ledger()) == 1 and (await http_get(again.url))[0] == 200
+    # another user still finds the GPU taken
+    with pytest.raises(NoCapacity):
+        await after_restart.launch(hub_context("hub-a", "bob"), request(1))
+    await stop(env, after_restart, again)

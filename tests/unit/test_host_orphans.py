@@ -212,3 +212,21 @@ def test_a_reused_pid_is_never_signalled_and_a_running_holder_keeps_its_gpu(host
     finally:
         other.kill()
         other.wait()
+
+
+def test_reclaim_never_removes_a_directory_with_a_mount_left_in_it(host):
+    """The reclaim stops the server and frees its GPU, but keeps the directory while anything
+    is mounted below it (its data mounts are unmounted first, lazily when busy; this one, which
+    the user made outside them, cannot be), so ``rm -rf`` never reaches a remote's files."""
+    pid = host.launch("alice-1")
+    mnt = host.sessions / "alice-1" / "mine"
+    mnt.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "gso-test", str(mnt)], check=True)
+    try:
+        (mnt / "remote-file").write_text("must survive")
+        (orphan,) = orphans_of(host.probe())
+        how, freed, held, left = parse_reclaim(host.reclaim("alice-1", orphan.claims).stdout)
+        assert (how, freed, held) == ("stopped INT", list(orphan.claims), []) and str(mnt) in (left or "")
+        assert not alive(pid) and (mnt / "remote-file").read_text() == "must survive"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
