@@ -330,7 +330,10 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     def _note_cut_short(self) -> None:
         """JupyterHub polls a server it believes runs, and there is no launch state: a launch
         cut short by a crash (the state is saved only after start() returns). Its backend may
-        look for what that launch left (see gridspawner.reconcile)."""
+        look for what that launch left (see gridspawner.reconcile). Not after a start() of
+        this process (a failed launch cleans up after itself)."""
+        if self._progress_events is not None:
+            return
         name = (self.user_options or {}).get("backend") if isinstance(self.user_options, dict) else None
         backend = self.runtime.backends.get(name) if self.server is not None and isinstance(name, str) else None
         if backend is not None:

@@ -120,6 +120,8 @@ class HostReconcileMixin:
         host whose probe cannot list it (one account per hub user: the probe account cannot
         read the others' session roots), as ``user``'s account there."""
         if self.hub_id and slug not in self._cut_short:
+            self.log.info("%s: the launch of server %r was cut short (the hub stopped before saving it); "
+                          "looking for what it left", user, server_name)
             self._cut_short[slug] = (user, time.monotonic(), set(self.hosts()))
 
     async def _look_for_cut_short(self, inventories: dict[str, Inventory], grace: float, report: Reconciled) -> None:
