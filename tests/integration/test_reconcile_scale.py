@@ -19,7 +19,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gridspawner.backends.host import ledger, scripts  # noqa: E402
+from gridspawner.backends.host import ledger  # noqa: E402
+from gridspawner.backends.host.session_marks import owner_lines  # noqa: E402
 from gridspawner.backends.kubernetes import KubernetesBackend  # noqa: E402
 from gridspawner.backends.kubernetes.settings import parse_image, parse_settings  # noqa: E402
 from gridspawner.gpu import NVIDIA_SMI_ARGS, parse_nvidia_smi  # noqa: E402
@@ -56,7 +57,7 @@ def make_sessions(backend, gpus, session_root: Path, ledger_dir: str, server_pid
     claims = [line.split()[1:] for line in out.splitlines() if line.startswith("@@claimed")]
     body = [f"umask 077\nmkdir -p {session_root}\n"]
     for name, files in zip(names, claims):
-        body.append(f"S={session_root}/{name}\nmkdir -m 700 \"$S\"\n{scripts.owner_lines(HUB, backend.name)}"
+        body.append(f"S={session_root}/{name}\nmkdir -m 700 \"$S\"\n{owner_lines(HUB, backend.name)}"
                     f"echo {server_pid} >\"$S/pid\"\npid={server_pid}\n{ledger.hold_lines(ledger_dir, files)}")
         states[names.index(name)]["ledger_claims"] = files
     sh("".join(body))

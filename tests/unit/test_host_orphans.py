@@ -17,6 +17,7 @@ import pytest
 from gridspawner.backends.host import ledger, scripts
 from gridspawner.backends.host.inventory import Inventory, LedgerEntry, SessionDir, parse_probe
 from gridspawner.backends.host.orphans import find_orphans, parse_reclaim, reclaim_script
+from gridspawner.backends.host.session_marks import owner_lines, sessions_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMI = ("env", "FAKE_NVIDIA_SMI_SEED=orphans", "FAKE_NVIDIA_SMI_GPUS=Tesla T4,15360;NVIDIA A10,23028",
@@ -230,3 +231,15 @@ def test_reclaim_never_removes_a_directory_with_a_mount_left_in_it(host):
         assert not alive(pid) and (mnt / "remote-file").read_text() == "must survive"
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_the_launch_script_marks_its_session_right_after_making_it():
+    spec = scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb", env={}, cmd=SERVER,
+                              hub=HUB, backend=BACKEND)
+    assert 'mkdir -m 700 "$S" || exit 10\n' + owner_lines(HUB, BACKEND) in scripts.launch_script(spec)
+    # without a hub id (a backend used outside a hub) nothing is marked: nothing is ever reclaimed
+    unmarked = scripts.launch_script(scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb",
+                                                        env={}, cmd=SERVER))
+    assert "owner" not in unmarked and "launcher" not in unmarked
+    assert sessions_lines("/tmp/gs") in scripts.probe_script(SMI, "/l", session_root="/tmp/gs")
+    assert "@@sessions" not in scripts.probe_script(SMI, "/l")

@@ -25,6 +25,7 @@ from typing import Iterable, Mapping
 
 from . import ledger, scripts
 from .inventory import Inventory
+from .session_marks import LAUNCHER_FILE, OWNER_FILE
 
 q = shlex.quote
 
@@ -150,8 +151,7 @@ def _guard(session_dir: str, *, hub: str, backend: str, grace: float, claim_file
     """The first part of `reclaim_script`: checks the session directory again, on the host,
     now; ``exit``s with ``@@kept <why>`` when it must be left alone (``gone``: neither it nor
     a claim file of it is left)."""
-    owner = scripts.OWNER_FILE
-    launcher = scripts.LAUNCHER_FILE
+    owner, launcher = OWNER_FILE, LAUNCHER_FILE
     marked_by_claims = bool(claim_files)
     files = " ".join(q(f) for f in claim_files)
     return scripts._FUNCS + f"""S={q(session_dir)}
