@@ -65,3 +65,17 @@ def test_orphan_pods_are_those_of_this_hub_nobody_knows_and_old_enough():
     assert [p["metadata"]["name"] for p, _ in found] == ["orphan", "legacy", "stopping"]
     assert "belongs to no server this hub knows" in found[0][1] and "being deleted" in found[2][1]
     assert orphan_pods(pods, hub="", known_uids=set(), launching={}, grace=0, now=time.time()) == []
+
+
+def test_a_bad_hub_id_stops_the_hub_at_start_up_naming_the_key():
+    from traitlets.config import Config
+
+    from gridspawner.spawner import GridSpawner, validate_config
+
+    c = Config()
+    c.GridSpawner.backends = {"here": {"kind": "local"}}
+    c.GridSpawner.images = {"lab": {"local": {}}}
+    c.GridSpawner.hub_id = "two words"
+    with pytest.raises(CatalogError) as e:
+        validate_config(GridSpawner(config=c))
+    assert e.value.key == "c.GridSpawner.hub_id"
