@@ -57,6 +57,7 @@ ORPHANS_RECLAIMED = Counter(
     "claims or pods of this hub that no server it knew used (see the admin guide's crash "
     "recovery).",
     ["backend"],
+    registry=None,
 )
 
 MAX_RUNTIME_STOPS = Counter(
@@ -147,7 +148,9 @@ def register() -> None:
     if _registered:
         return
     _registered = True
-    for collector in (SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, CAPACITY):
+    for collector in (
+        SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, ORPHANS_RECLAIMED, CAPACITY
+    ):
         REGISTRY.register(collector)
 
 
