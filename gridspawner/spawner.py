@@ -7,9 +7,7 @@ data-mount credentials in `mounts`, the work in `backends`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
-import re
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -25,8 +23,10 @@ from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unre
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
 from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
+from .hub_identity import resolve_hub_id, session_slug
 from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
+from .recovery_traits import CrashRecoverySettings
 from .request import LaunchRequest, OptionsError, default_values
 from .runtime import Runtime, catalog_for
 from .server_env import parse_stop_warnings, request_env
@@ -39,7 +39,7 @@ from .traits import CatalogSettings
 _form_feedback = FormFeedback()
 
 
-class GridSpawner(CatalogSettings, Spawner):
+class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     """Spawn a user's server on a backend the user picks: Kubernetes, SSH hosts or this machine."""
 
     @default("port")
@@ -79,7 +79,7 @@ class GridSpawner(CatalogSettings, Spawner):
 
     @property
     def runtime(self) -> Runtime:
-        runtime = Runtime.for_catalog(self.catalog, self.capacity_refresh_interval)
+        runtime = Runtime.for_catalog(self.catalog, self.capacity_refresh_interval, resolve_hub_id(self.hub_id))
         runtime.capacity.ensure_running()
         return runtime
 
@@ -208,10 +208,7 @@ class GridSpawner(CatalogSettings, Spawner):
     _mount_specs: tuple = ()
 
     def _slug(self) -> str:
-        user, server = self._user_name(), self.name or ""
-        digest = hashlib.sha256(f"{user}\0{server}".encode()).hexdigest()[:10]
-        readable = re.sub(r"[^a-z0-9]+", "-", f"{user}-{server}".lower()).strip("-")[:20]
-        return f"{readable}-{digest}" if readable else digest
+        return session_slug(self.runtime.hub_id, self._user_name(), self.name or "")
 
     def _begin_progress(self) -> None:
         self._progress_events, self._progress_done = [], False
@@ -335,12 +332,25 @@ class GridSpawner(CatalogSettings, Spawner):
             self.log.warning("%s could not be re-attached: %s", self._log_name, e)
             return 1
         if launch is None:
+            self._note_cut_short()
             return 0
         if self._deadline is not None and time.time() >= self._deadline:
             self._note_expired()
             await self.stop()
             return 0
         return await self._backend().poll(launch)
+
+    def _note_cut_short(self) -> None:
+        """JupyterHub polls a server it believes runs, and there is no launch state: a launch
+        cut short by a crash (the state is saved only after start() returns). Its backend may
+        look for what that launch left (see gridspawner.reconcile). Not after a start() of
+        this process (a failed launch cleans up after itself)."""
+        if self._progress_events is not None:
+            return
+        name = (self.user_options or {}).get("backend") if isinstance(self.user_options, dict) else None
+        backend = self.runtime.backends.get(name) if self.server is not None and isinstance(name, str) else None
+        if backend is not None:
+            backend.note_cut_short(self._user_name(), self.name or "", self._slug())
 
     async def get_url(self):
         """The server's URL as JupyterHub stores it (``server.url``: the backend's address plus
@@ -480,7 +490,9 @@ def hub_server_url(address: str, base_url: str) -> str:
 
 
 def validate_config(spawner: GridSpawner) -> None:
-    """Build the catalog from ``spawner``'s config; raises CatalogError naming the key."""
+    """Build the catalog from ``spawner``'s config and check its hub id; raises CatalogError
+    naming the key."""
     spawner.catalog
     parse_stop_warnings(spawner.stop_warnings)
+    resolve_hub_id(spawner.hub_id)
 

@@ -65,6 +65,10 @@ def check_hub_config(app) -> None:
     # Start the background capacity probes now (the hub's loop is running), so the first
     # spawn form already shows what is free instead of "checking capacity…".
     spawner.runtime
+    # and crash recovery: what a previous run of this hub left is reclaimed (gridspawner.reconcile)
+    from .reconcile import start_reconciler
+
+    start_reconciler(app, spawner)
 
 
 def cover_mount_checks(app, catalog) -> None:
