@@ -272,6 +272,28 @@ def test_a_hub_restart_keeps_the_server(slurm_hub, slurm_lab):
     assert squeue(lab, job, "%T") == "CANCELLED"
 
 
+def test_dropped_ssh_connections_heal(slurm_hub, slurm_lab):
+    """Every SSH connection to the login node and to the job's node killed (their sshd
+    sessions): the relay keeps its port and reaches the server again over new connections."""
+    hub, lab = slurm_hub, slurm_lab
+    hub.spawn_ready("fred", {"backend": "mine", "image": "tiny", "gpus": 0})
+    url = hub.server("fred")["url"]
+    node = state_of(hub, "fred")["node"]
+    assert lab.ssh.drop_connections(lab.compute[node]) and lab.ssh.drop_connections(lab.login)
+    deadline = time.monotonic() + 20
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            status = hub.server_status("fred", timeout=5).status_code
+        except Exception as e:  # the relay's channel while the connection is made again
+            status = e
+        if status == 200:
+            break
+        time.sleep(0.3)
+    assert status == 200 and hub.server("fred")["url"] == url
+    hub.stop_server("fred")
+
+
 def test_a_time_limit_ends_the_job_and_the_hub_notices(slurm_hub, slurm_lab, time_limited_server):
     """Runs last: its server was spawned when the module started (see the docstring)."""
     hub, lab = slurm_hub, slurm_lab
