@@ -291,7 +291,12 @@ def test_dropped_ssh_connections_heal(slurm_hub, slurm_lab):
             break
         time.sleep(0.3)
     assert status == 200 and hub.server("fred")["url"] == url
+    job = job_of(hub, "fred")
+    # the stop right after: the login connection it finds dropped is made again, and the
+    # job is cancelled (it once stayed running: scancel failed on the dead connection)
+    lab.ssh.drop_connections(lab.login)
     hub.stop_server("fred")
+    assert wait_squeue(lab, job, "%T", "CANCELLED", 10)
 
 
 def test_a_time_limit_ends_the_job_and_the_hub_notices(slurm_hub, slurm_lab, time_limited_server):

@@ -63,6 +63,7 @@ class SlurmBackend(Backend):
         self.board = JobBoard(self._board_run)
         self._forwards: dict[str, Relay] = {}  # session dir -> relay
         self._addresses: dict[str, str] = {}  # node name -> NodeAddr
+        self._retries: set[asyncio.Task] = set()  # cancels that a login node did not take yet
         #: commands run on the cluster, by what they were for (tests and benches count them)
         self.commands: dict[str, int] = {}
 
@@ -136,17 +137,20 @@ class SlurmBackend(Backend):
         timeout = timeout or self.settings.command_timeout
         self._count(what)
         last: Exception | None = None
-        for i in range(len(self.settings.login_hosts)):
-            transport = self.pool.transport(self.login_target(account, i))
-            try:
-                r = await transport.run(script, timeout)
-                return r.exit_status, r.stdout, r.stderr
-            except HostUnreachable as e:
-                last = e
-            except LoginRefused as e:
-                raise AccessDenied(str(e)) from None
-            except (TransportError, asyncio.TimeoutError) as e:
-                raise BackendError(f"{what} on the login node failed: {e or 'timed out'}") from None
+        # a connection found dropped is made again by the next try (the transport reconnects):
+        # one more round over the login nodes, so a blip does not fail a stop or a launch
+        for attempt in range(2):
+            for i in range(len(self.settings.login_hosts)):
+                transport = self.pool.transport(self.login_target(account, i))
+                try:
+                    r = await transport.run(script, timeout)
+                    return r.exit_status, r.stdout, r.stderr
+                except HostUnreachable as e:
+                    last = e
+                except LoginRefused as e:
+                    raise AccessDenied(str(e)) from None
+                except (TransportError, asyncio.TimeoutError) as e:
+                    raise BackendError(f"{what} on the login node failed: {e or 'timed out'}") from None
         raise Unreachable(str(last))
 
     async def _node_run(self, transport: SSHTransport, script: str, what: str, timeout: float) -> str:
@@ -432,7 +436,14 @@ class SlurmBackend(Backend):
 
     async def _cancel(self, account: str, job_id: int, session_dir: str, wait: bool = False) -> None:
         try:
-            status, _, err = await self._login_run(account, jobs.scancel_command(job_id), "scancel")
+            try:
+                status, _, err = await self._login_run(account, jobs.scancel_command(job_id), "scancel")
+            except BackendError as e:
+                # the job would keep its node (and GPUs) until its time limit: try again later
+                self.log.error("could not cancel job %d of %s now (%s); trying again every %g s", job_id, account, e,
+                               self.settings.poll_interval)
+                self._retry_cancel(account, job_id)
+                return
             if status != 0 and "already completing or completed" not in err and "Invalid job id" not in err:
                 self.log.error("scancel %d failed: %s", job_id, err.strip())
             if wait:
@@ -446,6 +457,25 @@ class SlurmBackend(Backend):
             self.board.forget(job_id)
             await self._drop_forward(session_dir)
             self._release(session_dir)
+
+    def _retry_cancel(self, account: str, job_id: int) -> None:
+        """Cancel ``job_id`` in the background, every ``poll_interval`` for up to an hour,
+        until a login node takes the scancel."""
+        async def retry() -> None:
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                await asyncio.sleep(self.settings.poll_interval)
+                try:
+                    await self._login_run(account, jobs.scancel_command(job_id), "scancel")
+                except BackendError:
+                    continue
+                self.log.info("job %d of %s cancelled (on a later try)", job_id, account)
+                return
+            self.log.error("gave up cancelling job %d of %s: cancel it by hand (scancel %d)", job_id, account, job_id)
+
+        task = asyncio.ensure_future(retry())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def _drop_forward(self, session_dir: str) -> None:
         forward = self._forwards.pop(session_dir, None)
@@ -488,6 +518,8 @@ class SlurmBackend(Backend):
         return HostCapacity(name=label, gpus=tuple(gpus), free=frozenset(free), error=error)
 
     async def close(self) -> None:
+        for task in list(self._retries):
+            task.cancel()
         for sdir in list(self._forwards):
             await self._drop_forward(sdir)
         await self.pool.close()

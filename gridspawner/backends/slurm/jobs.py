@@ -179,6 +179,9 @@ while :; do
   wait "$pid"; status=$?
   kill -0 "$pid" 2>/dev/null || break
 done
+# Slurm signals every process of the job again while it ends: the clean-up ignores TERM
+# (ignored signals are inherited), so rm is not cut short; KillWait then bounds it
+trap '' TERM INT HUP
 echo "gridspawner: the server exited with status $status; the end of its log:" >&2
 tail -n 30 "$S/server.log" >&2 2>/dev/null
 rm -rf "$S"
