@@ -232,9 +232,12 @@ class SlurmBackend(Backend):
         s = self.settings
         deadline = time.monotonic() + s.queue_wait
         said = ""
+        # on an idle cluster a job starts within a second: look again soon, then less often
+        # (up to pending_interval), so a long queue costs few rounds
+        interval = min(0.1, s.pending_interval)
         while True:
             try:
-                info = await self.board.get(job_id, s.pending_interval)
+                info = await self.board.get(job_id, interval)
             except BoardError as e:
                 info = None
                 self.log.warning("%s: job %d: %s", ctx.user, job_id, e)
@@ -254,7 +257,8 @@ class SlurmBackend(Backend):
                 raise NoCapacity(f"job {job_id} waited {s.queue_wait:g} s in the queue"
                                  + (f" ({info.pending_text()})" if info is not None and info.pending else "")
                                  + "; it was cancelled. Try fewer GPUs, another partition, or later")
-            await asyncio.sleep(min(s.pending_interval, max(0.05, deadline - time.monotonic())))
+            await asyncio.sleep(min(interval, max(0.05, deadline - time.monotonic())))
+            interval = min(s.pending_interval, interval * 2)
 
     async def _output_tail(self, account: str, job_id: int, lines: int = 20) -> str:
         """"; the end of its output (FILE):\n…" — the job's output file on the login node
