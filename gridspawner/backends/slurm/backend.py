@@ -33,11 +33,11 @@ from ...server_env import PREFIX as FACTS_PREFIX, placement_env
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity, Unreachable
 from ..host.relay import Relay
 from ..host.scripts import SOCKET_NAME, check_slug, env_name_ok
-from ..host.settings import MAX_SLUG, HostImage, user_dir_name
+from ..host.settings import MAX_SLUG, HostImage, parse_host_image, user_dir_name
 from ..host.ssh_pool import SSHPool
 from ..host.ssh_transport import SSHTarget, SSHTransport
 from ..host.transport import HostUnreachable, LoginRefused, TransportError
-from ..ssh.settings import ACCOUNT, SSHImage, parse_ssh_image
+from ..ssh.settings import ACCOUNT
 from ..ssh.runtimes import combined_prefix
 from . import jobs
 from .board import BoardError, JobBoard
@@ -73,10 +73,10 @@ class SlurmBackend(Backend):
         return parse_slurm_settings(raw, key)
 
     @classmethod
-    def parse_image(cls, image: str, raw: dict, key: str) -> SSHImage:
-        """As on SSH hosts: ``cmd``, ``prefix`` (e.g. ``module load cuda``, a conda
-        activation, run in the job before the server), ``env``."""
-        return parse_ssh_image(image, raw, key)
+    def parse_image(cls, image: str, raw: dict, key: str) -> HostImage:
+        """As on hosts: ``cmd``, ``prefix`` (e.g. ``module load cuda``, a conda activation,
+        run in the job before the server), ``env``. (Container images: not yet.)"""
+        return parse_host_image(image, raw, key)
 
     @classmethod
     def gpu_type_choices(cls, settings: SlurmSettings) -> dict[str, str]:
@@ -190,8 +190,6 @@ class SlurmBackend(Backend):
             raise BackendError("data mounts are not available on Slurm backends yet; remove the mounts")
         account = self.account_for(ctx.user)
         image: HostImage = getattr(request, "image_settings", None) or HostImage()
-        if getattr(image, "image", None):
-            raise BackendError("container images are not available on Slurm backends yet; pick an environment image")
         try:
             options = jobs.sbatch_options(s, request, slug)
         except RequestProblem as e:

@@ -87,7 +87,6 @@ class SlurmSettings:
     qos: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
     profiles: tuple[tuple[str, Placement], ...] = ()
-    default: Placement = Placement()
     gpu_types: tuple[GPUType, ...] = ()
     gpu_option: str = "gres"  # "gres": --gres=gpu[:type]:N; "gpus": --gpus=[type:]N
     queue_wait: float = 600.0
@@ -111,6 +110,15 @@ class SlurmSettings:
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+    @property
+    def default(self) -> Placement:
+        """The first partition, QoS and account of the admin's lists (None: Slurm's default)."""
+        return Placement(
+            partition=self.partitions[0] if self.partitions else None,
+            qos=self.qos[0] if self.qos else None,
+            account=self.accounts[0] if self.accounts else None,
+        )
 
     def placement_for(self, profile: str | None) -> Placement:
         """The profile's partition/QoS/account, each falling back to the backend's default."""
@@ -270,11 +278,6 @@ def parse_slurm_settings(raw: Mapping, key: str) -> SlurmSettings:
     for name, what in (("partitions", "partition"), ("qos", "qos"), ("accounts", "account")):
         out[name] = _names(raw.get(name, ()), _sub(key, name), what)
         lists[what] = out[name]
-    out["default"] = Placement(
-        partition=out["partitions"][0] if out["partitions"] else None,
-        qos=out["qos"][0] if out["qos"] else None,
-        account=out["accounts"][0] if out["accounts"] else None,
-    )
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, Mapping):
         raise CatalogError(_sub(key, "profiles"), f"must be a dict of profile name → {{partition, qos, account}} (got {profiles!r})")
