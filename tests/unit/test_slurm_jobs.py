@@ -160,3 +160,20 @@ def test_squeue_sacct_and_sinfo_are_parsed():
         ("gpu1", ("gpu", "debug"), 1, 0), ("gpu2", ("gpu",), 0, 0)]
     assert jobs.parse_node_address("gpu1|10.0.0.5\n", "gpu1") == "10.0.0.5"
     assert jobs.parse_node_address("gpu1|-oProxy\n", "gpu1") is None
+
+
+def test_a_busy_cluster_still_fits_what_could_run_there_once_free():
+    from gridspawner.backends.base import HostCapacity
+    from gridspawner.backends.slurm.capacity import QueueCapacity
+    from gridspawner.gpu import GPU
+
+    a100 = tuple(GPU(i, f"gpu1/a100/{i}", "A100", 81920) for i in range(2))
+    t4 = tuple(GPU(i, f"gpu2/t4/{i}", "T4", 16384) for i in range(4))
+    cap = QueueCapacity(backend="hpc", hosts=(HostCapacity("gpu1 [gpu]", a100, frozenset()),
+                                              HostCapacity("gpu2 [gpu]", t4, frozenset({"gpu2/t4/0"})),
+                                              HostCapacity("gpu3 [gpu]", t4, error="gpu3 is down")), updated=1.0)
+    assert cap.summary() == "1 of 6 GPUs free, up to 16 GB (1 host unreachable)"
+    assert cap.fits(2, 80, 0.07) == (True, "")  # both A100s are busy: the job queues
+    assert cap.fits(4, 16, 0.07) == (True, "")
+    assert cap.fits(3, 80, 0.07) == (False, "no node has 3 GPUs with ≥ 80 GB (at most 2 on one node)")
+    assert cap.fits(5, 0, 0.07) == (False, "no node has 5 GPUs (at most 4 on one node)")

@@ -41,6 +41,7 @@ from ..ssh.settings import ACCOUNT
 from ..ssh.runtimes import combined_prefix
 from . import jobs
 from .board import BoardError, JobBoard
+from .capacity import QueueCapacity
 from .jobs import NEVER_RUNS, JobInfo, RequestProblem
 from .settings import SESSION_ROOT_ROOM, GPUType, SlurmSettings, parse_slurm_settings
 
@@ -490,15 +491,16 @@ class SlurmBackend(Backend):
 
     # ------------------------------------------------------------------ capacity
     async def probe_capacity(self) -> Capacity:
-        """Free GPUs per node, type and partition from one ``sinfo`` (as the probe account)."""
+        """Free GPUs per node, type and partition from one ``sinfo`` (as the probe account);
+        what fits is judged against all GPUs of usable nodes (`QueueCapacity`: jobs queue)."""
         try:
             status, out, err = await self._login_run(self.account_for(None), jobs.SINFO_CAPACITY, "sinfo")
         except BackendError as e:
             return Capacity(backend=self.name, error=str(e), updated=time.time())
         if status != 0:
             return Capacity(backend=self.name, error=f"sinfo failed: {err.strip()[:200]}", updated=time.time())
-        return Capacity(backend=self.name, hosts=tuple(self.node_capacity(n) for n in jobs.parse_sinfo_capacity(out)),
-                        updated=time.time())
+        return QueueCapacity(backend=self.name, hosts=tuple(self.node_capacity(n) for n in jobs.parse_sinfo_capacity(out)),
+                             updated=time.time())
 
     def node_capacity(self, node: jobs.NodeGPUs) -> HostCapacity:
         """One node as the form shows it: "gpu1 [gpu, debug]", a GPU per card of each gres
