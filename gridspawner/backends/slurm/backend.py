@@ -30,18 +30,18 @@ from urllib.parse import urlsplit
 
 from ...gpu import GPU, GPUProbeError, describe, parse_nvidia_smi
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env
-from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity, Unreachable
+from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity
 from ..host.relay import Relay
 from ..host.scripts import SOCKET_NAME, check_slug, env_name_ok
 from ..host.settings import MAX_SLUG, HostImage, parse_host_image, user_dir_name
-from ..host.ssh_pool import SSHPool
-from ..host.ssh_transport import SSHTarget, SSHTransport
-from ..host.transport import HostUnreachable, LoginRefused, TransportError
-from ..ssh.settings import ACCOUNT
+from ..host.ssh_transport import SSHTransport
+from ..host.transport import TransportError
 from ..ssh.runtimes import combined_prefix
+from ..ssh.settings import ACCOUNT
 from . import jobs
 from .board import BoardError, JobBoard
 from .capacity import QueueCapacity
+from .connections import ClusterSSH
 from .jobs import NEVER_RUNS, JobInfo, RequestProblem
 from .settings import SESSION_ROOT_ROOM, GPUType, SlurmSettings, parse_slurm_settings
 
@@ -59,14 +59,11 @@ class SlurmBackend(Backend):
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
-        self.pool = SSHPool(relay_ports=settings.relay_ports, max_sessions=settings.max_sessions,
-                            idle_timeout=settings.connection_idle_timeout)
+        self.ssh = ClusterSSH(settings)
         self.board = JobBoard(self._board_run)
         self._forwards: dict[str, Relay] = {}  # session dir -> relay
         self._addresses: dict[str, str] = {}  # node name -> NodeAddr
         self._retries: set[asyncio.Task] = set()  # cancels that a login node did not take yet
-        #: commands run on the cluster, by what they were for (tests and benches count them)
-        self.commands: dict[str, int] = {}
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -94,81 +91,25 @@ class SlurmBackend(Backend):
         return "all"
 
     # ------------------------------------------------------------------ accounts and connections
-    def account_for(self, user: str | None) -> str:
-        """The cluster account of hub user ``user`` (None: the probe account)."""
-        s = self.settings
-        if "{" not in s.username:
-            return s.username
-        if user is None:
-            return s.probe_username or ""
-        account = s.username.format(username=user)
-        if not ACCOUNT.fullmatch(account):
-            raise AccessDenied(f"the user name {user!r} cannot be an account on the cluster; ask the admin "
-                               "for a fixed account or a different user name")
-        return account
+    @property
+    def pool(self):
+        return self.ssh.pool
 
-    def _target(self, address: str, port: int, name: str, account: str, jump: SSHTarget | None) -> SSHTarget:
-        s = self.settings
-        return SSHTarget(name=name, address=address, port=port, username=account, known_hosts=s.known_hosts,
-                         client_keys=s.client_keys, jump=jump, connect_timeout=s.connect_timeout,
-                         keepalive_interval=s.keepalive_interval, keepalive_count_max=s.keepalive_count_max)
-
-    def login_target(self, account: str, index: int = 0) -> SSHTarget:
-        h = self.settings.login_hosts[index]
-        jump = None
-        if h.jump is not None:
-            jump = self._target(h.jump.address, h.jump.port, h.jump.name,
-                                h.jump.username.format(username=account) if h.jump.username else account, None)
-        return self._target(h.address, h.port, h.name, account, jump)
-
-    def node_transport(self, account: str, node: str, address: str, login: int = 0) -> SSHTransport:
-        """The compute node, through the login node (its connection is the jump)."""
-        return self.pool.transport(self._target(address, self.settings.node_port, node, account,
-                                                self.login_target(account, login)))
+    @property
+    def commands(self) -> dict[str, int]:
+        """Commands run on the cluster, by what they were for (tests and benches count them)."""
+        return self.ssh.commands
 
     @property
     def handshakes(self) -> int:
-        return self.pool.handshakes
+        return self.ssh.pool.handshakes
 
-    def _count(self, what: str) -> None:
-        self.commands[what] = self.commands.get(what, 0) + 1
-
-    async def _login_run(self, account: str, script: str, what: str, timeout: float | None = None) -> tuple[int, str, str]:
-        """``script`` on a login node as ``account`` (the next login node when one does not answer)."""
-        timeout = timeout or self.settings.command_timeout
-        self._count(what)
-        last: Exception | None = None
-        # a connection found dropped is made again by the next try (the transport reconnects):
-        # one more round over the login nodes, so a blip does not fail a stop or a launch
-        for attempt in range(2):
-            for i in range(len(self.settings.login_hosts)):
-                transport = self.pool.transport(self.login_target(account, i))
-                try:
-                    r = await transport.run(script, timeout)
-                    return r.exit_status, r.stdout, r.stderr
-                except HostUnreachable as e:
-                    last = e
-                except LoginRefused as e:
-                    raise AccessDenied(str(e)) from None
-                except (TransportError, asyncio.TimeoutError) as e:
-                    raise BackendError(f"{what} on the login node failed: {e or 'timed out'}") from None
-        raise Unreachable(str(last))
-
-    async def _node_run(self, transport: SSHTransport, script: str, what: str, timeout: float) -> str:
-        self._count(what)
-        try:
-            r = await transport.run(script, timeout)
-        except LoginRefused as e:
-            raise AccessDenied(str(e)) from None
-        except HostUnreachable as e:
-            raise Unreachable(str(e)) from None
-        except (TransportError, asyncio.TimeoutError) as e:
-            raise BackendError(f"{what} on {transport.target.name} failed: {e or 'timed out'}") from None
-        return r.stdout
+    def account_for(self, user: str | None) -> str:
+        return self.ssh.account_for(user)
 
     async def _board_run(self, command: str) -> tuple[int, str, str]:
         try:
-            return await self._login_run(self.account_for(None), command, "squeue" if command.startswith("squeue") else "sacct")
+            return await self.ssh.login_run(self.account_for(None), command, "squeue" if command.startswith("squeue") else "sacct")
         except BackendError as e:
             raise BoardError(str(e)) from None
 
@@ -205,7 +146,7 @@ class SlurmBackend(Backend):
         place = s.placement_for(getattr(request, "profile", None))
         ctx.progress(f"submitting a job to Slurm through {s.login_hosts[0].name}"
                      + (f" (partition {place.partition})" if place.partition else ""))
-        status, out, err = await self._login_run(account, jobs.submit_script(options, script, s.job_output), "sbatch")
+        status, out, err = await self.ssh.login_run(account, jobs.submit_script(options, script, s.job_output), "sbatch")
         if status != 0:
             message = (err.strip() or out.strip() or f"exit status {status}").replace("sbatch: error: ", "")
             raise BackendError(f"Slurm refused the job: {message}")
@@ -266,7 +207,7 @@ class SlurmBackend(Backend):
         if "%" in path:
             return ""
         try:
-            status, out, _ = await self._login_run(account, jobs.tail_command(path, lines), "reading the job output")
+            status, out, _ = await self.ssh.login_run(account, jobs.tail_command(path, lines), "reading the job output")
         except BackendError:
             return ""
         return f"; the end of its output ({path}):\n{out.rstrip()}" if status == 0 and out.strip() else f"; see {path}"
@@ -275,7 +216,7 @@ class SlurmBackend(Backend):
         address = self._addresses.get(node)
         if address:
             return address
-        status, out, err = await self._login_run(account, jobs.node_address_command(node), "sinfo")
+        status, out, err = await self.ssh.login_run(account, jobs.node_address_command(node), "sinfo")
         address = jobs.parse_node_address(out, node) if status == 0 else None
         if not address:
             raise BackendError(f"cannot tell the address of node {node!r}: {err.strip() or 'sinfo did not say'}")
@@ -290,8 +231,8 @@ class SlurmBackend(Backend):
             raise BackendError(f"job {job_id} runs on {info.nodes!r}: a server job must run on one node")
         ctx.progress(f"job {job_id} running on {node}")
         address = await self._node_address(account, node)
-        transport = self.node_transport(account, node, address)
-        out = await self._node_run(transport, jobs.wait_dir_script(sdir, s.env_wait), "waiting for the job's directory",
+        transport = self.ssh.node_transport(account, node, address)
+        out = await self.ssh.node_run(transport, jobs.wait_dir_script(sdir, s.env_wait), "waiting for the job's directory",
                                    s.env_wait + s.command_timeout)
         csv = jobs.marker_text(out, "gpus")
         if csv is None:
@@ -302,12 +243,12 @@ class SlurmBackend(Backend):
         except GPUProbeError:
             gpus = ()
         env, extra = await self._server_env(ctx, image, transport, node, gpus, sdir)
-        out = await self._node_run(transport, jobs.deliver_env_script(sdir, env), "delivering the environment",
+        out = await self.ssh.node_run(transport, jobs.deliver_env_script(sdir, env), "delivering the environment",
                                    s.command_timeout)
         if "@@delivered" not in out:
             raise BackendError(f"could not deliver the server's environment to job {job_id} on {node}")
         ctx.progress(f"starting the server on {node} ({describe(gpus)})")
-        out = await self._node_run(transport, jobs.wait_ready_script(sdir, s.start_wait), "waiting for the server",
+        out = await self.ssh.node_run(transport, jobs.wait_ready_script(sdir, s.start_wait), "waiting for the server",
                                    s.start_wait + s.command_timeout)
         if "@@gone" in out:
             raise BackendError(f"the server exited during start-up{await self._output_tail(account, job_id)}")
@@ -382,6 +323,11 @@ class SlurmBackend(Backend):
             raise BackendError("saved server state has no valid job id")
         if not isinstance(state["account"], str) or not ACCOUNT.fullmatch(state["account"]):
             raise BackendError("saved server state has no valid account")
+        # from the hub's database: an address becomes an SSH destination, paths a channel's target
+        if jobs.parse_node_address(f"{state['node']}|{state['node_address']}", str(state["node"])) is None:
+            raise BackendError("saved server state has no valid node address")
+        if not all(isinstance(state[k], str) and state[k].startswith("/") for k in ("session_dir", "socket")):
+            raise BackendError("saved server state has no valid session directory")
         return state
 
     async def restore(self, state: dict) -> Launch:
@@ -389,7 +335,7 @@ class SlurmBackend(Backend):
         node cannot be reached: it works once it can), the hub API forward on the saved port."""
         st = self._check_state(state)
         self.board.track(st["job_id"])
-        transport = self.node_transport(st["account"], st["node"], st["node_address"])
+        transport = self.ssh.node_transport(st["account"], st["node"], st["node_address"])
         forward = self._forwards.get(st["session_dir"])
         if forward is None or forward.closed:
             try:
@@ -440,7 +386,7 @@ class SlurmBackend(Backend):
     async def _cancel(self, account: str, job_id: int, session_dir: str, wait: bool = False) -> None:
         try:
             try:
-                status, _, err = await self._login_run(account, jobs.scancel_command(job_id), "scancel")
+                status, _, err = await self.ssh.login_run(account, jobs.scancel_command(job_id), "scancel")
             except BackendError as e:
                 # the job would keep its node (and GPUs) until its time limit: try again later
                 self.log.error("could not cancel job %d of %s now (%s); trying again every %g s", job_id, account, e,
@@ -469,7 +415,7 @@ class SlurmBackend(Backend):
             while time.monotonic() < deadline:
                 await asyncio.sleep(self.settings.poll_interval)
                 try:
-                    await self._login_run(account, jobs.scancel_command(job_id), "scancel")
+                    await self.ssh.login_run(account, jobs.scancel_command(job_id), "scancel")
                 except BackendError:
                     continue
                 self.log.info("job %d of %s cancelled (on a later try)", job_id, account)
@@ -486,15 +432,14 @@ class SlurmBackend(Backend):
             await forward.close()
 
     def _release(self, session_dir: str) -> None:
-        for transport in self.pool.transports():
-            transport.release(session_dir)
+        self.ssh.release(session_dir)
 
     # ------------------------------------------------------------------ capacity
     async def probe_capacity(self) -> Capacity:
         """Free GPUs per node, type and partition from one ``sinfo`` (as the probe account);
         what fits is judged against all GPUs of usable nodes (`QueueCapacity`: jobs queue)."""
         try:
-            status, out, err = await self._login_run(self.account_for(None), jobs.SINFO_CAPACITY, "sinfo")
+            status, out, err = await self.ssh.login_run(self.account_for(None), jobs.SINFO_CAPACITY, "sinfo")
         except BackendError as e:
             return Capacity(backend=self.name, error=str(e), updated=time.time())
         if status != 0:
@@ -526,7 +471,7 @@ class SlurmBackend(Backend):
             task.cancel()
         for sdir in list(self._forwards):
             await self._drop_forward(sdir)
-        await self.pool.close()
+        await self.ssh.close()
 
 
 __all__ = ["SlurmBackend"]
