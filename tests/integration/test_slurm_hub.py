@@ -203,6 +203,25 @@ def test_spawn_through_the_login_node_on_the_gpu_type_asked_for(slurm_hub, slurm
     assert state["gpus"][0]["name"] == "NVIDIA A100-SXM4-80GB"
 
 
+def test_the_form_offers_the_gpu_types_and_the_clusters_free_gpus(slurm_hub, slurm_lab):
+    """The spawn page: the backend's GPU types, and its capacity from sinfo (the background
+    probe; the time-limited server of this module holds no GPU: all 4 cards are free)."""
+    hub = slurm_hub
+    form = hub.form_session("gina")
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            html = form.get_form().text
+            if re.search(r'data-summary="\d+ of 4 GPUs free', html) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        form.close()
+    assert re.search(r'data-summary="\d of 4 GPUs free, up to (80|16) GB"', html), html[:3000]
+    for key, label in (("a100", "A100 80 GB"), ("t4", "T4 16 GB")):
+        assert f'<option value="{key}" data-backend="hpc" data-label="{label}">' in html
+
+
 def test_pending_reason_shown_then_the_server_starts(slurm_hub, slurm_lab):
     hub, lab = slurm_hub, slurm_lab
     blockers = [lab.sbatch("#!/bin/sh\nsleep 300\n", "--gres=gpu:t4:1", "--time=5") for _ in range(2)]
