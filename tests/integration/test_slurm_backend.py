@@ -1,7 +1,7 @@
 """The Slurm backend (``kind: slurm``) against a real Slurm cluster (tests/slurmlab), without a
 hub: one squeue per poll round however many servers, the queue wait bound (the job is then
 cancelled), minimum VRAM mapped to a GPU type, capacity from sinfo, a pending reason that
-never clears failing at once.
+never clears failing at once, a node failure reported with Slurm's reason.
 
 Commands are counted on the cluster itself: a ``squeue`` wrapper first on the nodes' PATH
 logs each call before running the real one.
@@ -203,3 +203,41 @@ def test_settings_errors_name_the_key(slurm_lab):
     with pytest.raises(Exception) as e:
         SlurmBackend.parse_settings("hpc", settings(slurm_lab, gpu_types={"a100": {"memory": "80"}}), KEY)
     assert str(e.value) == f"{KEY}['gpu_types']['a100']['memory']: must be the GB of memory per card, an integer >= 0 (got '80')"
+
+
+async def test_a_node_failure_ends_the_server_with_its_reason(slurm_lab):
+    """The job's node goes down (an admin's ``scontrol update state=down``, as Slurm does when
+    a node stops answering): the job ends NODE_FAIL (never requeued: --no-requeue), and the
+    next poll reports it with that reason."""
+    lab = slurm_lab
+    b = backend(lab, poll_interval=0.5)
+    try:
+        launch = await b.launch(context(lab, "nodefail-1"), request(gpus=1, gpu_type="t4"))
+        assert launch.state["node"] == "gpu2" and await b.poll(launch) is None
+        lab.slurm("scontrol", "update", "nodename=gpu2", "state=down", "reason=gridspawner-test")
+        try:
+            deadline = time.monotonic() + 30
+            while (status := await b.poll(launch)) is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+        finally:
+            resume(lab, "gpu2")
+        assert status == 1
+        assert launch.state["ended"] == "NODE_FAIL: ended because its node failed (NodeDown)"
+        assert lab.job(launch.state["job_id"])["job_state"] == "NODE_FAIL"
+    finally:
+        await b.close()
+
+
+def resume(lab: SlurmLab, node: str, timeout: float = 30) -> None:
+    """Bring ``node`` back (Slurm refuses while the failed job is still being cleaned up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = lab.slurm("scontrol", "update", f"nodename={node}", "state=resume", check=False)
+        state = lab.slurm("sinfo", "-h", "-n", node, "-o", "%t").stdout.split()
+        if r.returncode == 0 or state and state[0] in ("idle", "mix", "alloc"):
+            break
+        assert time.monotonic() < deadline, f"{node} not resumed: {r.stderr} {state}"
+        time.sleep(0.5)
+    while lab.slurm("sinfo", "-h", "-n", node, "-o", "%t").stdout.split()[0] not in ("idle", "mix", "alloc"):
+        assert time.monotonic() < deadline, f"{node} not idle again"
+        time.sleep(0.5)

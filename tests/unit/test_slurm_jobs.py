@@ -73,14 +73,14 @@ def test_sbatch_options_of_a_profile_with_gpus_cpu_memory_and_time():
     opts = jobs.sbatch_options(s, request(profile="quick", gpus=2, gpu_type="a100", cpu=3.5, memory=32,
                                           max_runtime=3601), "alice-1")
     assert opts == ["--parsable", "--job-name=gridspawner-alice-1", "--output=.gridspawner/slurm-%j.out",
-                    "--partition=debug", "--qos=short", "--account=research", "--gres=gpu:a100:2",
+                    "--no-requeue", "--partition=debug", "--qos=short", "--account=research", "--gres=gpu:a100:2",
                     "--cpus-per-task=4", "--mem=32G", "--time=61"]
 
 
 def test_without_a_profile_the_first_of_each_list_is_the_default():
     opts = jobs.sbatch_options(parse(), request(), "bob-2")
-    assert opts[3:] == ["--partition=gpu", "--qos=normal", "--account=research"]
-    assert jobs.sbatch_options(parse(partitions=[], qos=[], accounts=[], profiles={}), request(), "b")[3:] == []
+    assert opts[4:] == ["--partition=gpu", "--qos=normal", "--account=research"]
+    assert jobs.sbatch_options(parse(partitions=[], qos=[], accounts=[], profiles={}), request(), "b")[4:] == []
 
 
 @pytest.mark.parametrize(
@@ -94,12 +94,12 @@ def test_without_a_profile_the_first_of_each_list_is_the_default():
 )
 def test_minimum_vram_maps_to_gpu_types_or_features(gpu_memory, want):
     opts = jobs.sbatch_options(parse(), request(gpus=1, gpu_memory=gpu_memory), "c")
-    assert opts[6:] == want
+    assert opts[7:] == want
 
 
 def test_vram_without_features_picks_the_smallest_type_that_fits_and_gpus_option():
     s = parse(gpu_types={"a100": {"memory": 80}, "a40": {"memory": 48}, "t4": {"memory": 16}}, gpu_option="gpus")
-    assert jobs.sbatch_options(s, request(gpus=2, gpu_memory=40), "c")[6:] == ["--gpus=a40:2"]
+    assert jobs.sbatch_options(s, request(gpus=2, gpu_memory=40), "c")[7:] == ["--gpus=a40:2"]
 
 
 @pytest.mark.parametrize(

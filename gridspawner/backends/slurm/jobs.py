@@ -99,7 +99,10 @@ def sbatch_options(settings: SlurmSettings, request: Any, slug: str) -> list[str
     """sbatch's options for ``request`` (a LaunchRequest): job name, output, partition / QoS /
     account of the request's profile, GPUs, CPUs, memory, time limit, the admin's extras."""
     place = settings.placement_for(getattr(request, "profile", None))
-    opts = ["--parsable", f"--job-name={settings.job_name}-{check_slug(slug)}", f"--output={settings.job_output}"]
+    # never requeued: after a node failure or a preemption the server is gone either way, and
+    # a requeued job would start a server the hub no longer routes to (the hub reports the end)
+    opts = ["--parsable", f"--job-name={settings.job_name}-{check_slug(slug)}", f"--output={settings.job_output}",
+            "--no-requeue"]
     if place.partition:
         opts.append(f"--partition={place.partition}")
     if place.qos:
