@@ -105,14 +105,17 @@ async def test_poll_of_50_running_jobs_costs_one_squeue(wide_lab):
         await asyncio.sleep(0.5)
     log = install_squeue_counter(lab)
     b = backend(lab, partitions=[], gpu_types={}, poll_interval=3)
+    # the same cluster offered as a second backend (another partition): it shares the board
+    other = backend(lab, partitions=["debug"], gpu_types={}, poll_interval=3)
     launches = [Launch(url="", state={"job_id": j, "account": lab.user, "node": "cpu1", "node_address": "-",
                                       "session_dir": f"/tmp/none/{j}"}) for j in ids]
     try:
         t0 = time.monotonic()
-        results = await asyncio.gather(*(b.poll(launch) for launch in launches))
+        results = await asyncio.gather(*((b if i % 2 else other).poll(launch) for i, launch in enumerate(launches)))
         took = time.monotonic() - t0
         assert results == [None] * 50
-        assert calls(log) == 1 and b.board.rounds == 1 and b.commands == {"squeue": 1}
+        assert calls(log) == 1 and b.board is other.board and b.board.rounds == 1
+        assert b.commands == {"squeue": 1} and other.commands == {}  # the first backend's connection asked
         # the same round serves every poll within poll_interval, one at a time too
         for launch in launches:
             assert await b.poll(launch) is None
@@ -128,6 +131,7 @@ async def test_poll_of_50_running_jobs_costs_one_squeue(wide_lab):
     finally:
         lab.slurm("scancel", *map(str, ids), check=False)
         await b.close()
+        await other.close()
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from ..host.transport import TransportError
 from ..ssh.runtimes import combined_prefix
 from ..ssh.settings import ACCOUNT
 from . import jobs
-from .board import BoardError, JobBoard
+from .board import BOARDS, BoardError
 from .capacity import QueueCapacity
 from .connections import ClusterSSH
 from .jobs import NEVER_RUNS, JobInfo, RequestProblem
@@ -60,7 +60,10 @@ class SlurmBackend(Backend):
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
         self.ssh = ClusterSSH(settings)
-        self.board = JobBoard(self._board_run)
+        # one board per cluster and squeue account, shared with other backends of the cluster
+        self._board_key = (tuple((h.address, h.port, h.jump) for h in settings.login_hosts),
+                           self.ssh.account_for(None))
+        self.board = BOARDS.join(self._board_key, self._board_run)
         self._forwards: dict[str, Relay] = {}  # session dir -> relay
         self._addresses: dict[str, str] = {}  # node name -> NodeAddr
         self._retries: set[asyncio.Task] = set()  # cancels that a login node did not take yet
@@ -467,6 +470,7 @@ class SlurmBackend(Backend):
         return HostCapacity(name=label, gpus=tuple(gpus), free=frozenset(free), error=error)
 
     async def close(self) -> None:
+        BOARDS.leave(self._board_key, self._board_run)
         for task in list(self._retries):
             task.cancel()
         for sdir in list(self._forwards):

@@ -92,3 +92,36 @@ class JobBoard:
                 log.info("sacct is not available (%s); jobs %s are gone from squeue", err.strip()[:200], missing)
         self._jobs = {j: found[j] for j in ids if j in found}
         self._taken_at = started
+
+
+class SharedBoards:
+    """One `JobBoard` per cluster for every backend of a hub process that asks it the same way
+    (same login nodes, same squeue account): an admin may offer one cluster as several
+    backends (partitions, GPU types, profiles), and a poll round still costs one squeue.
+
+    Each backend joins with its own runner; the board uses the runner of a backend that is
+    still open (a closed backend's connections are gone)."""
+
+    def __init__(self) -> None:
+        self._boards: dict[tuple, JobBoard] = {}
+        self._runners: dict[tuple, list[Runner]] = {}
+
+    def join(self, key: tuple, run: Runner) -> JobBoard:
+        runners = self._runners.setdefault(key, [])
+        runners.append(run)
+        board = self._boards.get(key)
+        if board is None:
+            board = self._boards[key] = JobBoard(lambda command: runners[0](command))
+        return board
+
+    def leave(self, key: tuple, run: Runner) -> None:
+        runners = self._runners.get(key, [])
+        if run in runners:
+            runners.remove(run)
+        if not runners:
+            self._runners.pop(key, None)
+            self._boards.pop(key, None)
+
+
+#: the boards of this process (backends are shared by all spawners of a hub)
+BOARDS = SharedBoards()
