@@ -245,3 +245,36 @@ def resume(lab: SlurmLab, node: str, timeout: float = 30) -> None:
     while lab.slurm("sinfo", "-h", "-n", node, "-o", "%t").stdout.split()[0] not in ("idle", "mix", "alloc"):
         assert time.monotonic() < deadline, f"{node} not idle again"
         time.sleep(0.5)
+
+
+async def test_crash_recovery_cancels_the_jobs_no_server_uses(slurm_lab):
+    """A hub killed after sbatch leaves a job no saved state names: the reconciler cancels it
+    (as its account) once it has been seen so for ``grace``; a job a server uses, another
+    hub's job and a job of no hub are left alone."""
+    lab = slurm_lab
+    b = backend(lab)
+    b.hub_id = "hub-a"
+    other_hub = backend(lab)
+    other_hub.hub_id = "hub-b"
+    try:
+        kept = await b.launch(context(lab, "rec-1"), request())
+        orphan = await b.launch(context(lab, "rec-2"), request())  # its state is "lost"
+        foreign = await other_hub.launch(context(lab, "rec-3"), request())
+        plain = lab.sbatch("#!/bin/sh\nexec sleep 300\n")
+        shown = lab.job(orphan.state["job_id"])
+        assert shown["comment"] == "gridspawner hub=hub-a backend=hpc"
+        known = lambda: [kept.state]  # noqa: E731
+        first = await b.reconcile(known, grace=0.5)
+        assert first.reclaimed == [] and len(first.kept) == 1 and first.errors == []
+        await asyncio.sleep(0.6)
+        second = await b.reconcile(known, grace=0.5)
+        assert second.reclaimed == [f"job {orphan.state['job_id']} of {lab.user}: cancelled, no server of this hub uses it"]
+        states = {j: lab.job(j)["job_state"] for j in (kept.state["job_id"], foreign.state["job_id"], plain)}
+        assert set(states.values()) == {"RUNNING"}, states
+        assert lab.wait_job(orphan.state["job_id"], {"CANCELLED"}, timeout=10)
+        await b.stop(kept)
+        await other_hub.stop(foreign)
+        lab.slurm("scancel", str(plain))
+    finally:
+        await b.close()
+        await other_hub.close()

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from ...gpu import GPU, GPUProbeError, describe, parse_nvidia_smi
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env
-from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity
+from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity, Reconciled
 from ..host.relay import Relay
 from ..host.scripts import SOCKET_NAME, check_slug, env_name_ok
 from ..host.settings import MAX_SLUG, HostImage, parse_host_image, user_dir_name
@@ -43,6 +43,7 @@ from .board import BOARDS, BoardError
 from .capacity import QueueCapacity
 from .connections import ClusterSSH
 from .jobs import NEVER_RUNS, JobInfo, RequestProblem
+from .orphans import OrphanJobs, job_comment
 from .settings import SESSION_ROOT_ROOM, GPUType, SlurmSettings, parse_slurm_settings
 
 STATE_VERSION = 1
@@ -67,6 +68,7 @@ class SlurmBackend(Backend):
         self._forwards: dict[str, Relay] = {}  # session dir -> relay
         self._addresses: dict[str, str] = {}  # node name -> NodeAddr
         self._retries: set[asyncio.Task] = set()  # cancels that a login node did not take yet
+        self._orphans = OrphanJobs()
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -139,6 +141,8 @@ class SlurmBackend(Backend):
             options = jobs.sbatch_options(s, request, slug)
         except RequestProblem as e:
             raise BackendError(str(e)) from None
+        if self.hub_id:  # crash recovery finds the jobs of this hub by it (orphans.py)
+            options.append(f"--comment={job_comment(self.hub_id, self.name)}")
         root = s.session_root.replace("{account}", account)
         if len(root.encode()) > SESSION_ROOT_ROOM:
             raise BackendError(f"the session root {root} is too long for a unix socket path; ask the admin for a "
@@ -157,6 +161,7 @@ class SlurmBackend(Backend):
             job_id = jobs.parse_job_id(out)
         except ValueError as e:
             raise BackendError(str(e)) from None
+        self._orphans.in_flight.add(job_id)
         self.log.info("%s: server %r submitted as job %d (%s)", ctx.user, ctx.server_name, job_id, " ".join(options))
         ctx.progress(f"job {job_id} submitted")
         sdir = jobs.session_dir(root, slug, job_id)
@@ -168,6 +173,8 @@ class SlurmBackend(Backend):
             with contextlib.suppress(BaseException):
                 await asyncio.shield(cancel)
             raise
+        finally:
+            self._orphans.in_flight.discard(job_id)
 
     async def _wait_running(self, ctx: LaunchContext, job_id: int) -> JobInfo:
         """Until the job runs: progress with Slurm's pending reason and estimated start when
@@ -428,6 +435,14 @@ class SlurmBackend(Backend):
         task = asyncio.ensure_future(retry())
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
+
+    async def reconcile(self, known, grace: float, *, probe_max_age: float = 0.0) -> Reconciled:
+        """Cancel this hub's jobs that no server uses (a hub killed mid-launch): see orphans.py."""
+        return await self._orphans.reconcile(self, known, grace)
+
+    async def cancel_orphan(self, account: str, job_id: int) -> None:
+        self.log.warning("cancelling job %d of %s: no server of this hub uses it", job_id, account)
+        await self._cancel(account, job_id, "")
 
     async def _drop_forward(self, session_dir: str) -> None:
         forward = self._forwards.pop(session_dir, None)

@@ -226,7 +226,7 @@ def _options(value: Any, key: str) -> tuple[str, ...]:
 
 
 #: sbatch options the backend sets itself; extra_options may not repeat them
-_OWN_OPTIONS = {"--parsable", "--no-requeue", "--requeue", "--job-name", "--output", "--error", "--partition", "--qos", "--account", "--gres",
+_OWN_OPTIONS = {"--parsable", "--no-requeue", "--requeue", "--comment", "--job-name", "--output", "--error", "--partition", "--qos", "--account", "--gres",
                 "--gpus", "--time", "--cpus-per-task", "--mem", "--constraint", "--export", "--chdir"}
 
 
