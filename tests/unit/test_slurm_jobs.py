@@ -150,6 +150,8 @@ def test_squeue_sacct_and_sinfo_are_parsed():
     assert sq[8].running and sq[8].nodes == "gpu2"
     assert sq[9].ended and sq[9].ended_text() == "TIMEOUT: reached its time limit (TimeLimit)"
     assert jobs.JobInfo(1, "PENDING", "None", start="N/A").pending_text() == "pending: waiting for the scheduler"
+    booting = jobs.JobInfo(2, "CONFIGURING", "None", "cloud1")
+    assert booting.pending and not booting.running and booting.pending_text() == "allocated, its node is starting (CONFIGURING)"
     sa = jobs.parse_sacct("1|CANCELLED by 1001|None|gpu2|0:15\n2|NODE_FAIL|None|gpu1|1:0\n")
     assert sa[1].state == "CANCELLED" and sa[2].ended_text() == "NODE_FAIL: ended because its node failed"
     assert jobs.parse_job_id("123;cluster\n") == 123

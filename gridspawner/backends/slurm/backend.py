@@ -236,14 +236,14 @@ class SlurmBackend(Backend):
     async def _attach_new(self, ctx: LaunchContext, request: Any, account: str, job_id: int, info: JobInfo,
                           sdir: str, image: HostImage) -> Launch:
         s = self.settings
-        node = info.nodes.split(",")[0]
-        if not node or "[" in node:
+        node = info.nodes
+        if not node or "[" in node or "," in node:
             raise BackendError(f"job {job_id} runs on {info.nodes!r}: a server job must run on one node")
         ctx.progress(f"job {job_id} running on {node}")
         address = await self._node_address(account, node)
         transport = self.ssh.node_transport(account, node, address)
         out = await self.ssh.node_run(transport, jobs.wait_dir_script(sdir, s.env_wait), "waiting for the job's directory",
-                                   s.env_wait + s.command_timeout)
+                                      s.env_wait + s.command_timeout)
         csv = jobs.marker_text(out, "gpus")
         if csv is None:
             raise BackendError(f"job {job_id} did not make its session directory on {node}"
@@ -254,12 +254,12 @@ class SlurmBackend(Backend):
             gpus = ()
         env, extra = await self._server_env(ctx, image, transport, node, gpus, sdir)
         out = await self.ssh.node_run(transport, jobs.deliver_env_script(sdir, env), "delivering the environment",
-                                   s.command_timeout)
+                                      s.command_timeout)
         if "@@delivered" not in out:
             raise BackendError(f"could not deliver the server's environment to job {job_id} on {node}")
         ctx.progress(f"starting the server on {node} ({describe(gpus)})")
         out = await self.ssh.node_run(transport, jobs.wait_ready_script(sdir, s.start_wait), "waiting for the server",
-                                   s.start_wait + s.command_timeout)
+                                      s.start_wait + s.command_timeout)
         if "@@gone" in out:
             raise BackendError(f"the server exited during start-up{await self._output_tail(account, job_id)}")
         if "@@ready" not in out:

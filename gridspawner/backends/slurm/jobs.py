@@ -274,11 +274,12 @@ class JobInfo:
 
     @property
     def running(self) -> bool:
-        return self.state in ACTIVE and self.state != "COMPLETING"
+        return self.state in ACTIVE and self.state not in ("COMPLETING", "CONFIGURING")
 
     @property
     def pending(self) -> bool:
-        return self.state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
+        """Not started yet: queued, or allocated while its node boots (CONFIGURING)."""
+        return self.state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING")
 
     @property
     def ended(self) -> bool:
@@ -287,6 +288,8 @@ class JobInfo:
     def pending_text(self) -> str:
         """"pending: Resources (estimated start 2026-12-07T10:00:00)"."""
         start = f" (estimated start {self.start})" if re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+", self.start or "") else ""
+        if self.state == "CONFIGURING":
+            return "allocated, its node is starting (CONFIGURING)"
         reason = self.reason if self.reason and self.reason != "None" else "waiting for the scheduler"
         return f"pending: {reason}{start}"
 
