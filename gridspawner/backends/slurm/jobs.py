@@ -388,7 +388,10 @@ def parse_sinfo_capacity(text: str) -> list[NodeGPUs]:
             continue
         node, partition, state, gres, used = parts[:5]
         n = nodes.setdefault(node, {"partitions": [], "state": state, "total": parse_gres(gres), "used": parse_gres(used)})
-        p = partition.rstrip("*")
-        if p and p not in n["partitions"]:
-            n["partitions"].append(p)
-    return [NodeGPUs(node, tuple(v["partitions"]), v["state"], v["total"], v["used"]) for node, v in nodes.items()]
+        if partition and partition not in n["partitions"]:
+            n["partitions"].append(partition)
+    # sinfo lists a node's partitions in no fixed order: the default one ("gpu*") first, then by name
+    def ordered(parts: list[str]) -> tuple[str, ...]:
+        return tuple(p.rstrip("*") for p in sorted(parts, key=lambda p: (not p.endswith("*"), p)))
+
+    return [NodeGPUs(node, ordered(v["partitions"]), v["state"], v["total"], v["used"]) for node, v in nodes.items()]
