@@ -38,6 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from slurmlab import NodeSpec, SlurmLab, available  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_ssh import get_200  # noqa: E402  (the same readiness check as the ssh bench)
+
 from gridspawner.backends.base import Launch, LaunchContext  # noqa: E402
 from gridspawner.backends.slurm import SlurmBackend  # noqa: E402
 from gridspawner.backends.ssh import SSHBackend  # noqa: E402
@@ -58,23 +61,6 @@ def ctx(user: str) -> LaunchContext:
 def req(kind: str, image) -> LaunchRequest:
     return LaunchRequest(backend="b", backend_kind=kind, image="i", gpus=1, gpu_memory=0, image_settings=image,
                          gpu_type="a100" if kind == "slurm" else None)
-
-
-async def get_200(url: str, path: str = "/api", timeout: float = 60) -> None:
-    host, port = url.removeprefix("http://").split(":")
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        try:
-            r, w = await asyncio.open_connection(host, int(port))
-            w.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            data = await asyncio.wait_for(r.read(), 10)
-            w.close()
-            if data.startswith(b"HTTP/1.") and data.split()[1] == b"200":
-                return
-        except (OSError, asyncio.TimeoutError):
-            pass
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"{url}{path} did not answer 200")
 
 
 async def spawn_once(backend, kind: str, image, user: str) -> float:
