@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,18 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "
 KEY = "c.GridSpawner.backends['hpc']"
 
 
+SESSION_ROOTS = f"/tmp/gsb{os.getpid() % 100000}-"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_session_roots():
+    """The session roots the jobs made on the (shared) filesystem; each job removed its own
+    session directory, the test checks that where it matters."""
+    yield
+    for root in Path("/tmp").glob(Path(SESSION_ROOTS).name + "*"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def settings(lab: SlurmLab, **overrides) -> dict:
     raw = {
         "login_hosts": [{"name": "login", "address": lab.login.address}],
@@ -43,7 +56,7 @@ def settings(lab: SlurmLab, **overrides) -> dict:
         "queue_wait": 60,
         "pending_interval": 0.3,
         "poll_interval": 5,
-        "session_root": f"/tmp/gsb{os.getpid() % 100000}-{{account}}",
+        "session_root": SESSION_ROOTS + "{account}",
         "connect_timeout": 5,
     }
     raw.update(overrides)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -96,6 +97,9 @@ def slurm_hub(slurm_lab, tmp_path_factory):
             leftover += sorted(p.name for p in root.iterdir()) if root.exists() else []
         slurm_lab.slurm("scancel", "-u", slurm_lab.user, check=False)
         slurm_lab.slurm("scancel", "-u", "root", check=False)
+        for account in (slurm_lab.user, "root"):
+            shutil.rmtree(grid(slurm_lab)["backends"]["hpc"]["session_root"].replace("{account}", account),
+                          ignore_errors=True)
         assert leftover == [], f"session directories left behind: {leftover}"
 
 
