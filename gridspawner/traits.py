@@ -19,7 +19,8 @@ class CatalogSettings(Configurable):
     backends = Dict(
         help="""
         The places servers can run, by name. Each value is a dict with ``kind`` (``local``:
-        this machine; ``ssh``: remote hosts; ``kubernetes``: a cluster), optional
+        this machine; ``ssh``: remote hosts; ``kubernetes``: a cluster; ``slurm``: batch jobs
+        on a Slurm cluster, submitted through its login node), optional
         ``display_name`` and ``description`` shown in the form, and the kind's own settings
         (see the admin guide for each kind).
 

@@ -13,10 +13,11 @@ _KINDS = {
     "local": "gridspawner.backends.local:LocalBackend",
     "ssh": "gridspawner.backends.ssh:SSHBackend",
     "kubernetes": "gridspawner.backends.kubernetes:KubernetesBackend",
+    "slurm": "gridspawner.backends.slurm:SlurmBackend",
 }
 
 #: every kind of the design, in the order messages list them (one may not be available yet)
-_ALL_KINDS = ("local", "ssh", "kubernetes")
+_ALL_KINDS = ("local", "ssh", "kubernetes", "slurm")
 
 
 def known_kinds() -> tuple[str, ...]:

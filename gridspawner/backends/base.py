@@ -1,4 +1,4 @@
-"""The backend protocol: the small surface every kind (local, ssh, kubernetes) implements."""
+"""The backend protocol: the small surface every kind (local, ssh, kubernetes, slurm) implements."""
 
 from __future__ import annotations
 

@@ -304,6 +304,7 @@ def test_schema_covers_every_gridspawner_setting():
     from gridspawner import GridSpawner
     from gridspawner.backends.host.settings import HOST_IMAGE_KEYS
     from gridspawner.backends.kubernetes.settings import IMAGE_KEYS, SETTINGS_KEYS
+    from gridspawner.backends.slurm.settings import SlurmSettings
     from gridspawner.backends.ssh import settings as ssh_settings
     from gridspawner.catalog import PROFILE_VALUE_FIELDS
 
@@ -315,7 +316,7 @@ def test_schema_covers_every_gridspawner_setting():
     backend = grid["backends"]["additionalProperties"]
     # every kind but local (which would run servers in the hub pod) — see test_the_chart_refuses_local_backends
     chart_kinds = set(known_kinds()) - {"local"}
-    assert set(backend["properties"]["kind"]["enum"]) == {"ssh", "kubernetes"} == chart_kinds
+    assert set(backend["properties"]["kind"]["enum"]) == {"ssh", "kubernetes", "slurm"} == chart_kinds
     by_kind = {rule["if"]["properties"]["kind"]["const"]: set(rule["then"]["properties"]) for rule in backend["allOf"]}
     assert set(by_kind) == chart_kinds, "every kind the chart runs has a strict branch"
     common = {"kind", "display_name", "description"}
@@ -323,6 +324,7 @@ def test_schema_covers_every_gridspawner_setting():
     # the keys parse_ssh_settings accepts: SSHSettings' fields less the local-only ones
     ssh_keys = set(ssh_settings.SSHSettings.keys()) - set(ssh_settings._NOT_FOR_SSH)
     assert by_kind["ssh"] == common | ssh_keys, sorted(by_kind["ssh"] ^ (common | ssh_keys))
+    assert by_kind["slurm"] == common | set(SlurmSettings.keys()), sorted(by_kind["slurm"] ^ (common | set(SlurmSettings.keys())))
     ssh_rule = next(r["then"] for r in backend["allOf"] if r["if"]["properties"]["kind"]["const"] == "ssh")
     host_item = next(n for n in ssh_rule["properties"]["hosts"]["items"]["anyOf"] if n.get("type") == "object")
     assert set(host_item["properties"]) == set(ssh_settings.HOST_KEYS)
@@ -335,6 +337,7 @@ def test_schema_covers_every_gridspawner_setting():
     assert set(image["kubernetes"]["properties"]) == set(IMAGE_KEYS)
     assert set(image["local"]["properties"]) == set(HOST_IMAGE_KEYS)
     assert set(image["ssh"]["properties"]) == set(ssh_settings.SSH_IMAGE_KEYS)
+    assert set(image["slurm"]["properties"]) == set(HOST_IMAGE_KEYS)
 
     # profiles and default options: the request fields a preset may fix (gpu_type, host, …)
     profile = grid["profiles"]["additionalProperties"]["properties"]

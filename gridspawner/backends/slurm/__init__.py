@@ -1,0 +1,6 @@
+"""The ``slurm`` backend kind: servers as Slurm batch jobs, submitted and reached through a
+login node over SSH (docs/admin/slurm-backend.md)."""
+
+from .backend import SlurmBackend
+
+__all__ = ["SlurmBackend"]
