@@ -271,7 +271,7 @@ async def test_dropped_watches_and_410_still_see_readiness(emu_factory):
         emu.compact()
         emu.drop_watches(abrupt=False)  # resuming from a compacted version → 410 → one re-list
         launch = await asyncio.wait_for(task, 15)
-        assert launch.url.startswith("http://127.0.0.")
+        assert launch.url.startswith("http://127.")  # the emulator gives pods loopback addresses
         assert backend._pods.relists_after_gone + backend._events.relists_after_gone >= 1
         await backend.stop(launch)
     finally:
@@ -546,7 +546,7 @@ def test_hub_spawns_on_kubernetes_and_reattaches_after_restart(make_hub, usernam
         assert hub.server_status(username).status_code == 200
         pod = emu.get("pods", "default", server_names(username, "").pod)
         assert pod["spec"]["nodeName"] == "gpu-a100"
-        assert pod["status"]["podIP"].startswith("127.0.0.")
+        assert pod["status"]["podIP"].startswith("127.")
         assert emu.validation_failures == []
 
         hub.restart_hub()  # state → restore → poll from a new watch
