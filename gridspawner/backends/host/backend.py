@@ -23,7 +23,7 @@ from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, 
 from . import ledger, scripts
 from .down_hosts import DownHosts
 from .inventory import Inventory, parse_probe
-from .launch_env import server_environment
+from .launch_env import data_dir_name, launch_spec, server_environment
 from .ledger import LedgerProblem
 from .mount_reports import describe_mount, log_cleanup, markers, spec_of
 from .placement import Candidate, HostLogin, Placement, describe_limits, shortage
@@ -127,9 +127,6 @@ class HostBackend(HostReconcileMixin, Backend):
         host = state["host"]
         return HostLogin(host, state.get("account") or self.account_for(host, None))
 
-    def _lock(self, host: str) -> asyncio.Lock:
-        return self._locks.setdefault(host, asyncio.Lock())
-
     async def _run(self, login: HostLogin, script: str, what: str, timeout: float | None = None) -> RunResult:
         """Run a script at ``login``. Never logs the script (the launch script holds a token)."""
         timeout = self.settings.command_timeout if timeout is None else timeout
@@ -196,7 +193,7 @@ class HostBackend(HostReconcileMixin, Backend):
         s, login, inventory = self.settings, candidate.login, candidate.inventory
         host = login.host
         # one claim at a time per host from this hub: no needless ledger conflicts
-        async with self._lock(host):
+        async with self._locks.setdefault(host, asyncio.Lock()):
             for _ in range(self.claim_attempts):
                 if inventory is not None:
                     inv, inventory = inventory, None
@@ -254,13 +251,6 @@ class HostBackend(HostReconcileMixin, Backend):
         return scripts.ledger_entry_name(self.settings.session_root.rstrip("/") + "/" + slug, slug)
 
     # ------------------------------------------------------------------ lifecycle
-    def _env(self, ctx: LaunchContext, image: HostImage, placement: Placement, session_dir: str) -> dict[str, str]:
-        """The server's environment (`launch_env.server_environment`)."""
-        env, skipped = server_environment(ctx.env, self.settings.env, image.env, placement, session_dir)
-        for name in skipped:
-            self.log.warning("%s: skipping environment variable with an invalid name %r", ctx.user, name)
-        return env
-
     async def launch(self, ctx: LaunchContext, request: LaunchRequest) -> Launch:
         with self._launching(ctx.slug):  # in flight until it returns: never reclaimed as an orphan
             await self._wait_reclaim(ctx.slug)
@@ -281,30 +271,16 @@ class HostBackend(HostReconcileMixin, Backend):
         host = login.host
         session_root = self.session_root(login)
         session_dir = session_root.rstrip("/") + "/" + slug
-        claimed = bool(claims)
         pid: int | None = None
         data_link: str | None = None
-        extra_state: dict = {}
         mounts = tuple(ctx.mounts or ())
-        data_name = getattr(ctx.storage, "data_dir", None) or "data"
+        data_name = data_dir_name(ctx)
         try:
-            spec = LaunchSpec(
-                session_root=session_root,
-                slug=slug,
-                notebook_dir=s.notebook_dir_for(ctx.user),
-                env=self._env(ctx, image, placement, session_dir),
-                cmd=tuple(image.cmd or ctx.cmd) + tuple(ctx.args),
-                prefix=image.prefix,
-                ledger_dir=s.ledger_dir if claimed else None,
-                ledger_entry=entry if claimed else None,
-                ledger_claims=claims,
-                mounts=mounts,
-                mount_tool=getattr(ctx.storage, "tool", None) or "rclone",
-                data_link=data_name if mounts else None,
-                flush_wait=s.flush_timeout,
-                hub=self.hub_id,
-                backend=self.name,
-            )
+            env, skipped = server_environment(ctx.env, s.env, image.env, placement, session_dir)
+            for name in skipped:
+                self.log.warning("%s: skipping environment variable with an invalid name %r", ctx.user, name)
+            spec = launch_spec(s, ctx, image, placement, session_root=session_root, slug=slug, entry=entry,
+                               env=env, hub=self.hub_id, backend=self.name)
             spec, extra_state = await self._prepare(ctx, placement, request, spec)
             limits = describe_limits(request)
             if limits and not self.limits_resources(host):  # say so rather than pretend

@@ -22,7 +22,8 @@ from ..host.placement import Candidate, HostLogin, Placement
 from ..host.refusals import Refusals
 from ..host.scripts import LaunchSpec
 from ..host.ssh_pool import SSHPool
-from ..host.ssh_transport import SSHTarget, SSHTransport
+from ..host.ssh_target import SSHTarget
+from ..host.ssh_transport import SSHTransport
 from ..host.transport import HostUnreachable, TransportError
 from .best_fit import probe_all, rank
 from .runtimes import Runtime, combined_prefix, server_command
