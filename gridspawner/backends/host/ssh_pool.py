@@ -9,7 +9,7 @@ connection stops answering (a request waits longer than ``connect_timeout``), th
 *down*: further connection attempts to it fail at once, for any account, for a back-off that
 starts at 1 s and doubles up to 10 s; then one attempt is made again. Any success clears it.
 The placement of a spawn does not wait for a down host beyond the hosts that answer (see
-`SSHBackend._host_order`), so one dark host does not delay spawns on the others.
+`ssh.best_fit.probe_all`), so one dark host does not delay spawns on the others.
 
 **Idle connections.** A connection is closed after ``idle_timeout`` seconds without use when
 nothing depends on it: no relay to a server (each server this hub knows has one), no hub API
