@@ -171,7 +171,7 @@ class SSHBackend(HostBackend):
         return rank(hosts, results, request, entry=self._ledger_entry(ctx.slug), hub=self.hub_id,
                     tolerance=self.tolerance, reasons=reasons)
 
-    def start_budget(self, request: Any) -> float:
+    def start_budget(self, request: LaunchRequest) -> float:
         """The host budget plus opening the connections a launch needs (``connect_timeout``)."""
         return super().start_budget(request) + 2 * self.settings.connect_timeout
 
