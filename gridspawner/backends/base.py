@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 
 from ..gpu import GPU, min_mib
+
+if TYPE_CHECKING:
+    from ..request import LaunchRequest
 
 
 class BackendError(Exception):
@@ -240,7 +243,7 @@ class Backend(ABC):
     #: the start budget of a kind that does not say (`start_budget`)
     default_start_budget: ClassVar[float] = 300.0
 
-    def start_budget(self, request: Any) -> float:
+    def start_budget(self, request: LaunchRequest) -> float:
         """The most seconds `launch` may take for ``request``, by this backend's own
         documented timeouts (connect, commands, image pull, data copies). The spawner gives
         JupyterHub this as the server's start timeout unless the admin sets
@@ -249,7 +252,7 @@ class Backend(ABC):
         return self.default_start_budget
 
     @abstractmethod
-    async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
+    async def launch(self, ctx: LaunchContext, request: LaunchRequest) -> Launch:
         """Place and start a server; report steps through ``ctx.progress``.
 
         Raises BackendError with a user-facing message: NoCapacity only when the hosts

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .host.backend import HostBackend
+from .host.placement import HostLogin
 from .host.settings import HostImage, HostSettings, parse_host_image, parse_host_settings
 from .host.transport import LocalTransport, Transport
 
@@ -101,7 +102,7 @@ class LocalBackend(HostBackend):
     def hosts(self) -> Sequence[str]:
         return (self.settings.host_name,)
 
-    async def transport(self, host: str) -> Transport:
+    async def transport(self, login: HostLogin) -> Transport:
         return self._transport
 
     async def close(self) -> None:

@@ -48,7 +48,8 @@ def _backend_api_calls() -> set[tuple[str, str, str]]:
     Methods of the generated CoreV1Api: read_/list_/create_/delete_/patch_/replace_
     + namespaced_<kind> | <kind> (cluster-scoped) | <kind>_for_all_namespaces. A list is
     used as a list+watch (SharedWatch), so it needs `watch` too — except a one-off list sent
-    through ``self._call(core.list_…`` (e.g. the orphan-secret sweep), which needs `list` only.
+    through ``self.connection.call(core.list_…`` (e.g. the orphan-secret sweep), which needs
+    `list` only.
     """
     source = "\n".join(p.read_text() for p in (ROOT / "gridspawner" / "backends" / "kubernetes").glob("*.py"))
     verbs = {"read": ["get"], "list": ["list", "watch"], "create": ["create"], "delete": ["delete"], "patch": ["patch"], "replace": ["update"]}
@@ -59,7 +60,7 @@ def _backend_api_calls() -> set[tuple[str, str, str]]:
         op, namespaced, kind, all_ns = m.groups()
         assert kind in plural, f"unknown resource in core.{m.group(0)}: add it to the test's table"
         scope = "namespace" if namespaced else "cluster"
-        one_off = op == "list" and re.search(r"self\._call\(\s*$", source[: m.start()])
+        one_off = op == "list" and re.search(r"\.connection\.call\(\s*$", source[: m.start()])
         for verb in (["list"] if one_off else verbs[op]):
             calls.add((scope, plural[kind], verb))
     return calls

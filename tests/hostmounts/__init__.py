@@ -26,6 +26,7 @@ from sshhosts import SSHLab
 from relayhttp import http_get
 
 from gridspawner.backends.base import LaunchContext
+from gridspawner.backends.host.placement import HostLogin
 from gridspawner.backends.local import LocalBackend
 from gridspawner.backends.ssh import SSHBackend
 from gridspawner.mounts.config import StorageConfig
@@ -233,7 +234,7 @@ class Remote:
 
     async def host_mounts(self, backend: SSHBackend) -> str:
         """/proc/self/mountinfo as the host's sessions see it (sshd has its own mount namespace)."""
-        r = await backend.ssh_transport("a", "root").run("cat /proc/self/mountinfo\n", 10)
+        r = await backend.ssh_transport(HostLogin("a", "root")).run("cat /proc/self/mountinfo\n", 10)
         assert r.exit_status == 0, r.stderr
         return r.stdout
 

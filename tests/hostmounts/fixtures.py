@@ -16,6 +16,7 @@ from hubtools.ports import free_port
 from s3 import REGION
 from sshhosts import SSHLab, available
 
+from gridspawner.backends.host.placement import HostLogin
 from gridspawner.mounts.hostcmd import unmount_fragment, wrap
 
 from . import ACCESS, SECRET, Local, Remote, force_unmount_below
@@ -115,7 +116,7 @@ async def remote(lab):
                 pass
     for b in env.backends[:1]:
         try:  # whatever a failing test left mounted on the host
-            await b.ssh_transport("a", "root").run(wrap(unmount_fragment(str(env.session_dir()))), 20)
+            await b.ssh_transport(HostLogin("a", "root")).run(wrap(unmount_fragment(str(env.session_dir()))), 20)
         except Exception:
             pass
     for b in env.backends:

@@ -46,6 +46,8 @@ import gridspawner.backends.host.ledger as _ledger
 import gridspawner.backends.host.ssh_transport as _ssh_transport
 import gridspawner.backends.host.transport as _transport
 import gridspawner.backends.kubernetes.backend as _k8s
+import gridspawner.backends.kubernetes.connection as _k8s_connection
+import gridspawner.backends.kubernetes.readiness as _k8s_readiness
 
 _CRASH_FILE = _os.path.join(_settings["workdir"], "crash-at")
 
@@ -98,12 +100,15 @@ _inject(_HB, "stop", "stop_begin", before=True)
 _inject(_HB, "stop", "stop_end")
 
 _KB = _k8s.KubernetesBackend
-_inject(_KB, "_create", "after_secret", when=lambda self, fn, manifest, launch_id, what, *a, **k: what == "secret")
-_inject(_KB, "_create", "after_pod", when=lambda self, fn, manifest, launch_id, what, *a, **k: what == "pod")
-_inject(_KB, "_until_ready", "after_ready")
+_KC = _k8s_connection.ClusterConnection
+_inject(_KC, "create", "after_secret", kind="kubernetes",
+        when=lambda self, fn, manifest, launch_id, what, *a, **k: what == "secret")
+_inject(_KC, "create", "after_pod", kind="kubernetes",
+        when=lambda self, fn, manifest, launch_id, what, *a, **k: what == "pod")
+_inject(_k8s_readiness.Readiness, "until_ready", "after_ready", kind="kubernetes")
 _inject(_KB, "launch", "before_return")
 _inject(_KB, "stop", "stop_begin", before=True)
-_inject(_KB, "_delete", "stop_pod_deleting", when=lambda self, what, *a, **k: what == "pod")
+_inject(_KC, "delete", "stop_pod_deleting", kind="kubernetes", when=lambda self, what, *a, **k: what == "pod")
 _inject(_KB, "stop", "stop_end")
 '''
 

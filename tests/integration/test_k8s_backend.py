@@ -272,7 +272,7 @@ async def test_dropped_watches_and_410_still_see_readiness(emu_factory):
         emu.drop_watches(abrupt=False)  # resuming from a compacted version → 410 → one re-list
         launch = await asyncio.wait_for(task, 15)
         assert launch.url.startswith("http://127.")  # the emulator gives pods loopback addresses
-        assert backend._pods.relists_after_gone + backend._events.relists_after_gone >= 1
+        assert backend.watches.pods.relists_after_gone + backend.watches.events.relists_after_gone >= 1
         await backend.stop(launch)
     finally:
         await backend.close()
@@ -379,12 +379,12 @@ async def test_poll_removes_an_ended_pod_the_watch_left_to_its_launch(emu, backe
     backend = backends()
     launch = await backend.launch(context(), request())
     pod = launch.state["pod"]
-    backend._launching[pod] += 1  # as if the launch of this name were still running
+    backend.in_flight.add(pod)  # as if the launch of this name were still running
     emu.exit_container(NS, pod, code=1)
     assert await _until(lambda: (emu.get("pods", NS, pod) or {}).get("status", {}).get("phase") == "Failed")
     await asyncio.sleep(0.2)
     assert emu.get("pods", NS, pod) is not None, "the watch leaves a launch's pod alone"
-    backend._launching[pod] -= 1
+    backend.in_flight.done(pod)
     assert await backend.poll(launch) == 1
     assert await _until(lambda: leftovers(emu) == []), leftovers(emu)
 
@@ -580,7 +580,7 @@ async def test_unreachable_cluster_is_a_clear_error():
     emu = Emulator(NODES, namespaces=("default", NS)).start()
     backend = make_backend(emu, api_timeout=1, api_retries=1)
     try:
-        await backend._api()  # credentials read; then the API server goes away
+        await backend.connection.api()  # credentials read; then the API server goes away
         emu.stop()
         with pytest.raises(BackendError, match="does not answer"):
             await backend.launch(context(), request())
@@ -642,7 +642,7 @@ async def test_the_sweep_never_deletes_the_secret_of_a_launch_in_flight(emu, bac
     names = server_names("alice", "")
     started = asyncio.Event()
     release = asyncio.Event()
-    real_create = backend._create
+    real_create = backend.connection.create
 
     async def slow_create(fn, manifest, launch_id, what, wait_gone=None):
         out = await real_create(fn, manifest, launch_id, what, wait_gone)
@@ -651,15 +651,15 @@ async def test_the_sweep_never_deletes_the_secret_of_a_launch_in_flight(emu, bac
             await release.wait()
         return out
 
-    monkeypatch.setattr(backend, "_create", slow_create)
+    monkeypatch.setattr(backend.connection, "create", slow_create)
     task = asyncio.create_task(backend.launch(context(), request()))
     await asyncio.wait_for(started.wait(), 10)
-    await backend._sweep_orphan_secrets()  # as if the first list happened right now
+    await backend.secrets.sweep(backend.watches.pods)  # as if the first list happened right now
     assert emu.get("secrets", NS, names.secret) is not None
     release.set()
     launch = await asyncio.wait_for(task, 10)
     assert emu.get("secrets", NS, names.secret) is not None
-    await backend._sweep_orphan_secrets()  # the pod exists now
+    await backend.secrets.sweep(backend.watches.pods)  # the pod exists now
     assert emu.get("secrets", NS, names.secret) is not None
     await backend.stop(launch)
 

@@ -24,6 +24,7 @@ from sshhosts.backend_env import Env, context, env_fixture, lab_fixture, launch,
 
 from gridspawner.backends.base import BackendError, Unreachable  # noqa: E402
 from gridspawner.backends.host.transport import HostUnreachable, TransportError  # noqa: E402
+from gridspawner.backends.host.placement import HostLogin  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
@@ -72,7 +73,7 @@ async def test_every_operation_on_a_dark_host_times_out_within_connect_timeout(e
     r = await launch(env, backend, context(user="darkops"), request())
     assert r.state["host"] == "b"
     b = lab.hosts["b"]
-    transport = backend.ssh_transport("b", "root")
+    transport = backend.ssh_transport(HostLogin("b", "root"))
     timings: dict[str, float] = {}
 
     async def relay_get():

@@ -199,7 +199,7 @@ async def test_forged_claims_neither_block_a_gpu_nor_free_a_held_one(env, accoun
     print(f"\nthe free GPU was handed out {time.monotonic() - t0:.1f} s after eve's forgeries (ledger_grace 2 s)")
     assert r.gpus[0].uuid == free.uuid and r.gpus[0].uuid != taken.uuid
     # the claims were judged, not trusted: the probe shows eve's files as what they are
-    states = {e.name: (e.state, e.account) for e in (await short._probe("a")).entries}
+    states = {e.name: (e.state, e.account) for e in (await short._probe(short.probe_login("a"))).entries}
     assert states[f"{fk}@1"] == ("forged", accounts["eve"])  # alice's pid is not eve's process
     assert states[f"{fk}@2"] == ("forged", accounts["eve"])  # pid 1 is root's
     assert states[f"{tk}@7"][0] in ("pending", "stale")  # never a way to free alice's GPU
@@ -226,7 +226,7 @@ async def test_a_live_claim_of_eves_own_holds_a_gpu_and_names_her(env, accounts)
         eve(accounts, f"printf 'uuid={first.uuid}\\nentry=eve\\nhold={pid} {start}\\n' >{env.ledger_dir}/{k}@1")
         r, _ = await spawn(env, b, accounts["alice"])
         assert r.gpus[0].uuid != first.uuid
-        entries = {e.name: e for e in (await b._probe("a")).entries}
+        entries = {e.name: e for e in (await b._probe(b.probe_login("a"))).entries}
         assert (entries[f"{k}@1"].state, entries[f"{k}@1"].account) == ("held", accounts["eve"])
         await stop(env, b, r)
     finally:

@@ -6,6 +6,7 @@ import pytest
 
 from gridspawner.backends.base import BackendError
 from gridspawner.backends.kubernetes import KubernetesBackend
+from gridspawner.backends.kubernetes.readiness import scheduler_says_never
 from gridspawner.backends.kubernetes.settings import parse_settings
 from gridspawner.request import LaunchRequest
 from gridspawner.catalog import build_catalog
@@ -30,12 +31,12 @@ MAYBE_LATER = [
 
 @pytest.mark.parametrize("message", NEVER)
 def test_scheduler_says_never(message):
-    assert KubernetesBackend._scheduler_says_never(message)
+    assert scheduler_says_never(message)
 
 
 @pytest.mark.parametrize("message", MAYBE_LATER)
 def test_scheduler_shortages_may_resolve(message):
-    assert not KubernetesBackend._scheduler_says_never(message)
+    assert not scheduler_says_never(message)
 
 
 def backend(**raw):

@@ -3,14 +3,14 @@ host and Kubernetes backends deliver them (schema-valid pod, admin env never rep
 
 from __future__ import annotations
 
-import logging
 import time
 
 import kubernetes_validate
 import pytest
 
 from gridspawner import server_env
-from gridspawner.backends.base import LaunchContext
+from gridspawner.backends.host.launch_env import server_environment
+from gridspawner.backends.host.placement import HostLogin, Placement
 from gridspawner.backends.host.settings import parse_host_image
 from gridspawner.backends.kubernetes.objects import build_pod, server_names
 from gridspawner.backends.kubernetes.settings import parse_image, parse_settings
@@ -100,19 +100,15 @@ def test_stop_warnings_setting():
         assert e.value.key == key
 
 
-def context(env: dict) -> LaunchContext:
-    return LaunchContext(user="alice", server_name="", slug="alice-1", env=env, cmd=("jupyterhub-singleuser",),
-                         args=(), log=logging.getLogger("test"))
-
-
 def test_host_backend_delivers_the_facts():
     settings = LocalBackend.parse_settings("lab", {"host_name": "gpu-7", "env": {"HF_HOME": "/cache"}}, "k")
     image = parse_host_image("torch", {"env": {"OTHER": "1"}}, "k")
-    backend = LocalBackend("lab", settings)
-    gpus = [GPU(1, "GPU-b", "NVIDIA A10", 23028), GPU(3, "GPU-d", "Tesla T4", 15360)]
+    gpus = (GPU(1, "GPU-b", "NVIDIA A10", 23028), GPU(3, "GPU-d", "Tesla T4", 15360))
+    placement = Placement(HostLogin("gpu-7", "lab"), gpus)
     # (a hub-wide c.Spawner.environment could hold a stale GRIDSPAWNER_HOST: placement wins)
-    env = backend._env(context(dict(FACTS, JUPYTERHUB_USER="alice", GRIDSPAWNER_HOST="x")), image, gpus, "gpu-7",
-                       "/tmp/s/alice-1")
+    hub_env = dict(FACTS, JUPYTERHUB_USER="alice", GRIDSPAWNER_HOST="x", **{"BAD-NAME": "1"})
+    env, skipped = server_environment(hub_env, settings.env, image.env, placement, "/tmp/s/alice-1")
+    assert skipped == ["BAD-NAME"] and "BAD-NAME" not in env
     assert env["GRIDSPAWNER_BACKEND"] == "lab"
     assert env["GRIDSPAWNER_DEADLINE"] == "1767225600"
     assert env["GRIDSPAWNER_HOST"] == "gpu-7"

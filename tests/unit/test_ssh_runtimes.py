@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridspawner.backends.ssh.backend import _rebase
+from gridspawner.backends.ssh.server_setup import _rebase
 from gridspawner.backends.ssh.runtimes import DOCKER_WRAPPER, PODMAN_WRAPPER, Runtime, combined_prefix, server_command
 from gridspawner.backends.ssh.settings import SSHImage, image_for
 

@@ -9,32 +9,42 @@ server's unix socket. Subclasses say which hosts exist and how to reach them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import math
 import socket
 import time
 from abc import abstractmethod
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from ...gpu import GPU, GPUProbeError, describe, min_mib, place
+from ...gpu import GPUProbeError, describe, place
 from ...mounts.hostcmd import S3Secret
-from ...server_env import PREFIX as FACTS_PREFIX, placement_env, stops_file_env
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
+from .down_hosts import DownHosts
 from .inventory import Inventory, parse_probe
+from .launch_env import data_dir_name, launch_spec, server_environment
 from .ledger import LedgerProblem
-from .mount_reports import describe_mount, log_cleanup, markers, mount_failure, spec_of
+from .mount_reports import describe_mount, log_cleanup, markers, spec_of
+from .placement import Candidate, HostLogin, Placement, describe_limits, shortage
 from .reconcile import HostReconcileMixin
 from .refusals import Refusals
+from .saved_state import check_state, claims_of, launch_of, relay_url, saved_state
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
+from .start_answers import leftover_pid, listening, started
 from .transport import Forward, HostUnreachable, LoginRefused, RunResult, Transport, TransportError
 
-STATE_VERSION = 1
-_STATE_KEYS = ("host", "session_dir", "socket", "pid", "relay_port")
+if TYPE_CHECKING:
+    from ...request import LaunchRequest
 
 
 class HostBackend(HostReconcileMixin, Backend):
-    """The host backend, generic over its transport. ``settings`` is a `HostSettings`."""
+    """The host backend, generic over its transport. ``settings`` is a `HostSettings`.
+
+    Each step is given where it runs as a value: a `HostLogin` (host and account) for a
+    script, a `Placement` (login, GPUs, claim files) for a launch; a running server's login
+    is read back from its saved state (`login_of`)."""
 
     settings: HostSettings
     #: how often a claim that lost a race (another hub took a GPU meanwhile) is re-placed
@@ -46,6 +56,7 @@ class HostBackend(HostReconcileMixin, Backend):
         super().__init__(name, settings, tolerance=tolerance)
         self._locks: dict[str, asyncio.Lock] = {}
         self._forwards: dict[str, Forward] = {}  # session dir -> forward
+        self._down = DownHosts()
         self._init_reconcile()
 
     # ------------------------------------------------------------------ what subclasses provide
@@ -54,21 +65,73 @@ class HostBackend(HostReconcileMixin, Backend):
         """The hosts to place on, in order of preference."""
 
     @abstractmethod
-    async def transport(self, host: str) -> Transport:
-        """The (pooled) transport to ``host``; raises BackendError when it is unreachable."""
+    async def transport(self, login: HostLogin) -> Transport:
+        """The (pooled) transport to ``login``; raises BackendError when it is unreachable."""
+
+    def account_for(self, host: str, user: str | None) -> str:
+        """The account ``user`` (a hub user; None: background work such as probes) runs as on
+        ``host``. The hub's machine: the hub's own account."""
+        return getpass.getuser()
+
+    def session_root(self, login: HostLogin) -> str:
+        """The session root on ``login.host`` for ``login.account``."""
+        return self.settings.session_root
 
     def owner(self) -> str:
         """Who holds a ledger entry (shown to admins reading the ledger)."""
         return f"{getpass.getuser()}@{socket.gethostname()} backend {self.name}"
 
-    # ------------------------------------------------------------------ helpers
-    def _lock(self, host: str) -> asyncio.Lock:
-        return self._locks.setdefault(host, asyncio.Lock())
+    def ledger_shared(self, host: str) -> bool:
+        """Whether several accounts of this backend write ``host``'s ledger (then only a
+        directory root owns is safe: see `ledger`). The hub's machine: one account."""
+        return False
 
-    async def _run(self, host: str, script: str, what: str, timeout: float | None = None) -> RunResult:
-        """Run a script on ``host``. Never logs the script (the launch script holds a token)."""
+    def limits_resources(self, host: str) -> bool:
+        """Whether servers on ``host`` are held to the request's ``cpu`` / ``memory``: the
+        backend's `resource_limits` answer (the ssh kind asks the host's runtime)."""
+        return self.resource_limits(self.settings) == "all"
+
+    def down_grace(self) -> float:
+        """Seconds a host that does not answer a poll still counts as running its servers;
+        after that they are declared stopped (and stopped for good once the host answers
+        again). The hub's machine: forever (a failed poll there is no dead server)."""
+        return math.inf
+
+    async def _candidates(self, ctx: LaunchContext, request: LaunchRequest, reasons: Refusals) -> list[Candidate]:
+        """The hosts to try for a launch, best first, as ``ctx.user``'s account (the ssh kind
+        ranks them by best fit across hosts); a host left out gets its reason in ``reasons``."""
+        return [Candidate(HostLogin(h, self.account_for(h, ctx.user))) for h in self.hosts()]
+
+    async def _prepare(self, ctx: LaunchContext, placement: Placement, request: LaunchRequest,
+                       spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
+        """Adapt the launch to its host (the ssh kind: runtime, hub API tunnel, certificates);
+        returns the spec to run and extra JSON-able state to save. Default: as is."""
+        return spec, {}
+
+    async def _reattach(self, transport: Transport, state: dict) -> None:
+        """After a hub restart, rebuild what a server needs besides its relay (the ssh kind:
+        the hub API tunnel). Default: nothing."""
+
+    def _release_tunnels(self, session_dir: str) -> None:
+        """The server of ``session_dir`` has ended: drop what only it held (the ssh kind: its
+        hub API tunnel). Default: nothing."""
+
+    # ------------------------------------------------------------------ helpers
+    def probe_login(self, host: str) -> HostLogin:
+        """Where background probes of ``host`` run (the probe account)."""
+        return HostLogin(host, self.account_for(host, None))
+
+    def login_of(self, state: dict) -> HostLogin:
+        """Where a running server's scripts run: the account in its saved state (a state
+        saved without one: the account background work uses)."""
+        host = state["host"]
+        return HostLogin(host, state.get("account") or self.account_for(host, None))
+
+    async def _run(self, login: HostLogin, script: str, what: str, timeout: float | None = None) -> RunResult:
+        """Run a script at ``login``. Never logs the script (the launch script holds a token)."""
         timeout = self.settings.command_timeout if timeout is None else timeout
-        transport = await self.transport(host)
+        host = login.host
+        transport = await self.transport(login)
         try:
             return await transport.run(script, timeout)
         except asyncio.TimeoutError:
@@ -80,21 +143,18 @@ class HostBackend(HostReconcileMixin, Backend):
         except TransportError as e:
             raise BackendError(f"{what} on {host} failed: {e}") from None
 
-    def ledger_shared(self, host: str) -> bool:
-        """Whether several accounts of this backend write ``host``'s ledger (then only a
-        directory root owns is safe: see `ledger`). The hub's own machine: one account."""
-        return False
-
-    async def _probe(self, host: str, nvidia_smi: Sequence[str] | None = None) -> Inventory:
-        s = self.settings
+    async def _probe(self, login: HostLogin, nvidia_smi: Sequence[str] | None = None) -> Inventory:
+        """What ``login.host`` has (GPUs, ledger claims, ``login.account``'s sessions)."""
+        s, host = self.settings, login.host
         script = scripts.probe_script(nvidia_smi or s.nvidia_smi, s.ledger_dir, shared=self.ledger_shared(host),
-                                      grace=s.ledger_grace, session_root=self._session_root(None, host))
-        result = await self._run(host, script, "probing GPUs")
+                                      grace=s.ledger_grace, session_root=self.session_root(login))
+        result = await self._run(login, script, "probing GPUs")
         try:
             inv = parse_probe(result.stdout)
         except GPUProbeError as e:
             raise BackendError(f"cannot read the GPUs of {host}: {e}") from None
         self._remember_probe(host, inv)  # what a look for orphans reads (`reconcile`)
+        self._reap_abandoned(host)
         return inv
 
     def _ledger_error(self, host: str, problem: LedgerProblem) -> BackendError:
@@ -103,71 +163,44 @@ class HostBackend(HostReconcileMixin, Backend):
 
     def _host_capacity(self, host: str, inv: Inventory) -> HostCapacity:
         """What the form and the metrics show for ``host`` (an unsafe ledger: its error)."""
-        name = self.display_host(host)
         if inv.ledger_problem is not None:
-            return HostCapacity(name=name, gpus=inv.gpus, error=str(self._ledger_error(host, inv.ledger_problem)))
-        return HostCapacity(name=name, gpus=inv.gpus, free=frozenset(g.uuid for g in inv.free()))
-
-    def _url(self, port: int) -> str:
-        host = self.settings.relay_host
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            return HostCapacity(name=host, gpus=inv.gpus, error=str(self._ledger_error(host, inv.ledger_problem)))
+        return HostCapacity(name=host, gpus=inv.gpus, free=frozenset(g.uuid for g in inv.free()))
 
     # ------------------------------------------------------------------ placement
-    def _shortage(self, host: str, request: Any, inv: Inventory) -> str:
-        count, gb = request.gpus, request.gpu_memory
-        if not inv.gpus:
-            return f"{host} has no GPUs" + ("" if inv.has_nvidia_smi else " (no nvidia-smi found)")
-        need = min_mib(gb, self.tolerance)
-        free = sum(1 for g in inv.free() if g.memory_total_mib >= need)
-        size = f" with ≥ {gb} GB" if gb else ""
-        return f"{count} GPU{'s' if count != 1 else ''}{size} requested, {free} free on {host}"
-
-    async def _host_order(self, ctx: LaunchContext, request: Any, reasons: Refusals) -> list[str]:
-        """The hosts to try, best first (the ssh kind ranks them by best fit across hosts);
-        a host left out gets its reason recorded in ``reasons``."""
-        return list(self.hosts())
-
-    async def _place_and_claim(self, ctx: LaunchContext, request: Any, entry: str
-                               ) -> tuple[str, tuple[GPU, ...], tuple[str, ...]]:
-        """(host, GPUs, the claim files made for them in the host's ledger)."""
+    async def _place_and_claim(self, ctx: LaunchContext, request: LaunchRequest, entry: str) -> Placement:
+        """Where the launch runs: the first candidate whose GPUs fit and could be claimed."""
         if not self.hosts():
             raise BackendError("this backend has no hosts configured")
         reasons = Refusals()
-        hosts = await self._host_order(ctx, request, reasons)
+        candidates = await self._candidates(ctx, request, reasons)
         if request.gpus <= 0:
-            if hosts:
-                return hosts[0], (), ()
+            if candidates:
+                return Placement(candidates[0].login)
             raise reasons.error()
-        for host in hosts:
-            claimed = await self._claim_on(ctx, request, entry, host, reasons, self._probed(host))
-            if claimed is not None:
-                return host, *claimed
+        for candidate in candidates:
+            placement = await self._claim_on(ctx, request, entry, candidate, reasons)
+            if placement is not None:
+                return placement
         raise reasons.error()
 
-    def _probed(self, host: str) -> Inventory | None:
-        """An inventory `_host_order` just probed for this launch (None: probe under the lock)."""
-        return None
-
-    async def _claim_on(
-        self, ctx: LaunchContext, request: Any, entry: str, host: str, reasons: Refusals,
-        inventory: Inventory | None = None,
-    ) -> tuple[tuple[GPU, ...], tuple[str, ...]] | None:
-        """Place on ``host`` and claim in its ledger: (GPUs, claim files); None (its reason
-        recorded) when it cannot.
-        ``inventory``: a probe just made, used for the first attempt (the claim itself is
-        atomic on the host: a GPU taken since is a conflict, and the host is probed again)."""
-        s = self.settings
+    async def _claim_on(self, ctx: LaunchContext, request: LaunchRequest, entry: str, candidate: Candidate,
+                        reasons: Refusals) -> Placement | None:
+        """Place on the candidate's host and claim in its ledger; None (its reason recorded)
+        when it cannot. The candidate's inventory (a probe just made) serves the first
+        attempt: the claim itself is atomic on the host, so a GPU taken since is a conflict,
+        and the host is probed again."""
+        s, login, inventory = self.settings, candidate.login, candidate.inventory
+        host = login.host
         # one claim at a time per host from this hub: no needless ledger conflicts
-        async with self._lock(host):
+        async with self._locks.setdefault(host, asyncio.Lock()):
             for _ in range(self.claim_attempts):
                 if inventory is not None:
                     inv, inventory = inventory, None
                 else:
                     ctx.progress(f"probing GPUs on {host}")
                     try:
-                        inv = await self._probe(host)
+                        inv = await self._probe(login)
                     except BackendError as e:
                         reasons.failure(e)
                         return None
@@ -177,18 +210,19 @@ class HostBackend(HostReconcileMixin, Backend):
                 gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance,
                              taken=inv.claimed_except(entry, self.hub_id))
                 if gpus is None:
-                    reasons.shortage(self._shortage(host, request, inv))
+                    reasons.shortage(shortage(host, request, inv, self.tolerance))
                     return None
                 ctx.progress(f"placing: {host}, {describe(gpus)}")
+                placed = Placement(login, tuple(gpus))
                 script = ledger.claim_script(
-                    s.ledger_dir, entry, scripts.uuids_of(gpus), owner=self.owner(), user=ctx.user,
-                    session_dir=self._session_root(ctx, host).rstrip("/") + "/" + ctx.slug,
+                    s.ledger_dir, entry, placed.gpu_uuids, owner=self.owner(), user=ctx.user,
+                    session_dir=self.session_root(login).rstrip("/") + "/" + ctx.slug,
                     grace=s.ledger_grace, shared=self.ledger_shared(host), hub=self.hub_id, backend=self.name,
                 )
-                result = await self._run(host, script, "claiming GPUs")
+                result = await self._run(login, script, "claiming GPUs")
                 files = ledger.claimed_files(result.stdout)
                 if result.exit_status == 0 and files:
-                    return gpus, files
+                    return Placement(login, placed.gpus, tuple(files))
                 unsafe = scripts.parse_marker(result.stdout, "ledger-unsafe")
                 if unsafe is not None:
                     reasons.failure(self._ledger_error(host, LedgerProblem.parse(unsafe)))
@@ -202,65 +236,29 @@ class HostBackend(HostReconcileMixin, Backend):
         reasons.shortage(f"the GPUs on {host} kept being claimed by other sessions; try again")
         return None
 
-    def _session_root(self, ctx: LaunchContext | None, host: str) -> str:
-        """The session root on ``host`` for ``ctx.user`` (the ssh kind: per remote account;
-        ``ctx`` None: the account running now)."""
-        return self.settings.session_root
-
-    def start_budget(self, request: Any) -> float:
+    def start_budget(self, request: LaunchRequest) -> float:
         """Placement (a probe and a claim per attempt), the launch script (plus
         ``mount_timeout`` when there are data mounts), waiting ``start_wait`` for the socket,
         and a few more commands (leftover session, port forward), each bounded by
         ``command_timeout``."""
         s = self.settings
         commands = 2 * self.claim_attempts + 4
-        return s.start_wait + commands * s.command_timeout + (s.mount_timeout if getattr(request, "mounts", ()) else 0)
+        return s.start_wait + commands * s.command_timeout + (s.mount_timeout if request.mounts else 0)
 
     def _ledger_entry(self, slug: str) -> str:
         """Session ``slug``'s name in the ledger: from the configured root (for the ssh kind a
         template), which is the same string on every host, so it is named before placement."""
         return scripts.ledger_entry_name(self.settings.session_root.rstrip("/") + "/" + slug, slug)
 
-    def limits_resources(self, host: str) -> bool:
-        """Whether servers on ``host`` are held to the request's ``cpu`` / ``memory``: the
-        backend's `resource_limits` answer (the ssh kind asks the host's runtime)."""
-        return self.resource_limits(self.settings) == "all"
-
-    async def _prepare(self, ctx: LaunchContext, host: str, request: Any, spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
-        """Adapt the launch to ``host`` (the ssh kind: runtime, hub API tunnel, certificates);
-        returns the spec to run and extra JSON-able state to save. Default: as is."""
-        return spec, {}
-
     # ------------------------------------------------------------------ lifecycle
-    def _env(self, ctx: LaunchContext, image: HostImage, gpus: Sequence[GPU], host: str,
-             session_dir: str) -> dict[str, str]:
-        """The server's environment: the hub's, the backend's and the image's ``env``, then
-        what no admin setting replaces: JupyterHub's variables, gridspawner's facts
-        (`gridspawner.server_env`: the spawner's, then where this launch placed the server)
-        and the GPUs in ``CUDA_VISIBLE_DEVICES``."""
-        env: dict[str, str] = {}
-        for k, v in ctx.env.items():
-            if scripts.env_name_ok(k):
-                env[k] = str(v)
-            else:
-                self.log.warning("%s: skipping environment variable with an invalid name %r", ctx.user, k)
-        env.update(self.settings.env)
-        env.update(image.env)
-        env.update({k: str(v) for k, v in ctx.env.items()
-                    if k.startswith(("JUPYTERHUB_", FACTS_PREFIX)) and scripts.env_name_ok(k)})
-        env.update(placement_env(self.display_host(host), gpus))
-        env.update(stops_file_env(session_dir))
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(scripts.uuids_of(gpus))
-        return env
-
-    async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
+    async def launch(self, ctx: LaunchContext, request: LaunchRequest) -> Launch:
         with self._launching(ctx.slug):  # in flight until it returns: never reclaimed as an orphan
             await self._wait_reclaim(ctx.slug)
             return await self._launch(ctx, request)
 
-    async def _launch(self, ctx: LaunchContext, request: Any) -> Launch:
+    async def _launch(self, ctx: LaunchContext, request: LaunchRequest) -> Launch:
         s = self.settings
-        image = getattr(request, "image_settings", None) or HostImage()
+        image = request.image_settings or HostImage()
         try:
             slug = scripts.check_slug(ctx.slug)
         except ValueError as e:
@@ -268,34 +266,22 @@ class HostBackend(HostReconcileMixin, Backend):
         if len(slug) > MAX_SLUG:
             raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
         entry = self._ledger_entry(slug)
-        host, gpus, claims = await self._place_and_claim(ctx, request, entry)
-        session_root = self._session_root(ctx, host)
+        placement = await self._place_and_claim(ctx, request, entry)
+        login, gpus, claims = placement.login, placement.gpus, placement.claims
+        host = login.host
+        session_root = self.session_root(login)
         session_dir = session_root.rstrip("/") + "/" + slug
-        claimed = bool(claims)
         pid: int | None = None
         data_link: str | None = None
-        extra_state: dict = {}
         mounts = tuple(ctx.mounts or ())
-        data_name = getattr(ctx.storage, "data_dir", None) or "data"
+        data_name = data_dir_name(ctx)
         try:
-            spec = LaunchSpec(
-                session_root=session_root,
-                slug=slug,
-                notebook_dir=s.notebook_dir_for(ctx.user),
-                env=self._env(ctx, image, gpus, host, session_dir),
-                cmd=tuple(image.cmd or ctx.cmd) + tuple(ctx.args),
-                prefix=image.prefix,
-                ledger_dir=s.ledger_dir if claimed else None,
-                ledger_entry=entry if claimed else None,
-                ledger_claims=claims,
-                mounts=mounts,
-                mount_tool=getattr(ctx.storage, "tool", None) or "rclone",
-                data_link=data_name if mounts else None,
-                flush_wait=s.flush_timeout,
-                hub=self.hub_id,
-                backend=self.name,
-            )
-            spec, extra_state = await self._prepare(ctx, host, request, spec)
+            env, skipped = server_environment(ctx.env, s.env, image.env, placement, session_dir)
+            for name in skipped:
+                self.log.warning("%s: skipping environment variable with an invalid name %r", ctx.user, name)
+            spec = launch_spec(s, ctx, image, placement, session_root=session_root, slug=slug, entry=entry,
+                               env=env, hub=self.hub_id, backend=self.name)
+            spec, extra_state = await self._prepare(ctx, placement, request, spec)
             limits = describe_limits(request)
             if limits and not self.limits_resources(host):  # say so rather than pretend
                 ctx.progress(f"{limits}: not enforced on {host} (the server may use the whole machine)")
@@ -303,13 +289,13 @@ class HostBackend(HostReconcileMixin, Backend):
             for m, text in zip(mounts, described):
                 ctx.progress(f"{'copying' if m.mode == 'copy' else 'mounting'} data: {text}")
             ctx.progress("starting server")
-            pid, data_link = await self._start(ctx, host, spec, described)
+            pid, data_link = await self._start(ctx, login, spec, described)
             ctx.progress(f"server process {pid} started")
-            await self._wait_started(ctx, host, session_dir, pid)
-            forward = await (await self.transport(host)).forward(spec.socket_path, s.relay_host)
+            await self._wait_started(ctx, login, session_dir, pid)
+            forward = await (await self.transport(login)).forward(spec.socket_path, s.relay_host)
         except BaseException as e:
             # leave nothing behind: the process, the data mounts, the session directory, the GPU claim
-            cleanup = asyncio.ensure_future(self._cleanup(host, session_dir, pid, claims, data_link))
+            cleanup = asyncio.ensure_future(self._cleanup(login, session_dir, pid, claims, data_link))
             try:
                 await asyncio.shield(cleanup)
             except BaseException:
@@ -319,27 +305,16 @@ class HostBackend(HostReconcileMixin, Backend):
             raise
         await self._drop_forward(session_dir)  # a leftover of this session's previous server
         self._forwards[session_dir] = forward
-        state = {
-            "v": STATE_VERSION,
-            "host": host,
-            "session_dir": session_dir,
-            "socket": spec.socket_path,
-            "pid": pid,
-            "relay_host": s.relay_host,
-            "relay_port": forward.port,
-            "gpus": [g.to_dict() for g in gpus],
-            "ledger_dir": s.ledger_dir,
-            "ledger_claims": list(claims),
-            **extra_state,
-        }
-        if data_link:
-            state["data_link"] = data_link
+        state = saved_state(placement, spec, pid, s.relay_host, forward.port, s.ledger_dir, data_link, extra_state)
         self.log.info("%s: server %r started on %s as pid %d (%s)", ctx.user, ctx.server_name, host, pid, describe(gpus))
-        return Launch(url=self._url(forward.port), state=state, gpus=tuple(gpus), description=f"{host}, {describe(gpus)}")
+        return Launch(url=relay_url(s.relay_host, forward.port), state=state, gpus=tuple(gpus),
+                      description=f"{host}, {describe(gpus)}")
 
-    async def _start(self, ctx: LaunchContext, host: str, spec: LaunchSpec, described: Sequence[str] = ()) -> tuple[int, str | None]:
+    async def _start(self, ctx: LaunchContext, login: HostLogin, spec: LaunchSpec,
+                     described: Sequence[str] = ()) -> tuple[int, str | None]:
         """Run the launch script (data mounts first, when there are any); returns the server's
         pid and the data link made in the notebook directory (None: none)."""
+        host = login.host
         try:
             script = scripts.launch_script(spec)
         except ValueError as e:  # a mount the host tools cannot express; never a secret in it
@@ -349,93 +324,84 @@ class HostBackend(HostReconcileMixin, Backend):
         timeout = s.command_timeout + s.flush_timeout + (s.mount_timeout if spec.mounts else 0)
         what = "mounting data and starting the server" if spec.mounts else "starting the server"
         for attempt in range(2):
-            result = await self._run(host, script, what, timeout)
-            if result.exit_status == scripts.EXIT_MOUNT:
-                raise BackendError(mount_failure(result, spec.mounts, described, host))
-            if result.exit_status == scripts.EXIT_CLAIM_LOST:
-                raise BackendError(f"the GPU claim of this launch on {host} was removed before the server started "
-                                   f"({scripts.parse_marker(result.stdout, 'claim-lost')}); try again")
-            if result.exit_status == scripts.EXIT_MOUNTS_LEFT:
-                left = (scripts.parse_marker(result.stdout, "mounts-left") or "").strip()
-                raise BackendError(f"a data mount of this server's previous run on {host} cannot be unmounted "
-                                   f"({left}); ask the hub admin to unmount it")
-            if result.exit_status == scripts.EXIT_BUSY and attempt == 0:
-                old = scripts.parse_marker(result.stdout, "busy")
+            result = await self._run(login, script, what, timeout)
+            old = leftover_pid(result)
+            if old is not False and attempt == 0:
                 ctx.progress(f"stopping a leftover server of this session (process {old})")
-                stop = scripts.stop_script(spec.session_dir, int(old) if (old or "").isdigit() else None, now=True,
-                                           kill_timeout=s.kill_timeout, flush_wait=s.flush_timeout)
-                result = await self._run(host, stop, "stopping a leftover server", s.kill_timeout + s.flush_timeout + s.command_timeout)
+                stop = scripts.stop_script(spec.session_dir, old, now=True, kill_timeout=s.kill_timeout,
+                                           flush_wait=s.flush_timeout)
+                result = await self._run(login, stop, "stopping a leftover server",
+                                         s.kill_timeout + s.flush_timeout + s.command_timeout)
                 self._report_mounts_left(host, spec.session_dir, result)
                 continue
-            pid = scripts.parse_marker(result.stdout, "pid")
-            if result.exit_status != 0 or not (pid or "").isdigit():
-                raise BackendError(f"could not start the server on {host}: {result.stderr.strip()[-500:] or f'exit {result.exit_status}'}")
-            link = scripts.parse_marker(result.stdout, "data-link") or None
-            if spec.mounts:
-                if link:
-                    ctx.progress(f"data ready in {link}")
-                else:
-                    where = scripts.parse_marker(result.stdout, "data-dir") or f"{spec.session_dir}/data"
-                    ctx.progress(f"data ready in {where} ({spec.data_link!r} in the notebook directory is not ours to replace)")
-                    self.log.warning("%s: %s/%s exists and is no link; data mounts are in %s only",
-                                     ctx.user, spec.notebook_dir, spec.data_link, where)
-            return int(pid), link
-        raise BackendError(f"a previous server of this session on {host} could not be stopped")
+            break
+        server = started(result, spec, described, host)
+        if spec.mounts and server.data_link:
+            ctx.progress(f"data ready in {server.data_link}")
+        elif server.data_dir:
+            ctx.progress(f"data ready in {server.data_dir} ({spec.data_link!r} in the notebook directory is not ours to replace)")
+            self.log.warning("%s: %s/%s exists and is no link; data mounts are in %s only",
+                             ctx.user, spec.notebook_dir, spec.data_link, server.data_dir)
+        return server.pid, server.data_link
 
-    async def _wait_started(self, ctx: LaunchContext, host: str, session_dir: str, pid: int) -> None:
+    async def _wait_started(self, ctx: LaunchContext, login: HostLogin, session_dir: str, pid: int) -> None:
         wait = self.settings.start_wait
-        result = await self._run(host, scripts.wait_script(session_dir, pid, wait), "waiting for the server", wait + self.settings.command_timeout)
-        if scripts.parse_marker(result.stdout, "ready") is not None:
-            ctx.progress("server is listening")
-            return
-        if scripts.parse_marker(result.stdout, "dead") is not None:
-            tail = result.stdout.split("@@dead", 1)[1].strip()
-            raise BackendError("the server exited during start-up" + (f"; the end of its log:\n{tail}" if tail else ""))
-        ctx.progress("server is still starting")
+        result = await self._run(login, scripts.wait_script(session_dir, pid, wait), "waiting for the server",
+                                 wait + self.settings.command_timeout)
+        ctx.progress("server is listening" if listening(result) else "server is still starting")
 
-    async def _cleanup(self, host: str, session_dir: str, pid: int | None, claims: Sequence[str] = (),
+    async def _cleanup(self, login: HostLogin, session_dir: str, pid: int | None, claims: Sequence[str] = (),
                        data_link: str | None = None) -> None:
+        """Remove what a failed launch made at ``login`` (never raises: logs a failure)."""
+        self._release_tunnels(session_dir)
         s = self.settings
         script = scripts.stop_script(session_dir, pid, ledger_dir=s.ledger_dir if claims else None, ledger_claims=claims,
                                      kill_timeout=s.kill_timeout, now=True, data_link=data_link, flush_wait=s.flush_timeout)
         try:
-            result = await self._run(host, script, "cleaning up", s.kill_timeout + s.flush_timeout + s.command_timeout)
+            result = await self._run(login, script, "cleaning up", s.kill_timeout + s.flush_timeout + s.command_timeout)
         except BackendError as e:
-            self.log.error("cleanup of %s on %s failed: %s", session_dir, host, e)
+            self.log.error("cleanup of %s on %s failed: %s", session_dir, login.host, e)
             return
-        self._report_mounts_left(host, session_dir, result)
+        self._report_mounts_left(login.host, session_dir, result)
 
     def _report_mounts_left(self, host: str, session_dir: str, result: RunResult) -> None:
         """Log mounts that could not be unmounted and writes kept because they were not uploaded."""
         log_cleanup(self.log, host, session_dir, result.stdout, self.settings.flush_timeout)
 
     def _check_state(self, state: Any) -> dict:
-        if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
-            raise BackendError(f"saved server state is incomplete (needs {', '.join(_STATE_KEYS)})")
-        if state["host"] not in self.hosts():
-            raise BackendError(f"host {state['host']!r} is no longer configured for backend {self.name!r}")
-        return state
+        return check_state(state, tuple(self.hosts()), self.name)
 
     async def restore(self, state: dict) -> Launch:
+        """Re-attach after a hub restart: the relay on the saved port (created even while the
+        host is down: it works once the host is back), then what `_reattach` rebuilds."""
         state = self._check_state(state)
+        s = self.settings
+        transport = await self.transport(self.login_of(state))
         forward = self._forwards.get(state["session_dir"])
         if forward is None or getattr(forward, "closed", False):
-            transport = await self.transport(state["host"])
             try:
-                forward = await transport.forward(state["socket"], self.settings.relay_host, int(state["relay_port"] or 0))
+                forward = await transport.forward(state["socket"], s.relay_host, int(state["relay_port"] or 0),
+                                                  check=False)
             except (OSError, TransportError) as e:
                 raise BackendError(f"could not forward a port to the server on {state['host']}: {e}") from None
             self._forwards[state["session_dir"]] = forward
-        state = dict(state, relay_port=forward.port, relay_host=self.settings.relay_host)
-        gpus = tuple(GPU.from_dict(g) for g in state.get("gpus") or ())
-        return Launch(url=self._url(forward.port), state=state, gpus=gpus, description=f"{state['host']}, {describe(gpus)}")
+        await self._reattach(transport, state)
+        return launch_of(state, s.relay_host, forward.port)
 
     async def _drop_forward(self, session_dir: str) -> None:
         forward = self._forwards.pop(session_dir, None)
         if forward is not None:
             await forward.close()
 
+    async def _server_gone(self, session_dir: str) -> None:
+        """The server of ``session_dir`` ended or was stopped: its relay and tunnels go."""
+        await self._drop_forward(session_dir)
+        self._release_tunnels(session_dir)
+
     async def poll(self, launch: Launch) -> int | None:
+        """None while running. A host that cannot be reached counts as running for
+        `down_grace` seconds; after that the server is declared stopped (and stopped for
+        good when the host is back, so its GPUs are freed)."""
         st = launch.state
         s = self.settings
         script = scripts.poll_script(st["session_dir"], int(st["pid"]), ledger_dir=st.get("ledger_dir"),
@@ -443,19 +409,49 @@ class HostBackend(HostReconcileMixin, Backend):
                                      ledger_claims=claims_of(st), flush_wait=s.flush_timeout)
         try:
             # a server found gone is cleaned up at once, after its mounts' last uploads
-            result = await self._run(st["host"], script, "checking the server", s.command_timeout + s.flush_timeout)
+            result = await self._run(self.login_of(st), script, "checking the server", s.command_timeout + s.flush_timeout)
         except BackendError as e:
-            # a host we cannot reach right now is not a dead server
-            self.log.warning("poll of %s: %s", st["session_dir"], e)
-            return None
+            return await self._poll_unanswered(st, e)
+        self._down.answered(st["session_dir"])
         if scripts.parse_marker(result.stdout, "running") is not None:
             return None
         self._report_mounts_left(st["host"], st["session_dir"], result)
-        await self._drop_forward(st["session_dir"])
+        await self._server_gone(st["session_dir"])
         return 1
+
+    async def _poll_unanswered(self, st: dict, error: BackendError) -> int | None:
+        grace = self.down_grace()
+        if grace == math.inf:  # a host we cannot reach right now is not a dead server
+            self.log.warning("poll of %s: %s", st["session_dir"], error)
+            return None
+        down = self._down.unanswered(st["session_dir"])
+        if down < grace:
+            self.log.warning("poll of %s: %s (down for %.0f of %g s)", st["session_dir"], error, down, grace)
+            return None
+        self.log.error("%s on %s: host unreachable for %.0f s; declaring the server stopped",
+                       st["session_dir"], st["host"], down)
+        self._down.give_up(st)
+        await self._server_gone(st["session_dir"])
+        return 1
+
+    def _reap_abandoned(self, host: str) -> None:
+        """Stop servers that poll gave up on while ``host`` was down (it answers again)."""
+        states = self._down.take_given_up(host)
+        if not states:
+            return
+
+        async def reap() -> None:
+            for st in states:
+                with contextlib.suppress(Exception):
+                    await self.stop(Launch(url="", state=st), now=True)
+                    self.log.warning("stopped %s on %s: it was declared stopped while the host was down",
+                                     st["session_dir"], host)
+
+        asyncio.ensure_future(reap())
 
     async def stop(self, launch: Launch, now: bool = False) -> None:
         s, st = self.settings, launch.state
+        self._down.answered(st.get("session_dir"))
         script = scripts.stop_script(
             st["session_dir"], st.get("pid"), ledger_dir=st.get("ledger_dir"), ledger_entry=st.get("ledger_entry"),
             interrupt_timeout=s.interrupt_timeout, term_timeout=s.term_timeout, kill_timeout=s.kill_timeout, now=now,
@@ -463,9 +459,9 @@ class HostBackend(HostReconcileMixin, Backend):
         )
         budget = s.kill_timeout + (0 if now else s.interrupt_timeout + s.term_timeout) + s.flush_timeout + s.command_timeout
         try:
-            result = await self._run(st["host"], script, "stopping the server", budget)
+            result = await self._run(self.login_of(st), script, "stopping the server", budget)
         finally:
-            await self._drop_forward(st["session_dir"])
+            await self._server_gone(st["session_dir"])
         self._report_mounts_left(st["host"], st["session_dir"], result)
         how = scripts.parse_marker(result.stdout, "stopped")
         if how is None:
@@ -481,41 +477,23 @@ class HostBackend(HostReconcileMixin, Backend):
             script = scripts.renew_script(st["session_dir"], secrets)
         except ValueError as e:
             raise BackendError(f"cannot renew mount credentials: {e}") from None
-        result = await self._run(st["host"], script, "renewing data mount credentials")
+        result = await self._run(self.login_of(st), script, "renewing data mount credentials")
         return [int(i) for i in markers(result.stdout, "renewed") if i.isdigit()]
 
     async def probe_capacity(self) -> Capacity:
+        """Every host probed at once (as the probe account); a host that cannot be reached
+        is listed with its error (the form shows it as unreachable)."""
         async def one(host: str) -> HostCapacity:
             try:
-                inv = await self._probe(host)
+                inv = await self._probe(self.probe_login(host))
             except BackendError as e:
-                return HostCapacity(name=self.display_host(host), error=str(e))
+                return HostCapacity(name=host, error=str(e))
             return self._host_capacity(host, inv)
 
         hosts = await asyncio.gather(*(one(h) for h in self.hosts()))
         return Capacity(backend=self.name, hosts=tuple(hosts), updated=time.time())
 
-    def display_host(self, host: str) -> str:
-        return host
-
     async def close(self) -> None:
         for session_dir in list(self._forwards):
             await self._drop_forward(session_dir)
 
-
-def claims_of(state: dict) -> tuple[str, ...]:
-    """The claim files in a server's saved state (only plain names: state comes from the hub's
-    database, and a name is put into a path on the host)."""
-    claims = state.get("ledger_claims") or ()
-    return tuple(c for c in claims if isinstance(c, str) and c and "/" not in c and c not in (".", ".."))
-
-
-def describe_limits(request: Any) -> str:
-    """The request's CPU / memory choices as words ("4 CPUs and 16 GB memory"; "" for none)."""
-    parts = []
-    cpu, memory = getattr(request, "cpu", None), getattr(request, "memory", None)
-    if cpu:
-        parts.append(f"{cpu:g} CPU{'s' if cpu != 1 else ''}")
-    if memory:
-        parts.append(f"{memory} GB memory")
-    return " and ".join(parts)

@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ...mounts.hostcmd import HostMount, S3Source
 from . import scripts
 from .transport import RunResult
+
+if TYPE_CHECKING:
+    from ...request import LaunchRequest
 
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -65,8 +68,9 @@ def markers(stdout: str, marker: str) -> list[str]:
     return [ln[len(marker) + 3:].strip() for ln in stdout.splitlines() if ln.startswith(f"@@{marker} ")]
 
 
-def spec_of(request: Any, index: int) -> Any:
-    specs = getattr(request, "mounts", None) or ()
+def spec_of(request: LaunchRequest, index: int) -> Any:
+    """The request's mount spec ``index`` (the order of ``ctx.mounts``); None: none."""
+    specs = request.mounts
     return specs[index] if 0 <= index < len(specs) else None
 
 

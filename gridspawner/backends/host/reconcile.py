@@ -24,11 +24,13 @@ from typing import Any, Callable, Iterable, Iterator
 from ..base import BackendError, Reconciled
 from .inventory import Inventory
 from .orphans import Orphan, find_orphans, parse_reclaim, reclaim_script
+from .placement import HostLogin
 
 
 class HostReconcileMixin:
-    """Orphan sessions on hosts. Needs ``hosts``, ``_probe``, ``_run``, ``ledger_shared`` and
-    ``settings`` of `HostBackend`."""
+    """Orphan sessions on hosts. Needs ``hosts``, ``probe_login``, ``account_for``,
+    ``session_root``, ``_probe``, ``_run``, ``ledger_shared`` and ``settings`` of
+    `HostBackend`; each script runs at an explicit `HostLogin` (the orphan's account)."""
 
     name: str
     hub_id: str
@@ -86,7 +88,7 @@ class HostReconcileMixin:
 
         async def probe(host: str) -> Inventory | None:
             try:
-                return await self._probe(host)
+                return await self._probe(self.probe_login(host))
             except BackendError as e:
                 self.log.debug("no look for orphans on %s now: %s", host, e)
                 return None
@@ -101,17 +103,6 @@ class HostReconcileMixin:
         """Whether this backend would run ``user``'s server on ``host`` as ``account`` (it
         reclaims nothing of an account it does not use). The hub's machine: its own account."""
         return account == getpass.getuser()
-
-    def _as_account(self, account: str) -> contextlib.AbstractContextManager:
-        """Scripts run as ``account`` inside this context (the ssh kind: its connection)."""
-        return contextlib.nullcontext()
-
-    def _account_of(self, host: str, user: str) -> str:
-        """The account ``user``'s servers run as on ``host`` (the hub's machine: its own)."""
-        return getpass.getuser()
-
-    def _session_root_of(self, host: str, account: str) -> str:
-        return self.settings.session_root
 
     # ------------------------------------------------------------------ launches cut short
     def note_cut_short(self, user: str, server_name: str, slug: str) -> None:
@@ -136,7 +127,7 @@ class HostReconcileMixin:
                 continue
             for host in sorted(hosts):
                 try:
-                    account = self._account_of(host, user)
+                    account = self.account_for(host, user)
                 except BackendError:
                     hosts.discard(host)
                     continue
@@ -146,7 +137,7 @@ class HostReconcileMixin:
                 if inv.sessions_account == account:
                     hosts.discard(host)  # its listing shows this account's sessions: the look covers it
                     continue
-                root = self._session_root_of(host, account).rstrip("/")
+                root = self.session_root(HostLogin(host, account)).rstrip("/")
                 todo.append((slug, host, Orphan(host=host, session_dir=f"{root}/{slug}", account=account, user=user,
                                                 why="its launch was cut short (JupyterHub found no state for it)")))
         for slug, host, orphan in todo:
@@ -207,8 +198,7 @@ class HostReconcileMixin:
         budget = s.interrupt_timeout + s.term_timeout + s.kill_timeout + s.flush_timeout + 2 * s.command_timeout
         where = f"{o.session_dir} on {o.host} (account {o.account}" + (f", user {o.user}" if o.user else "") + ")"
         try:
-            with self._as_account(o.account):
-                result = await self._run(o.host, script, "reclaiming an orphaned session", budget)
+            result = await self._run(HostLogin(o.host, o.account), script, "reclaiming an orphaned session", budget)
         except BackendError as e:
             report.errors.append(f"{where}: {e}")
             self.log.warning("could not reclaim the orphaned session %s: %s", where, e)

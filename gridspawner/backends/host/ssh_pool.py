@@ -9,7 +9,7 @@ connection stops answering (a request waits longer than ``connect_timeout``), th
 *down*: further connection attempts to it fail at once, for any account, for a back-off that
 starts at 1 s and doubles up to 10 s; then one attempt is made again. Any success clears it.
 The placement of a spawn does not wait for a down host beyond the hosts that answer (see
-`SSHBackend._host_order`), so one dark host does not delay spawns on the others.
+`ssh.best_fit.probe_all`), so one dark host does not delay spawns on the others.
 
 **Idle connections.** A connection is closed after ``idle_timeout`` seconds without use when
 nothing depends on it: no relay to a server (each server this hub knows has one), no hub API
@@ -26,10 +26,9 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .ssh_transport import SSHTarget, SSHTransport
+from .ssh_target import SSHTarget
+from .ssh_transport import SSHTransport
 
 log = logging.getLogger("gridspawner.host.ssh")
 
@@ -71,8 +70,6 @@ class SSHPool:
         self._closed = False
 
     def transport(self, target: SSHTarget) -> SSHTransport:
-        from .ssh_transport import SSHTransport
-
         t = self._transports.get(target.key)
         if t is None:
             t = self._transports[target.key] = SSHTransport(target, self)

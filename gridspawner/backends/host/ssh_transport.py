@@ -32,73 +32,22 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from .relay import Relay
-from .ssh_pool import SSHPool
-from .transport import HostUnreachable, LoginRefused, RunResult, TransportError
+from .ssh_target import SSHTarget, connect_error
+from .transport import HostUnreachable, RunResult, TransportError
+
+if TYPE_CHECKING:
+    from .ssh_pool import SSHPool
 
 log = logging.getLogger("gridspawner.host.ssh")
 # asyncssh logs every channel (each poll) at INFO; keep the hub's log readable unless the
 # admin configured asyncssh's logger themselves
 if logging.getLogger("asyncssh").level == logging.NOTSET:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where and as whom to connect. ``name`` is the host's name in messages; ``jump`` a
-    gateway to connect through first (its own pooled connection)."""
-
-    name: str
-    address: str
-    port: int
-    username: str
-    known_hosts: str
-    client_keys: tuple[str, ...] | None = None  # None: asyncssh's defaults (~/.ssh/id_*, agent)
-    jump: "SSHTarget | None" = None
-    connect_timeout: float = 10.0
-    keepalive_interval: float = 15.0
-    keepalive_count_max: int = 3
-
-    @property
-    def endpoint(self) -> tuple:
-        """The host as the network sees it (the same for every account): where a failure to
-        answer is recorded."""
-        return (self.address, self.port, self.jump.endpoint if self.jump else None)
-
-    @property
-    def key(self) -> tuple:
-        return (self.address, self.port, self.username, self.client_keys, self.known_hosts,
-                self.jump.key if self.jump else None)
-
-    def where(self) -> str:
-        via = f" via {self.jump.name}" if self.jump else ""
-        return f"{self.name} ({self.username}@{self.address}:{self.port}{via})"
-
-
-def _connect_error(target: SSHTarget, e: BaseException) -> TransportError:
-    """The TransportError (of the right kind) for a failed connect to ``target``."""
-    where = target.where()
-    if isinstance(e, asyncssh.HostKeyNotVerifiable):
-        return TransportError(
-            f"refusing to connect to {where}: its host key is not trusted ({e.reason}). The key is unknown or "
-            f"has changed since it was added to {target.known_hosts}; check the host, then update that file"
-        )
-    if isinstance(e, asyncssh.PermissionDenied):
-        return LoginRefused(f"cannot log in to {where}: the key was refused")
-    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-        return HostUnreachable(f"cannot reach {where}: timed out, no answer within {target.connect_timeout:g} s")
-    if isinstance(e, asyncssh.ConnectionLost):
-        return HostUnreachable(f"cannot reach {where}: the connection was lost ({e.reason})")
-    if isinstance(e, asyncssh.Error):
-        return TransportError(f"SSH connection to {where} failed: {e.reason}")
-    if isinstance(e, OSError):
-        return HostUnreachable(f"cannot reach {where}: {e.strerror or e}")
-    return TransportError(f"SSH connection to {where} failed: {e}")
 
 
 class SSHTransport:
@@ -214,7 +163,7 @@ class SSHTransport:
         try:
             conn = await asyncio.wait_for(asyncssh.connect(t.address, **kwargs), t.connect_timeout)
         except (asyncssh.Error, OSError, asyncio.TimeoutError, ValueError) as e:
-            err = _connect_error(t, e)
+            err = connect_error(t, e)
             log.warning("%s", err)
             raise err from None
         self.pool.handshakes += 1

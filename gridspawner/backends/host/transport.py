@@ -54,9 +54,12 @@ class Transport(Protocol):
         (no variable of the hub's own process leaks into it). Raises TransportError when the
         host cannot be reached, asyncio.TimeoutError after ``timeout`` seconds."""
 
-    async def forward(self, remote_socket_path: str, listen_host: str, listen_port: int = 0) -> Forward:
+    async def forward(self, remote_socket_path: str, listen_host: str, listen_port: int = 0,
+                      check: bool = True) -> Forward:
         """Listen on ``listen_host:listen_port`` (0: any free port; a taken port falls back to
-        a free one) and connect each connection to ``remote_socket_path`` on the host."""
+        a free one) and connect each connection to ``remote_socket_path`` on the host.
+        ``check``: reach the host first, so an unreachable one fails here (False: a relay
+        rebuilt after a hub restart, which works once the host is back)."""
 
     async def close(self) -> None:
         """Close forwards and connections. Servers started on the host keep running."""
@@ -101,7 +104,9 @@ class LocalTransport:
             raise
         return RunResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
-    async def forward(self, remote_socket_path: str, listen_host: str, listen_port: int = 0) -> Relay:
+    async def forward(self, remote_socket_path: str, listen_host: str, listen_port: int = 0,
+                      check: bool = True) -> Relay:
+        """A relay to the local socket (``check``: nothing to connect first here)."""
         relay = await Relay.start(remote_socket_path, listen_host, listen_port, on_close=self._forwards.discard)
         self._forwards.add(relay)
         return relay

@@ -6,9 +6,10 @@
 - ``api``       one API call as JSON, retried with bounded backoff;
 - ``watch``     shared list+watch caches (pods, their events, nodes);
 - ``capacity``  free GPUs per node from the node and pod watches;
-- ``backend``   `KubernetesBackend`, which ties them together: the Backend protocol, with
-  its parts as mixins in ``connection``, ``cluster_watches``, ``secret_cleanup``,
-  ``home_volume``, ``readiness`` (and the pure ``gpu_fit``).
+- ``backend``   `KubernetesBackend`, which ties them together: the Backend protocol,
+  composed of parts that each own their state (``connection``, ``cluster_watches``,
+  ``secret_cleanup``, ``server_cleanup``, ``home_volume``, ``readiness``,
+  ``pod_reconcile``, ``in_flight``; and the pure ``gpu_fit``).
 """
 
 from .backend import KubernetesBackend

@@ -2,8 +2,8 @@
 object goes through (a retried create that was applied after all is recognised by its
 launch id; a delete of what is already gone is not an error).
 
-`ConnectionMixin` is a part of `KubernetesBackend` and uses its ``settings``, ``name``,
-``namespace`` and ``log``; it holds ``_api_client``, ``_core`` and ``_connect_lock``.
+`ClusterConnection` is one of the parts `KubernetesBackend` is composed of; it owns the API
+client and the namespace it resolves (every other part reads ``namespace`` from it).
 """
 
 from __future__ import annotations
@@ -21,18 +21,20 @@ from .settings import KubernetesSettings
 IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
-class ConnectionMixin:
-    """The CoreV1Api, and the create/read/delete calls `KubernetesBackend` makes."""
+class ClusterConnection:
+    """The CoreV1Api of one backend, and the create/read/delete calls its parts make."""
 
-    settings: KubernetesSettings
-    name: str
-    log: logging.Logger
-    namespace: str | None
-    _api_client: Any
-    _core: Any
-    _connect_lock: asyncio.Lock | None
+    def __init__(self, name: str, settings: KubernetesSettings, log: logging.Logger):
+        self.name = name
+        self.settings = settings
+        self.log = log
+        #: the namespace servers run in: the settings', else resolved on connecting
+        self.namespace: str | None = settings.namespace
+        self._api_client: Any = None
+        self._core: Any = None
+        self._connect_lock: asyncio.Lock | None = None
 
-    async def _api(self):
+    async def api(self):
         """The CoreV1Api (created once); resolves the namespace."""
         if self._core is not None:
             return self._core
@@ -67,43 +69,43 @@ class ConnectionMixin:
             self._core = client.CoreV1Api(self._api_client)
             return self._core
 
-    async def _call(self, fn, *args, what: str = "", **kwargs) -> Any:
+    async def call(self, fn, *args, what: str = "", **kwargs) -> Any:
         s = self.settings
         return await call(fn, *args, retries=s.api_retries, timeout=s.api_timeout, log=self.log, what=what, **kwargs)
 
-    async def _create(self, fn, manifest: dict, launch_id: str, what: str, wait_gone=None) -> dict:
+    async def create(self, fn, manifest: dict, launch_id: str, what: str, wait_gone=None) -> dict:
         """Create ``manifest``; a 409 from a retried try that was applied after all returns
         the existing object, a leftover from an earlier server is removed and replaced."""
         name = manifest["metadata"]["name"]
         for attempt in range(2):
             try:
-                return await self._call(fn, self.namespace, manifest, what=f"create {what}")
+                return await self.call(fn, self.namespace, manifest, what=f"create {what}")
             except ApiError as e:
                 if e.status != 409 or attempt:
                     raise
-            existing = await self._read(what, name)
+            existing = await self.read(what, name)
             annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
             if existing is not None and annotations.get(objects.LAUNCH_ANNOTATION) == launch_id:
                 return existing
             self.log.info("replacing a leftover %s %s", what, name)
-            await self._delete(what, name, grace=0)
+            await self.delete(what, name, grace=0)
             if wait_gone is not None:
                 await wait_gone()
         raise AssertionError("unreachable")
 
-    async def _read(self, what: str, name: str) -> dict | None:
-        core = await self._api()
+    async def read(self, what: str, name: str) -> dict | None:
+        core = await self.api()
         fn = {"pod": core.read_namespaced_pod, "secret": core.read_namespaced_secret}[what]
         try:
-            return await self._call(fn, name, self.namespace, what=f"read {what}")
+            return await self.call(fn, name, self.namespace, what=f"read {what}")
         except ApiError as e:
             if e.status == 404:
                 return None
             raise
 
-    async def _delete(self, what: str, name: str, *, grace: int | None = None, uid: str | None = None, namespace: str | None = None) -> bool:
+    async def delete(self, what: str, name: str, *, grace: int | None = None, uid: str | None = None, namespace: str | None = None) -> bool:
         """Delete one object; False when it was already gone (404, or another uid: 409)."""
-        core = await self._api()
+        core = await self.api()
         fn = {
             "pod": core.delete_namespaced_pod,
             "secret": core.delete_namespaced_secret,
@@ -115,9 +117,15 @@ class ConnectionMixin:
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            await self._call(fn, name, namespace or self.namespace, body=body, what=f"delete {what}")
+            await self.call(fn, name, namespace or self.namespace, body=body, what=f"delete {what}")
             return True
         except ApiError as e:
             if e.status in (404, 409):
                 return False
             raise
+
+    async def close(self) -> None:
+        if self._api_client is not None:
+            await self._api_client.close()
+            self._api_client = None
+            self._core = None

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ...gpu import min_mib, nominal_gb
+
+if TYPE_CHECKING:
+    from .settings import GPUType, KubernetesSettings
 
 _MIG_RE = re.compile(r"(\d+)g\.(\d+)gb")
 

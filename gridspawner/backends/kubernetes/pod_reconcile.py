@@ -12,21 +12,23 @@ is reclaimed (`remove_server_pod`: the pod, at once, and its Secrets, each by ui
 - and it was created at least ``grace`` seconds ago.
 
 Secrets whose pod is gone are deleted by the pod watch (DELETED events) and by the sweep
-when the watch first lists (`secret_cleanup`). `PodReconcileMixin` is a part of
-`KubernetesBackend` (``_pod_watch`` from `WatchesMixin`, ``remove_server_pod`` from
-`ServerCleanupMixin`).
+when the watch first lists (`secret_cleanup`). `PodReconciler` is one of the parts
+`KubernetesBackend` is composed of (it reads `ClusterWatches` and removes through
+`ServerRemoval`; no state of its own).
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
 from ..base import Reconciled
+from .cluster_watches import ClusterWatches
+from .in_flight import LaunchesInFlight
 from .names import HUB_LABEL, label_value
+from .server_cleanup import ServerRemoval
 
 
 def created_at(pod: Mapping) -> float | None:
@@ -67,43 +69,44 @@ def orphan_pods(pods: Iterable[Mapping], *, hub: str, known_uids: set[str], laun
     return out
 
 
-class PodReconcileMixin:
+class PodReconciler:
     """`Backend.reconcile` for the Kubernetes backend."""
 
-    name: str
-    namespace: str | None
-    hub_id: str
-    log: logging.Logger
-    _launching: collections.Counter[str]
-    _removing: set[str]
+    def __init__(self, name: str, watches: ClusterWatches, removal: ServerRemoval, in_flight: LaunchesInFlight,
+                 log: logging.Logger):
+        self.name = name
+        self.watches = watches
+        self.removal = removal
+        self.in_flight = in_flight
+        self.log = log
 
-    async def reconcile(self, known: Callable[[], Iterable[dict]], grace: float, *,
-                        probe_max_age: float = 0.0) -> Reconciled:
+    async def reconcile(self, hub: str, known: Callable[[], Iterable[dict]], grace: float) -> Reconciled:
+        """Reclaim the orphan pods of hub ``hub`` (the module says which)."""
         report = Reconciled(backend=self.name)
-        if not self.hub_id:
+        if not hub:
             return report
         try:
-            pods = await self._pod_watch()  # the shared cache: no request once it has listed
+            pods = await self.watches.pod_watch()  # the shared cache: no request once it has listed
         except Exception as e:  # noqa: BLE001 - the cluster may be down: the next look tries again
             report.errors.append(f"cannot watch pods: {e or type(e).__name__}")
             return report
-        report.looked_at = [str(self.namespace)]
+        namespace = self.watches.connection.namespace
+        report.looked_at = [str(namespace)]
         uids = {st.get("uid") for st in known() if isinstance(st, dict) and isinstance(st.get("uid"), str)}
-        found = orphan_pods(list(pods.objects.values()), hub=self.hub_id, known_uids=uids,
-                            launching=self._launching, grace=grace, now=time.time())
+        found = orphan_pods(list(pods.objects.values()), hub=hub, known_uids=uids,
+                            launching=self.in_flight, grace=grace, now=time.time())
         for pod, why in found:
             meta = pod.get("metadata") or {}
-            uid = meta.get("uid") or ""
-            if uid in self._removing or self._launching[meta.get("name") or ""]:
+            if self.in_flight[meta.get("name") or ""]:
                 continue
-            self._removing.add(uid)
-            try:
-                await self.remove_server_pod(pod, f"reclaimed an orphaned server: the {why}")
-            except Exception as e:  # noqa: BLE001 - the next look tries again
-                report.errors.append(f"pod {meta.get('name')}: {e}")
-                self.log.warning("could not reclaim the orphaned pod %s: %s", meta.get("name"), e)
-                continue
-            finally:
-                self._removing.discard(uid)
-            report.reclaimed.append(f"pod {meta.get('name')} in {meta.get('namespace') or self.namespace}: {why}")
+            with self.removal.removing(meta.get("uid") or "") as mine:
+                if not mine:
+                    continue
+                try:
+                    await self.removal.remove_server_pod(pod, f"reclaimed an orphaned server: the {why}")
+                except Exception as e:  # noqa: BLE001 - the next look tries again
+                    report.errors.append(f"pod {meta.get('name')}: {e}")
+                    self.log.warning("could not reclaim the orphaned pod %s: %s", meta.get("name"), e)
+                    continue
+            report.reclaimed.append(f"pod {meta.get('name')} in {meta.get('namespace') or namespace}: {why}")
         return report

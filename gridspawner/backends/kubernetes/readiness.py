@@ -5,23 +5,29 @@ ready → the launch succeeds; terminated, or a container that can never start �
 still unscheduled after ``pending_timeout``, or a scheduler message that no waiting can
 change → `NoCapacity`.
 
-`ReadinessMixin` is a part of `KubernetesBackend` (``_pod_key`` from `WatchesMixin`,
-``_home_claim_missing`` from `HomeVolumeMixin`).
+`Readiness` is one of the parts `KubernetesBackend` is composed of: it holds no state of its
+own, and reads the pod and node watches (`ClusterWatches`), how pods ended (`ServerRemoval`)
+and asks `HomeVolumes` to re-create a home claim that vanished.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import re
 import time
+from typing import TYPE_CHECKING
 
 from ..base import BackendError, LaunchContext, NoCapacity
 from . import gpu_fit, objects
 from .capacity import CapacityTracker
+from .cluster_watches import ClusterWatches, PodFollower
+from .home_volume import HomeVolumes
 from .objects import ServerNames
+from .server_cleanup import ServerRemoval
 from .settings import GPUType, KubernetesSettings
-from .watch import SharedWatch
+
+if TYPE_CHECKING:
+    from ...request import LaunchRequest
 
 #: event reasons worth showing as progress, and how to say them
 _PROGRESS = {
@@ -36,31 +42,36 @@ _PROGRESS = {
 _SCHEDULER_REASONS = re.compile(r", (?=\d+ )")
 
 
-class ReadinessMixin:
-    """`_until_ready`: a launch's wait for its pod, with progress and a verdict."""
+class Readiness:
+    """`until_ready`: a launch's wait for its pod, with progress and a verdict."""
 
-    settings: KubernetesSettings
-    tolerance: float
-    capacity: CapacityTracker
-    _pods: SharedWatch | None
-    _nodes: SharedWatch | None
-    _gone: collections.OrderedDict
+    def __init__(self, settings: KubernetesSettings, tolerance: float, capacity: CapacityTracker,
+                 watches: ClusterWatches, removal: ServerRemoval, homes: HomeVolumes):
+        self.settings = settings
+        self.tolerance = tolerance
+        self.capacity = capacity
+        self.watches = watches
+        self.removal = removal
+        self.homes = homes
 
-    def _never_fits(self, request, gpu_type: GPUType | None) -> bool:
+    def _never_fits(self, request: LaunchRequest, gpu_type: GPUType | None) -> bool:
         """True when no node of the cluster could run this even if it were empty."""
-        if not request.gpus or self._nodes is None or not self._nodes.synced:
+        nodes = self.watches.nodes
+        if not request.gpus or nodes is None or not nodes.synced:
             return False
         return gpu_fit.never_fits(self.capacity.hosts(), request, gpu_type, self.tolerance)
 
-    def _need(self, request, gpu_type: GPUType | None) -> str:
+    def _need(self, request: LaunchRequest, gpu_type: GPUType | None) -> str:
         return gpu_fit.need_text(self.settings, request, gpu_type, self.tolerance)
 
-    async def _until_ready(
-        self, ctx: LaunchContext, request, names: ServerNames, uid: str, gpu_type, changed: asyncio.Event, events: list
-    ) -> dict:
+    async def until_ready(self, ctx: LaunchContext, request: LaunchRequest, names: ServerNames, uid: str,
+                          gpu_type: GPUType | None, follower: PodFollower) -> dict:
+        """The pod ``uid`` once it is ready (`NoCapacity` / BackendError: why it never will
+        be), with progress from its events as ``follower`` hears them."""
         s = self.settings
-        pods = self._pods
-        key = self._pod_key(names.pod)
+        pods = self.watches.pods
+        key = self.watches.pod_key(names.pod)
+        changed, events = follower.changed, follower.events
         started = time.monotonic()
         shown = 0
         last_failed_scheduling = ""
@@ -75,11 +86,11 @@ class ReadinessMixin:
                 reason, message = event.get("reason", ""), event.get("message", "")
                 if reason == "FailedScheduling":
                     last_failed_scheduling = message
-                    if await self._home_claim_missing(ctx, names, message):
+                    if await self.homes.claim_missing(ctx, names, message):
                         continue
                     ctx.progress(f"Waiting for a node with {self._need(request, gpu_type)}")
                     ctx.log.info("%s: FailedScheduling: %s", names.pod, message)
-                    if self._never_fits(request, gpu_type) or self._scheduler_says_never(message):
+                    if self._never_fits(request, gpu_type) or scheduler_says_never(message):
                         raise NoCapacity(f"no node can ever have {self._need(request, gpu_type)}; ask for less")
                 elif reason in _PROGRESS:
                     ctx.progress(f"{_PROGRESS[reason]}: {message}" if message else _PROGRESS[reason])
@@ -96,8 +107,8 @@ class ReadinessMixin:
                 if problem:
                     raise BackendError(f"the server cannot start: {problem}")
                 scheduled = bool((pod.get("spec") or {}).get("nodeName"))
-            elif pod is None and pods.synced and uid in self._gone:
-                raise BackendError(f"the server's pod went away while starting: {self._gone[uid].why}")
+            elif pod is None and pods.synced and self.removal.end_of(uid) is not None:
+                raise BackendError(f"the server's pod went away while starting: {self.removal.end_of(uid).why}")
             else:
                 scheduled = False
             elapsed = time.monotonic() - started
@@ -113,16 +124,16 @@ class ReadinessMixin:
             except asyncio.TimeoutError:
                 pass
 
-    @staticmethod
-    def _scheduler_says_never(message: str) -> bool:
-        """kube-scheduler's "0/N nodes are available: …" where every node is excluded by
-        affinity, node selector or an untolerated taint — node labels and taints do not change
-        while a user waits, so waiting cannot help. Shortages ("Insufficient …"), unbound
-        volumes and the like may resolve and are left to pending_timeout."""
-        m = re.match(r"0/(\d+) nodes are available: (.*)", message)
-        if not m or m.group(1) == "0":
-            return False
-        head = m.group(2).split(" preemption:")[0].rstrip(".")
-        reasons = _SCHEDULER_REASONS.split(head)
-        permanent = ("didn't match Pod's node affinity/selector", "untolerated taint")
-        return bool(reasons) and all(re.match(r"\d+ ", r) and any(p in r for p in permanent) for r in reasons)
+
+def scheduler_says_never(message: str) -> bool:
+    """kube-scheduler's "0/N nodes are available: …" where every node is excluded by
+    affinity, node selector or an untolerated taint — node labels and taints do not change
+    while a user waits, so waiting cannot help. Shortages ("Insufficient …"), unbound
+    volumes and the like may resolve and are left to pending_timeout."""
+    m = re.match(r"0/(\d+) nodes are available: (.*)", message)
+    if not m or m.group(1) == "0":
+        return False
+    head = m.group(2).split(" preemption:")[0].rstrip(".")
+    reasons = _SCHEDULER_REASONS.split(head)
+    permanent = ("didn't match Pod's node affinity/selector", "untolerated taint")
+    return bool(reasons) and all(re.match(r"\d+ ", r) and any(p in r for p in permanent) for r in reasons)

@@ -9,99 +9,98 @@ A server's data mounts (``ctx.mounts``) each get a Secret of their own (``<secre
 same labels), handled the same way: listed with uids in the launch state and in a pod
 annotation, deleted at stop, after a failed launch, with the pod, and by the sweep.
 
-`SecretCleanupMixin` is a part of `KubernetesBackend` (``_api``, ``_call``, ``_delete`` from
-`ConnectionMixin`, ``_pod_key`` from `WatchesMixin`).
+`SecretCleanup` is one of the parts `KubernetesBackend` is composed of; it owns the set of
+pods whose Secrets a stop or a clean-up deletes itself (so the watch need not).
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 
 from . import objects
+from .connection import ClusterConnection
+from .in_flight import BackgroundTasks, LaunchesInFlight
 from .objects import ServerNames
 from .settings import KubernetesSettings
 from .watch import SharedWatch
 
 
-class SecretCleanupMixin:
+class SecretCleanup:
     """Deletes the Secrets of pods that are gone, and nothing a launch in flight still uses."""
 
-    settings: KubernetesSettings
-    name: str
-    namespace: str | None
-    log: logging.Logger
-    _pods: SharedWatch | None
-    #: pod name -> launches of it in flight: their Secret is theirs to create and clean up
-    _launching: collections.Counter[str]
-    #: uids of pods whose Secret stop/cleanup deletes itself (the watch need not)
-    _secret_handled: collections.OrderedDict[str, None]
-    _background: set[asyncio.Task]
+    def __init__(self, connection: ClusterConnection, settings: KubernetesSettings, name: str,
+                 log: logging.Logger, in_flight: LaunchesInFlight, tasks: BackgroundTasks):
+        self.connection = connection
+        self.settings = settings
+        self.name = name
+        self.log = log
+        self.in_flight = in_flight
+        self.tasks = tasks
+        #: uids of pods whose Secret stop/cleanup deletes itself (the watch need not)
+        self._handled_uids: collections.OrderedDict[str, None] = collections.OrderedDict()
 
-    def _in_background(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _handled(self, pod_uid: str | None) -> None:
+    def handled(self, pod_uid: str | None) -> None:
         """The caller deletes this pod's Secret itself: the DELETED event need not."""
         if pod_uid:
-            self._secret_handled[pod_uid] = None
-            while len(self._secret_handled) > 10000:
-                self._secret_handled.popitem(last=False)
+            self._handled_uids[pod_uid] = None
+            while len(self._handled_uids) > 10000:
+                self._handled_uids.popitem(last=False)
 
-    def _pod_deleted(self, pod: dict) -> None:
+    def pod_deleted(self, pod: dict) -> None:
         """Our pod is gone: delete its Secret, unless stop/cleanup does or a launch of the
         same server is in flight (a new Secret of the same name may be on its way)."""
         meta = pod.get("metadata") or {}
         name, uid = meta.get("name") or "", meta.get("uid") or ""
-        if uid in self._secret_handled:
-            del self._secret_handled[uid]
+        if uid in self._handled_uids:
+            del self._handled_uids[uid]
             return
-        if not name or self._launching[name]:
+        if not name or self.in_flight[name]:
             return
         secret_uid = (meta.get("annotations") or {}).get(objects.SECRET_UID_ANNOTATION)
-        ns = meta.get("namespace") or self.namespace
-        self._in_background(self._delete_orphan(objects.secret_name(name), secret_uid, ns, f"its pod {name} was deleted"))
+        ns = meta.get("namespace") or self.connection.namespace
+        self.tasks.start(self._delete_orphan(objects.secret_name(name), secret_uid, ns, f"its pod {name} was deleted"))
         for mname, muid in objects.mount_secrets_of(pod):
-            self._in_background(self._delete_orphan(mname, muid, ns, f"its pod {name} was deleted"))
+            self.tasks.start(self._delete_orphan(mname, muid, ns, f"its pod {name} was deleted"))
 
     async def _delete_orphan(self, secret: str, uid: str | None, namespace: str | None, why: str) -> None:
         try:
-            if await self._delete("secret", secret, uid=uid, namespace=namespace):
+            if await self.connection.delete("secret", secret, uid=uid, namespace=namespace):
                 self.log.info("deleted secret %s: %s", secret, why)
         except Exception as e:  # noqa: BLE001 - best effort: the next hub start sweeps again
             self.log.warning("could not delete secret %s (%s): %s", secret, why, e)
 
-    async def _sweep_orphan_secrets(self) -> None:
+    async def sweep(self, pods: SharedWatch | None) -> None:
         """One list of our Secrets per hub process: delete those whose pod is gone (the hub
-        was down when it went, or crashed mid-launch). Runs once the pod cache is synced."""
-        core = await self._api()
+        was down when it went, or crashed mid-launch). Runs once ``pods`` (the pod watch's
+        cache) is synced."""
+        core = await self.connection.api()
         try:
-            body = await self._call(
+            body = await self.connection.call(
                 core.list_namespaced_secret,
-                self.namespace,
+                self.connection.namespace,
                 label_selector=objects.secret_selector(self.settings),
                 what="list secrets",
             )
         except Exception as e:  # noqa: BLE001 - a missing permission must not break spawning
             self.log.warning("could not look for leftover server secrets on %s: %s", self.name, e)
             return
-        pods = self._pods
+        namespace = self.connection.namespace
         for secret in (body or {}).get("items") or []:
             meta = secret.get("metadata") or {}
             pod = objects.pod_of_secret(meta.get("name") or "")
-            if pod is None or pods is None or self._launching[pod] or pods.get(self._pod_key(pod)) is not None:
+            if pod is None or pods is None or self.in_flight[pod] or pods.get(f"{namespace}/{pod}") is not None:
                 continue
             await self._delete_orphan(meta["name"], meta.get("uid"), None, "its pod no longer exists")
 
-    async def _cleanup(self, names: ServerNames, uid: str | None, secret_uid: str | None, mount_secrets=()) -> None:
-        self._handled(uid)
+    async def after_failed_launch(self, names: ServerNames, uid: str | None, secret_uid: str | None,
+                                  mount_secrets=()) -> None:
+        """Delete what a failed launch made: its pod and Secrets, each by the uid it knows."""
+        self.handled(uid)
         doomed = [("pod", names.pod, {"grace": 0, "uid": uid}), ("secret", names.secret, {"uid": secret_uid})]
         doomed += [("secret", n, {"uid": u}) for n, u in mount_secrets]
         for what, name, kw in doomed:
             try:
-                await self._delete(what, name, **kw)
+                await self.connection.delete(what, name, **kw)
             except Exception as e:  # noqa: BLE001 - best effort; log what is left
                 self.log.warning("could not delete %s %s after a failed start: %s", what, name, e)

@@ -13,25 +13,28 @@ So the backend deletes an ended server itself, as soon as either of these sees i
   those the first list after a hub restart finds), and
 - ``poll()`` (which also covers a pod that ended while its launch was still in flight).
 
-What it said when it ended (exit status and reason) is kept by pod uid in ``_gone``, so
-every later poll of that server answers the same, with the reason in the hub log once.
+What it said when it ended (exit status and reason) is kept by pod uid (`ServerRemoval.end_of`),
+so every later poll of that server answers the same, with the reason in the hub log once.
 
 `remove_server_pod` is the one function that deletes a server's pod and Secrets given the
 pod as the API returns it (name, uid, annotations); a sweep of orphaned pods reuses it.
 
-`ServerCleanupMixin` is a part of `KubernetesBackend` (``_delete`` from `ConnectionMixin`,
-``_handled`` and ``_in_background`` from `SecretCleanupMixin`).
+`ServerRemoval` is one of the parts `KubernetesBackend` is composed of; it owns how each pod
+ended and which pods are being removed now. The pod watch tells it every change (`on_pod`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from . import objects
-from .settings import KubernetesSettings
+from .connection import ClusterConnection
+from .in_flight import BackgroundTasks, LaunchesInFlight
+from .secret_cleanup import SecretCleanup
 
 _REMEMBERED = 10000  # ended pods whose exit is kept (a bounded memory; polls come within minutes)
 
@@ -45,18 +48,56 @@ class PodEnd:
     reported: bool = False  # the hub log has said why once
 
 
-class ServerCleanupMixin:
+class ServerRemoval:
     """Deletes ended servers' pods and Secrets; remembers how each ended."""
 
-    settings: KubernetesSettings
-    name: str
-    namespace: str | None
-    log: logging.Logger
-    _launching: collections.Counter[str]
-    _gone: collections.OrderedDict[str, PodEnd]
-    _removing: set[str]
+    def __init__(self, connection: ClusterConnection, log: logging.Logger, in_flight: LaunchesInFlight,
+                 tasks: BackgroundTasks, secrets: SecretCleanup):
+        self.connection = connection
+        self.log = log
+        self.in_flight = in_flight
+        self.tasks = tasks
+        self.secrets = secrets
+        #: uid of a pod that ended or vanished -> its exit status and why
+        self._gone: collections.OrderedDict[str, PodEnd] = collections.OrderedDict()
+        #: uids of ended pods being deleted now
+        self._removing: set[str] = set()
 
-    def _remember_end(self, uid: str, status: int, why: str) -> PodEnd:
+    def end_of(self, uid: str) -> PodEnd | None:
+        """How the pod ``uid`` ended, when this process saw it end or vanish."""
+        return self._gone.get(uid)
+
+    @contextlib.contextmanager
+    def removing(self, uid: str) -> Iterator[bool]:
+        """Yields whether the caller may remove the pod ``uid`` now (False: it is being
+        removed already); no other removal of it starts inside this block."""
+        if uid in self._removing:
+            yield False
+            return
+        self._removing.add(uid)
+        try:
+            yield True
+        finally:
+            self._removing.discard(uid)
+
+    def on_pod(self, kind: str, pod: dict) -> None:
+        """What the pod watch saw: a pod deleted (outside the hub, or by a stop) never reads
+        as a clean exit, and its Secrets go; a pod that ended by itself is removed."""
+        if kind == "DELETED":
+            term = objects.pod_terminated(pod)
+            status = pod.get("status") or {}
+            why = term[1] if term and term[1] != "the pod is being deleted" else ""
+            if not why:
+                why = "it was deleted outside the hub" + (
+                    f" (last phase {status.get('phase')})" if status.get("phase") else ""
+                )
+            # a deleted pod never reads as a clean exit (unless it had ended by itself before)
+            self.remember_end((pod.get("metadata") or {}).get("uid", ""), (term[0] if term else 0) or 1, why)
+            self.secrets.pod_deleted(pod)
+        else:
+            self.server_ended(pod)  # ended by itself (exit, OOM kill, eviction): delete it and its Secrets
+
+    def remember_end(self, uid: str, status: int, why: str) -> PodEnd:
         """Record how the pod ``uid`` ended (the first account wins: the reason it stopped
         is worth more than the deletion that followed)."""
         end = self._gone.get(uid)
@@ -66,7 +107,7 @@ class ServerCleanupMixin:
                 self._gone.popitem(last=False)
         return end
 
-    def _server_ended(self, pod: Mapping) -> PodEnd | None:
+    def server_ended(self, pod: Mapping) -> PodEnd | None:
         """``pod`` ended by itself (phase Succeeded/Failed, and nobody is deleting it — a stop
         is not an end by itself): remember how, and delete it with its Secrets in the
         background, once per uid. None otherwise. A pod whose launch is still in flight is
@@ -76,10 +117,10 @@ class ServerCleanupMixin:
             return None
         uid = meta.get("uid") or ""
         status, why = objects.pod_terminated(pod) or (1, "ended")
-        end = self._remember_end(uid, status, why)
-        if uid and uid not in self._removing and not self._launching[meta.get("name") or ""]:
+        end = self.remember_end(uid, status, why)
+        if uid and uid not in self._removing and not self.in_flight[meta.get("name") or ""]:
             self._removing.add(uid)
-            self._in_background(self._remove_ended(pod, why))
+            self.tasks.start(self._remove_ended(pod, why))
         return end
 
     async def _remove_ended(self, pod: Mapping, why: str) -> None:
@@ -99,17 +140,17 @@ class ServerCleanupMixin:
         error when the cluster refuses or does not answer."""
         meta = pod.get("metadata") or {}
         name, uid = meta.get("name") or "", meta.get("uid") or None
-        ns = meta.get("namespace") or self.namespace
+        ns = meta.get("namespace") or self.connection.namespace
         annotations = meta.get("annotations") or {}
-        self._handled(uid)  # its Secrets are deleted here, not again when the watch sees it go
-        deleted = await self._delete("pod", name, grace=0, uid=uid, namespace=ns)
+        self.secrets.handled(uid)  # its Secrets are deleted here, not again when the watch sees it go
+        deleted = await self.connection.delete("pod", name, grace=0, uid=uid, namespace=ns)
         secrets = [(objects.secret_name(name), annotations.get(objects.SECRET_UID_ANNOTATION) or None)]
         secrets += objects.mount_secrets_of(pod)
         removed = []
         for secret, secret_uid in secrets:
-            if secret_uid is None and self._launching[name]:
+            if secret_uid is None and self.in_flight[name]:
                 continue  # by name alone it could be the Secret a new launch of this server just made
-            if await self._delete("secret", secret, uid=secret_uid, namespace=ns):
+            if await self.connection.delete("secret", secret, uid=secret_uid, namespace=ns):
                 removed.append(secret)
         if deleted or removed:
             self.log.info("removed pod %s%s: %s", name, f" and Secrets {', '.join(removed)}" if removed else "", why)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from ...catalog import CatalogError
@@ -314,13 +314,7 @@ def parse_ssh_settings(raw: Mapping, key: str) -> SSHSettings:
     room = MAX_SOCKET_PATH - len(f"/{'x' * MAX_SLUG}/{SOCKET_NAME}")
     if len(root.replace("{account}", _LONGEST_ACCOUNT).encode()) > room:
         raise CatalogError(_sub(key, "session_root"), f"is too long for unix socket paths (at most {room} bytes)")
-    return _replace(settings, session_root=root.rstrip("/") or "/")
-
-
-def _replace(settings: SSHSettings, **changes) -> SSHSettings:
-    from dataclasses import replace
-
-    return replace(settings, **changes)
+    return replace(settings, session_root=root.rstrip("/") or "/")
 
 
 @dataclass(frozen=True)
