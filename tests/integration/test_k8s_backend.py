@@ -529,7 +529,7 @@ async def test_leftover_secret_is_replaced_and_a_retried_create_is_recognised(em
 @pytest.mark.hub
 def test_hub_spawns_on_kubernetes_and_reattaches_after_restart(make_hub, username, tmp_path):
     """A real hub and proxy; the emulator (own process, run mode) runs jupyterhub-singleuser
-    as the pod's process on 127.0.0.N:8888 — the URL the backend returns."""
+    as the pod's process on 127.x.y.N:8888 — the URL the backend returns."""
     from k8s_emulator import EmulatorProcess
 
     with EmulatorProcess([{"name": "gpu-a100", "gpus": 2, "gpu_memory": 81920, "taints": GPU_TAINT}], run_pods=True) as emu:
