@@ -172,6 +172,9 @@ class Backend(ABC):
     #: whether `renew_credentials` can replace the STS credentials of a running server's
     #: S3 mounts; where it cannot, the spawner stops the server before they expire
     renews_credentials: ClassVar[bool] = False
+    #: whether `poll`'s status tells a clean exit (0) from a failure; where it cannot (hosts:
+    #: a server found gone reads 1 whatever its exit), usage records say "ended"
+    exit_status_known: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         self.name = name
@@ -260,6 +263,12 @@ class Backend(ABC):
         `gridspawner.mounts.hostcmd.S3Secret`); returns the indexes that took them. Only
         where `renews_credentials` is true."""
         raise BackendError(f"backend kind {self.kind!r} cannot renew the credentials of a running server's mounts")
+
+    async def announce_stops(self, launch: Launch, entries: list[dict]) -> bool:
+        """Tell the running server about stops the hub plans: the entries of the stops file
+        (docs/admin/lab-extension.md), which replace the file's content. True when the
+        server was told; False where this kind has no way to (the default)."""
+        return False
 
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         """The user or named server is deleted for good: remove what outlives a server

@@ -26,6 +26,7 @@ from .mount_reports import describe_mount, log_cleanup, markers, mount_failure, 
 from .refusals import Refusals
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
+from .stops_file import WRITTEN, stops_script
 from .transport import Forward, HostUnreachable, LoginRefused, RunResult, Transport, TransportError
 
 STATE_VERSION = 1
@@ -467,6 +468,12 @@ class HostBackend(Backend):
             raise BackendError(f"cannot renew mount credentials: {e}") from None
         result = await self._run(st["host"], script, "renewing data mount credentials")
         return [int(i) for i in markers(result.stdout, "renewed") if i.isdigit()]
+
+    async def announce_stops(self, launch: Launch, entries: list[dict]) -> bool:
+        """Write the server's stops file (`stops_file`); False when its session is gone."""
+        st = launch.state
+        result = await self._run(st["host"], stops_script(st["session_dir"], entries), "writing the stops file")
+        return scripts.parse_marker(result.stdout, WRITTEN) is not None
 
     async def probe_capacity(self) -> Capacity:
         async def one(host: str) -> HostCapacity:

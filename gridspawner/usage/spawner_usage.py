@@ -1,0 +1,94 @@
+"""GridSpawner's usage side, as a mixin: the usage settings (`traits.UsageSettings`), the
+process's usage runtime, this server's record (`recorder.ServerRecorder`), the quota check
+at submit, stops the hub makes for its own reasons and the server's upcoming stops.
+
+Kept apart so ``spawner.py`` stays about JupyterHub glue; it calls these at start, stop,
+poll and re-attach. The methods use the spawner's own (``_ensure_attached``, ``_backend``,
+``_deadline``, ``_launch``…).
+"""
+
+from __future__ import annotations
+
+from ..backends.base import BackendError
+from ..runtime import config_key
+from ..stops import UpcomingStop, soonest_first
+from .config import UsageConfig, build_usage_config
+from .recorder import ServerRecorder
+from .runtime import UsageRuntime, runtime_for
+from .traits import UsageSettings
+
+_usage_configs: dict[str, UsageConfig] = {}
+
+
+def usage_config_for(raw: dict) -> UsageConfig:
+    """Validate (once per distinct config) the usage settings; raises CatalogError."""
+    key = config_key(raw)
+    if key not in _usage_configs:
+        _usage_configs[key] = build_usage_config(**raw)
+    return _usage_configs[key]
+
+
+class SpawnerUsage(UsageSettings):
+    """Usage records, quotas and the hub's own stops of one spawner."""
+
+    @property
+    def usage_config(self) -> UsageConfig:
+        return usage_config_for(self.usage_settings())
+
+    @property
+    def usage(self) -> UsageRuntime | None:
+        """The usage records' runtime (None: nothing is recorded, see `runtime_for`)."""
+        return runtime_for(self.usage_config)
+
+    _usage_recorder: ServerRecorder | None = None
+
+    @property
+    def _usage(self) -> ServerRecorder:
+        if self._usage_recorder is None:
+            self._usage_recorder = ServerRecorder()
+        return self._usage_recorder
+
+    async def _quota_refusal(self, gpus: int) -> str | None:
+        """Why ``gpus`` more GPUs would exceed this user's quota (None: they would not)."""
+        usage = self.usage
+        return await usage.refusal(self._user_name(), self._groups(), gpus) if usage is not None else None
+
+    async def _stop_by_hub(self, reason: str) -> None:
+        """Stop the server for one of the hub's own reasons (max_runtime, quota, idle), as
+        JupyterHub does (its route and state go too), recording ``reason``."""
+        self._usage.stop_reason = reason
+        if self.user is not None and hasattr(self.user, "stop"):
+            await self.user.stop(self.name)
+        else:
+            await self.stop()
+
+    def upcoming_stops(self) -> list[UpcomingStop]:
+        """When the hub will stop this server and why, soonest first (empty: no stop is
+        planned): its maximum run time, a GPU quota running out. For pages (the hub's home
+        page); the reasons are those of `gridspawner.stops`."""
+        stops = []
+        if self._deadline is not None and (self._launch is not None or self._saved_launch_state):
+            stops.append(UpcomingStop("max_runtime", self._deadline))
+        if self._usage.quota_stop is not None:
+            stops.append(self._usage.quota_stop)
+        return soonest_first(stops)
+
+    #: the stops this process told the running server about, by reason (the stops file
+    #: holds them all; a withdrawn one is left out)
+    _stops_told: dict | None = None
+
+    async def _announce_stops(self, entries: list[dict]) -> None:
+        """Tell the running server about changed stops (the stops file, where its backend
+        has one); a failure is logged: the hub still stops the server on time."""
+        told = self._stops_told = dict(self._stops_told or {})
+        for entry in entries:
+            told[entry["reason"]] = entry
+        current = [e for e in told.values() if e.get("at") is not None]
+        self._stops_told = {e["reason"]: e for e in current}
+        try:
+            launch = await self._ensure_attached()
+            if launch is not None and not await self._backend().announce_stops(launch, current):
+                self.log.debug("%s: backend %s has no stops file; stops are shown on the hub's pages only",
+                               self._log_name, self._backend_name)
+        except BackendError as e:
+            self.log.warning("%s: could not tell the server about its stops: %s", self._log_name, e)
