@@ -61,10 +61,31 @@ def check_hub_config(app) -> None:
         # SystemExit leaves initialize() (or an asyncio callback) and ends the hub with status 1.
         sys.exit(1)
     app.log.info("gridspawner: configuration is valid")
+    start_usage(app, spawner)
     cover_mount_checks(app, spawner.catalog)
     # Start the background capacity probes now (the hub's loop is running), so the first
     # spawn form already shows what is free instead of "checking capacity…".
     spawner.runtime
+
+
+def start_usage(app, spawner) -> None:
+    """Upgrade the usage database's schema now (as JupyterHub upgrades its own at start-up)
+    and start the usage watch; a database that cannot be used stops the hub naming the key."""
+    from .usage.store import UsageDBError
+
+    usage = spawner.usage
+    if usage is None:
+        return
+    try:
+        usage.upgrade_now()
+    except UsageDBError as e:
+        app.log.critical("gridspawner: invalid configuration: c.GridSpawner.usage_db_url: %s", e)
+        sys.exit(1)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # the first server's start starts the watch
+    usage.start_watching()
 
 
 def cover_mount_checks(app, catalog) -> None:
