@@ -71,15 +71,20 @@ def check_hub_config(app) -> None:
 def start_usage(app, spawner) -> None:
     """Upgrade the usage database's schema now (as JupyterHub upgrades its own at start-up)
     and start the usage watch; a database that cannot be used stops the hub naming the key."""
-    from .usage.store import UsageDBError
+    from sqlalchemy.exc import SQLAlchemyError
 
-    usage = spawner.usage
-    if usage is None:
-        return
+    from .usage.store import UsageDBError, safe_url
+
     try:
+        usage = spawner.usage
+        if usage is None:
+            return
         usage.upgrade_now()
-    except UsageDBError as e:
-        app.log.critical("gridspawner: invalid configuration: c.GridSpawner.usage_db_url: %s", e)
+    except (UsageDBError, SQLAlchemyError, ImportError, OSError) as e:
+        # (a missing driver is an ImportError; an unwritable SQLite directory an OSError)
+        url = safe_url(spawner.usage_url_for_messages())
+        app.log.critical("gridspawner: invalid configuration: c.GridSpawner.usage_db_url: %s cannot be used: %s",
+                         url, e)
         sys.exit(1)
     try:
         asyncio.get_running_loop()

@@ -157,7 +157,9 @@ class Standing:
 
 
 def _num(x: float) -> str:
-    return f"{x:.1f}" if x != int(x) or x < 10 else f"{x:.0f}"
+    """``100``, ``98.5``: one decimal, none for a whole number."""
+    text = f"{x:.1f}"
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _who(standing: Standing) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from ..runtime import config_key
 from ..stops import UpcomingStop, soonest_first
 from .config import UsageConfig, build_usage_config
 from .recorder import ServerRecorder
-from .runtime import UsageRuntime, runtime_for
+from .runtime import UsageRuntime, runtime_for, usage_url
 from .traits import UsageSettings
 
 _usage_configs: dict[str, UsageConfig] = {}
@@ -39,6 +39,10 @@ class SpawnerUsage(UsageSettings):
     def usage(self) -> UsageRuntime | None:
         """The usage records' runtime (None: nothing is recorded, see `runtime_for`)."""
         return runtime_for(self.usage_config)
+
+    def usage_url_for_messages(self) -> str:
+        """The usage database's URL (for messages: pass it through `store.safe_url`)."""
+        return usage_url(self.usage_config) or ""
 
     _usage_recorder: ServerRecorder | None = None
 
