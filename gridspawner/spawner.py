@@ -101,7 +101,7 @@ class GridSpawner(CatalogSettings, SpawnerUsage, Spawner):
         values, errors = _form_feedback.take(spawner._user_name(), spawner.name or "") or (None, None)
         if values is None:
             values = dict(strip_secrets(spawner.user_options or {})[0]) or None
-        return render_form(
+        form = render_form(
             catalog=spawner.catalog,
             groups=spawner._groups(),
             capacity=spawner.runtime.capacity.snapshot(),
@@ -110,6 +110,7 @@ class GridSpawner(CatalogSettings, SpawnerUsage, Spawner):
             username=spawner._user_name(),
             ssh_public_key=await spawner._ssh_public_key(),
         )
+        return form + await spawner._usage_panel()
 
     async def _ssh_public_key(self) -> str | None:
         """The user's hub-managed SSH public key (made on first use), when an SSH storage

@@ -156,10 +156,13 @@ class Standing:
     group: str | None = None
 
 
-def _num(x: float) -> str:
-    """``100``, ``98.5``: one decimal, none for a whole number."""
-    text = f"{x:.1f}"
-    return text[:-2] if text.endswith(".0") else text
+def fmt_hours(x: float) -> str:
+    """GPU-hours as people read them: ``100``, ``98.5``, ``7.25``, ``0.0031`` (three
+    significant digits below 100, so a small quota does not read as 0)."""
+    if x >= 100 or x == 0:
+        text = f"{x:.1f}"
+        return text[:-2] if text.endswith(".0") else text
+    return f"{x:.3g}"
 
 
 def _who(standing: Standing) -> tuple[str, str]:
@@ -181,7 +184,7 @@ def refusal(limits: Limits, standing: Standing, gpus: int, resets: Mapping[str, 
         used = standing.gpu_hours.get(p, 0.0)
         if used >= limit:
             again = f"; GPU servers can start again {resets[p]}" if p in resets else ""
-            return f"{has} used {_num(used)} of {_num(limit)} GPU-hours {PERIOD_WORDS[p]}{again} (a server without GPUs can still start)"
+            return f"{has} used {fmt_hours(used)} of {fmt_hours(limit)} GPU-hours {PERIOD_WORDS[p]}{again} (a server without GPUs can still start)"
     if limits.gpus_at_once is not None and standing.gpus_running + gpus > limits.gpus_at_once:
         running = standing.gpus_running
         if running:
@@ -219,5 +222,5 @@ def quota_out(limits: Limits, standing: Standing, period_ends: Mapping[str, floa
             continue
         if found is None or out_at < found.out_at:
             whose = "your" if standing.group is None else f"the group {standing.group}'s"
-            found = QuotaStop(out_at, f"{whose} {_num(limit)} GPU-hours for {PERIOD_WORDS[p]} run out")
+            found = QuotaStop(out_at, f"{whose} {fmt_hours(limit)} GPU-hours for {PERIOD_WORDS[p]} run out")
     return found

@@ -9,11 +9,17 @@ poll and re-attach. The methods use the spawner's own (``_ensure_attached``, ``_
 
 from __future__ import annotations
 
+import time
+
+from sqlalchemy.exc import SQLAlchemyError
+
 from ..backends.base import BackendError
 from ..runtime import config_key
 from ..stops import UpcomingStop, soonest_first
 from .config import UsageConfig, build_usage_config
+from .form_panel import panel_view, render_panel
 from .recorder import ServerRecorder
+from .store import UsageDBError
 from .runtime import UsageRuntime, runtime_for, usage_url
 from .traits import UsageSettings
 
@@ -26,6 +32,18 @@ def usage_config_for(raw: dict) -> UsageConfig:
     if key not in _usage_configs:
         _usage_configs[key] = build_usage_config(**raw)
     return _usage_configs[key]
+
+
+def usage_page_url(spawner) -> str:
+    """The user's usage page, where the gridspawner service runs in this hub ("" if not)."""
+    from ..service.settings import GridService
+
+    service = GridService(config=spawner.config)
+    if not service.enabled:
+        return ""
+    base = getattr(getattr(spawner, "hub", None), "base_url", None) or "/hub/"
+    root = base[: -len("hub/")] if base.endswith("hub/") else "/"
+    return f"{root}services/{service.name}/"
 
 
 class SpawnerUsage(UsageSettings):
@@ -56,6 +74,24 @@ class SpawnerUsage(UsageSettings):
         """Why ``gpus`` more GPUs would exceed this user's quota (None: they would not)."""
         usage = self.usage
         return await usage.refusal(self._user_name(), self._groups(), gpus) if usage is not None else None
+
+    async def _usage_panel(self) -> str:
+        """The spawn form's usage panel (`form_panel`): "" when nothing is recorded, or the
+        database cannot be read (logged: the form still works)."""
+        usage = self.usage
+        if usage is None:
+            return ""
+        groups = self._groups()
+        try:
+            mine, theirs = await usage.standing(self._user_name(), groups, time.time())
+        except (SQLAlchemyError, UsageDBError, OSError) as e:
+            self.log.error("%s: cannot read the usage for the spawn form: %s", self._log_name, e)
+            return ""
+        limits, pools = usage.limits(self._user_name(), groups)
+        catalog = self.catalog
+        gpu_types = {name: b.gpu_types for name, b in catalog.backends.items()}
+        view = panel_view(limits, mine, pools, theirs, usage.config.prices, catalog.gpu_memory_classes, gpu_types)
+        return render_panel(view, usage_page_url(self))
 
     async def _stop_by_hub(self, reason: str) -> None:
         """Stop the server for one of the hub's own reasons (max_runtime, quota, idle), as

@@ -6,38 +6,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import create_engine, select
 
 from hubtools import procs
+from hubtools.usage import records, wait_for
 
 pytestmark = pytest.mark.hub
-
-
-def records(hub, username: str) -> list[dict]:
-    """The user's usage records, read straight from the SQLite file beside the hub's DB."""
-    from gridspawner.usage.models import GROUPS, RECORDS
-
-    engine = create_engine(f"sqlite:///{hub.workdir / 'gridspawner-usage.sqlite'}")
-    try:
-        with engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(
-                select(RECORDS).where(RECORDS.c.username == username).order_by(RECORDS.c.id))]
-            for r in rows:
-                r["groups"] = sorted(g for (g,) in conn.execute(
-                    select(GROUPS.c.group_name).where(GROUPS.c.record_id == r["id"])))
-        return rows
-    finally:
-        engine.dispose()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_record_of_a_gpu_server_stopped_through_rest(make_hub, username):
