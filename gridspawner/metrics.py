@@ -76,6 +76,13 @@ QUOTA_STOPS = Counter(
     registry=None,
 )
 
+IDLE_STOPS = Counter(
+    "gridspawner_idle_stops_total",
+    "Servers stopped by GridSpawner's idle policy (no Jupyter activity and no GPU use for their idle timeout), per backend.",
+    ["backend"],
+    registry=None,
+)
+
 
 def count_gpu_hours(backend: str, gpu_model: str, hours: float) -> None:
     if hours > 0:
@@ -162,7 +169,7 @@ def register() -> None:
     if _registered:
         return
     _registered = True
-    for collector in (SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, GPU_HOURS, QUOTA_STOPS, CAPACITY):
+    for collector in (SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, GPU_HOURS, QUOTA_STOPS, IDLE_STOPS, CAPACITY):
         REGISTRY.register(collector)
 
 

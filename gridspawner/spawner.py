@@ -33,8 +33,7 @@ from .runtime import Runtime, catalog_for
 from .server_env import parse_stop_warnings, request_env
 from .startup import schedule_startup_check
 from .traits import CatalogSettings
-from .usage.config import build_usage_config
-from .usage.spawner_usage import SpawnerUsage
+from .usage.spawner_usage import SpawnerUsage, check_usage_config
 
 # Refused form submissions, by (user, server), shown once by the next render of that
 # server's form (see form/feedback.py for how JupyterHub renders it). Bounded in size and
@@ -505,6 +504,6 @@ def validate_config(spawner: GridSpawner) -> None:
         spawner.catalog
     with problems.collect():
         parse_stop_warnings(spawner.stop_warnings)
-    build_usage_config(**spawner.usage_settings(), problems=problems)
+    check_usage_config(spawner, problems)
     problems.raise_any()
 

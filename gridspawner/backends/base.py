@@ -270,6 +270,13 @@ class Backend(ABC):
         server was told; False where this kind has no way to (the default)."""
         return False
 
+    def gpu_busy(self, launch: Launch, threshold: int, max_age: float) -> bool | None:
+        """Whether the server's GPUs are in use (utilisation at least ``threshold`` % by its
+        own processes), from what this backend observed in the last ``max_age`` seconds
+        without asking anything new; None when it cannot tell (the idle policy then keeps
+        the server: see docs/admin/usage.md)."""
+        return None
+
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         """The user or named server is deleted for good: remove what outlives a server
         (e.g. a home volume). Default: nothing outlives a server."""

@@ -6,11 +6,14 @@ Every mistake is a CatalogError naming the key (several are collected), like the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..catalog import CatalogError, _Problems, parse_duration
+from ..server_env import parse_stop_warnings
+from .idle import IdlePolicy, parse_idle
 from .periods import zone
 from .pricing import Prices, parse_prices
 from .quotas import QuotaSettings, parse_quotas
@@ -29,6 +32,10 @@ class UsageConfig:
     quotas: QuotaSettings = QuotaSettings()
     grace: float = 900.0
     check_interval: float = 60.0
+    idle: IdlePolicy = IdlePolicy()
+    #: Kubernetes GPU use: a Prometheus with the DCGM exporter's metrics ("" = none)
+    prometheus_url: str = ""
+    prometheus_timeout: float = 10.0
 
 
 def build_usage_config(
@@ -42,6 +49,14 @@ def build_usage_config(
     user_quotas: Any = None,
     quota_grace: Any = "15m",
     quota_check_interval: Any = 60.0,
+    idle_timeout: Any = 0,
+    idle_timeout_per_backend: Any = None,
+    idle_timeout_per_profile: Any = None,
+    idle_gpu_threshold: Any = 5,
+    idle_when_gpu_use_unknown: Any = "keep",
+    gpu_metrics_prometheus_url: Any = "",
+    gpu_metrics_timeout: Any = 10.0,
+    stop_warnings: Any = (),
     problems: _Problems | None = None,
 ) -> UsageConfig:
     """Validate the usage traits; raises CatalogError(s) naming each bad key unless
@@ -85,6 +100,29 @@ def build_usage_config(
         ):
             raise CatalogError("c.GridSpawner.quota_check_interval", "must be a number of seconds between 1 and 3600")
         out["check_interval"] = float(quota_check_interval)
+    idle = parse_idle(idle_timeout, idle_timeout_per_backend, idle_timeout_per_profile, idle_gpu_threshold,
+                      idle_when_gpu_use_unknown, problems)
+    try:  # (a bad stop_warnings is reported by the catalog's own check)
+        warnings = parse_stop_warnings(stop_warnings)
+    except CatalogError:
+        warnings = ()
+    out["idle"] = replace(idle, warning=float(max(warnings, default=600)))
+    with problems.collect():
+        if idle.configured and not out["record"]:
+            raise CatalogError("c.GridSpawner.record_usage", "must stay True while an idle timeout is set "
+                               "(the idle policy watches the recorded servers)")
+    with problems.collect():
+        url = gpu_metrics_prometheus_url or ""
+        if not isinstance(url, str) or (url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url)):
+            raise CatalogError("c.GridSpawner.gpu_metrics_prometheus_url",
+                               "must be an http(s) URL such as 'http://prometheus-server.monitoring.svc' or ''")
+        out["prometheus_url"] = url.rstrip("/")
+    with problems.collect():
+        if isinstance(gpu_metrics_timeout, bool) or not isinstance(gpu_metrics_timeout, (int, float)) or not (
+            0 < gpu_metrics_timeout <= 120
+        ):
+            raise CatalogError("c.GridSpawner.gpu_metrics_timeout", "must be a number of seconds above 0, at most 120")
+        out["prometheus_timeout"] = float(gpu_metrics_timeout)
     if own:
         problems.raise_any()
     return UsageConfig(**out)

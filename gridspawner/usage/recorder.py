@@ -2,8 +2,9 @@
 closed when it stops (with who or what stopped it) or when poll finds it gone, kept across
 hub restarts through the spawner's state (the record id).
 
-The spawner calls `ServerRecorder` at start, stop, poll and re-attach; the quota watch
-(`enforcer`) calls `on_quota` for a server whose user runs out of GPU-hours.
+The spawner calls `ServerRecorder` at start, stop, poll and re-attach; the usage watch
+(`enforcer`) calls `plan_stop` for a server whose user runs out of GPU-hours (``quota``) or
+that is idle (``idle``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from ..stops import UpcomingStop, cancelled_entry
 from . import stop_requests
+from .idle import IdleTracker
 from .runtime import UsageRuntime
 
 #: a quota stop moves (the user started or stopped another GPU server) by more than this
@@ -63,12 +65,14 @@ class ServerRecorder:
         self.stop_reason: str | None = None
         #: this process saw the server running (a start, or a poll that found it alive)
         self.seen_alive = False
-        self.quota_stop: UpcomingStop | None = None
-        self._announced: float | None = None  # the quota stop time the server was told
+        #: the stops the hub plans for its own reasons (quota, idle), by reason
+        self.planned: dict[str, UpcomingStop] = {}
+        self._announced: dict[str, float] = {}  # by reason: the stop time the server was told
+        self.idle = IdleTracker()
 
     # ------------------------------------------------------------------ lifecycle
     async def started(self, spawner: Any, runtime: UsageRuntime | None, request: Any, launch: Any) -> None:
-        self.stop_reason, self.quota_stop, self._announced = None, None, None
+        self.stop_reason, self.planned, self._announced, self.idle = None, {}, {}, IdleTracker()
         self.seen_alive = True
         spawner._stops_told = None  # a new server: its stops file starts empty
         if runtime is None:
@@ -106,22 +110,23 @@ class ServerRecorder:
 
     async def _close(self, runtime: UsageRuntime | None, reason: str, by: str | None, at: float | None) -> None:
         record_id, self.record_id = self.record_id, None
-        self.seen_alive, self.quota_stop, self._announced = False, None, None
+        self.seen_alive, self.planned, self._announced = False, {}, {}
         if runtime is not None and record_id is not None:
             await runtime.close_server(record_id, reason, by, at)
 
-    # ------------------------------------------------------------------ quota
-    async def on_quota(self, spawner: Any, stop: UpcomingStop | None, now: float) -> bool:
-        """The quota watch's verdict for this server: tell the server about a (moved or
-        withdrawn) quota stop, and return True when the stop is due now."""
-        self.quota_stop = stop
+    # ------------------------------------------------------------------ the hub's own stops
+    async def plan_stop(self, spawner: Any, reason: str, stop: UpcomingStop | None, now: float) -> bool:
+        """The watch's verdict for this server and ``reason`` (quota, idle): tell the server
+        about a new, moved or withdrawn stop, and return True when the stop is due now."""
         if stop is None:
-            if self._announced is not None:
-                self._announced = None
-                await spawner._announce_stops([cancelled_entry("quota")])
+            self.planned.pop(reason, None)
+            if self._announced.pop(reason, None) is not None:
+                await spawner._announce_stops([cancelled_entry(reason)])
             return False
-        if self._announced is None or abs(self._announced - stop.at) > ANNOUNCE_SLACK:
-            self._announced = stop.at
+        self.planned[reason] = stop
+        told = self._announced.get(reason)
+        if told is None or abs(told - stop.at) > ANNOUNCE_SLACK:
+            self._announced[reason] = stop.at
             await spawner._announce_stops([stop.stops_entry()])
         return now >= stop.at
 
@@ -134,5 +139,6 @@ class ServerRecorder:
         self.record_id = value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def clear(self) -> None:
-        self.record_id, self.stop_reason, self.quota_stop, self._announced = None, None, None, None
+        self.record_id, self.stop_reason, self.planned, self._announced = None, None, {}, {}
+        self.idle = IdleTracker()
         self.seen_alive = False

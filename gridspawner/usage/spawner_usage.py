@@ -14,9 +14,11 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..backends.base import BackendError
+from ..catalog import CatalogError
 from ..runtime import config_key
 from ..stops import UpcomingStop, soonest_first
 from .config import UsageConfig, build_usage_config
+from .idle import unknown_names
 from .form_panel import panel_view, render_panel
 from .recorder import ServerRecorder
 from .store import UsageDBError
@@ -44,6 +46,17 @@ def usage_page_url(spawner) -> str:
     base = getattr(getattr(spawner, "hub", None), "base_url", None) or "/hub/"
     root = base[: -len("hub/")] if base.endswith("hub/") else "/"
     return f"{root}services/{service.name}/"
+
+
+def check_usage_config(spawner, problems) -> None:
+    """Validate the usage settings into ``problems`` (a `catalog._Problems`), including the
+    backend and profile names of the idle timeouts against the catalog."""
+    config = build_usage_config(**spawner.usage_settings(), problems=problems)
+    try:
+        catalog = spawner.catalog
+    except CatalogError:
+        return  # reported by the catalog's own check
+    problems.errors.extend(unknown_names(config.idle, catalog.backends, catalog.profiles))
 
 
 class SpawnerUsage(UsageSettings):
@@ -95,7 +108,10 @@ class SpawnerUsage(UsageSettings):
 
     async def _stop_by_hub(self, reason: str) -> None:
         """Stop the server for one of the hub's own reasons (max_runtime, quota, idle), as
-        JupyterHub does (its route and state go too), recording ``reason``."""
+        JupyterHub does (its route and state go too), recording ``reason``. A stop already
+        under way is left alone (the watch may find the server due again meanwhile)."""
+        if self._usage.stop_reason is not None or getattr(self, "_stop_pending", False):
+            return
         self._usage.stop_reason = reason
         if self.user is not None and hasattr(self.user, "stop"):
             await self.user.stop(self.name)
@@ -109,8 +125,7 @@ class SpawnerUsage(UsageSettings):
         stops = []
         if self._deadline is not None and (self._launch is not None or self._saved_launch_state):
             stops.append(UpcomingStop("max_runtime", self._deadline))
-        if self._usage.quota_stop is not None:
-            stops.append(self._usage.quota_stop)
+        stops.extend(self._usage.planned.values())
         return soonest_first(stops)
 
     #: the stops this process told the running server about, by reason (the stops file

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Dict, Float, Unicode, Union
+from traitlets import Bool, Dict, Float, Int, Unicode, Union
 from traitlets.config import Configurable
 
 
@@ -134,9 +134,79 @@ class UsageSettings(Configurable):
     quota_check_interval = Float(
         60.0,
         help="""
-        Seconds between two checks of running GPU servers against the quotas (the check also
-        marks the servers the hub knows as seen, for the record of a server the hub loses).
+        Seconds between two checks of the running servers against the quotas and the idle
+        policy (the check also marks the servers the hub knows as seen, for the record of a
+        server the hub loses).
         """,
+    ).tag(config=True)
+
+    idle_timeout = Union(
+        [Float(), Unicode()],
+        default_value=0,
+        help="""
+        Stop a server that has been idle this long (seconds, or a string such as ``"2h"``;
+        0, the default: never): no Jupyter activity (kernels, terminals, connections, as
+        JupyterHub's activity tracking reports it) AND no use of its GPUs (utilisation of at
+        least `idle_gpu_threshold` % by the server's own processes). A server whose GPUs
+        are busy is kept even with no browser open. Servers without GPUs follow Jupyter
+        activity alone. Users are warned before the stop (home page; JupyterLab with the
+        gridspawner-lab extension) at the largest of `stop_warnings`; the usage record says
+        ``idle``. `idle_timeout_per_backend` and `idle_timeout_per_profile` override it.
+        """,
+    ).tag(config=True)
+
+    idle_timeout_per_backend = Dict(
+        help="""
+        Idle timeouts by backend name, overriding `idle_timeout` (0: never). Example::
+
+            c.GridSpawner.idle_timeout_per_backend = {"gpu-cluster": "30m", "local": 0}
+        """,
+    ).tag(config=True)
+
+    idle_timeout_per_profile = Dict(
+        help="""
+        Idle timeouts by profile name, overriding the backend's and `idle_timeout` (0:
+        never). Example::
+
+            c.GridSpawner.idle_timeout_per_profile = {"course-gpu": "20m", "thesis": "4h"}
+        """,
+    ).tag(config=True)
+
+    idle_gpu_threshold = Int(
+        5,
+        help="""
+        GPU utilisation (%) from which a server's GPU counts as used, when one of the
+        server's processes runs on it (a notebook that merely holds GPU memory is idle).
+        """,
+    ).tag(config=True)
+
+    idle_when_gpu_use_unknown = Unicode(
+        "keep",
+        help="""
+        What the idle policy does with a GPU server whose GPU use cannot be read (a host
+        whose nvidia-smi cannot report per-process use; Kubernetes without
+        `gpu_metrics_prometheus_url` or when Prometheus does not answer): ``"keep"`` (the
+        default: never stopped for idleness while unknown) or ``"activity"`` (judged by
+        Jupyter activity alone, as jupyterhub-idle-culler does).
+        """,
+    ).tag(config=True)
+
+    gpu_metrics_prometheus_url = Unicode(
+        "",
+        help="""
+        Kubernetes backends: the URL of a Prometheus that scrapes NVIDIA's DCGM exporter
+        (e.g. ``http://prometheus-server.monitoring.svc``), queried for
+        ``DCGM_FI_DEV_GPU_UTIL`` with the ``pod`` and ``namespace`` labels of each GPU
+        server (the exporter's per-pod labels, ``kubernetes.podLabels`` or its pod-resources
+        mapping, must be on). One query per check round (`quota_check_interval`), bounded by
+        `gpu_metrics_timeout`. Empty: GPU use on Kubernetes is unknown (see
+        `idle_when_gpu_use_unknown`).
+        """,
+    ).tag(config=True)
+
+    gpu_metrics_timeout = Float(
+        10.0,
+        help="Seconds a query to `gpu_metrics_prometheus_url` may take; a slower answer counts as unknown GPU use.",
     ).tag(config=True)
 
     def usage_settings(self) -> dict[str, Any]:
@@ -151,4 +221,12 @@ class UsageSettings(Configurable):
             "user_quotas": self.user_quotas,
             "quota_grace": self.quota_grace,
             "quota_check_interval": self.quota_check_interval,
+            "idle_timeout": self.idle_timeout,
+            "idle_timeout_per_backend": self.idle_timeout_per_backend,
+            "idle_timeout_per_profile": self.idle_timeout_per_profile,
+            "idle_gpu_threshold": self.idle_gpu_threshold,
+            "idle_when_gpu_use_unknown": self.idle_when_gpu_use_unknown,
+            "gpu_metrics_prometheus_url": self.gpu_metrics_prometheus_url,
+            "gpu_metrics_timeout": self.gpu_metrics_timeout,
+            "stop_warnings": getattr(self, "stop_warnings", ()),
         }

@@ -20,6 +20,7 @@ from ...mounts.hostcmd import S3Secret
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env, stops_file_env
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
+from .gpu_use import GpuUse, parse_use, use_lines
 from .inventory import Inventory, parse_probe
 from .ledger import LedgerProblem
 from .mount_reports import describe_mount, log_cleanup, markers, mount_failure, spec_of
@@ -46,6 +47,7 @@ class HostBackend(Backend):
         super().__init__(name, settings, tolerance=tolerance)
         self._locks: dict[str, asyncio.Lock] = {}
         self._forwards: dict[str, Forward] = {}  # session dir -> forward
+        self._gpu_use: dict[str, GpuUse] = {}  # host -> GPU use its last probe saw
 
     # ------------------------------------------------------------------ what subclasses provide
     @abstractmethod
@@ -88,7 +90,9 @@ class HostBackend(Backend):
         s = self.settings
         script = scripts.probe_script(nvidia_smi or s.nvidia_smi, s.ledger_dir, shared=self.ledger_shared(host),
                                       grace=s.ledger_grace)
-        result = await self._run(host, script, "probing GPUs")
+        # GPU use for the idle policy rides on the same command (no extra connection)
+        result = await self._run(host, script + use_lines(nvidia_smi or s.nvidia_smi), "probing GPUs")
+        self._gpu_use[host] = parse_use(result.stdout, time.time())
         try:
             return parse_probe(result.stdout)
         except GPUProbeError as e:
@@ -474,6 +478,15 @@ class HostBackend(Backend):
         st = launch.state
         result = await self._run(st["host"], stops_script(st["session_dir"], entries), "writing the stops file")
         return scripts.parse_marker(result.stdout, WRITTEN) is not None
+
+    def gpu_busy(self, launch: Launch, threshold: int, max_age: float) -> bool | None:
+        """From the host's last capacity probe (`gpu_use`): whether the server's GPUs are in
+        use by its processes; None when unknown (no probe younger than ``max_age`` s)."""
+        st = launch.state
+        use = self._gpu_use.get(st.get("host"))
+        if use is None or time.time() - use.at > max_age or not isinstance(st.get("pid"), int):
+            return None
+        return use.busy((g.uuid for g in launch.gpus), st["pid"], threshold)
 
     async def probe_capacity(self) -> Capacity:
         async def one(host: str) -> HostCapacity:
