@@ -86,6 +86,10 @@ def start_usage(app, spawner) -> None:
         app.log.critical("gridspawner: invalid configuration: c.GridSpawner.usage_db_url: %s cannot be used: %s",
                          url, e)
         sys.exit(1)
+    from .service.settings import hand_over
+
+    if hand_over(app, usage.url, spawner.usage_settings()):
+        app.log.info("gridspawner: the usage service gets the usage database's settings")
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -5,8 +5,8 @@ Every parameter is checked, with an error naming it (the pages show them, REST a
 - ``period``: ``today``, ``week``, ``month`` (default), ``last-month``, ``year``, ``all``;
   or ``from`` and/or ``to``: dates (``YYYY-MM-DD``, in the usage time zone; both inclusive);
 - ``by``: user, group, backend, gpu_model, host, day, week, month (sums; default user);
-- ``user``, ``group``, ``backend``, ``gpu_model`` (``""`` = records without a GPU model),
-  ``kind`` (server | run): filters;
+- ``user``, ``group``, ``backend``, ``gpu_model``, ``kind`` (server | run): filters (empty:
+  all);
 - ``page`` (≥ 1), ``limit`` (1–1000), ``format`` (json | csv).
 """
 
@@ -109,7 +109,7 @@ def parse_query(args: Mapping[str, list[str]], now: float, tz: ZoneInfo, *, defa
     filt: dict[str, object] = {}
     for name in ("user", "group", "backend", "gpu_model"):
         value = _one(args, name)
-        if value is None or (value == "" and name != "gpu_model"):
+        if not value:  # an empty field of the filter form: all
             continue
         if value and not _NAME.fullmatch(value):
             errors[name] = "must be a name (no control characters, at most 255 characters)"

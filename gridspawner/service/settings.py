@@ -1,144 +1,97 @@
-"""The gridspawner service's settings (``c.GridService.*``) and the JupyterHub configuration
-it needs, written by `enable_service` in jupyterhub_config.py.
+"""Turning the gridspawner service on (``enable_service`` in jupyterhub_config.py) and what
+the hub hands over to it when it starts.
 
-The service — usage pages, REST API and CSV exports; later the notebook runs' pages — is a
-JupyterHub service served from inside the hub's own process (see `gridspawner.service`
-for why), on its own port, that JupyterHub knows as an external service: the proxy routes
-``/services/gridspawner/`` to it, users log in to it through the hub (OAuth), tokens are
-checked by the hub.
+The service is a JupyterHub managed service: the hub starts it with its own API token and
+OAuth client in the environment (``JUPYTERHUB_*``), and restarts it if it dies. What it
+needs of gridspawner's configuration — the usage database's URL, the time zone, prices and
+quotas — the hub adds to the service's environment at start-up, once the configuration is
+validated (`hand_over`, called by `gridspawner.startup`): one JSON value in
+``GRIDSPAWNER_SERVICE_SETTINGS``, never in argv or a file (the URL may carry a password).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
-from pathlib import Path
+import json
+import sys
 from typing import Any
 
-from traitlets import Int, Unicode
-from traitlets.config import Configurable
-
-#: the service's name: its URL is /services/<name>/
+#: the service's name: its pages are at /services/<name>/
 SERVICE_NAME = "gridspawner"
-#: read every user's usage records and sums (JupyterHub admins may always)
+#: read every user's usage records and sums
 ADMIN_SCOPE = "custom:gridspawner:usage:admin"
-#: the environment variable that gives the service's API token (else a token file)
-TOKEN_ENV = "GRIDSPAWNER_SERVICE_TOKEN"
-DEFAULT_TOKEN_FILE = "gridspawner_service_token"
+#: the role `enable_service` makes for ``admin_users`` / ``admin_groups``
+ADMIN_ROLE = "gridspawner-usage-admins"
+SETTINGS_ENV = "GRIDSPAWNER_SERVICE_SETTINGS"
+DEFAULT_PORT = 10101
 
 CUSTOM_SCOPES = {
-    ADMIN_SCOPE: {
-        "description": "Read every user's gridspawner usage records and sums, and export them as CSV.",
-    },
+    ADMIN_SCOPE: {"description": "Read every user's gridspawner usage records and sums, and export them as CSV."},
 }
 
 
-class GridService(Configurable):
-    """Where the gridspawner service listens. Set by `enable_service`; see the admin guide."""
-
-    name = Unicode(SERVICE_NAME, help="The service's name in JupyterHub (its pages are at /services/NAME/).").tag(
-        config=True
-    )
-    ip = Unicode(
-        "",
-        help="""
-        The address the service listens on, inside the hub's process. Empty: the service is
-        off. ``127.0.0.1`` when the proxy runs on the hub's machine; the pod's address (or
-        ``0.0.0.0``) when the proxy runs elsewhere, as in the Helm chart.
-        """,
-    ).tag(config=True)
-    port = Int(10101, help="The port the service listens on.").tag(config=True)
-    url = Unicode(
-        "",
-        help="""
-        The URL the proxy forwards ``/services/NAME/`` to. Empty: ``http://IP:PORT`` (with
-        ``127.0.0.1`` for an ``ip`` of ``0.0.0.0``).
-        """,
-    ).tag(config=True)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.ip)
-
-    def service_url(self) -> str:
-        if self.url:
-            return self.url
-        host = "127.0.0.1" if self.ip in ("0.0.0.0", "") else ("::1" if self.ip == "::" else self.ip)
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
-
-
-def service_token(token_file: str | os.PathLike | None = None) -> str:
-    """The service's API token: ``$GRIDSPAWNER_SERVICE_TOKEN``, else the token file (made
-    with a new random token, mode 0600, when missing). A token file that others may read
-    is refused (ValueError)."""
-    from_env = os.environ.get(TOKEN_ENV, "").strip()
-    if from_env:
-        return from_env
-    path = Path(token_file or DEFAULT_TOKEN_FILE).resolve()
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ValueError(f"{path}: the gridspawner service's token file must be private (chmod 600)")
-    token = path.read_text().strip()
-    if len(token) < 32:
-        raise ValueError(f"{path}: the gridspawner service's token file holds no token (delete it to make one)")
-    return token
-
-
-def service_spec(name: str, url: str, token: str) -> dict[str, Any]:
+def service_spec(name: str, port: int) -> dict[str, Any]:
     """The entry of ``c.JupyterHub.services``."""
     return {
         "name": name,
-        "url": url,
-        "api_token": token,
+        "url": f"http://127.0.0.1:{port}",
+        "command": [sys.executable, "-m", "gridspawner.service"],
         "display": True,
         "info": {"description": "GPU usage, costs and quotas (gridspawner)"},
-        # admin-operated: no "authorize this application" page on the way in
+        # the hub's own pages: no "authorize this application" step on the way in
         "oauth_no_confirm": True,
-        # an OAuth token of the service carries the admin scope where the user has it
-        "oauth_client_allowed_scopes": sorted(CUSTOM_SCOPES),
+        # the service's OAuth tokens carry the admin scope where the user holds it
+        "oauth_client_allowed_scopes": [ADMIN_SCOPE],
     }
 
 
-def _add_user_access(c: Any, name: str) -> None:
-    """Every user may reach the service (``access:services!service=NAME`` in the user role)."""
-    access = f"access:services!service={name}"
-    jh = c.JupyterHub
-    roles = list(jh.load_roles) if "load_roles" in jh else []
-    for role in roles:
-        if role.get("name") == "user":
-            scopes = list(role.get("scopes") or ["self"])
-            if access not in scopes:
-                role["scopes"] = scopes + [access]
-            break
-    else:
-        roles.append({"name": "user", "scopes": ["self", access]})
-    jh.load_roles = roles
+def _config_list(section: Any, name: str) -> list:
+    return list(section[name]) if name in section else []
 
 
-def enable_service(c: Any, *, ip: str = "127.0.0.1", port: int = 10101, url: str = "", name: str = SERVICE_NAME,
-                   token_file: str | os.PathLike | None = None) -> None:
-    """Turn on the gridspawner service in a jupyterhub_config.py (call it after your own
-    ``c.JupyterHub.services`` and ``load_roles``, which it extends):
+def enable_service(c: Any, *, port: int = DEFAULT_PORT, name: str = SERVICE_NAME,
+                   admin_users: list[str] | tuple[str, ...] = (), admin_groups: list[str] | tuple[str, ...] = ()) -> None:
+    """Turn the gridspawner service on, in a jupyterhub_config.py (call it after your own
+    ``c.JupyterHub.services``, ``custom_scopes`` and ``load_roles``, which it extends):
 
-    - ``c.GridService``: where it listens (``ip``, ``port``) and ``url`` (see `GridService`);
-    - ``c.JupyterHub.services``: the service, with its API token (`service_token`);
-    - ``c.JupyterHub.custom_scopes``: ``custom:gridspawner:usage:admin``;
+    - ``c.JupyterHub.services``: the managed service ``name``, listening on 127.0.0.1:``port``;
+    - ``c.JupyterHub.custom_scopes``: ``custom:gridspawner:usage:admin`` (see every user's usage);
     - ``c.JupyterHub.load_roles``: the ``user`` role also gets
-      ``access:services!service=NAME`` (every user may see their own usage).
+      ``access:services!service=NAME`` (every user sees their own usage), and the role
+      ``gridspawner-usage-admins`` gives the admin scope to ``admin_users`` and the members
+      of ``admin_groups`` (JupyterHub admins are not given it implicitly).
     """
-    settings = GridService(ip=ip, port=port, url=url, name=name)
-    c.GridService.ip, c.GridService.port, c.GridService.url, c.GridService.name = ip, port, url, name
     jh = c.JupyterHub
-    services = [s for s in (list(jh.services) if "services" in jh else []) if s.get("name") != name]
-    jh.services = services + [service_spec(name, settings.service_url(), service_token(token_file))]
+    services = [s for s in _config_list(jh, "services") if s.get("name") != name]
+    jh.services = services + [service_spec(name, port)]
     scopes = dict(jh.custom_scopes) if "custom_scopes" in jh else {}
     scopes.update(CUSTOM_SCOPES)
     jh.custom_scopes = scopes
-    _add_user_access(c, name)
+    roles = [dict(r) for r in _config_list(jh, "load_roles") if r.get("name") != ADMIN_ROLE]
+    access = f"access:services!service={name}"
+    for role in roles:
+        if role.get("name") == "user":
+            role["scopes"] = list(dict.fromkeys([*(role.get("scopes") or ["self"]), access]))
+            break
+    else:
+        roles.append({"name": "user", "scopes": ["self", access]})
+    admins: dict[str, Any] = {"name": ADMIN_ROLE, "description": "See every user's GPU usage (gridspawner)",
+                              "scopes": [ADMIN_SCOPE, access]}
+    if admin_users:
+        admins["users"] = list(admin_users)
+    if admin_groups:
+        admins["groups"] = list(admin_groups)
+    roles.append(admins)
+    jh.load_roles = roles
+
+
+def hand_over(app: Any, db_url: str, usage_settings: dict, name: str = SERVICE_NAME) -> bool:
+    """Put what the service needs into its environment (the hub starts it later in its
+    start-up); False when the hub runs no gridspawner service."""
+    for spec in getattr(app, "services", None) or []:
+        if isinstance(spec, dict) and spec.get("name") == name and spec.get("command"):
+            settings = {"db_url": db_url, "usage": {k: v for k, v in usage_settings.items() if k != "usage_db_url"}}
+            env = dict(spec.get("environment") or {})
+            env[SETTINGS_ENV] = json.dumps(settings, default=list)
+            spec["environment"] = env
+            return True
+    return False

@@ -249,6 +249,10 @@ def count(filters: Filters, start: float | None = None, end: float | None = None
     return q
 
 
+def first_start(filters: Filters) -> Any:
+    return select(func.min(R.started_at)).where(*filters.where())
+
+
 def distinct_values(column: str) -> Any:
     """The values an admin may filter by (backend, gpu_model), sorted."""
     col = {"backend": R.backend, "gpu_model": R.gpu_model}[column]

@@ -22,7 +22,7 @@ from .idle import unknown_names
 from .form_panel import panel_view, render_panel
 from .recorder import ServerRecorder
 from .store import UsageDBError
-from .runtime import UsageRuntime, runtime_for, usage_url
+from .runtime import UsageRuntime, running_hub, runtime_for, usage_url
 from .traits import UsageSettings
 
 _usage_configs: dict[str, UsageConfig] = {}
@@ -37,15 +37,15 @@ def usage_config_for(raw: dict) -> UsageConfig:
 
 
 def usage_page_url(spawner) -> str:
-    """The user's usage page, where the gridspawner service runs in this hub ("" if not)."""
-    from ..service.settings import GridService
+    """The user's usage page, where the hub runs the gridspawner service ("" if not)."""
+    from ..service.settings import SERVICE_NAME
 
-    service = GridService(config=spawner.config)
-    if not service.enabled:
+    app = running_hub()
+    services = getattr(app, "services", None) or []
+    if not any(isinstance(s, dict) and s.get("name") == SERVICE_NAME and s.get("command") for s in services):
         return ""
-    base = getattr(getattr(spawner, "hub", None), "base_url", None) or "/hub/"
-    root = base[: -len("hub/")] if base.endswith("hub/") else "/"
-    return f"{root}services/{service.name}/"
+    base = getattr(app, "base_url", "/") or "/"
+    return f"{base.rstrip('/')}/services/{SERVICE_NAME}/"
 
 
 def check_usage_config(spawner, problems) -> None:

@@ -249,6 +249,11 @@ class UsageStore:
         with_rows = await self._run(self._rows, q.count(filters, start, end))
         return int(next(iter(with_rows[0].values())))
 
+    async def first_start(self, filters: q.Filters) -> float | None:
+        """When the first record that ``filters`` match started (None: there is none)."""
+        rows = await self._run(self._rows, q.first_start(filters))
+        return next(iter(rows[0].values())) if rows else None
+
     def _choices(self) -> dict[str, list[str]]:
         with self.engine.connect() as conn:
             return {
