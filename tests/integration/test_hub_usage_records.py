@@ -34,6 +34,22 @@ def test_record_of_a_gpu_server_stopped_through_rest(make_hub, username):
     [rec] = records(hub, username)
     assert rec["stop_reason"] == "admin" and rec["stopped_by"] == "service:gridtest", rec
     assert rec["stopped_at"] - rec["started_at"] >= 1
+    # the Prometheus counter of GPU-hours has this server's (per backend and GPU model)
+    counted = gpu_hours_counted(hub)
+    expected = 2 * (rec["stopped_at"] - rec["started_at"]) / 3600
+    by_model = {k[1]: v for k, v in counted.items() if k[0] == "local"}
+    assert sum(by_model.values()) == pytest.approx(expected, rel=0.05), counted
+    assert set(by_model) == {"NVIDIA A100-PCIE-40GB + NVIDIA A100-SXM4-80GB"}
+
+
+def gpu_hours_counted(hub) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = hub.session.get(f"{hub.url}/hub/metrics", timeout=30)
+    assert r.status_code == 200
+    return {(s.labels["backend"], s.labels["gpu_model"]): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples
+            if s.name == "gridspawner_gpu_hours_total"}
 
 
 def test_records_survive_a_restart_and_servers_killed_behind_the_hubs_back(make_hub, username):
