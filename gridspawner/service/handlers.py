@@ -22,7 +22,7 @@ from .chart import Bar, bar_chart
 from .exports import records_csv, summary_csv
 from .params import ParamErrors, Query, parse_query, series_spans
 from .settings import ADMIN_SCOPE
-from .views import hours, reason_text, record_row  # noqa: F401 - reason_text used by templates via rows
+from .views import hours, record_row
 
 #: CSV exports read the records in chunks of this many rows
 CSV_CHUNK = 5000
@@ -49,7 +49,16 @@ class Base(HubOAuthenticated, web.RequestHandler):
         return {k: [v.decode("utf-8", "replace") for v in vals] for k, vals in self.request.arguments.items()}
 
     def query(self, **kw: Any) -> Query:
+        """The request's parameters (ParamErrors: the pages show them above the page)."""
         return parse_query(self.arguments(), time.time(), self.ctx.config.timezone, **kw)
+
+    def api_query(self, **kw: Any) -> Query:
+        """The request's parameters; a bad one is a 400 naming it."""
+        try:
+            return self.query(**kw)
+        except ParamErrors as e:
+            self._param_errors = e.errors
+            raise web.HTTPError(400, str(e)) from None
 
     def page(self, template: str, **values: Any) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -71,13 +80,11 @@ class Base(HubOAuthenticated, web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = getattr(exc, "log_message", None) or self._reason
-        if isinstance(exc, ParamErrors):
-            status_code, message = 400, str(exc)
         self.set_status(status_code)
         if self.request.path.startswith(f"{self.ctx.prefix}api/"):
-            body = {"status": status_code, "message": message}
-            if isinstance(exc, ParamErrors):
-                body["errors"] = exc.errors
+            body: dict[str, Any] = {"status": status_code, "message": message}
+            if getattr(self, "_param_errors", None):
+                body["errors"] = self._param_errors
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps(body))
         else:
@@ -182,7 +189,7 @@ class RecordsAPI(ApiBase):
     @web.authenticated
     async def get(self) -> None:
         now, cfg, store = time.time(), self.ctx.config, self.ctx.usage.store
-        query = self.query(default_limit=100)
+        query = self.api_query(default_limit=100)
         filters = query.filters
         if not self.is_admin:
             if filters.users and filters.users != (self.user_name,):
@@ -214,7 +221,7 @@ class SummaryAPI(ApiBase):
         if not self.is_admin:
             raise web.HTTPError(403, f"the summary needs the {ADMIN_SCOPE} scope")
         now, cfg, store = time.time(), self.ctx.config, self.ctx.usage.store
-        query = self.query(default_by="user")
+        query = self.api_query(default_by="user")
         if query.by in TIME_DIMENSIONS:
             spans = series_spans(query, now, cfg.timezone, query.by)
             rows = [{"key": b.label, "records": None, "hours": b.hours, "gpu_hours": b.gpu_hours, "cost": b.cost}
