@@ -9,6 +9,7 @@ them to pages (the hub's home page shows them).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 
@@ -36,3 +37,25 @@ def cancelled_entry(reason: str) -> dict:
 
 def soonest_first(stops: list[UpcomingStop]) -> list[UpcomingStop]:
     return sorted(stops, key=lambda s: s.at)
+
+
+#: why, in words, completing "…will be stopped at 14:05 UTC (in 12 min) because …"
+REASON_WORDS = {
+    "max_runtime": "its maximum run time ends",
+    "quota": "the GPU quota runs out",
+    "idle": "it is idle (no Jupyter activity and no GPU use)",
+}
+
+
+@dataclass(frozen=True)
+class StopNote:
+    reason: str
+    text: str
+
+
+def stop_sentence(subject: str, stop: UpcomingStop, now: float) -> str:
+    """``Your server will be stopped at 14:05 UTC (in 12 min) because …. Save your work.``"""
+    left = max(0, round((stop.at - now) / 60))
+    when = time.strftime("%H:%M UTC", time.gmtime(stop.at))
+    why = stop.message or REASON_WORDS.get(stop.reason, stop.reason)
+    return f"{subject} will be stopped at {when} (in {left} min) because {why}. Save your work."

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 #: the service's name: its pages are at /services/<name>/
@@ -23,6 +24,8 @@ ADMIN_SCOPE = "custom:gridspawner:usage:admin"
 ADMIN_ROLE = "gridspawner-usage-admins"
 SETTINGS_ENV = "GRIDSPAWNER_SERVICE_SETTINGS"
 DEFAULT_PORT = 10101
+#: the hub page templates gridspawner extends (the home page's stop notes)
+HUB_TEMPLATES = str(Path(__file__).parent / "hub_templates")
 
 CUSTOM_SCOPES = {
     ADMIN_SCOPE: {"description": "Read every user's gridspawner usage records and sums, and export them as CSV."},
@@ -49,7 +52,8 @@ def _config_list(section: Any, name: str) -> list:
 
 
 def enable_service(c: Any, *, port: int = DEFAULT_PORT, name: str = SERVICE_NAME,
-                   admin_users: list[str] | tuple[str, ...] = (), admin_groups: list[str] | tuple[str, ...] = ()) -> None:
+                   admin_users: list[str] | tuple[str, ...] = (), admin_groups: list[str] | tuple[str, ...] = (),
+                   home_page_notes: bool = True) -> None:
     """Turn the gridspawner service on, in a jupyterhub_config.py (call it after your own
     ``c.JupyterHub.services``, ``custom_scopes`` and ``load_roles``, which it extends):
 
@@ -58,7 +62,10 @@ def enable_service(c: Any, *, port: int = DEFAULT_PORT, name: str = SERVICE_NAME
     - ``c.JupyterHub.load_roles``: the ``user`` role also gets
       ``access:services!service=NAME`` (every user sees their own usage), and the role
       ``gridspawner-usage-admins`` gives the admin scope to ``admin_users`` and the members
-      of ``admin_groups`` (JupyterHub admins are not given it implicitly).
+      of ``admin_groups`` (JupyterHub admins are not given it implicitly);
+    - ``c.JupyterHub.template_paths`` (``home_page_notes``): the hub's home page, extended
+      with the stops gridspawner plans for the user's servers (maximum run time, GPU quota,
+      idle), above the page as the hub draws it.
     """
     jh = c.JupyterHub
     services = [s for s in _config_list(jh, "services") if s.get("name") != name]
@@ -82,6 +89,10 @@ def enable_service(c: Any, *, port: int = DEFAULT_PORT, name: str = SERVICE_NAME
         admins["groups"] = list(admin_groups)
     roles.append(admins)
     jh.load_roles = roles
+    if home_page_notes:
+        paths = _config_list(jh, "template_paths")
+        if HUB_TEMPLATES not in paths:
+            jh.template_paths = paths + [HUB_TEMPLATES]
 
 
 def hand_over(app: Any, db_url: str, usage_settings: dict, name: str = SERVICE_NAME) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..backends.base import BackendError
 from ..catalog import CatalogError
 from ..runtime import config_key
-from ..stops import UpcomingStop, soonest_first
+from ..stops import StopNote, UpcomingStop, soonest_first, stop_sentence
 from .config import UsageConfig, build_usage_config
 from .idle import unknown_names
 from .form_panel import panel_view, render_panel
@@ -127,6 +127,13 @@ class SpawnerUsage(UsageSettings):
             stops.append(UpcomingStop("max_runtime", self._deadline))
         stops.extend(self._usage.planned.values())
         return soonest_first(stops)
+
+    def stop_notes(self) -> list[StopNote]:
+        """The upcoming stops in words, for the hub's home page (`service/hub_templates`)."""
+        if self._launch is None and not self._saved_launch_state:
+            return []
+        name = f"Your server {self.name!r}" if self.name else "Your server"
+        return [StopNote(s.reason, stop_sentence(name, s, time.time())) for s in self.upcoming_stops()]
 
     #: the stops this process told the running server about, by reason (the stops file
     #: holds them all; a withdrawn one is left out)

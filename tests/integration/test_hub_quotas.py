@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hubtools import Hub, default_grid_config, procs
+from hubtools import Hub, default_grid_config, free_port, procs
 
 from hubtools.usage import records, wait_for
 
@@ -31,7 +31,8 @@ def quota_hub(tmp_path_factory):
         "quota_check_interval": 1,
         "prices": {"currency": "EUR", "gpu_memory": {0: 0.5, 40: 1.25, 80: 2.0}, "cpu_hour": 0.01},
     })
-    with Hub(grid, workdir=workdir) as hub:
+    extra = f"from gridspawner.service.settings import enable_service\nenable_service(c, port={free_port()})\n"
+    with Hub(grid, workdir=workdir, extra_config=extra) as hub:
         yield hub
     assert not hub.leftover_pids()
 
@@ -66,6 +67,11 @@ def test_quota_refusals_form_and_rest_then_a_stop_when_it_runs_out(quota_hub, us
     started = time.monotonic()
     hub.spawn_ready(username, {"gpus": 1})
     pid = hub.server_pid(username)
+    # the hub's home page tells the user when and why (the quota watch planned the stop)
+    note = wait_for(lambda: re.search(r'class="alert alert-warning gs-stop-note"[^>]*data-gs-reason="quota">(.*?)</div>',
+                                      browser.http.get(f"{hub.url}/hub/home", timeout=30).text), 15, "the stop note")
+    assert re.fullmatch(r"Your server will be stopped at \d\d:\d\d UTC \(in \d+ min\) because your 0.004 "
+                        r"GPU-hours for today run out\. Save your work\.", html.unescape(note.group(1))), note.group(1)
     # while it runs, a second GPU server is over the limit of one at once
     r = hub.spawn(username, {"gpus": 1}, server_name="second")
     assert r.status_code == 400 and "1 GPU in running servers" in r.text, r.text
