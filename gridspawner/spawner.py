@@ -377,11 +377,15 @@ class GridSpawner(CatalogSettings, SpawnerUsage, Spawner):
             if launch is None:
                 return
             await self._backend().stop(launch, now=now)
-            self.runtime.capacity.poke()
             self._launch = None
             self._saved_launch_state = None
-        finally:
+            # recorded before the capacity poke, so that the refresh it starts comes last: a
+            # refresh whose subprocess is being created when JupyterHub, at its shutdown,
+            # cancels every task can hang the hub's exit (CPython 3.11)
             await self._usage.stopped(self.usage)
+            self.runtime.capacity.poke()
+        finally:
+            await self._usage.stopped(self.usage)  # the paths above that failed (once only)
 
     async def delete_forever(self):
         """The user or this named server is deleted: let every backend drop what outlived it."""
