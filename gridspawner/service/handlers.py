@@ -124,7 +124,7 @@ class UserPage(Base):
             query = parse_query({}, now, cfg.timezone, default_by="day")
         mine = Filters(users=(self.user_name,))
         totals = await usage.store.totals(query.span, now, mine)
-        count = await usage.store.count(mine, query.span)
+        count = totals["records"]
         rows = await usage.store.history(mine, query.span, query.limit, (query.page - 1) * query.limit)
         chart, chart_period, _ = await chart_for(self.ctx, query, mine, now, "GPU-hours per period")
         groups = list(self.current_user.get("groups") or ())
@@ -164,8 +164,12 @@ class AdminPage(Base):
                        for b in await store.series(spans, now, filters)]
         else:
             summary = await store.summary(query.by, query.span, now, filters)
-        totals = await store.totals(query.span, now, filters)
-        count = await store.count(filters, query.span)
+        if query.by in TIME_DIMENSIONS or query.by == "group":
+            totals = await store.totals(query.span, now, filters)
+        else:  # each record in exactly one row: the sums are the totals (one pass less over the records)
+            totals = {"records": sum(r["records"] for r in summary),
+                      **{k: sum(r[k] or 0.0 for r in summary) for k in ("hours", "gpu_hours", "cost")}}
+        count = totals["records"]  # the records that overlap the span: what the history pages through
         rows = await store.history(filters, query.span, query.limit, (query.page - 1) * query.limit)
         chart, chart_period, _ = await chart_for(self.ctx, query, filters, now, "GPU-hours per period, all filtered records")
         self.page(
