@@ -83,6 +83,21 @@ def timed(hub: Hub, url: str, token: str, rounds: int) -> float:
     return statistics.median(times)
 
 
+def wait_for_service(url: str, token: str, timeout: float = 60) -> None:
+    """The hub starts its managed service in the background: wait until it answers."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the gridspawner service did not answer at {url}")
+
+
 def measure(count: int, rounds: int) -> tuple[float, float]:
     workdir = Path(tempfile.mkdtemp(prefix="gridbench-pages-"))
     extra = ("from gridspawner.service.settings import enable_service\n"
@@ -98,6 +113,7 @@ def measure(count: int, rounds: int) -> tuple[float, float]:
             r.raise_for_status()
             tokens[name] = r.json()["token"]
         base = f"{hub.url}/services/gridspawner/"
+        wait_for_service(f"{base}api/records?limit=1", tokens[USER])
         user = timed(hub, f"{base}?period=year", tokens[USER], rounds)
         admin = timed(hub, f"{base}admin?period=year&by=user", tokens[ADMIN], rounds)
         return user, admin

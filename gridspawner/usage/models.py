@@ -25,6 +25,9 @@ NAMING = {
 #: the Alembic version table (never JupyterHub's ``alembic_version``)
 VERSION_TABLE = "gridspawner_alembic_version"
 
+#: the index that covers the sums over a period (see UsageRecord.__table_args__)
+SUMS_INDEX = "ix_gridspawner_usage_records_sums"
+
 #: what a record is of
 KINDS = ("server", "run")
 
@@ -86,6 +89,9 @@ class UsageRecord(Base):
         Index(None, "username", "started_at"),
         Index(None, "started_at"),
         Index(None, "stopped_at"),
+        # covers the sums over a period (totals, per user, per day/week/month): the database
+        # reads this narrow index instead of the wide rows (admin pages over many records)
+        Index(SUMS_INDEX, "started_at", "stopped_at", "gpus", "price_per_hour", "username"),
     )
 
 

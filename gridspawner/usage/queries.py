@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import Double
 
-from .models import GROUPS, RECORDS
+from .models import GROUPS, RECORDS, SUMS_INDEX
 
 #: the ways the aggregate can be grouped (the time ones are bucketed in Python: `store`)
 DIMENSIONS = ("user", "group", "backend", "gpu_model", "host", "day", "week", "month")
@@ -214,6 +214,10 @@ def summary(dimension: str, start: float, end: float, now: float, filters: Filte
     ).where(overlaps(start, end), *filters.where())
     if dimension == "group":
         q = q.select_from(RECORDS.outerjoin(GROUPS, GROUPS.c.record_id == R.id))
+    elif dimension == "user" and not filters.where():
+        # SQLite would walk the (username, started_at) index for the GROUP BY and read every
+        # wide row; the sums index covers this query and is read instead
+        q = q.with_hint(RECORDS, f"INDEXED BY {SUMS_INDEX}", "sqlite")
     return q.group_by(key).order_by(func.sum(R.gpus * hours).desc(), key)
 
 

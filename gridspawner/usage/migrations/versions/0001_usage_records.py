@@ -45,6 +45,8 @@ def upgrade() -> None:
                     ["username", "started_at"])
     op.create_index("ix_gridspawner_usage_records_started_at", "gridspawner_usage_records", ["started_at"])
     op.create_index("ix_gridspawner_usage_records_stopped_at", "gridspawner_usage_records", ["stopped_at"])
+    op.create_index("ix_gridspawner_usage_records_sums", "gridspawner_usage_records",
+                    ["started_at", "stopped_at", "gpus", "price_per_hour", "username"])
     op.create_table(
         "gridspawner_usage_groups",
         sa.Column("record_id", sa.Integer(), nullable=False),
