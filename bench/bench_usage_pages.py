@@ -74,6 +74,7 @@ def timed(hub: Hub, url: str, token: str, rounds: int) -> float:
     for _ in range(3):
         r = session.get(url, timeout=60)
         r.raise_for_status()
+    assert "GPU usage" in r.text and "<table" in r.text, r.text[:300]  # the page itself, not a login redirect
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
