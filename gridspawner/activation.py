@@ -13,15 +13,18 @@ _active = False
 
 
 def activate() -> None:
-    """Install the user_options secret filter on JupyterHub's models and register the
-    Prometheus metrics (once per process)."""
+    """Install the user_options secret filter on JupyterHub's models, the tracking of who
+    asked for a server's stop (usage records) and register the Prometheus metrics (once
+    per process)."""
     global _active
     if _active:
         return
     from . import metrics
     from .mounts.dbfilter import install_user_options_filter
+    from .usage import stop_requests
 
     install_user_options_filter()
+    stop_requests.install()
     metrics.register()
     _active = True
 

@@ -1,6 +1,7 @@
 """Prometheus metrics for hub admins: spawn outcomes and times per backend, free GPUs per
 backend and memory size, probe health, refused requests by field, servers stopped at their
-maximum run time, orphans reclaimed after a hub crash.
+maximum run time or for a GPU quota, GPU-hours used per backend and GPU model, orphans
+reclaimed after a hub crash.
 
 They live in prometheus_client's default registry, which JupyterHub already serves at
 ``/hub/metrics`` (next to its own ``jupyterhub_*`` metrics, with the same access rule: the
@@ -9,8 +10,9 @@ nothing to configure, and no second port to open. They join that registry only w
 uses GridSpawner (`register`, called by `gridspawner.activation`): a hub that merely has the
 package installed serves no ``gridspawner_*`` metric.
 
-Label values are admin-chosen names (backends) and fixed words only — never a user name or
-a value a user typed — so the number of series stays bounded whatever users send.
+Label values are admin-chosen names (backends), GPU model names as the drivers report them
+and fixed words only — never a user name or a value a user typed — so the number of series
+stays bounded whatever users send.
 """
 
 from __future__ import annotations
@@ -66,6 +68,35 @@ MAX_RUNTIME_STOPS = Counter(
     ["backend"],
     registry=None,
 )
+
+
+GPU_HOURS = Counter(
+    "gridspawner_gpu_hours_total",
+    "GPU-hours (GPUs × hours) used by servers this hub recorded, per backend and GPU model "
+    "(as nvidia-smi names it; \"unknown\" where the backend cannot tell). Counted as they "
+    "run (every quota_check_interval) and when they stop; a restarted hub counts from its start.",
+    ["backend", "gpu_model"],
+    registry=None,
+)
+
+QUOTA_STOPS = Counter(
+    "gridspawner_quota_stops_total",
+    "Servers stopped by GridSpawner because their user's (or group's) GPU-hours ran out, per backend.",
+    ["backend"],
+    registry=None,
+)
+
+IDLE_STOPS = Counter(
+    "gridspawner_idle_stops_total",
+    "Servers stopped by GridSpawner's idle policy (no Jupyter activity and no GPU use for their idle timeout), per backend.",
+    ["backend"],
+    registry=None,
+)
+
+
+def count_gpu_hours(backend: str, gpu_model: str, hours: float) -> None:
+    if hours > 0:
+        GPU_HOURS.labels(backend, gpu_model or "unknown").inc(hours)
 
 
 def field_label(key: str) -> str:
@@ -149,7 +180,8 @@ def register() -> None:
         return
     _registered = True
     for collector in (
-        SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, ORPHANS_RECLAIMED, CAPACITY
+        SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, ORPHANS_RECLAIMED, GPU_HOURS, QUOTA_STOPS, IDLE_STOPS,
+        CAPACITY,
     ):
         REGISTRY.register(collector)
 

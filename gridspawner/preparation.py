@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from .catalog import Catalog
 from .mounts.request import strip_secrets
@@ -52,18 +52,33 @@ class MountCheckFailed(OptionsError):
         self.request = request
 
 
+def quota_field(request: LaunchRequest, catalog: Catalog) -> str:
+    """The field a quota refusal belongs to: ``gpus``, unless the request's profile fixes
+    the GPU count (then the user changes the profile)."""
+    profile = catalog.profiles.get(request.profile) if request.profile else None
+    if profile is not None and "gpus" in profile.values and "gpus" not in profile.changeable:
+        return "profile"
+    return "gpus"
+
+
 async def prepare(
     options: Any,
     catalog: Catalog,
     groups: Iterable[str],
     username: str,
     progress: Callable[[str], None] = lambda message: None,
+    quota: Callable[[int], Awaitable[str | None]] | None = None,
 ) -> Prepared:
-    """Validate ``options`` (user_options, typed secrets still in their mount rows) and
-    check every data mount live (bounded by the storage's ``check_timeout``, see
+    """Validate ``options`` (user_options, typed secrets still in their mount rows), check
+    the user's GPU quota (``quota(gpus)``: why that many more GPUs would exceed it, or None)
+    and check every data mount live (bounded by the storage's ``check_timeout``, see
     `gridspawner.mounts.resolve.check_limit`). Raises OptionsError naming each field
     (MountCheckFailed when only the live checks failed)."""
     request = build_request(options, catalog, groups, username=username)
+    if quota is not None and request.gpus > 0:
+        why = await quota(request.gpus)
+        if why is not None:
+            raise OptionsError({quota_field(request, catalog): why})
     if not request.mounts:
         return Prepared(request)
     _, secrets = strip_secrets(options)

@@ -28,10 +28,12 @@ from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .recovery_traits import CrashRecoverySettings
 from .request import LaunchRequest, OptionsError, default_values
+from .catalog import _Problems
 from .runtime import Runtime, catalog_for
 from .server_env import parse_stop_warnings, request_env
 from .startup import schedule_startup_check
 from .traits import CatalogSettings
+from .usage.spawner_usage import SpawnerUsage, check_usage_config
 
 # Refused form submissions, by (user, server), shown once by the next render of that
 # server's form (see form/feedback.py for how JupyterHub renders it). Bounded in size and
@@ -39,7 +41,7 @@ from .traits import CatalogSettings
 _form_feedback = FormFeedback()
 
 
-class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
+class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner):
     """Spawn a user's server on a backend the user picks: Kubernetes, SSH hosts or this machine."""
 
     @default("port")
@@ -98,7 +100,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
         values, errors = _form_feedback.take(spawner._user_name(), spawner.name or "") or (None, None)
         if values is None:
             values = dict(strip_secrets(spawner.user_options or {})[0]) or None
-        return render_form(
+        form = render_form(
             catalog=spawner.catalog,
             groups=spawner._groups(),
             capacity=spawner.runtime.capacity.snapshot(),
@@ -107,6 +109,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             username=spawner._user_name(),
             ssh_public_key=await spawner._ssh_public_key(),
         )
+        return form + await spawner._usage_panel()
 
     async def _ssh_public_key(self) -> str | None:
         """The user's hub-managed SSH public key (made on first use), when an SSH storage
@@ -150,7 +153,8 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
 
     async def _prepare(self, options: Any, show_progress: bool = True) -> Prepared:
         progress = self._progress if show_progress else lambda message: self.log.info("%s: %s", self._log_name, message)
-        return await prepare(options, self.catalog, self._groups(), self._user_name(), progress=progress)
+        return await prepare(options, self.catalog, self._groups(), self._user_name(), progress=progress,
+                             quota=self._quota_refusal)
 
     @staticmethod
     async def _apply_options(spawner: "GridSpawner", user_options: dict) -> None:
@@ -280,6 +284,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
         self._arm_deadline()
         self._credential_renewal().arm(backend, launch, self._mount_specs, self.catalog.storage, self._user_name(),
                                        next_renewal(prepared.mounts))
+        await self._usage.started(self, self.usage, request, launch)
         return launch.url
 
     async def _launch_on(self, backend, ctx: LaunchContext, request: LaunchRequest) -> Launch:
@@ -319,6 +324,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     async def _ensure_attached(self) -> Launch | None:
         if self._launch is None and self._saved_launch_state:
             self._launch = await self._backend().restore(self._saved_launch_state)
+            self._usage.restored(self, self.usage)
             self._arm_deadline()
             # after a hub restart: how old the mounts' credentials are is unknown, renew now
             self._credential_renewal().arm(self._backend(), self._launch, self._mount_specs, self.catalog.storage,
@@ -330,15 +336,23 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             launch = await self._ensure_attached()
         except BackendError as e:
             self.log.warning("%s could not be re-attached: %s", self._log_name, e)
+            await self._usage.lost(self.usage)
             return 1
         if launch is None:
             self._note_cut_short()
             return 0
         if self._deadline is not None and time.time() >= self._deadline:
             self._note_expired()
+            self._usage.stop_reason = "max_runtime"
             await self.stop()
             return 0
-        return await self._backend().poll(launch)
+        backend = self._backend()
+        status = await backend.poll(launch)
+        if status is None:
+            self._usage.alive()
+        else:
+            await self._usage.gone(self.usage, status, backend.exit_status_known)
+        return status
 
     def _note_cut_short(self) -> None:
         """JupyterHub polls a server it believes runs, and there is no launch state: a launch
@@ -363,18 +377,25 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     async def stop(self, now=False):
         self._cancel_deadline()
         try:
-            launch = await self._ensure_attached()
-        except BackendError as e:
-            self.log.warning("%s could not be re-attached for stopping: %s", self._log_name, e)
-            return
+            try:
+                launch = await self._ensure_attached()
+            except BackendError as e:
+                self.log.warning("%s could not be re-attached for stopping: %s", self._log_name, e)
+                return
+            finally:
+                self._credential_renewal().cancel()
+            if launch is None:
+                return
+            await self._backend().stop(launch, now=now)
+            self._launch = None
+            self._saved_launch_state = None
+            # recorded before the capacity poke, so that the refresh it starts comes last: a
+            # refresh whose subprocess is being created when JupyterHub, at its shutdown,
+            # cancels every task can hang the hub's exit (CPython 3.11)
+            await self._usage.stopped(self.usage)
+            self.runtime.capacity.poke()
         finally:
-            self._credential_renewal().cancel()
-        if launch is None:
-            return
-        await self._backend().stop(launch, now=now)
-        self.runtime.capacity.poke()
-        self._launch = None
-        self._saved_launch_state = None
+            await self._usage.stopped(self.usage)  # the paths above that failed (once only)
 
     async def delete_forever(self):
         """The user or this named server is deleted: let every backend drop what outlived it."""
@@ -419,10 +440,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     async def _expire(self) -> None:
         self._deadline_handle = None
         self._note_expired()
-        if self.user is not None and hasattr(self.user, "stop"):
-            await self.user.stop(self.name)
-        else:
-            await self.stop()
+        await self._stop_by_hub("max_runtime")
 
     # ------------------------------------------------------------------ state
     def get_state(self):
@@ -436,6 +454,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             if self._mount_specs:
                 # what was mounted, without a secret: MountSpec values only
                 state["mounts"] = [m.to_dict() for m in self._mount_specs]
+            state.update(self._usage.state())
         return state
 
     def load_state(self, state):
@@ -447,6 +466,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             self._deadline = state.get("deadline")
             rows = state.get("mounts") or []
             self._mount_specs = tuple(MountSpec.from_dict(m) for m in rows if isinstance(m, dict))
+            self._usage.load_state(state)
 
     def clear_state(self):
         super().clear_state()
@@ -460,6 +480,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
         self._backend_name = None
         self._started_at = self._deadline = None
         self._mount_specs = ()
+        self._usage.clear()
 
     def form_defaults(self) -> dict[str, Any]:
         """The values a fresh form starts from for this user (used by the docs and tests)."""
@@ -490,9 +511,15 @@ def hub_server_url(address: str, base_url: str) -> str:
 
 
 def validate_config(spawner: GridSpawner) -> None:
-    """Build the catalog from ``spawner``'s config and check its hub id; raises CatalogError
-    naming the key."""
-    spawner.catalog
-    parse_stop_warnings(spawner.stop_warnings)
-    resolve_hub_id(spawner.hub_id)
+    """Build the catalog and the usage settings from ``spawner``'s config and check its hub
+    id; raises CatalogError naming the key (CatalogErrors naming every bad key)."""
+    problems = _Problems()
+    with problems.collect():
+        spawner.catalog
+    with problems.collect():
+        parse_stop_warnings(spawner.stop_warnings)
+    with problems.collect():
+        resolve_hub_id(spawner.hub_id)
+    check_usage_config(spawner, problems)
+    problems.raise_any()
 

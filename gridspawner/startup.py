@@ -61,6 +61,7 @@ def check_hub_config(app) -> None:
         # SystemExit leaves initialize() (or an asyncio callback) and ends the hub with status 1.
         sys.exit(1)
     app.log.info("gridspawner: configuration is valid")
+    start_usage(app, spawner)
     cover_mount_checks(app, spawner.catalog)
     # Start the background capacity probes now (the hub's loop is running), so the first
     # spawn form already shows what is free instead of "checking capacity…".
@@ -69,6 +70,35 @@ def check_hub_config(app) -> None:
     from .reconcile import start_reconciler
 
     start_reconciler(app, spawner)
+
+
+def start_usage(app, spawner) -> None:
+    """Upgrade the usage database's schema now (as JupyterHub upgrades its own at start-up)
+    and start the usage watch; a database that cannot be used stops the hub naming the key."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .usage.store import UsageDBError, safe_url
+
+    try:
+        usage = spawner.usage
+        if usage is None:
+            return
+        usage.upgrade_now()
+    except (UsageDBError, SQLAlchemyError, ImportError, OSError) as e:
+        # (a missing driver is an ImportError; an unwritable SQLite directory an OSError)
+        url = safe_url(spawner.usage_url_for_messages())
+        app.log.critical("gridspawner: invalid configuration: c.GridSpawner.usage_db_url: %s cannot be used: %s",
+                         url, e)
+        sys.exit(1)
+    from .service.settings import hand_over
+
+    if hand_over(app, usage.url, spawner.usage_settings()):
+        app.log.info("gridspawner: the usage service gets the usage database's settings")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # the first server's start starts the watch
+    usage.start_watching()
 
 
 def cover_mount_checks(app, catalog) -> None:

@@ -189,6 +189,9 @@ class Backend(ABC):
     #: whether `renew_credentials` can replace the STS credentials of a running server's
     #: S3 mounts; where it cannot, the spawner stops the server before they expire
     renews_credentials: ClassVar[bool] = False
+    #: whether `poll`'s status tells a clean exit (0) from a failure; where it cannot (hosts:
+    #: a server found gone reads 1 whatever its exit), usage records say "ended"
+    exit_status_known: ClassVar[bool] = False
 
     #: this hub's stable id (`gridspawner.hub_identity`), set by the runtime; written into
     #: what the backend leaves on hosts and clusters. Empty outside a hub: nothing is reclaimed.
@@ -297,6 +300,19 @@ class Backend(ABC):
         """JupyterHub believed this server ran, but no launch state says where: a launch of it
         was cut short by a crash before its state was saved. A backend whose looks for orphans
         cannot see everything may look for this one specifically. Default: nothing."""
+
+    async def announce_stops(self, launch: Launch, entries: list[dict]) -> bool:
+        """Tell the running server about stops the hub plans: the entries of the stops file
+        (docs/admin/lab-extension.md), which replace the file's content. True when the
+        server was told; False where this kind has no way to (the default)."""
+        return False
+
+    def gpu_busy(self, launch: Launch, threshold: int, max_age: float) -> bool | None:
+        """Whether the server's GPUs are in use (utilisation at least ``threshold`` % by its
+        own processes), from what this backend observed in the last ``max_age`` seconds
+        without asking anything new; None when it cannot tell (the idle policy then keeps
+        the server: see docs/admin/usage.md)."""
+        return None
 
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         """The user or named server is deleted for good: remove what outlives a server

@@ -94,6 +94,9 @@ BAD_CONFIGS = [
         {"images": {"lab": {"local": {"cmd": "jupyterhub-singleuser"}}}},
         "c.GridSpawner.images['lab']['local']['cmd']",
     ),
+    ({"default_quota": {"gpu_hours_per_month": "lots"}}, "c.GridSpawner.default_quota['gpu_hours_per_month']"),
+    ({"idle_timeout_per_backend": {"cluster": "1h"}}, "c.GridSpawner.idle_timeout_per_backend['cluster']"),
+    ({"prices": {"gpu_models": {"*A100*": -1}}}, "c.GridSpawner.prices['gpu_models']['*A100*']"),
 ]
 
 

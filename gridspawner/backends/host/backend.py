@@ -22,6 +22,7 @@ from ...mounts.hostcmd import S3Secret
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
 from .down_hosts import DownHosts
+from .gpu_use import GpuUse, parse_use, use_lines
 from .inventory import Inventory, parse_probe
 from .launch_env import data_dir_name, launch_spec, server_environment
 from .ledger import LedgerProblem
@@ -33,6 +34,7 @@ from .saved_state import check_state, claims_of, launch_of, relay_url, saved_sta
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
 from .start_answers import leftover_pid, listening, started
+from .stops_file import WRITTEN, stops_script
 from .transport import Forward, HostUnreachable, LoginRefused, RunResult, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ class HostBackend(HostReconcileMixin, Backend):
         self._forwards: dict[str, Forward] = {}  # session dir -> forward
         self._down = DownHosts()
         self._init_reconcile()
+        self._gpu_use: dict[str, GpuUse] = {}  # host -> GPU use its last probe saw
 
     # ------------------------------------------------------------------ what subclasses provide
     @abstractmethod
@@ -148,7 +151,9 @@ class HostBackend(HostReconcileMixin, Backend):
         s, host = self.settings, login.host
         script = scripts.probe_script(nvidia_smi or s.nvidia_smi, s.ledger_dir, shared=self.ledger_shared(host),
                                       grace=s.ledger_grace, session_root=self.session_root(login))
-        result = await self._run(login, script, "probing GPUs")
+        # GPU use for the idle policy rides on the same command (no extra connection)
+        result = await self._run(login, script + use_lines(nvidia_smi or s.nvidia_smi), "probing GPUs")
+        self._gpu_use[host] = parse_use(result.stdout, time.time())
         try:
             inv = parse_probe(result.stdout)
         except GPUProbeError as e:
@@ -479,6 +484,21 @@ class HostBackend(HostReconcileMixin, Backend):
             raise BackendError(f"cannot renew mount credentials: {e}") from None
         result = await self._run(self.login_of(st), script, "renewing data mount credentials")
         return [int(i) for i in markers(result.stdout, "renewed") if i.isdigit()]
+
+    async def announce_stops(self, launch: Launch, entries: list[dict]) -> bool:
+        """Write the server's stops file (`stops_file`); False when its session is gone."""
+        st = launch.state
+        result = await self._run(st["host"], stops_script(st["session_dir"], entries), "writing the stops file")
+        return scripts.parse_marker(result.stdout, WRITTEN) is not None
+
+    def gpu_busy(self, launch: Launch, threshold: int, max_age: float) -> bool | None:
+        """From the host's last capacity probe (`gpu_use`): whether the server's GPUs are in
+        use by its processes; None when unknown (no probe younger than ``max_age`` s)."""
+        st = launch.state
+        use = self._gpu_use.get(st.get("host"))
+        if use is None or time.time() - use.at > max_age or not isinstance(st.get("pid"), int):
+            return None
+        return use.busy((g.uuid for g in launch.gpus), st["pid"], threshold)
 
     async def probe_capacity(self) -> Capacity:
         """Every host probed at once (as the probe account); a host that cannot be reached

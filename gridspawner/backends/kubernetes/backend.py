@@ -77,6 +77,8 @@ class KubernetesBackend(Backend):
     """``kind: kubernetes`` — single-user servers as pods (kubernetes_asyncio)."""
 
     kind = "kubernetes"
+    #: a pod's container exit code tells a clean exit from a failure (usage records)
+    exit_status_known = True
 
     def __init__(
         self,

@@ -1,0 +1,42 @@
+"""The stops file on hosts: a pure builder of the script that writes it.
+
+Each server's environment names ``$S/stops.json`` (`gridspawner.server_env.stops_file_env`)
+in its private session directory; gridspawner's JupyterLab extension re-reads it for stops
+the hub plans besides the maximum run time in the environment (a GPU quota running out,
+later an idle stop). Format: docs/admin/lab-extension.md. The file is replaced atomically
+(written beside it, then renamed), private to the server's account (umask 077), and only
+while the session directory exists (a stopped server's is gone: nothing is written).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Iterable, Mapping
+
+from ...server_env import STOPS_FILE_NAME
+
+q = shlex.quote
+
+#: what the script prints when it wrote the file / found no session directory
+WRITTEN = "stops-written"
+NO_SESSION = "no-session"
+
+
+def stops_document(entries: Iterable[Mapping]) -> str:
+    """The file's JSON: ``{"stops": [...]}`` (compact, ASCII)."""
+    return json.dumps({"stops": [dict(e) for e in entries]}, separators=(",", ":"), ensure_ascii=True)
+
+
+def stops_script(session_dir: str, entries: Iterable[Mapping]) -> str:
+    """sh that replaces ``session_dir``/stops.json with ``entries``; prints ``@@stops-written``
+    or ``@@no-session``."""
+    path = f"{session_dir.rstrip('/')}/{STOPS_FILE_NAME}"
+    return f"""{{
+S={q(session_dir)}
+if [ ! -d "$S" ] || [ -L "$S" ]; then echo "@@{NO_SESSION}"; exit 0; fi
+umask 077
+tmp="$S/.{STOPS_FILE_NAME}.$$"
+printf '%s\\n' {q(stops_document(entries))} >"$tmp" && mv -f "$tmp" {q(path)} && echo "@@{WRITTEN}"
+}} </dev/null
+"""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the usage database (run by `gridspawner.usage.store.upgrade`)."""
