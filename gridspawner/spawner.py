@@ -24,14 +24,16 @@ from .activation import activate
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
+from .mounts.keys import KeyStore
 from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
-from .mounts.request import MountSpec, strip_secrets
+from .mounts.specs import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
-from .request import LaunchRequest, OptionsError, default_values
-from .runtime import Runtime, catalog_for
+from .request import LaunchRequest
 from .server_env import parse_stop_warnings, request_env
+from .shared_backends import SharedBackends, catalog_for
 from .startup import schedule_startup_check
 from .traits import CatalogSettings
+from .vocabulary import OptionsError
 
 # Refused form submissions, by (user, server), shown once by the next render of that
 # server's form (see form/feedback.py for how JupyterHub renders it). Bounded in size and
@@ -64,7 +66,7 @@ class GridSpawner(CatalogSettings, Spawner):
         # a subclass defined in jupyterhub_config.py: the hub is about to use GridSpawner,
         # and its config is being loaded now (see startup.py)
         super().__init_subclass__(**kwargs)
-        schedule_startup_check()
+        schedule_startup_check(GridSpawner)
 
     def _admin_set(self, name: str) -> bool:
         """Whether the admin's config sets trait ``name`` for this class (``c.Spawner.x``,
@@ -78,10 +80,17 @@ class GridSpawner(CatalogSettings, Spawner):
         return catalog_for(self.raw_catalog())
 
     @property
-    def runtime(self) -> Runtime:
-        runtime = Runtime.for_catalog(self.catalog, self.capacity_refresh_interval)
-        runtime.capacity.ensure_running()
-        return runtime
+    def shared(self) -> SharedBackends:
+        """This process's backends for the configured catalog, their capacity probes running."""
+        shared = SharedBackends.for_catalog(self.catalog, self.capacity_refresh_interval)
+        shared.capacity.ensure_running()
+        return shared
+
+    def check_config(self) -> None:
+        """Build the catalog from this spawner's config (raises CatalogError naming the key)
+        and check the settings the catalog does not hold; the hub's start-up check calls it."""
+        self.catalog
+        parse_stop_warnings(self.stop_warnings)
 
     def _groups(self) -> list[str]:
         user = self.user
@@ -101,7 +110,7 @@ class GridSpawner(CatalogSettings, Spawner):
         return render_form(
             catalog=spawner.catalog,
             groups=spawner._groups(),
-            capacity=spawner.runtime.capacity.snapshot(),
+            capacity=spawner.shared.capacity.snapshot(),
             values=values,
             errors=errors or {},
             username=spawner._user_name(),
@@ -116,8 +125,6 @@ class GridSpawner(CatalogSettings, Spawner):
             return None
         if not any("key" in storage.ssh[h].auth for h in storage.ssh_for(self._groups())):
             return None
-        from .mounts.keys import KeyStore
-
         try:
             return await KeyStore(storage.key_dir).aensure(self._user_name())
         except OSError as e:
@@ -191,7 +198,7 @@ class GridSpawner(CatalogSettings, Spawner):
         may take minutes), so JupyterHub never cuts what the backend still allows."""
         if self._admin_set("start_timeout"):
             return
-        budget = self.runtime.backends[request.backend].start_budget(request)
+        budget = self.shared.backends[request.backend].start_budget(request)
         self.start_timeout = math.ceil(budget)
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,7 +246,7 @@ class GridSpawner(CatalogSettings, Spawner):
             self._end_progress()
             raise refusal
         request = prepared.request
-        backend = self.runtime.backends[request.backend]
+        backend = self.shared.backends[request.backend]
         self.log.info("Starting %s on backend %s (start timeout %s s): %s",
                       self._log_name, request.backend, self.start_timeout, request.summary())
         started, outcome = time.monotonic(), "failure"
@@ -292,7 +299,7 @@ class GridSpawner(CatalogSettings, Spawner):
         except BackendError as e:
             raise launch_failure(e) from None
         finally:
-            self.runtime.capacity.poke()
+            self.shared.capacity.poke()
 
     async def progress(self):
         """Replay the launch's progress messages, then follow new ones until start() ends.
@@ -314,7 +321,7 @@ class GridSpawner(CatalogSettings, Spawner):
 
     def _backend(self):
         """The backend this server runs on; BackendError if the admin removed it since."""
-        backend = self.runtime.backends.get(self._backend_name)
+        backend = self.shared.backends.get(self._backend_name)
         if backend is None:
             raise BackendError(f"backend {self._backend_name!r} is no longer configured")
         return backend
@@ -362,13 +369,13 @@ class GridSpawner(CatalogSettings, Spawner):
         if launch is None:
             return
         await self._backend().stop(launch, now=now)
-        self.runtime.capacity.poke()
+        self.shared.capacity.poke()
         self._launch = None
         self._saved_launch_state = None
 
     async def delete_forever(self):
         """The user or this named server is deleted: let every backend drop what outlived it."""
-        for name, backend in self.runtime.backends.items():
+        for name, backend in self.shared.backends.items():
             try:
                 await backend.delete_forever(self._user_name(), self.name or "", self._slug())
             except BackendError as e:
@@ -451,10 +458,6 @@ class GridSpawner(CatalogSettings, Spawner):
         self._started_at = self._deadline = None
         self._mount_specs = ()
 
-    def form_defaults(self) -> dict[str, Any]:
-        """The values a fresh form starts from for this user (used by the docs and tests)."""
-        return default_values(self.catalog, self.catalog.policy_for(self._groups()))
-
 
 def launch_failure(e: BackendError) -> web.HTTPError:
     """The HTTP error a failed launch becomes: "No capacity: …" (503) only when the backend
@@ -478,9 +481,4 @@ def hub_server_url(address: str, base_url: str) -> str:
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return urlunsplit((parts.scheme, netloc, base_url or "/", "", ""))
 
-
-def validate_config(spawner: GridSpawner) -> None:
-    """Build the catalog from ``spawner``'s config; raises CatalogError naming the key."""
-    spawner.catalog
-    parse_stop_warnings(spawner.stop_warnings)
 

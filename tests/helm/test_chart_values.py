@@ -291,7 +291,7 @@ def test_schema_covers_every_gridspawner_setting():
     from gridspawner.backends.host.settings import HOST_IMAGE_KEYS
     from gridspawner.backends.kubernetes.settings import IMAGE_KEYS, SETTINGS_KEYS
     from gridspawner.backends.ssh import settings as ssh_settings
-    from gridspawner.catalog import PROFILE_VALUE_FIELDS
+    from gridspawner.fields import PRESET_NAMES as PROFILE_VALUE_FIELDS
 
     schema = _schema()
     grid = schema["properties"]["gridspawner"]["properties"]

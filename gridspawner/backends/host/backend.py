@@ -16,7 +16,7 @@ from abc import abstractmethod
 from typing import Any, Sequence
 
 from ...gpu import GPU, GPUProbeError, describe, min_mib, place
-from ...mounts.hostcmd import S3Secret
+from ...mounts.resolved import S3Secret
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env, stops_file_env
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
@@ -99,7 +99,7 @@ class HostBackend(Backend):
 
     def _host_capacity(self, host: str, inv: Inventory) -> HostCapacity:
         """What the form and the metrics show for ``host`` (an unsafe ledger: its error)."""
-        name = self.display_host(host)
+        name = host
         if inv.ledger_problem is not None:
             return HostCapacity(name=name, gpus=inv.gpus, error=str(self._ledger_error(host, inv.ledger_problem)))
         return HostCapacity(name=name, gpus=inv.gpus, free=frozenset(g.uuid for g in inv.free()))
@@ -237,7 +237,7 @@ class HostBackend(Backend):
         env.update(image.env)
         env.update({k: str(v) for k, v in ctx.env.items()
                     if k.startswith(("JUPYTERHUB_", FACTS_PREFIX)) and scripts.env_name_ok(k)})
-        env.update(placement_env(self.display_host(host), gpus))
+        env.update(placement_env(host, gpus))
         env.update(stops_file_env(session_dir))
         env["CUDA_VISIBLE_DEVICES"] = ",".join(scripts.uuids_of(gpus))
         return env
@@ -473,14 +473,11 @@ class HostBackend(Backend):
             try:
                 inv = await self._probe(host)
             except BackendError as e:
-                return HostCapacity(name=self.display_host(host), error=str(e))
+                return HostCapacity(name=host, error=str(e))
             return self._host_capacity(host, inv)
 
         hosts = await asyncio.gather(*(one(h) for h in self.hosts()))
         return Capacity(backend=self.name, hosts=tuple(hosts), updated=time.time())
-
-    def display_host(self, host: str) -> str:
-        return host
 
     async def close(self) -> None:
         for session_dir in list(self._forwards):

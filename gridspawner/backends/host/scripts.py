@@ -32,7 +32,9 @@ from typing import Iterable, Mapping, Sequence
 
 from ...gpu import NVIDIA_SMI_ARGS, GPU
 from ...mounts import hostcmd
-from ...mounts.hostcmd import EXIT_MOUNT, HostMount
+from ...mounts.hostcmd import EXIT_MOUNT
+from ...mounts.resolved import ResolvedMount, S3Secret
+from ...vocabulary import NAME as _SLUG_NAME
 from . import ledger
 from .ledger import EXIT_CLAIM_LOST, EXIT_CONFLICT, EXIT_LEDGER
 
@@ -56,7 +58,6 @@ _EXEC_RECORDING_PID = 'echo $$ >"$1/pid.new" && mv -f "$1/pid.new" "$1/pid" || e
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
-_SLUG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 #: sh functions shared by the scripts. ``alive PID``: the process exists and is no zombie
 #: (an orphan may wait long for a reaper in a container). ``group_alive PGID``: any process
@@ -177,9 +178,9 @@ class LaunchSpec:
     ledger_entry: str | None = None  # this launch takes over and hands to its server
     ledger_claims: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = field(default=())
-    #: data mounts (`hostcmd.HostMount`, with their SECRETS) made into ``$S/data/<target>``
+    #: data mounts (`ResolvedMount`, with their SECRETS) made into ``$S/data/<target>``
     #: before the server starts; ``mount_tool``: the FUSE tool (`hostcmd.mount_fragment`)
-    mounts: tuple[HostMount, ...] = field(default=(), repr=False)
+    mounts: tuple[ResolvedMount, ...] = field(default=(), repr=False)
     mount_tool: str = "rclone"
     #: seconds a FUSE mount may take to appear
     mount_wait: float = 30
@@ -433,7 +434,7 @@ if [ -n "$done" ]; then echo "@@stopped $done"; else echo "@@survived"; fi
     return _wrap(body)
 
 
-def renew_script(session_dir: str, secrets: Mapping[int, hostcmd.S3Secret]) -> str:
+def renew_script(session_dir: str, secrets: Mapping[int, S3Secret]) -> str:
     """Replace the credentials of a server's live S3 mounts (`hostcmd.renew_fragment`):
     prints ``@@renewed <index>`` / ``@@not-renewed <index>``. CONTAINS SECRETS: never log it."""
     return _wrap(hostcmd.renew_fragment(session_dir, secrets))

@@ -13,7 +13,7 @@ import string
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ...catalog import CatalogError
+from ...vocabulary import HOSTNAME as _HOSTNAME, CatalogError
 from ...server_env import FACTS
 from .scripts import SOCKET_NAME, env_name_ok
 
@@ -21,7 +21,6 @@ from .scripts import SOCKET_NAME, env_name_ok
 MAX_SLUG = 40
 #: sun_path is 108 bytes on Linux, 104 on the BSDs/macOS (including the final NUL)
 MAX_SOCKET_PATH = 103
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 _SAFE_USER = re.compile(r"[a-z0-9_][a-z0-9._-]{0,63}")
 #: environment names an admin may not set: the hub's own, and the GPU isolation

@@ -26,10 +26,8 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .ssh_transport import SSHTarget, SSHTransport
+from .ssh_transport import SSHTarget, SSHTransport
 
 log = logging.getLogger("gridspawner.host.ssh")
 
@@ -71,8 +69,6 @@ class SSHPool:
         self._closed = False
 
     def transport(self, target: SSHTarget) -> SSHTransport:
-        from .ssh_transport import SSHTransport
-
         t = self._transports.get(target.key)
         if t is None:
             t = self._transports[target.key] = SSHTransport(target, self)

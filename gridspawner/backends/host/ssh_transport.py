@@ -33,13 +33,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from .relay import Relay
-from .ssh_pool import SSHPool
 from .transport import HostUnreachable, LoginRefused, RunResult, TransportError
+
+if TYPE_CHECKING:  # the pool makes the transports and hands itself to each
+    from .ssh_pool import SSHPool
 
 log = logging.getLogger("gridspawner.host.ssh")
 # asyncssh logs every channel (each poll) at INFO; keep the hub's log readable unless the

@@ -25,7 +25,7 @@ import asyncio
 import collections
 import secrets
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import aiohttp
 
@@ -56,16 +56,8 @@ class KubernetesBackend(
 
     kind = "kubernetes"
 
-    def __init__(
-        self,
-        name: str,
-        settings: KubernetesSettings,
-        *,
-        tolerance: float = 0.07,
-        images: Mapping[str, KubernetesImage] | None = None,
-    ):
+    def __init__(self, name: str, settings: KubernetesSettings, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
-        self.images: dict[str, KubernetesImage] = dict(images or {})
         self.namespace: str | None = settings.namespace
         self.capacity = CapacityTracker(name, settings)
         self._api_client = None
@@ -119,13 +111,10 @@ class KubernetesBackend(
 
     # ------------------------------------------------------------------ helpers
     def _image(self, request) -> KubernetesImage:
-        """What to run: the request's parsed ``kubernetes`` image entry (set by build_request),
-        else one of the images this backend was constructed with."""
+        """What to run: the request's parsed ``kubernetes`` image entry (set by build_request)."""
         image = getattr(request, "image_settings", None)
         if isinstance(image, KubernetesImage):
             return image
-        if request.image in self.images:
-            return self.images[request.image]
         raise BackendError(f"image {request.image!r} has nothing to run on Kubernetes")
 
     def _gpu_type(self, request) -> GPUType | None:
@@ -382,10 +371,6 @@ class KubernetesBackend(
             return Capacity(backend=self.name, updated=time.time(), error=f"cluster API error {e.status}")
         except _NETWORK_ERRORS:
             return Capacity(backend=self.name, updated=time.time(), error="the cluster did not answer")
-        return self.capacity.snapshot()
-
-    def capacity_now(self) -> Capacity:
-        """The current snapshot without I/O (the watches must have been started)."""
         return self.capacity.snapshot()
 
     async def close(self) -> None:

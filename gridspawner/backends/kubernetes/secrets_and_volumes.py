@@ -8,6 +8,8 @@ import base64
 import re
 from typing import Any, Mapping
 
+from ...mounts import k8s as mk8s
+from ...mounts.resolved import S3Source
 from .names import (
     CONTAINER,
     LAUNCH_ANNOTATION,
@@ -81,9 +83,6 @@ def build_mounts(
     manifests of a server's data mounts (`gridspawner.mounts.k8s`). The Secrets are
     labelled like the token Secret (so the orphan sweep finds them) and, like it, not owned
     by the pod. Raises BuildError when a mount cannot be expressed here."""
-    from ...mounts import k8s as mk8s
-    from ...mounts.hostcmd import S3Source
-
     if not mounts:
         return {"volumes": [], "volumeMounts": [], "initContainers": []}, []
     kube = storage.kubernetes

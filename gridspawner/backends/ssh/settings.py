@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ...catalog import CatalogError
+from ...vocabulary import LOGIN, NAME as _NAME, CatalogError
 from ..host.settings import (
     HOST_IMAGE_KEYS,
     MAX_SLUG,
@@ -32,9 +32,8 @@ from .runtimes import CONTAINER_KINDS, RUNTIME_KINDS, Runtime
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*")
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:-]{1,253}")  # a host name, IPv4 or IPv6 address
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 #: remote account names (POSIX portable, as useradd accepts them by default)
-ACCOUNT = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+ACCOUNT = LOGIN
 _LONGEST_ACCOUNT = "x" * 32
 
 
