@@ -9,9 +9,9 @@ starts, checks and documents its values (`gridspawner.field_rules`).
 Everything else is derived from `FIELDS`: the options `gridspawner.request.build_request`
 accepts and the order it checks them in, the form parser (`gridspawner.form.parse`), the
 preset keys the catalog accepts (`PRESET_NAMES`), the form's selects and the data its
-script gets (`gridspawner.form.render`), the REST reference
-(``docs/reference/user-options.md``, written by ``docs/gen_user_options.py``) and the Helm
-chart schema's profile and default-option values (``scripts/gen_chart_schema.py``).
+script gets (`gridspawner.form.render`), the REST API's table of keys (in
+``docs/user/spawn-form.md``, written by ``docs/gen_user_options.py``) and the Helm chart
+schema's profile values, changeable fields and default options (``scripts/gen_chart_schema.py``).
 
 Adding a choice is one entry here and, where it changes what runs, the backends that read
 it: its checked value reaches them in ``LaunchRequest.choices`` (see the development guide).
@@ -109,7 +109,7 @@ FIELDS: tuple[Field, ...] = (
         rule=GpuTypeChoice("gpu_types", "GPU type", "Any GPU", "this backend offers no GPU type choice",
                            only_with_gpus=True),
         help="A GPU model or a MIG slice, where the chosen backend offers a choice.",
-        preset_doc="A GPU type key the preset's backend offers (a Kubernetes backend's gpu_types); needs backend set too.",
+        preset_doc="A GPU type key offered by the backend set alongside it (a Kubernetes backend's gpu_types); needs backend set too.",
     ),
     Field(
         "host", "Host", "string",
@@ -120,7 +120,7 @@ FIELDS: tuple[Field, ...] = (
         rule=BackendChoice("host_choices", "host", "Any host (best fit)",
                            "this backend places servers itself; no host choice", card_text="on {}"),
         help="A particular host, where the chosen backend lets you pick one; otherwise the best fit is chosen.",
-        preset_doc="A host name the preset's backend offers (an ssh backend with allow_host_choice); needs backend set too.",
+        preset_doc="A host name offered by the backend set alongside it (an ssh backend with allow_host_choice); needs backend set too.",
     ),
     Field(
         "cpu", "CPUs", "number",
@@ -139,7 +139,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "mounts", "Data", "array",
         rest="A list of data mounts, one object per mount with the keys of the form's *Data* rows, typed "
-             "secrets included (see [Data mounts](../user/data-mounts.md)); `[]` or left out: none. Only where "
+             "secrets included (see [Data mounts](data-mounts.md)); `[]` or left out: none. Only where "
              "the hub offers storage to you.",
         form_text="mount_rows", widget="mounts", rule=Mounts(), preset=False,
     ),

@@ -12,6 +12,7 @@ Validators take a value and the exact key it came from (``c.GridSpawner.storage[
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import string
@@ -102,6 +103,8 @@ NAME_RULE = "1-63 letters, digits, '.', '_' or '-', starting with a letter or di
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 #: a POSIX login name, as useradd accepts it by default
 LOGIN = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+#: a user name that is a safe file name as it is (else `user_dir_name` makes one)
+SAFE_USER = re.compile(r"[a-z0-9_][a-z0-9._-]{0,63}")
 #: a data mount's folder name under the data directory
 MOUNT_TARGET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: an http(s) endpoint (S3, STS): host (name, IPv4 or [IPv6]) with an optional port, and a
@@ -215,3 +218,13 @@ def parse_duration(value: Any, key: str) -> float | None:
     if not (math.isfinite(seconds) and seconds > 0):
         raise CatalogError(key, f"must be positive and finite (got {value!r})")
     return seconds
+
+
+def user_dir_name(user: str) -> str:
+    """A file name for ``user``: the name itself when it is already safe, else a readable
+    part plus a hash, so two different users never share a directory."""
+    if SAFE_USER.fullmatch(user) and user not in (".", ".."):
+        return user
+    readable = re.sub(r"[^a-z0-9._-]+", "-", user.lower()).strip("-.")[:30]
+    digest = hashlib.sha256(user.encode()).hexdigest()[:8]
+    return f"{readable}-{digest}" if readable else digest

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import string
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ...vocabulary import LOGIN, NAME as _NAME, CatalogError
+from ...vocabulary import LOGIN, NAME as _NAME, CatalogError, check_placeholders
 from ..host.settings import (
     HOST_IMAGE_KEYS,
     MAX_SLUG,
@@ -105,15 +104,7 @@ JUMP_KEYS = ("address", "port", "username")
 def _template(value: Any, key: str, names: tuple[str, ...]) -> str:
     if not isinstance(value, str) or not value or any(c in value for c in "\x00\n\r"):
         raise CatalogError(key, f"must be a non-empty one-line string (got {value!r})")
-    try:
-        parts = list(string.Formatter().parse(value))
-    except ValueError as e:
-        raise CatalogError(key, f"is not a valid template: {e}") from None
-    for _, name, spec, conversion in parts:
-        if name is not None and (name not in names or spec or conversion):
-            raise CatalogError(key, f"may only use the placeholder{'s' if len(names) > 1 else ''} "
-                                    f"{', '.join('{' + n + '}' for n in names)} (found {{{name}}})")
-    return value
+    return check_placeholders(value, key, names)
 
 
 def parse_account(value: Any, key: str) -> str:
