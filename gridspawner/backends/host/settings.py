@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ...vocabulary import HOSTNAME as _HOSTNAME, CatalogError, check_keys, check_placeholders, user_dir_name
+from ...vocabulary import HOSTNAME as _HOSTNAME, CatalogError, check_keys, check_placeholders, subkey as _sub, user_dir_name
 from ...server_env import FACTS
 from .scripts import SOCKET_NAME, env_name_ok
 
@@ -22,10 +22,6 @@ MAX_SOCKET_PATH = 103
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 #: environment names an admin may not set: the hub's own, and the GPU isolation
 _RESERVED_ENV = re.compile(r"JUPYTERHUB_.*|CUDA_VISIBLE_DEVICES|NVIDIA_VISIBLE_DEVICES")
-
-
-def _sub(key: str, name: str) -> str:
-    return f"{key}[{name!r}]"
 
 
 def parse_path(value: Any, key: str, *, allow_home: bool = False) -> str:

@@ -11,14 +11,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ...vocabulary import LOGIN, NAME as _NAME, CatalogError, check_placeholders
+from ...vocabulary import LOGIN, NAME as _NAME, CatalogError, check_placeholders, subkey as _sub
 from ..host.settings import (
     HOST_IMAGE_KEYS,
     MAX_SLUG,
     MAX_SOCKET_PATH,
     HostImage,
     HostSettings,
-    _sub,
     check_keys,
     parse_command,
     parse_host_image,
