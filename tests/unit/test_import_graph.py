@@ -146,6 +146,17 @@ def test_the_vocabulary_imports_nothing_from_the_package():
     assert import_graph()["gridspawner.vocabulary"] == set()
 
 
+def test_no_module_imports_another_ones_private_names():
+    """A name with a leading underscore is its file's own: another file that needs it needs
+    a public name (or the vocabulary). ``x as _x`` aliases of public names are fine."""
+    found = []
+    for module, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("gridspawner")):
+                found += [f"{module}: {a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, "private names imported across files:\n" + "\n".join(found)
+
+
 # the checker itself: a cycle hidden in a function, or behind importlib, is still a cycle
 
 
