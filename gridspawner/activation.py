@@ -9,6 +9,9 @@ one per user) and is idempotent.
 
 from __future__ import annotations
 
+from . import metrics
+from .mounts.dbfilter import install_user_options_filter
+
 _active = False
 
 
@@ -18,9 +21,6 @@ def activate() -> None:
     global _active
     if _active:
         return
-    from . import metrics
-    from .mounts.dbfilter import install_user_options_filter
-
     install_user_options_filter()
     metrics.register()
     _active = True
