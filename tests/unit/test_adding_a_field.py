@@ -78,7 +78,7 @@ def copy_with_the_example(tmp_path):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__", "_build"))
     (tmp_path / "helm" / "gridspawner").mkdir(parents=True)
     shutil.copy(REPO / "helm" / "gridspawner" / "values.schema.json", tmp_path / "helm" / "gridspawner")
-    subprocess.run(["patch", "-p1", "--quiet", "--no-backup-if-mismatch"], input=guide_diff("gridspawner/fields.py"),
+    subprocess.run(["git", "apply", "-"], input=guide_diff("gridspawner/fields.py"),
                    text=True, cwd=tmp_path, check=True)
     return tmp_path
 
