@@ -9,9 +9,9 @@ starts, checks and documents its values (`gridspawner.field_rules`).
 Everything else is derived from `FIELDS`: the options `gridspawner.request.build_request`
 accepts and the order it checks them in, the form parser (`gridspawner.form.parse`), the
 preset keys the catalog accepts (`PRESET_NAMES`), the form's selects and the data its
-script gets (`gridspawner.form.render`), the REST API's table of keys (in
-``docs/user/spawn-form.md``, written by ``docs/gen_user_options.py``) and the Helm chart
-schema's profile values, changeable fields and default options (``scripts/gen_chart_schema.py``).
+script gets (`gridspawner.form.render`), the documentation's tables of REST keys and preset
+keys (``docs/gen_field_docs.py``) and the Helm chart schema's profile values, changeable
+fields and default options (``scripts/gen_chart_schema.py``).
 
 Adding a choice is one entry here and, where it changes what runs, the backends that read
 it: its checked value reaches them in ``LaunchRequest.choices`` (see the development guide).

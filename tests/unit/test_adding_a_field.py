@@ -1,7 +1,8 @@
 """The development guide's "Adding a choice field" example works: its ``fields.py`` part,
 applied to a copy of the package, makes a choice that the form shows and parses, that
 requests accept and check (reaching backends in ``LaunchRequest.choices``), that profiles
-may preset, and that the REST table and the chart schema generate — with no other change.
+may preset, and that the documentation's tables and the chart schema generate — with no
+other change.
 
 (The example's backend part is shown in the guide for a reader; what a backend does with a
 value is that backend's own tests' business.)
@@ -34,7 +35,7 @@ from gridspawner.request import build_request
 from gridspawner.vocabulary import CatalogError, OptionsError
 
 sys.path.insert(0, "scripts"); sys.path.insert(0, "docs")
-import gen_chart_schema, gen_user_options
+import gen_chart_schema, gen_field_docs
 
 images = {"lab": {"local": {}}}
 cat = build_catalog(backends={"hub": {"kind": "local"}}, images=images,
@@ -60,7 +61,8 @@ except CatalogError as e:
     out["bad_preset"] = str(e)
 schema = json.loads(gen_chart_schema.render(gen_chart_schema.SCHEMA.read_text()))
 out["schema"] = schema["properties"]["gridspawner"]["properties"]["default_options"]["properties"]["shm"]
-out["rest"] = [l for l in gen_user_options.table().splitlines() if "`shm`" in l]
+out["rest"] = [l for l in gen_field_docs.rest_table().splitlines() if "`shm`" in l]
+out["preset_doc"] = [l for l in gen_field_docs.preset_table().splitlines() if "`shm`" in l]
 print(json.dumps(out))
 '''
 
@@ -101,6 +103,7 @@ def test_the_guides_registry_entry_is_a_whole_new_choice(copy_with_the_example):
     assert out["schema"] == {"description": "Size of /dev/shm in GB: 1, 8 or 32.", "type": "integer", "minimum": 0,
                              "enum": [1, 8, 32]}
     assert out["rest"] == ["| `shm` | Size of /dev/shm in GB: 1, 8 or 32; left out: the backend's default. |"]
+    assert out["preset_doc"] == ["| `shm` | Size of /dev/shm in GB: 1, 8 or 32. |"]
 
 
 def test_the_guides_diff_touches_the_registry_and_one_backend_only():
