@@ -59,12 +59,12 @@ def _name_set(value: Any, key: str, known: Known, what: str) -> frozenset[str] |
     return frozenset(value)
 
 
-_POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice")
+POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice")
 
 
 def parse_policy(raw: Any, key: str, backends: Known, images: Known, max_gpus: int) -> Policy:
     raw = require_dict(raw, key)
-    check_keys(raw, _POLICY_KEYS, key)
+    check_keys(raw, POLICY_KEYS, key)
     limit = require_int(raw.get("max_gpus", max_gpus), f"{key}['max_gpus']")
     free = raw.get("free_choice", True)
     if not isinstance(free, bool):
@@ -77,7 +77,7 @@ def parse_policy(raw: Any, key: str, backends: Known, images: Known, max_gpus: i
     )
 
 
-_PROFILE_KEYS = ("display_name", "description", "groups", "values", "changeable", "max_gpus", "max_runtime")
+PROFILE_KEYS = ("display_name", "description", "groups", "values", "changeable", "max_gpus", "max_runtime")
 
 
 def parse_profiles(raw: Any, cat: dict, problems: Problems) -> dict[str, Profile]:
@@ -92,7 +92,7 @@ def parse_profiles(raw: Any, cat: dict, problems: Problems) -> dict[str, Profile
 def parse_profile(name: Any, conf: Any, key: str, cat: dict, problems: Problems) -> Profile:
     check_name(name, key)
     conf = require_dict(conf, key)
-    check_keys(conf, _PROFILE_KEYS, key)
+    check_keys(conf, PROFILE_KEYS, key)
     values = require_dict(conf.get("values", {}), f"{key}['values']")
     check_keys(values, PRESET_NAMES, f"{key}['values']")
     changeable = conf.get("changeable", [])

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gridspawner.backends.base import Capacity, HostCapacity
 from gridspawner.catalog import BackendConfig, Catalog, ImageConfig, Policy, Profile
+from gridspawner.fields import FIELDS
 from gridspawner.form import parse_form, render_form
 from gridspawner.form import render as render_module
 from gridspawner.form.view import FORM_FIELDS
@@ -683,8 +684,6 @@ def test_script_shows_gpu_types_per_backend():
 def test_script_gets_its_fields_and_capacity_words_from_the_server():
     """The script names no field and words no capacity reason: the field registry and
     Capacity.fits are the only places for them (a new field needs no script change)."""
-    from gridspawner.fields import FIELDS
-
     data = json.loads(render().find("script", id="gs-form-data").string)
     assert [f["name"] for f in data["fields"]] == list(FORM_FIELDS)
     assert data["noFit"] == "Does not fit right now: "
