@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gridspawner"
+GUIDE = PACKAGE.parent / "docs" / "development.md"
 _DYNAMIC = re.compile(r"(gridspawner(?:\.\w+)+)(?::\w+)?")
 
 
@@ -155,6 +156,57 @@ def test_no_module_imports_another_ones_private_names():
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("gridspawner")):
                 found += [f"{module}: {a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert not found, "private names imported across files:\n" + "\n".join(found)
+
+
+def documented_layers() -> list[list[str]]:
+    """The import layers of the development guide, top first: each a list of module names or
+    ``pkg/*`` prefixes (the first column of its "Import layers" block; a line that starts
+    with more than one space continues the layer above)."""
+    text = GUIDE.read_text(encoding="utf-8")
+    block = re.search(r"### Import layers.*?```text\n(.*?)```", text, re.S).group(1)
+    layers: list[list[str]] = []
+    for line in block.splitlines():
+        names = [n.strip() for n in re.split(r"[,→]", line[:35]) if n.strip()]
+        if line.startswith("   ") and layers:
+            layers[-1] += names
+        elif names:
+            layers.append(names)
+    return layers
+
+
+def layer_of(module: str, layers: list[list[str]]) -> int | None:
+    """The index of the layer ``module`` belongs to (0: the top), or None."""
+    name = module.removeprefix("gridspawner.")
+    for i, layer in enumerate(layers):
+        for entry in layer:
+            if entry.endswith("/*"):
+                package = entry[:-2].replace("/", ".")
+                if name == package or name.startswith(package + "."):
+                    return i
+            elif name == entry:
+                return i
+    return None
+
+
+def test_every_import_goes_down_the_documented_layers():
+    layers = documented_layers()
+    graph = import_graph()
+    unplaced = sorted(m for m in graph if m != "gridspawner" and layer_of(m, layers) is None)
+    assert not unplaced, f"modules in no layer of docs/development.md's 'Import layers': {unplaced}"
+    upward = [
+        f"{m} (layer {layer_of(m, layers)}) imports {d} (layer {layer_of(d, layers)})"
+        for m in sorted(graph) if m != "gridspawner"
+        for d in sorted(graph[m]) if layer_of(d, layers) < layer_of(m, layers)
+    ]
+    assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_the_layers_block_is_read_as_written():
+    layers = documented_layers()
+    assert layers[0][:3] == ["spawner", "startup", "activation"] and "traits" in layers[0]
+    assert layers[-1] == ["vocabulary"]
+    assert layer_of("gridspawner.form.render", layers) == layer_of("gridspawner.preparation", layers)
+    assert layer_of("gridspawner.backends.host.ssh_pool", layers) < layer_of("gridspawner.mounts.specs", layers)
 
 
 # the checker itself: a cycle hidden in a function, or behind importlib, is still a cycle
