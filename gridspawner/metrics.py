@@ -1,6 +1,6 @@
 """Prometheus metrics for hub admins: spawn outcomes and times per backend, free GPUs per
 backend and memory size, probe health, refused requests by field, servers stopped at their
-maximum run time.
+maximum run time, orphans reclaimed after a hub crash.
 
 They live in prometheus_client's default registry, which JupyterHub already serves at
 ``/hub/metrics`` (next to its own ``jupyterhub_*`` metrics, with the same access rule: the
@@ -48,6 +48,15 @@ REJECTED_OPTIONS = Counter(
     "Spawn requests (form or REST) refused because a field was invalid, per field. A request "
     "with several bad fields counts once for each.",
     ["field"],
+    registry=None,
+)
+
+ORPHANS_RECLAIMED = Counter(
+    "gridspawner_orphans_reclaimed_total",
+    "Orphans reclaimed after a hub crash, per backend: servers, session directories, GPU "
+    "claims or pods of this hub that no server it knew used (see the admin guide's crash "
+    "recovery).",
+    ["backend"],
     registry=None,
 )
 
@@ -139,7 +148,9 @@ def register() -> None:
     if _registered:
         return
     _registered = True
-    for collector in (SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, CAPACITY):
+    for collector in (
+        SPAWN_DURATION, REJECTED_OPTIONS, MAX_RUNTIME_STOPS, ORPHANS_RECLAIMED, CAPACITY
+    ):
         REGISTRY.register(collector)
 
 

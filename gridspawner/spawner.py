@@ -7,9 +7,7 @@ data-mount credentials in `mounts`, the work in `backends`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
-import re
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,10 +22,12 @@ from .activation import activate
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
+from .hub_identity import resolve_hub_id, session_slug
 from .mounts.keys import KeyStore
 from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
 from .mounts.specs import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
+from .recovery_traits import CrashRecoverySettings
 from .request import LaunchRequest
 from .server_env import parse_stop_warnings, request_env
 from .shared_backends import SharedBackends, catalog_for
@@ -41,7 +41,7 @@ from .vocabulary import OptionsError
 _form_feedback = FormFeedback()
 
 
-class GridSpawner(CatalogSettings, Spawner):
+class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     """Spawn a user's server on a backend the user picks: Kubernetes, SSH hosts or this machine."""
 
     @default("port")
@@ -82,15 +82,17 @@ class GridSpawner(CatalogSettings, Spawner):
     @property
     def shared(self) -> SharedBackends:
         """This process's backends for the configured catalog, their capacity probes running."""
-        shared = SharedBackends.for_catalog(self.catalog, self.capacity_refresh_interval)
+        shared = SharedBackends.for_catalog(self.catalog, self.capacity_refresh_interval, resolve_hub_id(self.hub_id))
         shared.capacity.ensure_running()
         return shared
 
     def check_config(self) -> None:
         """Build the catalog from this spawner's config (raises CatalogError naming the key)
-        and check the settings the catalog does not hold; the hub's start-up check calls it."""
+        and check the settings the catalog does not hold (and the hub id); the hub's start-up
+        check calls it."""
         self.catalog
         parse_stop_warnings(self.stop_warnings)
+        resolve_hub_id(self.hub_id)
 
     def _groups(self) -> list[str]:
         user = self.user
@@ -215,10 +217,7 @@ class GridSpawner(CatalogSettings, Spawner):
     _mount_specs: tuple = ()
 
     def _slug(self) -> str:
-        user, server = self._user_name(), self.name or ""
-        digest = hashlib.sha256(f"{user}\0{server}".encode()).hexdigest()[:10]
-        readable = re.sub(r"[^a-z0-9]+", "-", f"{user}-{server}".lower()).strip("-")[:20]
-        return f"{readable}-{digest}" if readable else digest
+        return session_slug(self.shared.hub_id, self._user_name(), self.name or "")
 
     def _begin_progress(self) -> None:
         self._progress_events, self._progress_done = [], False
@@ -342,12 +341,25 @@ class GridSpawner(CatalogSettings, Spawner):
             self.log.warning("%s could not be re-attached: %s", self._log_name, e)
             return 1
         if launch is None:
+            self._note_cut_short()
             return 0
         if self._deadline is not None and time.time() >= self._deadline:
             self._note_expired()
             await self.stop()
             return 0
         return await self._backend().poll(launch)
+
+    def _note_cut_short(self) -> None:
+        """JupyterHub polls a server it believes runs, and there is no launch state: a launch
+        cut short by a crash (the state is saved only after start() returns). Its backend may
+        look for what that launch left (see gridspawner.reconcile). Not after a start() of
+        this process (a failed launch cleans up after itself)."""
+        if self._progress_events is not None:
+            return
+        name = (self.user_options or {}).get("backend") if isinstance(self.user_options, dict) else None
+        backend = self.shared.backends.get(name) if self.server is not None and isinstance(name, str) else None
+        if backend is not None:
+            backend.note_cut_short(self._user_name(), self.name or "", self._slug())
 
     async def get_url(self):
         """The server's URL as JupyterHub stores it (``server.url``: the backend's address plus

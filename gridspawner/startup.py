@@ -34,6 +34,7 @@ import math
 import sys
 
 from .mounts.resolve import check_limit
+from .reconcile import start_reconciler
 from .vocabulary import CatalogError
 
 _checked = False
@@ -71,6 +72,8 @@ def check_hub_config(app, spawner_class: type) -> None:
     # Start the background capacity probes now (the hub's loop is running), so the first
     # spawn form already shows what is free instead of "checking capacity…".
     spawner.shared
+    # and crash recovery: what a previous run of this hub left is reclaimed (gridspawner.reconcile)
+    start_reconciler(app, spawner)
 
 
 def cover_mount_checks(app, catalog) -> None:

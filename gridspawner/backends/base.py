@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from ..gpu import GPU, min_mib
 
@@ -165,6 +165,20 @@ class Capacity:
         return f"{self.free_gpus} of {self.total_gpus} GPUs free{up_to}{note}"
 
 
+@dataclass
+class Reconciled:
+    """What one look for orphans on a backend found and did (`Backend.reconcile`): where it
+    looked (hosts, namespaces), a line per orphan reclaimed (what, where, why), the orphans
+    it left alone for now (and why), failures, and how many GPU claims it freed."""
+
+    backend: str
+    looked_at: list[str] = field(default_factory=list)
+    reclaimed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    freed_claims: int = 0
+
+
 class Backend(ABC):
     """One configured backend. Instances are shared by all spawners of a hub process."""
 
@@ -172,6 +186,10 @@ class Backend(ABC):
     #: whether `renew_credentials` can replace the STS credentials of a running server's
     #: S3 mounts; where it cannot, the spawner stops the server before they expire
     renews_credentials: ClassVar[bool] = False
+
+    #: this hub's stable id (`gridspawner.hub_identity`), set by `SharedBackends`; written into
+    #: what the backend leaves on hosts and clusters. Empty outside a hub: nothing is reclaimed.
+    hub_id: str = ""
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         self.name = name
@@ -261,6 +279,22 @@ class Backend(ABC):
         where `renews_credentials` is true."""
         raise BackendError(f"backend kind {self.kind!r} cannot renew the credentials of a running server's mounts")
 
+    async def reconcile(self, known: Callable[[], Iterable[dict]], grace: float, *,
+                        probe_max_age: float = 0.0) -> Reconciled:
+        """Crash recovery: stop and remove what this backend runs for this hub (``hub_id``)
+        that no server the hub knows uses and that has not changed for ``grace`` seconds —
+        what a hub killed mid-launch or mid-stop left. ``known()`` returns the saved launch
+        states of every server the hub knows on this backend; it is called after the backend
+        has looked, so a launch that finishes meanwhile counts as known. A launch in flight
+        in this process is never touched; a GPU whose process still runs is never freed.
+        ``probe_max_age``: a host probe at most this old may be reused. Default: nothing to do."""
+        return Reconciled(backend=self.name)
+
+    def note_cut_short(self, user: str, server_name: str, slug: str) -> None:
+        """JupyterHub believed this server ran, but no launch state says where: a launch of it
+        was cut short by a crash before its state was saved. A backend whose looks for orphans
+        cannot see everything may look for this one specifically. Default: nothing."""
+
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         """The user or named server is deleted for good: remove what outlives a server
         (e.g. a home volume). Default: nothing outlives a server."""
@@ -282,6 +316,7 @@ __all__ = [
     "Launch",
     "LaunchContext",
     "NoCapacity",
+    "Reconciled",
     "Unreachable",
     "empty_capacity",
 ]

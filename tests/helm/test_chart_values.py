@@ -131,6 +131,20 @@ def test_hub_config_and_extra_config_are_applied(tmp_path, monkeypatch):
     assert c.JupyterHub.base_url == "/jupyter/"
 
 
+def test_the_hub_is_named_after_its_release_for_crash_recovery(tmp_path, monkeypatch):
+    """Crash recovery reclaims only what carries the hub's name: the chart names the hub after
+    its namespace and release (the same across upgrades) unless the values name it."""
+    from gridspawner import GridSpawner
+    from gridspawner.hub_identity import resolve_hub_id
+
+    spawner = GridSpawner(config=load_hub_config(render("ssh-only.yaml"), tmp_path, monkeypatch))
+    assert resolve_hub_id(spawner.hub_id) == f"{NAMESPACE}/{RELEASE}"
+    assert (spawner.orphan_grace, spawner.reconcile_interval) == (300, 60)
+    named = render("ssh-only.yaml", "--set", "gridspawner.hub_id=physics-hub", "--set", "gridspawner.orphan_grace=600")
+    spawner = GridSpawner(config=load_hub_config(named, tmp_path, monkeypatch))
+    assert (spawner.hub_id, spawner.orphan_grace) == ("physics-hub", 600)
+
+
 def test_catalog_of_the_ssh_values(tmp_path, monkeypatch):
     """The ssh backend gets its relays where the proxy may connect (pod IP, hub.tunnelPorts),
     unless the admin set them; profiles may fix a host."""

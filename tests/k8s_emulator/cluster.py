@@ -11,6 +11,7 @@ import asyncio
 import copy
 import ipaddress
 import logging
+import random
 import time
 from collections import Counter
 from typing import Any
@@ -65,7 +66,10 @@ class Cluster(ClusterControls):
         self._initial_namespaces = namespaces
         self._ips: dict[str, str] = {}
         self._free_ips: set[str] = set()
-        self._next_ip = int(ipaddress.ip_address("127.0.0.2"))
+        # pods listen on <podIP>:8888: a random /24 of 127/8 per emulator keeps test runs that
+        # share this machine from reaching each other's pods (127.0.x is left to the hubs)
+        rnd = random.SystemRandom()
+        self._next_ip = int(ipaddress.ip_address(f"127.{rnd.randint(16, 254)}.{rnd.randint(1, 254)}.2"))
         self.ready_times: dict[tuple[str, str], float] = {}  # (ns, name) → time.time() of first Ready
         self.store.listeners.append(self._on_change)
         self.started = time.time()

@@ -23,6 +23,7 @@ from . import ledger, scripts
 from .inventory import Inventory, parse_probe
 from .ledger import LedgerProblem
 from .mount_reports import describe_mount, log_cleanup, markers, mount_failure, spec_of
+from .reconcile import HostReconcileMixin
 from .refusals import Refusals
 from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
@@ -32,7 +33,7 @@ STATE_VERSION = 1
 _STATE_KEYS = ("host", "session_dir", "socket", "pid", "relay_port")
 
 
-class HostBackend(Backend):
+class HostBackend(HostReconcileMixin, Backend):
     """The host backend, generic over its transport. ``settings`` is a `HostSettings`."""
 
     settings: HostSettings
@@ -45,6 +46,7 @@ class HostBackend(Backend):
         super().__init__(name, settings, tolerance=tolerance)
         self._locks: dict[str, asyncio.Lock] = {}
         self._forwards: dict[str, Forward] = {}  # session dir -> forward
+        self._init_reconcile()
 
     # ------------------------------------------------------------------ what subclasses provide
     @abstractmethod
@@ -86,12 +88,14 @@ class HostBackend(Backend):
     async def _probe(self, host: str, nvidia_smi: Sequence[str] | None = None) -> Inventory:
         s = self.settings
         script = scripts.probe_script(nvidia_smi or s.nvidia_smi, s.ledger_dir, shared=self.ledger_shared(host),
-                                      grace=s.ledger_grace)
+                                      grace=s.ledger_grace, session_root=self._session_root(None, host))
         result = await self._run(host, script, "probing GPUs")
         try:
-            return parse_probe(result.stdout)
+            inv = parse_probe(result.stdout)
         except GPUProbeError as e:
             raise BackendError(f"cannot read the GPUs of {host}: {e}") from None
+        self._remember_probe(host, inv)  # what a look for orphans reads (`reconcile`)
+        return inv
 
     def _ledger_error(self, host: str, problem: LedgerProblem) -> BackendError:
         return BackendError(ledger.problem_message(host, self.settings.ledger_dir, problem,
@@ -170,7 +174,8 @@ class HostBackend(Backend):
                 if inv.ledger_problem is not None:
                     reasons.failure(self._ledger_error(host, inv.ledger_problem))
                     return None
-                gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance, taken=inv.claimed)
+                gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance,
+                             taken=inv.claimed_except(entry, self.hub_id))
                 if gpus is None:
                     reasons.shortage(self._shortage(host, request, inv))
                     return None
@@ -178,7 +183,7 @@ class HostBackend(Backend):
                 script = ledger.claim_script(
                     s.ledger_dir, entry, scripts.uuids_of(gpus), owner=self.owner(), user=ctx.user,
                     session_dir=self._session_root(ctx, host).rstrip("/") + "/" + ctx.slug,
-                    grace=s.ledger_grace, shared=self.ledger_shared(host),
+                    grace=s.ledger_grace, shared=self.ledger_shared(host), hub=self.hub_id, backend=self.name,
                 )
                 result = await self._run(host, script, "claiming GPUs")
                 files = ledger.claimed_files(result.stdout)
@@ -197,8 +202,9 @@ class HostBackend(Backend):
         reasons.shortage(f"the GPUs on {host} kept being claimed by other sessions; try again")
         return None
 
-    def _session_root(self, ctx: LaunchContext, host: str) -> str:
-        """The session root on ``host`` for ``ctx.user`` (the ssh kind: per remote account)."""
+    def _session_root(self, ctx: LaunchContext | None, host: str) -> str:
+        """The session root on ``host`` for ``ctx.user`` (the ssh kind: per remote account;
+        ``ctx`` None: the account running now)."""
         return self.settings.session_root
 
     def start_budget(self, request: Any) -> float:
@@ -209,6 +215,11 @@ class HostBackend(Backend):
         s = self.settings
         commands = 2 * self.claim_attempts + 4
         return s.start_wait + commands * s.command_timeout + (s.mount_timeout if getattr(request, "mounts", ()) else 0)
+
+    def _ledger_entry(self, slug: str) -> str:
+        """Session ``slug``'s name in the ledger: from the configured root (for the ssh kind a
+        template), which is the same string on every host, so it is named before placement."""
+        return scripts.ledger_entry_name(self.settings.session_root.rstrip("/") + "/" + slug, slug)
 
     def limits_resources(self, host: str) -> bool:
         """Whether servers on ``host`` are held to the request's ``cpu`` / ``memory``: the
@@ -243,6 +254,11 @@ class HostBackend(Backend):
         return env
 
     async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
+        with self._launching(ctx.slug):  # in flight until it returns: never reclaimed as an orphan
+            await self._wait_reclaim(ctx.slug)
+            return await self._launch(ctx, request)
+
+    async def _launch(self, ctx: LaunchContext, request: Any) -> Launch:
         s = self.settings
         image = getattr(request, "image_settings", None) or HostImage()
         try:
@@ -251,9 +267,7 @@ class HostBackend(Backend):
             raise BackendError(str(e)) from None
         if len(slug) > MAX_SLUG:
             raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
-        # the ledger entry is named before a host is chosen: from the configured root (for the
-        # ssh kind a template), which is the same string on every host
-        entry = scripts.ledger_entry_name(s.session_root.rstrip("/") + "/" + slug, slug)
+        entry = self._ledger_entry(slug)
         host, gpus, claims = await self._place_and_claim(ctx, request, entry)
         session_root = self._session_root(ctx, host)
         session_dir = session_root.rstrip("/") + "/" + slug
@@ -278,6 +292,8 @@ class HostBackend(Backend):
                 mount_tool=getattr(ctx.storage, "tool", None) or "rclone",
                 data_link=data_name if mounts else None,
                 flush_wait=s.flush_timeout,
+                hub=self.hub_id,
+                backend=self.name,
             )
             spec, extra_state = await self._prepare(ctx, host, request, spec)
             limits = describe_limits(request)

@@ -17,8 +17,10 @@ exact command that fixes it (`problem_message`).
 **Claims are files, one per GPU, made exclusively.** ``<key>@<slot>`` (``key`` = the GPU's
 UUID with anything but letters, digits and '-' as '_'; ``slot`` 1-64), created with ``set -C``
 (O_EXCL) by the claiming account, mode 0644, holding ``key=value`` lines: ``uuid``,
-``entry`` (the session), ``session`` (its directory), ``user``, ``owner`` (which hub),
-``created`` and ``hold=<pid> <start>`` lines (the last one counts). There is no lock anyone
+``entry`` (the session), ``session`` (its directory), ``user``, ``owner`` (which hub, for
+people), ``hub`` and ``backend`` (the hub's stable id and the backend's name: what a hub
+reclaims after a crash, see `gridspawner.reconcile`), ``created`` and ``hold=<pid> <start>``
+lines (the last one counts). There is no lock anyone
 could hold: a claim scans the GPU's files, creates the first free slot, then scans again and
 backs off (removing its own file) if another valid claim is there — of two overlapping claims
 at least one sees the other. In the sticky directory only a file's owner may delete or
@@ -210,7 +212,7 @@ def probe_lines(ledger_dir: str, *, shared: bool, grace: float) -> str:
     body = prelude(ledger_dir, shared=shared, grace=grace) + rf"""gs_show() {{
   set -- "$1" "$2" $(gs_state "$1" "$2")
   echo "@@claim ${{1##*/}} $3 $(stat -c %U "$1" 2>/dev/null || echo '?') $4 $5"
-  head -c 4096 "$1" 2>/dev/null | grep -E '^(uuid|entry|session|user|owner)=' | tr -d '\000-\010\013-\037\177' | cut -c1-250
+  head -c 4096 "$1" 2>/dev/null | grep -E '^(uuid|entry|session|user|owner|hub|backend)=' | tr -d '\000-\010\013-\037\177' | cut -c1-250
 }}
 gs_check_ledger
 case $? in
@@ -252,16 +254,22 @@ def claim_script(
     user: str,
     grace: float,
     shared: bool,
+    hub: str = "",
+    backend: str = "",
 ) -> str:
     """Claim ``uuids`` for session ``entry``: check (and in a private ledger, make) the
     directory; for each GPU, in key order: refuse (``@@conflict <uuid>``, exit
     `EXIT_CONFLICT`) when a valid claim of another session is there, remove our own stale
     files, create the first free slot exclusively; then check every GPU again and back off
     (removing what it made) if another valid claim appeared. Prints ``@@claimed <file>…``.
-    An unsafe ledger: ``@@ledger-unsafe <kind> <path> <owner> <account>``, exit `EXIT_LEDGER`."""
+    An unsafe ledger: ``@@ledger-unsafe <kind> <path> <owner> <account>``, exit `EXIT_LEDGER`.
+    ``hub`` / ``backend``: the claiming hub's id and backend name (the files' ``hub=`` and
+    ``backend=`` lines: only that hub's reconciler may reclaim them)."""
     gpus = sorted({gpu_key(u): _label(u) for u in uuids}.items())
-    header = "".join(f"{k}={_label(v)}\n" for k, v in
-                     (("entry", entry), ("session", session_dir), ("user", user), ("owner", owner)))
+    fields = [("entry", entry), ("session", session_dir), ("user", user), ("owner", owner)]
+    if hub:  # outside a hub (no id) claims carry no hub: nothing ever reclaims them
+        fields += [("hub", hub), ("backend", backend)]
+    header = "".join(f"{k}={_label(v)}\n" for k, v in fields)
     pairs = " ".join(f"{q(k)} {q(u)}" for k, u in gpus)
     if shared:  # several accounts: only root may make it (the admin's command is in the message)
         missing = f'  echo "@@ledger-unsafe missing $L - $(id -un)"; exit {EXIT_LEDGER}\n'
@@ -411,16 +419,22 @@ def release_script(ledger_dir: str, claims: Sequence[str]) -> str:
     return _wrap(release_lines(ledger_dir, claims) or ":\n")
 
 
-def free_dead_claims_script(ledger_dir: str, claims: Sequence[str], *, grace: float, shared: bool) -> str:
+def free_dead_claims_script(ledger_dir: str, claims: Sequence[str], *, grace: float, shared: bool,
+                            session: str | None = None) -> str:
     """For a reconciler: remove each of ``claims`` that this account owns and that is still
     ``stale`` or ``forged`` when looked at again (a claim that came back to life is kept).
-    Prints ``@@freed <name>`` or ``@@kept <name> <state>`` for each."""
+    ``session``: only files that still say ``session=<session>`` (a name is reused by the next
+    claim of its GPU). Prints ``@@freed <name>`` or ``@@kept <name> <state>`` for each (state
+    ``gone``, ``not-ours`` or ``other-session`` for a file it did not judge)."""
     names = " ".join(q(c) for c in claims if "/" not in c and c not in (".", ".."))
+    mine = f'  grep -qxF {q("session=" + session)} "$f" 2>/dev/null || {{ echo "@@kept $n other-session"; continue; }}\n' \
+        if session else ""
     body = prelude(ledger_dir, shared=shared, grace=grace) + f"""gs_check_ledger || {{ echo "@@ledger-unsafe $gs_problem"; exit {EXIT_LEDGER}; }}
 for n in {names}; do
   f="$L/$n"
+  [ -e "$f" ] || [ -L "$f" ] || {{ echo "@@kept $n gone"; continue; }}
   [ -f "$f" ] && [ ! -L "$f" ] && [ -O "$f" ] || {{ echo "@@kept $n not-ours"; continue; }}
-  case $n in *@*) k=${{n%@*}} ;; *) k="" ;; esac
+{mine}  case $n in *@*) k=${{n%@*}} ;; *) k="" ;; esac
   set -- $(gs_state "$f" "$k")
   case $1 in stale|forged) rm -f "$f" && echo "@@freed $n" ;; *) echo "@@kept $n $1" ;; esac
 done

@@ -37,6 +37,7 @@ from ...mounts.resolved import ResolvedMount, S3Secret
 from ...vocabulary import NAME as _SLUG_NAME
 from . import ledger
 from .ledger import EXIT_CLAIM_LOST, EXIT_CONFLICT, EXIT_LEDGER
+from .session_marks import owner_lines, sessions_lines
 
 q = shlex.quote
 
@@ -132,11 +133,12 @@ def remove_session_func(session_dir: str, flush_wait: float = 0) -> str:
 # --------------------------------------------------------------------------- probe
 
 
-def probe_script(nvidia_smi: Sequence[str], ledger_dir: str, *, shared: bool = False, grace: float = 120) -> str:
+def probe_script(nvidia_smi: Sequence[str], ledger_dir: str, *, shared: bool = False, grace: float = 120,
+                 session_root: str | None = None) -> str:
     """Print the GPU inventory and the ledger's claims on those GPUs (`inventory.parse_probe`
     reads it): ``@@gpus missing`` (no nvidia-smi: no GPUs) or ``@@gpus <status>`` +
-    nvidia-smi's output, then what `ledger.probe_lines` prints. ``shared``: several accounts
-    use the ledger (it must be root's)."""
+    nvidia-smi's output, then (with ``session_root``) what `sessions_lines` prints, then what
+    `ledger.probe_lines` prints. ``shared``: several accounts use the ledger (it must be root's)."""
     cmd = " ".join(q(a) for a in (*nvidia_smi, *NVIDIA_SMI_ARGS))
     body = f"""gs_uuids=""
 if command -v {q(nvidia_smi[0])} >/dev/null 2>&1; then
@@ -148,7 +150,8 @@ else
   echo "@@gpus missing"
 fi
 """
-    return _wrap(body + ledger.probe_lines(ledger_dir, shared=shared, grace=grace))
+    sessions = sessions_lines(session_root) if session_root else ""
+    return _wrap(body + sessions + ledger.probe_lines(ledger_dir, shared=shared, grace=grace))
 
 
 # --------------------------------------------------------------------------- cleanup
@@ -189,6 +192,10 @@ class LaunchSpec:
     data_link: str | None = None
     #: seconds a clean-up of a dead server's directory waits for its mounts' uploads
     flush_wait: float = 0
+    #: whose session this is, written into ``$S/owner`` (with the host's name): the hub's id
+    #: and the backend's name (what a hub reclaims after a crash: `gridspawner.reconcile`)
+    hub: str = ""
+    backend: str = ""
 
     @property
     def session_dir(self) -> str:
@@ -261,7 +268,7 @@ chmod 700 "$R" || exit {EXIT_ROOT}
   remove_session || exit {EXIT_MOUNTS_LEFT}
 fi
 mkdir -m 700 "$S" || exit {EXIT_ROOT}
-{mount}{export_lines(spec.env)}N={_sh_path(spec.notebook_dir)}
+{owner_lines(spec.hub, spec.backend) if spec.hub else ""}{mount}{export_lines(spec.env)}N={_sh_path(spec.notebook_dir)}
 mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
 {link}{prefix}if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi
 setsid -f /bin/sh -c {q(_EXEC_RECORDING_PID)} sh "$S" {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >"$S/server.log" 2>&1 </dev/null

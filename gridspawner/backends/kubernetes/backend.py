@@ -14,6 +14,7 @@ to it, each a mixin of `KubernetesBackend` over the state `__init__` sets up:
 - ``cluster_watches``  the pod, event and node watches and their subscribers;
 - ``secret_cleanup``   the token and mount Secrets' lifecycle, the orphan sweep;
 - ``server_cleanup``   a server that ended by itself: its pod and Secrets deleted;
+- ``pod_reconcile``    crash recovery: pods of this hub that no server it knows uses;
 - ``home_volume``      the home claim, created once and re-created when it vanished;
 - ``readiness``        waiting for a pod to be ready, with progress and a verdict;
 - ``gpu_fit``          (pure) GPU type names, a server's GPUs, "can it ever fit".
@@ -40,6 +41,7 @@ from .gpu_fit import gpu_type_text, gpus_for
 from .gpu_scheduling import mig_memory_gb
 from .home_volume import HomeVolumeMixin
 from .objects import BuildError
+from .pod_reconcile import PodReconcileMixin
 from .readiness import ReadinessMixin
 from .secret_cleanup import SecretCleanupMixin
 from .server_cleanup import PodEnd, ServerCleanupMixin
@@ -50,7 +52,8 @@ _NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class KubernetesBackend(
-    ConnectionMixin, WatchesMixin, SecretCleanupMixin, ServerCleanupMixin, HomeVolumeMixin, ReadinessMixin, Backend
+    ConnectionMixin, WatchesMixin, SecretCleanupMixin, ServerCleanupMixin, HomeVolumeMixin, ReadinessMixin,
+    PodReconcileMixin, Backend,
 ):
     """``kind: kubernetes`` — single-user servers as pods (kubernetes_asyncio)."""
 
@@ -176,6 +179,8 @@ class KubernetesBackend(
         except BuildError as e:
             raise BackendError(str(e)) from None
         secret_manifest = objects.build_secret(s, names, ctx.user, ctx.server_name, ctx.env, launch_id)
+        for manifest in (pod_manifest, secret_manifest, *mount_secrets):  # whose they are: crash recovery
+            objects.mark_hub(manifest, self.hub_id)
         core = await self._api()
         # in flight from here on: neither the sweep nor the pod watch touches this Secret
         self._launching[names.pod] += 1

@@ -20,6 +20,9 @@ MANAGED_BY = "gridspawner"
 #: label every object of ours carries; the shared watches select on it
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 BACKEND_LABEL = "gridspawner.io/backend"
+#: which hub made it (`gridspawner.hub_identity`, as a label value): crash recovery reclaims
+#: only pods of its own hub (and pods made before hubs had ids, which have no such label)
+HUB_LABEL = "gridspawner.io/hub"
 USER_LABEL = "hub.jupyter.org/username"
 SERVER_LABEL = "hub.jupyter.org/servername"
 USER_ANNOTATION = "hub.jupyter.org/username"
@@ -129,6 +132,13 @@ def common_labels(settings: KubernetesSettings, user: str, server_name: str) -> 
         }
     )
     return labels
+
+
+def mark_hub(manifest: dict, hub_id: str) -> dict:
+    """Label ``manifest`` (a pod or Secret) with the hub that makes it (none without an id)."""
+    if hub_id:
+        manifest.setdefault("metadata", {}).setdefault("labels", {})[HUB_LABEL] = label_value(hub_id)
+    return manifest
 
 
 def pod_selector(settings: KubernetesSettings) -> str:

@@ -21,6 +21,7 @@ from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb
 from .names import (
     BACKEND_LABEL,
     CONTAINER,
+    HUB_LABEL,
     LAUNCH_ANNOTATION,
     LAUNCH_LABEL,
     MANAGED_BY,
@@ -38,6 +39,7 @@ from .names import (
     ServerNames,
     common_labels,
     label_value,
+    mark_hub,
     mount_secrets_of,
     pod_of_secret,
     pod_selector,
@@ -52,6 +54,7 @@ from .settings import GPUType, KubernetesImage, KubernetesSettings
 __all__ = [
     "BACKEND_LABEL",
     "CONTAINER",
+    "HUB_LABEL",
     "LAUNCH_ANNOTATION",
     "LAUNCH_LABEL",
     "MANAGED_BY",
@@ -80,6 +83,7 @@ __all__ = [
     "container_waiting_problem",
     "gpu_scheduling",
     "label_value",
+    "mark_hub",
     "mig_memory_gb",
     "mount_secrets_of",
     "pod_env",

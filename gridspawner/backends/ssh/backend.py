@@ -214,7 +214,8 @@ class SSHBackend(HostBackend):
             if request.gpus <= 0:
                 ranked.append(((0, 0, i), host))
                 continue
-            gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance, taken=inv.claimed)
+            gpus = place(inv.gpus, request.gpus, request.gpu_memory, self.tolerance,
+                         taken=inv.claimed_except(self._ledger_entry(ctx.slug), self.hub_id))
             if gpus is None:
                 reasons.shortage(self._shortage(host, request, inv))
                 continue
@@ -399,6 +400,25 @@ class SSHBackend(HostBackend):
         await self._drop_forward(st["session_dir"])
         self._release(st["session_dir"])
         return 1
+
+    def _may_act_as(self, host: str, account: str, user: str) -> bool:
+        """An account this backend uses on ``host``: the probe account, or the one ``user``'s
+        servers run as (crash recovery reclaims nothing of any other account)."""
+        if account == (self.settings.probe_username or None):
+            return True
+        try:
+            return account == self.account_for(host, user or None)
+        except BackendError:
+            return False
+
+    def _as_account(self, account: str) -> contextlib.AbstractContextManager:
+        return self._as_owner({"account": account})
+
+    def _account_of(self, host: str, user: str) -> str:
+        return self.account_for(host, user)
+
+    def _session_root_of(self, host: str, account: str) -> str:
+        return self.settings.session_root.replace("{account}", account)
 
     def _release(self, session_dir: str) -> None:
         """The server of ``session_dir`` has ended: its hub API tunnel is no longer held by

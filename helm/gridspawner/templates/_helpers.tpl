@@ -96,6 +96,7 @@ The gridspawner settings the hub gets (as JSON): the `gridspawner:` values, with
 - the default catalog when no backend is given (one Kubernetes backend "cluster" in the
   release namespace, CPU only, and the image "minimal"), and
 - a check that relay_ports an admin gives an ssh backend lie inside hub.tunnelPorts,
+- hub_id defaulting to "<namespace>/<release>" (crash recovery: docs/admin/crash-recovery.md),
 - `release: <release>` added to every Kubernetes backend's extra_labels, so this release's
   NetworkPolicies (and zero-to-jupyterhub's, which select app/release/component) match the
   servers' pods;
@@ -105,6 +106,10 @@ The gridspawner settings the hub gets (as JSON): the `gridspawner:` values, with
 */}}
 {{- define "gridspawner.settings" -}}
 {{- $grid := deepCopy .Values.gridspawner -}}
+{{- if not $grid.hub_id -}}
+{{- /* the hub's name in what it leaves on hosts and clusters: stable across upgrades */ -}}
+{{- $_ := set $grid "hub_id" (printf "%s/%s" .Release.Namespace .Release.Name) -}}
+{{- end -}}
 {{- if not $grid.backends -}}
 {{- if $grid.images -}}
 {{- fail "gridspawner.images is set but gridspawner.backends is empty: give the backends the images are for" -}}
