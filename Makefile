@@ -3,6 +3,7 @@
 #   make test   install test dependencies (idempotent), run the whole suite, build the docs
 #   make docs   build the documentation into docs/_build/html (warnings are errors)
 #   make bench  run the benchmarks in bench/
+#   make chart-schema  regenerate the chart schema's part derived from the field registry
 # What these install is locked (locks/: exact versions), so every machine builds what CI built.
 #   make test-latest  the suite and docs on the NEWEST releases instead (own venvs; not in CI)
 #   make lock         refresh locks/ from the newest releases (then `make test`, commit locks/)
@@ -10,7 +11,7 @@ SHELL := /bin/bash
 ROOT := $(CURDIR)
 NODE_BIN := $(ROOT)/.node/node_modules/.bin
 
-.PHONY: demo test docs bench test-latest lock
+.PHONY: demo test docs bench test-latest lock chart-schema
 
 demo:
 	scripts/install-demo-deps.sh
@@ -33,6 +34,9 @@ bench:
 	  echo "==> $$b"; \
 	  PATH="$(NODE_BIN):$(ROOT)/.venv/bin:$$PATH" .venv/bin/python "$$b"; \
 	done
+
+chart-schema:
+	.venv/bin/python scripts/gen_chart_schema.py
 
 test-latest:
 	scripts/test-latest.sh

@@ -85,14 +85,13 @@ def fmt_counts(c: Counter) -> str:
 # ------------------------------------------------------------------ gridspawner
 def grid_backend(emu: Emulator, **raw):
     from gridspawner.backends.kubernetes import KubernetesBackend
-    from gridspawner.backends.kubernetes.settings import parse_image, parse_settings
+    from gridspawner.backends.kubernetes.settings import parse_settings
 
     raw.setdefault("namespace", NS)
     raw.setdefault("kubeconfig", emu.kubeconfig_path)
     raw.setdefault("home_volume", {"size": "10Gi"})
     settings = parse_settings("cluster", raw, "bench")
-    images = {"base": parse_image("base", {"image": IMAGE}, "bench")}
-    return KubernetesBackend("cluster", settings, tolerance=0.07, images=images)
+    return KubernetesBackend("cluster", settings, tolerance=0.07)
 
 
 def grid_ctx(user: str):
@@ -106,9 +105,11 @@ def grid_ctx(user: str):
 
 
 def grid_request():
+    from gridspawner.backends.kubernetes.settings import parse_image
     from gridspawner.request import LaunchRequest
 
-    return LaunchRequest(backend="cluster", backend_kind="kubernetes", image="base", gpus=1, gpu_memory=0)
+    return LaunchRequest(backend="cluster", backend_kind="kubernetes", image="base", gpus=1, gpu_memory=0,
+                         image_settings=parse_image("base", {"image": IMAGE}, "bench"))
 
 
 async def bench_grid_sequential(spawns: int) -> dict:

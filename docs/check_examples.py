@@ -36,12 +36,11 @@ def _validate(code: str) -> str | None:
 
     from gridspawner import GridSpawner
     from gridspawner.catalog import CatalogError
-    from gridspawner.spawner import validate_config
 
     c = Config()
     try:
         exec(compile(code, "<docs example>", "exec"), {"c": c, "get_config": lambda: c})
-        validate_config(GridSpawner(config=c))
+        GridSpawner(config=c).check_config()
     except CatalogError as e:
         return str(e)
     except Exception as e:  # a syntax error or a wrong type in the example itself

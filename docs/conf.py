@@ -20,6 +20,11 @@ import gen_config_reference  # noqa: E402
 
 gen_config_reference.main()
 
+import gen_field_docs  # noqa: E402
+
+# the tables of the spawn-time choices (REST keys, preset keys), from the field registry
+gen_field_docs.main()
+
 # The Helm chart's values reference (docs/admin/helm-values.inc, included by the Helm page),
 # generated from helm/gridspawner/values.schema.json when that generator is present.
 if (DOCS / "gen_helm_values.py").exists():

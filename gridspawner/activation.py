@@ -9,6 +9,10 @@ one per user) and is idempotent.
 
 from __future__ import annotations
 
+from . import metrics
+from .mounts.dbfilter import install_user_options_filter
+from .usage import stop_requests
+
 _active = False
 
 
@@ -19,10 +23,6 @@ def activate() -> None:
     global _active
     if _active:
         return
-    from . import metrics
-    from .mounts.dbfilter import install_user_options_filter
-    from .usage import stop_requests
-
     install_user_options_filter()
     stop_requests.install()
     metrics.register()

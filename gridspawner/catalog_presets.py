@@ -6,23 +6,46 @@ entry that is wrong itself is not reported again (`Known`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from .catalog import (
-    PROFILE_VALUE_FIELDS,
+from .catalog_values import Policy, Profile
+from .field_rules import Preset
+from .fields import FIELDS, PRESET_NAMES
+from .vocabulary import (
     CatalogError,
-    Known,
-    Policy,
-    Profile,
-    _check_keys,
-    _check_name,
-    _frozen,
-    _int,
-    _Problems,
-    _require_dict,
-    gpu_type_memory_problem,
+    Problems,
+    check_keys,
+    check_name,
+    frozen,
     parse_duration,
+    require_dict,
+    require_int,
 )
+
+
+class Known:
+    """The names a section (backends, images) defines: those that parsed, and those whose
+    entry was wrong (already reported). References to a broken name are not reported again,
+    and checks that need the broken entry's settings are skipped. ``section_failed``: the
+    whole section is unusable, so any name may be meant."""
+
+    def __init__(self, parsed: Mapping[str, Any], broken: Iterable[Any] = (), section_failed: bool = False):
+        self.parsed, self.broken, self.section_failed = parsed, tuple(broken), section_failed
+
+    def names(self) -> list[str]:
+        """Every name the section defines, in config order (names that are no string left out)."""
+        return [*self.parsed, *(b for b in self.broken if isinstance(b, str) and b not in self.parsed)]
+
+    def knows(self, name: Any) -> bool:
+        return self.section_failed or isinstance(name, str) and (name in self.parsed or name in self.broken)
+
+    def usable(self, name: Any) -> bool:
+        """The name parsed: checks that need its settings can run."""
+        return isinstance(name, str) and name in self.parsed
+
+    @property
+    def complete(self) -> bool:
+        return not self.broken and not self.section_failed
 
 
 def _name_set(value: Any, key: str, known: Known, what: str) -> frozenset[str] | None:
@@ -36,13 +59,13 @@ def _name_set(value: Any, key: str, known: Known, what: str) -> frozenset[str] |
     return frozenset(value)
 
 
-_POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice")
+POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice")
 
 
 def parse_policy(raw: Any, key: str, backends: Known, images: Known, max_gpus: int) -> Policy:
-    raw = _require_dict(raw, key)
-    _check_keys(raw, _POLICY_KEYS, key)
-    limit = _int(raw.get("max_gpus", max_gpus), f"{key}['max_gpus']")
+    raw = require_dict(raw, key)
+    check_keys(raw, POLICY_KEYS, key)
+    limit = require_int(raw.get("max_gpus", max_gpus), f"{key}['max_gpus']")
     free = raw.get("free_choice", True)
     if not isinstance(free, bool):
         raise CatalogError(f"{key}['free_choice']", "must be True or False")
@@ -54,11 +77,11 @@ def parse_policy(raw: Any, key: str, backends: Known, images: Known, max_gpus: i
     )
 
 
-_PROFILE_KEYS = ("display_name", "description", "groups", "values", "changeable", "max_gpus", "max_runtime")
+PROFILE_KEYS = ("display_name", "description", "groups", "values", "changeable", "max_gpus", "max_runtime")
 
 
-def parse_profiles(raw: Any, cat: dict, problems: _Problems) -> dict[str, Profile]:
-    raw = _require_dict(raw, "c.GridSpawner.profiles")
+def parse_profiles(raw: Any, cat: dict, problems: Problems) -> dict[str, Profile]:
+    raw = require_dict(raw, "c.GridSpawner.profiles")
     out = {}
     for name, conf in raw.items():
         with problems.collect():
@@ -66,17 +89,17 @@ def parse_profiles(raw: Any, cat: dict, problems: _Problems) -> dict[str, Profil
     return out
 
 
-def parse_profile(name: Any, conf: Any, key: str, cat: dict, problems: _Problems) -> Profile:
-    _check_name(name, key)
-    conf = _require_dict(conf, key)
-    _check_keys(conf, _PROFILE_KEYS, key)
-    values = _require_dict(conf.get("values", {}), f"{key}['values']")
-    _check_keys(values, PROFILE_VALUE_FIELDS, f"{key}['values']")
+def parse_profile(name: Any, conf: Any, key: str, cat: dict, problems: Problems) -> Profile:
+    check_name(name, key)
+    conf = require_dict(conf, key)
+    check_keys(conf, PROFILE_KEYS, key)
+    values = require_dict(conf.get("values", {}), f"{key}['values']")
+    check_keys(values, PRESET_NAMES, f"{key}['values']")
     changeable = conf.get("changeable", [])
     with problems.collect():
-        if not isinstance(changeable, (list, tuple)) or any(f not in PROFILE_VALUE_FIELDS for f in changeable):
+        if not isinstance(changeable, (list, tuple)) or any(f not in PRESET_NAMES for f in changeable):
             raise CatalogError(
-                f"{key}['changeable']", f"must be a list of field names from: {', '.join(PROFILE_VALUE_FIELDS)}"
+                f"{key}['changeable']", f"must be a list of field names from: {', '.join(PRESET_NAMES)}"
             )
     groups = conf.get("groups", [])
     with problems.collect():
@@ -85,7 +108,7 @@ def parse_profile(name: Any, conf: Any, key: str, cat: dict, problems: _Problems
     max_gpus = conf.get("max_gpus")
     with problems.collect():
         if max_gpus is not None:
-            max_gpus = min(_int(max_gpus, f"{key}['max_gpus']"), cat["max_gpus"])
+            max_gpus = min(require_int(max_gpus, f"{key}['max_gpus']"), cat["max_gpus"])
     if not isinstance(max_gpus, (int, type(None))):
         max_gpus = None
     check_profile_values(values, f"{key}['values']", cat, max_gpus, problems)
@@ -101,78 +124,21 @@ def parse_profile(name: Any, conf: Any, key: str, cat: dict, problems: _Problems
         display_name=conf.get("display_name", name),
         description=conf.get("description", ""),
         groups=frozenset(groups) if isinstance(groups, (list, tuple)) else frozenset(),
-        values=_frozen(values),
+        values=frozen(values),
         changeable=frozenset(changeable) if isinstance(changeable, (list, tuple)) else frozenset(),
         max_gpus=max_gpus,
         max_runtime=max_runtime,
     )
 
 
-def check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | None, problems: _Problems) -> None:
-    # Types are checked as strictly as build_request checks a user's values, so a preset the
-    # catalog accepts can never fail at spawn time (16.0 or True would be refused there).
-    # Each value is checked on its own (every wrong one is reported); a check that needs a
-    # backend or image whose own entry is wrong is skipped (that entry is reported already).
-    backends, images = cat["backends"], cat["images"]
-    backend = values.get("backend")
-    with problems.collect():
-        if "backend" in values and (not isinstance(backend, str) or not backends.knows(backend)):
-            raise CatalogError(f"{key}['backend']", f"unknown backend {backend!r}")
-    image = values.get("image")
-    with problems.collect():
-        if "image" in values:
-            if not isinstance(image, str) or not images.knows(image):
-                raise CatalogError(f"{key}['image']", f"unknown image {image!r}")
-            if backends.usable(backend) and images.usable(image) and not images.parsed[image].runs_on(
-                backends.parsed[backend].kind
-            ):
-                raise CatalogError(f"{key}['image']", f"image {image!r} has nothing to run on backend {backend!r}")
-    with problems.collect():
-        if "gpus" in values:
-            limit = cat["max_gpus"] if max_gpus is None else max_gpus
-            gpus = _int(values["gpus"], f"{key}['gpus']")
-            if gpus > limit:
-                raise CatalogError(f"{key}['gpus']", f"is above the maximum of {limit}")
-    for field, attr, noun in (("gpu_type", "gpu_types", "GPU type"), ("host", "host_choices", "host")):
-        if field not in values or ("backend" in values and not backends.usable(backend)):
-            continue  # no choice, or its backend is reported already
-        with problems.collect():
-            check_preset_choice(values[field], backend, key, backends, field, attr, noun)
-    gpu_memory = values.get("gpu_memory", 0)
-    classes = cat["gpu_memory_classes"]
-    with problems.collect():
-        if classes is not None and (
-            isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory not in classes
-        ):
-            raise CatalogError(f"{key}['gpu_memory']", f"must be one of the gpu_memory_classes {list(classes)}")
-    with problems.collect():
-        # a preset that could never start (with any GPU count) is refused now
-        if backends.usable(backend) and isinstance(gpu_memory, int) and not isinstance(gpu_memory, bool):
-            problem = gpu_type_memory_problem(backends.parsed[backend], values.get("gpu_type"), gpu_memory)
-            if problem:
-                raise CatalogError(f"{key}['gpu_memory']", problem)
-    for f, choices, types in (("cpu", "cpu_choices", (int, float)), ("memory", "memory_choices", (int,))):
-        v = values.get(f)
-        with problems.collect():
-            if cat[choices] is not None and v is not None and (
-                isinstance(v, bool) or not isinstance(v, types) or v not in cat[choices]
-            ):
-                raise CatalogError(f"{key}['{f}']", f"must be one of {choices} {list(cat[choices])}")
-
-
-def check_preset_choice(value: Any, backend: Any, key: str, backends: Known, field: str, attr: str, noun: str) -> None:
-    """A preset's per-backend choice (``gpu_type``, ``host``): offered by the backend the
-    preset also fixes, so a preset can never fail at spawn time. None = no choice."""
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise CatalogError(f"{key}['{field}']", f"must be a {noun} name (got {value!r})")
-    if backend is None:
-        raise CatalogError(f"{key}['{field}']", f"needs 'backend' set alongside it: {noun}s are offered per backend")
-    offered = getattr(backends.parsed[backend], attr)
-    if value not in offered:
-        raise CatalogError(
-            f"{key}['{field}']",
-            f"backend {backend!r} offers no {noun} {value!r}"
-            + (f"; it offers: {', '.join(offered)}" if offered else f" (it offers no {noun} choice)"),
-        )
+def check_profile_values(values: Mapping, key: str, cat: dict, max_gpus: int | None, problems: Problems) -> None:
+    """A preset's values (a profile's, or ``default_options``), each checked by its field's
+    rule (`gridspawner.fields`) as strictly as a user's request is, so a preset the catalog
+    accepts can never fail at spawn time (16.0 or True would be refused there). Every wrong
+    value is reported; a check that needs a backend or image whose own entry is wrong is
+    skipped (that entry is reported already)."""
+    preset = Preset(values, key, cat, max_gpus)
+    for f in FIELDS:
+        if f.preset and f.name in values:
+            with problems.collect():
+                f.rule.check_preset(f.name, values[f.name], preset)

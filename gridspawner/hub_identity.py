@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .catalog import CatalogError
+from .vocabulary import CatalogError
 
 HUB_ID_FILE = "gridspawner_hub_id"
 HUB_ID_KEY = "c.GridSpawner.hub_id"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from .catalog import FIELDS
+from .fields import OPTION_NAMES
 
 if TYPE_CHECKING:
     from .capacity import CapacityMonitor
@@ -103,7 +103,7 @@ def field_label(key: str) -> str:
     """The top-level option a field error is about (``mounts[2].bucket`` → ``mounts``); a
     name the user made up (an unknown option) is ``other``, so it never becomes a label."""
     head = re.split(r"[.\[]", key, maxsplit=1)[0]
-    return head if head in FIELDS or head == "profile" else "other"
+    return head if head in OPTION_NAMES else "other"
 
 
 def count_rejected(errors: Mapping[str, str]) -> None:

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-from .catalog import Catalog
-from .mounts.request import strip_secrets
+from .catalog_values import Catalog
 from .mounts.resolve import resolve_mounts
-from .request import LaunchRequest, OptionsError, build_request
+from .mounts.specs import strip_secrets
+from .request import LaunchRequest, build_request
+from .vocabulary import OptionsError
 
 #: how long a form submission's preparation waits for the spawn that follows it
 SUBMISSION_TTL = 300.0
@@ -23,7 +24,7 @@ SUBMISSION_TTL = 300.0
 
 @dataclass(frozen=True)
 class Prepared:
-    """A spawn ready to launch: ``request`` (no secret) and ``mounts`` (`HostMount` values
+    """A spawn ready to launch: ``request`` (no secret) and ``mounts`` (`ResolvedMount` values
     with working credentials, checked live; empty without mounts)."""
 
     request: LaunchRequest

@@ -62,9 +62,9 @@ class Reconciler:
     """The crash-recovery loop of one hub process: a look at every backend when the hub
     starts, then every ``interval`` seconds (0: the first look only)."""
 
-    def __init__(self, app: Any, runtime: Any, *, grace: float, interval: float, probe_max_age: float = 0.0):
+    def __init__(self, app: Any, shared: Any, *, grace: float, interval: float, probe_max_age: float = 0.0):
         self.app = app
-        self.runtime = runtime
+        self.shared = shared  # the process's SharedBackends
         self.grace = grace
         self.interval = interval
         self.probe_max_age = probe_max_age
@@ -98,14 +98,14 @@ class Reconciler:
                 log.exception("looking for orphans on backend %s failed", name)
                 return Reconciled(backend=name, errors=[str(e) or type(e).__name__])
 
-        reports = await asyncio.gather(*(one(n, b) for n, b in self.runtime.backends.items()))
+        reports = await asyncio.gather(*(one(n, b) for n, b in self.shared.backends.items()))
         self.rounds += 1
         for r in reports:
             if r.reclaimed:
                 metrics.ORPHANS_RECLAIMED.labels(r.backend).inc(len(r.reclaimed))
         reclaimed = sum(len(r.reclaimed) for r in reports)
         if reclaimed:
-            self.runtime.capacity.poke()  # freed GPUs show in the form at once
+            self.shared.capacity.poke()  # freed GPUs show in the form at once
             log.info("crash recovery: reclaimed %d orphaned server%s (%s)", reclaimed, "s" if reclaimed != 1 else "",
                      ", ".join(f"{r.backend}: {len(r.reclaimed)}" for r in reports if r.reclaimed))
         return list(reports)
@@ -126,13 +126,13 @@ class Reconciler:
 
 def start_reconciler(app: Any, spawner: Any) -> Reconciler:
     """Start the crash-recovery loop for the hub ``app`` with ``spawner``'s settings (once per
-    runtime)."""
-    runtime = spawner.runtime
-    if runtime.reconciler is None:
-        runtime.reconciler = Reconciler(
-            app, runtime, grace=spawner.orphan_grace, interval=spawner.reconcile_interval,
+    process's shared backends: `gridspawner.shared_backends.SharedBackends`)."""
+    shared = spawner.shared
+    if shared.reconciler is None:
+        shared.reconciler = Reconciler(
+            app, shared, grace=spawner.orphan_grace, interval=spawner.reconcile_interval,
             # the capacity probes list every claim: a look reuses the last one when it is this fresh
             probe_max_age=2 * spawner.capacity_refresh_interval,
         )
-        runtime.reconciler.start()
-    return runtime.reconciler
+        shared.reconciler.start()
+    return shared.reconciler

@@ -21,7 +21,7 @@ import math
 import time
 from typing import Any, Iterable, Sequence
 
-from .catalog import CatalogError, parse_duration
+from .vocabulary import CatalogError, parse_duration
 from .gpu import GPU
 
 PREFIX = "GRIDSPAWNER_"

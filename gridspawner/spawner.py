@@ -22,18 +22,19 @@ from .activation import activate
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
-from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
 from .hub_identity import resolve_hub_id, session_slug
-from .mounts.request import MountSpec, strip_secrets
+from .mounts.keys import KeyStore
+from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
+from .mounts.specs import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .recovery_traits import CrashRecoverySettings
-from .request import LaunchRequest, OptionsError, default_values
-from .catalog import _Problems
-from .runtime import Runtime, catalog_for
+from .request import LaunchRequest
 from .server_env import parse_stop_warnings, request_env
+from .shared_backends import SharedBackends, catalog_for
 from .startup import schedule_startup_check
 from .traits import CatalogSettings
 from .usage.spawner_usage import SpawnerUsage, check_usage_config
+from .vocabulary import OptionsError, Problems
 
 # Refused form submissions, by (user, server), shown once by the next render of that
 # server's form (see form/feedback.py for how JupyterHub renders it). Bounded in size and
@@ -66,7 +67,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         # a subclass defined in jupyterhub_config.py: the hub is about to use GridSpawner,
         # and its config is being loaded now (see startup.py)
         super().__init_subclass__(**kwargs)
-        schedule_startup_check()
+        schedule_startup_check(GridSpawner)
 
     def _admin_set(self, name: str) -> bool:
         """Whether the admin's config sets trait ``name`` for this class (``c.Spawner.x``,
@@ -80,10 +81,25 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         return catalog_for(self.raw_catalog())
 
     @property
-    def runtime(self) -> Runtime:
-        runtime = Runtime.for_catalog(self.catalog, self.capacity_refresh_interval, resolve_hub_id(self.hub_id))
-        runtime.capacity.ensure_running()
-        return runtime
+    def shared(self) -> SharedBackends:
+        """This process's backends for the configured catalog, their capacity probes running."""
+        shared = SharedBackends.for_catalog(self.catalog, self.capacity_refresh_interval, resolve_hub_id(self.hub_id))
+        shared.capacity.ensure_running()
+        return shared
+
+    def check_config(self) -> None:
+        """Build the catalog from this spawner's config and check the settings the catalog
+        does not hold (the hub id, usage and quotas); raises CatalogError naming the key,
+        CatalogErrors naming every bad key. The hub's start-up check calls it."""
+        problems = Problems()
+        with problems.collect():
+            self.catalog
+        with problems.collect():
+            parse_stop_warnings(self.stop_warnings)
+        with problems.collect():
+            resolve_hub_id(self.hub_id)
+        check_usage_config(self, problems)
+        problems.raise_any()
 
     def _groups(self) -> list[str]:
         user = self.user
@@ -103,7 +119,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         form = render_form(
             catalog=spawner.catalog,
             groups=spawner._groups(),
-            capacity=spawner.runtime.capacity.snapshot(),
+            capacity=spawner.shared.capacity.snapshot(),
             values=values,
             errors=errors or {},
             username=spawner._user_name(),
@@ -119,8 +135,6 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             return None
         if not any("key" in storage.ssh[h].auth for h in storage.ssh_for(self._groups())):
             return None
-        from .mounts.keys import KeyStore
-
         try:
             return await KeyStore(storage.key_dir).aensure(self._user_name())
         except OSError as e:
@@ -195,7 +209,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         may take minutes), so JupyterHub never cuts what the backend still allows."""
         if self._admin_set("start_timeout"):
             return
-        budget = self.runtime.backends[request.backend].start_budget(request)
+        budget = self.shared.backends[request.backend].start_budget(request)
         self.start_timeout = math.ceil(budget)
 
     # ------------------------------------------------------------------ lifecycle
@@ -212,7 +226,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
     _mount_specs: tuple = ()
 
     def _slug(self) -> str:
-        return session_slug(self.runtime.hub_id, self._user_name(), self.name or "")
+        return session_slug(self.shared.hub_id, self._user_name(), self.name or "")
 
     def _begin_progress(self) -> None:
         self._progress_events, self._progress_done = [], False
@@ -240,7 +254,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             self._end_progress()
             raise refusal
         request = prepared.request
-        backend = self.runtime.backends[request.backend]
+        backend = self.shared.backends[request.backend]
         self.log.info("Starting %s on backend %s (start timeout %s s): %s",
                       self._log_name, request.backend, self.start_timeout, request.summary())
         started, outcome = time.monotonic(), "failure"
@@ -294,7 +308,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         except BackendError as e:
             raise launch_failure(e) from None
         finally:
-            self.runtime.capacity.poke()
+            self.shared.capacity.poke()
 
     async def progress(self):
         """Replay the launch's progress messages, then follow new ones until start() ends.
@@ -316,7 +330,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
 
     def _backend(self):
         """The backend this server runs on; BackendError if the admin removed it since."""
-        backend = self.runtime.backends.get(self._backend_name)
+        backend = self.shared.backends.get(self._backend_name)
         if backend is None:
             raise BackendError(f"backend {self._backend_name!r} is no longer configured")
         return backend
@@ -362,7 +376,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         if self._progress_events is not None:
             return
         name = (self.user_options or {}).get("backend") if isinstance(self.user_options, dict) else None
-        backend = self.runtime.backends.get(name) if self.server is not None and isinstance(name, str) else None
+        backend = self.shared.backends.get(name) if self.server is not None and isinstance(name, str) else None
         if backend is not None:
             backend.note_cut_short(self._user_name(), self.name or "", self._slug())
 
@@ -393,13 +407,13 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             # refresh whose subprocess is being created when JupyterHub, at its shutdown,
             # cancels every task can hang the hub's exit (CPython 3.11)
             await self._usage.stopped(self.usage)
-            self.runtime.capacity.poke()
+            self.shared.capacity.poke()
         finally:
             await self._usage.stopped(self.usage)  # the paths above that failed (once only)
 
     async def delete_forever(self):
         """The user or this named server is deleted: let every backend drop what outlived it."""
-        for name, backend in self.runtime.backends.items():
+        for name, backend in self.shared.backends.items():
             try:
                 await backend.delete_forever(self._user_name(), self.name or "", self._slug())
             except BackendError as e:
@@ -482,10 +496,6 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         self._mount_specs = ()
         self._usage.clear()
 
-    def form_defaults(self) -> dict[str, Any]:
-        """The values a fresh form starts from for this user (used by the docs and tests)."""
-        return default_values(self.catalog, self.catalog.policy_for(self._groups()))
-
 
 def launch_failure(e: BackendError) -> web.HTTPError:
     """The HTTP error a failed launch becomes: "No capacity: …" (503) only when the backend
@@ -509,17 +519,4 @@ def hub_server_url(address: str, base_url: str) -> str:
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return urlunsplit((parts.scheme, netloc, base_url or "/", "", ""))
 
-
-def validate_config(spawner: GridSpawner) -> None:
-    """Build the catalog and the usage settings from ``spawner``'s config and check its hub
-    id; raises CatalogError naming the key (CatalogErrors naming every bad key)."""
-    problems = _Problems()
-    with problems.collect():
-        spawner.catalog
-    with problems.collect():
-        parse_stop_warnings(spawner.stop_warnings)
-    with problems.collect():
-        resolve_hub_id(spawner.hub_id)
-    check_usage_config(spawner, problems)
-    problems.raise_any()
 

@@ -20,6 +20,11 @@ Both come before JupyterHub builds its web application, so the check may still a
 hub's ``slow_spawn_timeout`` (`cover_mount_checks`). If neither happens (a future
 JupyterHub), the first form render or spawn still fails with the same message naming the
 key.
+
+This module knows the hub's start-up, not the spawner: its callers pass the spawner class
+(``GridSpawner``) whose configuration is checked, and the check asks a spawner of the
+configured class for ``check_config()``, ``catalog`` and ``shared`` (the backends, whose
+capacity probes it starts).
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+
+from .mounts.resolve import check_limit
+from .reconcile import start_reconciler
+from .vocabulary import CatalogError
 
 _checked = False
 
@@ -43,19 +52,17 @@ def _starting_hub():
     return hub.instance() if hub.initialized() else None
 
 
-def check_hub_config(app) -> None:
-    """Validate ``app``'s config if its spawner is a GridSpawner; exit 1 naming every bad key."""
+def check_hub_config(app, spawner_class: type) -> None:
+    """Validate ``app``'s config if its spawner is a ``spawner_class`` (GridSpawner, or a
+    subclass); exit 1 naming every bad key."""
     global _checked
-    from .catalog import CatalogError
-    from .spawner import GridSpawner, validate_config
-
     configured = getattr(app, "spawner_class", None)
-    if _checked or not (isinstance(configured, type) and issubclass(configured, GridSpawner)):
+    if _checked or not (isinstance(configured, type) and issubclass(configured, spawner_class)):
         return
     _checked = True
     spawner = configured(config=app.config)
     try:
-        validate_config(spawner)
+        spawner.check_config()
     except CatalogError as e:
         app.log.critical("gridspawner: invalid configuration: %s", e)
         # SystemExit leaves initialize() (or an asyncio callback) and ends the hub with status 1.
@@ -65,10 +72,8 @@ def check_hub_config(app) -> None:
     cover_mount_checks(app, spawner.catalog)
     # Start the background capacity probes now (the hub's loop is running), so the first
     # spawn form already shows what is free instead of "checking capacity…".
-    spawner.runtime
+    spawner.shared
     # and crash recovery: what a previous run of this hub left is reclaimed (gridspawner.reconcile)
-    from .reconcile import start_reconciler
-
     start_reconciler(app, spawner)
 
 
@@ -111,8 +116,6 @@ def cover_mount_checks(app, catalog) -> None:
     value the admin set in ``c.JupyterHub.tornado_settings`` is kept (with a warning when
     it is shorter). The spawn form is not affected: it checks mounts before it submits,
     and JupyterHub's form handler waits at most one second either way."""
-    from .mounts.resolve import check_limit
-
     storage = catalog.storage
     if not (storage.s3 or storage.ssh):
         return
@@ -130,14 +133,14 @@ def cover_mount_checks(app, catalog) -> None:
     app.log.info("gridspawner: slow_spawn_timeout = %s s, so REST spawns wait for their data-mount checks", needed)
 
 
-def check_running_hub() -> None:
+def check_running_hub(spawner_class: type) -> None:
     """Moment 1: called when JupyterHub reads ``gridspawner.__version__`` during start-up."""
     app = _starting_hub()
     if app is not None and "spawner_class" in app.config.get("JupyterHub", {}):
-        check_hub_config(app)
+        check_hub_config(app, spawner_class)
 
 
-def schedule_startup_check() -> None:
+def schedule_startup_check(spawner_class: type) -> None:
     """Moment 2: queue the check on the running loop of a starting hub."""
     app = _starting_hub()
     if app is None:
@@ -146,4 +149,4 @@ def schedule_startup_check() -> None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    loop.call_soon(check_hub_config, app)
+    loop.call_soon(check_hub_config, app, spawner_class)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 
-# kind -> "module:Class"; imported lazily so a hub without Kubernetes never imports its client.
+from ..vocabulary import CatalogError
+
+# kind -> "module:Class", in the order messages list them. Imported when a backend of the
+# kind is configured, never before: a hub without Kubernetes never imports its client
+# (kubernetes_asyncio), one without SSH hosts never asyncssh.
 _KINDS = {
     "local": "gridspawner.backends.local:LocalBackend",
     "ssh": "gridspawner.backends.ssh:SSHBackend",
@@ -16,18 +20,13 @@ _KINDS = {
     "slurm": "gridspawner.backends.slurm:SlurmBackend",
 }
 
-#: every kind of the design, in the order messages list them (one may not be available yet)
-_ALL_KINDS = ("local", "ssh", "kubernetes", "slurm")
-
 
 def known_kinds() -> tuple[str, ...]:
-    return _ALL_KINDS
+    return tuple(_KINDS)
 
 
 def backend_class(kind: str, key: str = "backend"):
     """The Backend class for ``kind``; raises CatalogError for a kind this version lacks."""
-    from ..catalog import CatalogError
-
     target = _KINDS.get(kind)
     if target is None:
         raise CatalogError(key, f"backend kind {kind!r} is not available in this version of gridspawner")

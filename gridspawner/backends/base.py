@@ -49,7 +49,7 @@ class LaunchContext:
     the server process only (never argv, logs, or files others can read).
 
     ``mounts`` are the request's data mounts resolved for this launch
-    (`gridspawner.mounts.hostcmd.HostMount`, in the order of ``request.mounts``, ``index``
+    (`gridspawner.mounts.resolved.ResolvedMount`, in the order of ``request.mounts``, ``index``
     = position): source, target, mode and the credentials that work for it. They carry
     SECRETS and exist in memory only: a backend turns them into its own objects (host
     script fragments, Kubernetes volumes and Secrets) and never puts them in ``Launch.state``
@@ -193,7 +193,7 @@ class Backend(ABC):
     #: a server found gone reads 1 whatever its exit), usage records say "ended"
     exit_status_known: ClassVar[bool] = False
 
-    #: this hub's stable id (`gridspawner.hub_identity`), set by the runtime; written into
+    #: this hub's stable id (`gridspawner.hub_identity`), set by `SharedBackends`; written into
     #: what the backend leaves on hosts and clusters. Empty outside a hub: nothing is reclaimed.
     hub_id: str = ""
 
@@ -281,7 +281,7 @@ class Backend(ABC):
 
     async def renew_credentials(self, launch: Launch, secrets: Mapping[int, Any]) -> list[int]:
         """Give the running server's S3 mounts new STS credentials (mount index →
-        `gridspawner.mounts.hostcmd.S3Secret`); returns the indexes that took them. Only
+        `gridspawner.mounts.resolved.S3Secret`); returns the indexes that took them. Only
         where `renews_credentials` is true."""
         raise BackendError(f"backend kind {self.kind!r} cannot renew the credentials of a running server's mounts")
 

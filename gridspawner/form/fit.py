@@ -1,6 +1,6 @@
 """Capacity in the spawn form: what fits where, and the options it colours or disables.
 
-``_Fit`` condenses the cached capacity of the backends on offer; the builders here make the
+`Fit` condenses the cached capacity of the backends on offer; the builders here make the
 backend, GPU-count and GPU-memory options from it (a choice that fits on no backend on offer
 is disabled; without JavaScript the user may still switch to a backend where it fits), and
 the per-backend selects (GPU type, host) whose choices belong to one backend each.
@@ -11,11 +11,15 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..backends.base import Capacity
-from ..catalog import Catalog, Policy
-from .view import Option, _echo_invalid, _plural, limits_note, value_key
+from ..catalog_values import Catalog, Policy
+from ..vocabulary import plural
+from .view import Option, echo_invalid, limits_note, value_key
+
+#: what the form says under the GPU fields when the chosen ones do not fit the chosen backend
+NO_FIT = "Does not fit right now: "
 
 
-class _Fit:
+class Fit:
     """Capacity of the backends the user may pick, in a form cheap to ask many times."""
 
     __slots__ = ("classes", "tolerance", "caps", "best", "any_best")
@@ -44,25 +48,30 @@ class _Fit:
     def fits_anywhere(self, count: int, class_index: int) -> bool:
         return count == 0 or self.any_best is None or count <= self.any_best[class_index]
 
-    def script_data(self, name: str) -> dict:
+    def script_data(self, name: str, counts: Iterable[int]) -> dict:
+        """What the script needs to say why a GPU count and memory class do not fit backend
+        ``name``: per memory class, the reason of each count in ``counts`` that does not fit
+        (`Capacity.fits`' own words, so the script has no wording of its own)."""
         cap = self.caps[name]
-        known = self.best[name] is not None
-        data = {"known": known, "total": cap.total_gpus, "best": self.best[name] or []}
-        if known and not cap.total_gpus:
-            # no usable GPU at all: the reason is the same for every count, so take
-            # Capacity.fits' own words rather than repeating them in the script
-            data["none"] = cap.fits(1, 0, self.tolerance)[1]
-        return data
+        reasons: list[dict[int, str]] = []
+        for i, gb in enumerate(self.classes):
+            best = self.best[name][i] if self.best[name] is not None else None
+            row = {}
+            for n in counts:
+                if best is not None and n > best:
+                    row[n] = cap.fits(n, gb, self.tolerance)[1]
+            reasons.append(row)
+        return {"reasons": reasons}
 
 
-def _cap_state(cap: Capacity) -> str:
+def capacity_state(cap: Capacity) -> str:
     if not cap.known or (cap.hosts and not any(h.reachable for h in cap.hosts)):
         return "unknown"
     return "busy" if cap.total_gpus and not cap.free_gpus else "ok"
 
 
-def _backend_options(
-    catalog: Catalog, policy: Policy, backend_names: list[str], fit: _Fit, sel_backend: str, value: Any
+def backend_options(
+    catalog: Catalog, policy: Policy, backend_names: list[str], fit: Fit, sel_backend: str, value: Any
 ) -> list[Option]:
     """One option per backend on offer, with its capacity summary and state for the script."""
     opts = []
@@ -78,19 +87,19 @@ def _backend_options(
                 data=(
                     ("kind", b.kind),
                     ("summary", cap.summary()),
-                    ("state", _cap_state(cap)),
+                    ("state", capacity_state(cap)),
                     ("description", b.description),
                     ("limits-note", limits_note(b.resource_limits)),
                     ("policy", "1" if policy.allows_backend(name) else "0"),
                 ),
             )
         )
-    _echo_invalid(opts, value)
+    echo_invalid(opts, value)
     return opts
 
 
-def _gpu_options(
-    catalog: Catalog, fit: _Fit, sel_cap: Capacity | None, shown: Mapping[str, Any], gmax: int
+def gpu_options(
+    catalog: Catalog, fit: Fit, sel_cap: Capacity | None, shown: Mapping[str, Any], gmax: int
 ) -> tuple[list[Option], list[Option], str]:
     """The GPU-count and GPU-memory options, disabled where they cannot fit, and the note
     shown under the GPU count when the selected count does not fit the selected backend."""
@@ -104,7 +113,7 @@ def _gpu_options(
     sel_gpus_key = value_key(gpus_value)
     fit_note = ""
     for n in range(gmax + 1):
-        label = "None" if n == 0 else _plural(n, "GPU")
+        label = "None" if n == 0 else plural(n, "GPU")
         opt = Option(str(n), label, selected=str(n) == sel_gpus_key, data=(("label", label),))
         if n and sel_cap is not None:
             ok, reason = sel_cap.fits(n, classes[sel_class], tol)
@@ -116,7 +125,7 @@ def _gpu_options(
                 if opt.selected:
                     fit_note = reason
         gpu_opts.append(opt)
-    _echo_invalid(gpu_opts, gpus_value)
+    echo_invalid(gpu_opts, gpus_value)
 
     sel_gb_key = value_key(gb_value)
     mem_opts = []
@@ -129,11 +138,11 @@ def _gpu_options(
                 opt.reason = reason
                 opt.disabled = not opt.selected and not fit.fits_anywhere(sel_count, i)
         mem_opts.append(opt)
-    _echo_invalid(mem_opts, gb_value)
+    echo_invalid(mem_opts, gb_value)
     return gpu_opts, mem_opts, fit_note
 
 
-def _per_backend_options(
+def per_backend_options(
     catalog: Catalog, backend_names: list[str], sel_backend: str, value: Any, any_label: str, offered_by
 ) -> list[Option]:
     """A select whose choices belong to one backend each (``offered_by(BackendConfig)``:
@@ -161,6 +170,6 @@ def _per_backend_options(
         if best is not None:
             best.selected = True
         else:
-            _echo_invalid(opts, value)
+            echo_invalid(opts, value)
     return opts
 

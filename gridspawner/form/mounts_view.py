@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..backends import backend_class
-from ..catalog import Catalog
-from .view import Option, _echo_invalid, duration_text, value_key
+from ..catalog_values import Catalog
+from .view import Option, duration_text, echo_invalid, value_key
 
 #: how many rows the mounts editor shows without JavaScript (unused rows are skipped)
 EMPTY_MOUNT_ROWS = 3
@@ -17,7 +17,7 @@ _MOUNT_KEY = re.compile(r"mounts\[([0-9]+)\]\.?(.*)")
 _TEXT_KEYS = ("bucket", "prefix", "path", "user", "target")
 
 
-def _is_mount_key(key: str) -> bool:
+def is_mount_key(key: str) -> bool:
     return key == "mounts" or key.startswith("mounts[")
 
 
@@ -62,7 +62,7 @@ def _opts(choices: list[tuple[str, str, tuple]], value: Any) -> list[Option]:
     key = value_key(value) if value not in (None, "") else None
     opts = [Option(v, label, selected=v == key, data=data) for v, label, data in choices]
     if key is not None:
-        _echo_invalid(opts, value)
+        echo_invalid(opts, value)
     elif opts:
         opts[0].selected = True
     return opts

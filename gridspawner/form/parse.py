@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from ..catalog import FIELDS
+from ..fields import FIELDS, OPTION_NAMES, PRESET_NAMES
 
 #: Fields whose form value is a number.
-NUMBER_FIELDS = ("gpus", "gpu_memory", "cpu", "memory")
-#: Fields whose form value is a name.
-NAME_FIELDS = ("profile", "backend", "image")
+NUMBER_FIELDS = tuple(f.name for f in FIELDS if f.form_text == "number")
+#: Fields whose form value is a name (empty: left out, the default applies).
+NAME_FIELDS = tuple(f.name for f in FIELDS if f.form_text == "name")
 #: Fields whose empty value is a choice of its own, kept as "" ("Any GPU" / "Any host": not
 #: the default's or a profile's type or host, which leaving the key out would give).
-EMPTY_IS_A_CHOICE = ("gpu_type", "host")
+EMPTY_IS_A_CHOICE = tuple(f.name for f in FIELDS if f.form_text == "choice")
 #: Hidden inputs the form adds, one per profile: ``_fixed.<profile>`` = "backend image ...",
 #: the fields that profile sets. Without JavaScript the visible fields are still submitted;
 #: these say which of them to leave out, so the profile's own values apply.
@@ -33,7 +33,6 @@ _MOUNT_ONLY = {
     "s3": ("endpoint", "bucket", "prefix", "credentials", "access_key", "secret_key"),
     "ssh": ("host", "path", "user", "auth", "password"),
 }
-_DROPPABLE = frozenset(NUMBER_FIELDS) | {"backend", "image", "gpu_type", "host"}
 
 
 def _number(text: str) -> Any:
@@ -99,7 +98,7 @@ def parse_form(formdata: Mapping[str, list]) -> dict[str, Any]:
             options[key] = value
         elif MOUNT_FIELD.fullmatch(key):
             continue  # collected below
-        elif key not in FIELDS:
+        elif key not in OPTION_NAMES:
             options[key] = value  # validation names unknown fields
     rows: dict[int, dict[str, str]] = {}
     for key, values in items:
@@ -115,7 +114,7 @@ def parse_form(formdata: Mapping[str, list]) -> dict[str, Any]:
     profile = options.get("profile")
     if isinstance(profile, str) and profile in fixed:
         for f in fixed[profile]:
-            if f in _DROPPABLE:
+            if f in PRESET_NAMES:
                 options.pop(f, None)
     return options
 

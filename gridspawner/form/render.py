@@ -23,19 +23,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..backends.base import Capacity
-from ..catalog import Catalog, Policy, Profile
-from .choices import _chosen, _Choice, _choices, _rendered, _shown
-from .fit import _backend_options, _cap_state, _Fit, _gpu_options, _per_backend_options
-from .mounts_view import EMPTY_MOUNT_ROWS, MountRow, MountsView, _is_mount_key, mounts_view
+from ..catalog_values import Catalog, Policy, Profile
+from ..field_rules import BackendChoice, ListChoice
+from ..fields import FIELD, Field, form_order
+from .choices import Choice, chosen_profile, profile_choices, rendered_fields, shown_values
+from .fit import NO_FIT, Fit, backend_options, capacity_state, gpu_options, per_backend_options
+from .mounts_view import EMPTY_MOUNT_ROWS, MountRow, MountsView, is_mount_key, mounts_view
 from .view import (
     FORM_FIELDS,
     Option,
     ProfileCard,
     SelectField,
-    _echo_invalid,
-    _facts,
-    _plural,
+    card_facts,
     duration_text,
+    echo_invalid,
     limits_note,
     value_key,
 )
@@ -56,17 +57,8 @@ __all__ = [
 
 _HERE = Path(__file__).parent
 
-_LABELS = {
-    "profile": "Profile",
-    "backend": "Where to run",
-    "host": "Host",
-    "image": "Environment",
-    "gpus": "GPUs",
-    "gpu_memory": "Minimum memory per GPU",
-    "gpu_type": "GPU type",
-    "cpu": "CPUs",
-    "memory": "Memory",
-}
+#: the widgets whose selects the capacity note ("Does not fit right now: …") follows
+_GPU_WIDGETS = ("gpu_count", "gpu_memory")
 
 
 def _make_env() -> Environment:
@@ -113,7 +105,7 @@ def render_form(
     ctx = _context(catalog, list(groups or ()), capacity or {}, values, errors)
     ctx["mounts"] = mounts_view(catalog, list(groups or ()), values, errors, username, ssh_public_key)
     if ctx["mounts"] is not None:
-        ctx["top_errors"] = [(k, v) for k, v in ctx["top_errors"] if not _is_mount_key(k)]
+        ctx["top_errors"] = [(k, v) for k, v in ctx["top_errors"] if not is_mount_key(k)]
     return _TEMPLATE.render(ctx)
 
 
@@ -124,96 +116,96 @@ def _context(catalog: Catalog, groups: list[str], capacity: Mapping, values: Any
     errors = {str(k): str(v) for k, v in errors.items()} if isinstance(errors, Mapping) else {}
     nothing = not policy.free_choice and not profiles
 
-    chosen = _chosen(policy, profiles, values)
-    choices = _choices(catalog, policy, profiles)
-    shown = _shown(catalog, policy, chosen, choices, values)
+    chosen = chosen_profile(policy, profiles, values)
+    choices = profile_choices(catalog, policy, profiles)
+    shown = shown_values(catalog, policy, chosen, choices, values)
 
-    # ---- backends (what the policy allows, plus what profiles set)
+    # backends: what the policy allows, plus what profiles set
     profile_backends = {p.values["backend"] for p in profiles if "backend" in p.values}
     backend_names = [b for b in catalog.backends if policy.allows_backend(b) or b in profile_backends]
-    fit = _Fit(catalog, backend_names, capacity)
-    rendered = _rendered(catalog, policy, choices, backend_names, nothing)
-    sel_backend = value_key(shown.get("backend"))
-    backend_opts = _backend_options(catalog, policy, backend_names, fit, sel_backend, shown.get("backend"))
-    sel_cap = fit.caps.get(sel_backend)
-
-    sel_image = value_key(shown.get("image"))
-    image_opts = _image_options(catalog, policy, profiles, sel_image, shown.get("image"))
-
-    # ---- GPUs and VRAM, disabled where they cannot fit
-    gmax = max((c.max_gpus for c in choices.values()), default=0)
-    gpu_opts, mem_opts, fit_note = _gpu_options(catalog, fit, sel_cap, shown, gmax)
-
-    # ---- GPU type: every offered backend's types, each tagged with its backend; the script
-    # shows the chosen backend's only, without it the backend's name says which is which
-    type_opts = _per_backend_options(
-        catalog, backend_names, sel_backend, shown.get("gpu_type"), "Any GPU", lambda b: b.gpu_types
-    )
-
-    # ---- host: like GPU types, every offered backend's hosts tagged with their backend
-    host_opts = _per_backend_options(
-        catalog, backend_names, sel_backend, shown.get("host"), "Any host (best fit)", lambda b: b.host_choices
-    )
-
-    # ---- CPU and memory
-    cpu_opts = _default_or_choice(catalog.cpu_choices, shown.get("cpu"), lambda c: _plural(c, "CPU"))
-    memory_opts = _default_or_choice(catalog.memory_choices, shown.get("memory"), lambda m: f"{m:g} GB")
-
+    rendered = rendered_fields(catalog, policy, choices, backend_names, nothing)
     cards = _profile_cards(catalog, policy, profiles, chosen)
 
-    # ---- errors: next to their field, or at the top
+    # errors: next to their field, or at the top
     field_names = set(rendered) | ({"profile"} if cards else set())
     field_errors = {k: v for k, v in errors.items() if k in field_names}
     top_errors = [(k, v) for k, v in errors.items() if k not in field_names]
 
-    sel_b = catalog.backends.get(sel_backend) if isinstance(sel_backend, str) else None
-    sel_i = catalog.images.get(sel_image) if isinstance(sel_image, str) else None
-    unlimited = limits_note(sel_b.resource_limits) if sel_b else ""
-    fields = {
-        "backend": SelectField(
-            "backend",
-            _LABELS["backend"],
-            backend_opts,
-            field_errors.get("backend"),
-            help=sel_b.description if sel_b and sel_backend in fit.caps else "",
-            note=sel_cap.summary() if sel_cap is not None else "",
-            state=_cap_state(sel_cap) if sel_cap is not None else "",
-        ),
-        "image": SelectField(
-            "image", _LABELS["image"], image_opts, field_errors.get("image"), help=sel_i.description if sel_i else ""
-        ),
-        "gpus": SelectField("gpus", _LABELS["gpus"], gpu_opts, field_errors.get("gpus"), note=fit_note),
-        "gpu_memory": SelectField("gpu_memory", _LABELS["gpu_memory"], mem_opts, field_errors.get("gpu_memory")),
-        "host": SelectField(
-            "host",
-            _LABELS["host"],
-            host_opts,
-            field_errors.get("host"),
-            help="A particular host, where the chosen backend lets you pick one; otherwise the best fit is chosen.",
-        ),
-        "gpu_type": SelectField(
-            "gpu_type",
-            _LABELS["gpu_type"],
-            type_opts,
-            field_errors.get("gpu_type"),
-            help="A GPU model or a MIG slice, where the chosen backend offers a choice.",
-        ),
-        "cpu": SelectField("cpu", _LABELS["cpu"], cpu_opts, field_errors.get("cpu"), help=unlimited),
-        "memory": SelectField("memory", _LABELS["memory"], memory_opts, field_errors.get("memory"), help=unlimited),
-    }
+    gmax = max((c.max_gpus for c in choices.values()), default=0)
+    selects = _Selects(catalog, policy, profiles, backend_names, Fit(catalog, backend_names, capacity), shown, gmax)
+    fields = {f.name: selects.build(f, field_errors.get(f.name)) for f in form_order()}
+    shown_selects = [fields[f.name] for f in form_order() if f.name in rendered]
+    gpu_shown = [f.name for f in shown_selects if FIELD[f.name].widget in _GPU_WIDGETS]
+    # the note follows the last GPU field shown (a GPU type after the count and memory too)
+    gpu_group = [f.name for f in shown_selects
+                 if FIELD[f.name].widget in _GPU_WIDGETS or getattr(FIELD[f.name].rule, "only_with_gpus", False)]
 
     return {
         "nothing": nothing,
         "top_errors": top_errors,
-        "labels": _LABELS,
+        "profile_label": FIELD["profile"].label,
+        "mounts_label": FIELD["mounts"].label,
         "cards": cards,
         "profile_error": field_errors.get("profile"),
         "fixed_inputs": [(k, " ".join(sorted(c.fixed))) for k, c in choices.items() if k and c.fixed],
         "fields": fields,
+        "selects": shown_selects,
         "rendered": rendered,
-        "fit_note": fit_note,
-        "script": _script_data(catalog, backend_names, fit, choices, chosen),
+        "fit_note": selects.fit_note,
+        "no_fit": NO_FIT,
+        "note_after": gpu_group[-1] if gpu_shown else None,
+        "script": _script_data(catalog, backend_names, selects, choices, chosen),
     }
+
+
+class _Selects:
+    """Builds the form's selects, one per field, by the field's widget."""
+
+    def __init__(self, catalog: Catalog, policy: Policy, profiles: list[Profile], backend_names: list[str],
+                 fit: Fit, shown: Mapping[str, Any], gmax: int):
+        self.catalog, self.policy, self.profiles, self.backend_names = catalog, policy, profiles, backend_names
+        self.fit, self.shown, self.gmax = fit, shown, gmax
+        self.sel_backend = value_key(shown.get("backend"))
+        self.sel_cap = fit.caps.get(self.sel_backend)
+        self.backend = catalog.backends.get(self.sel_backend)
+        sel_gpus = shown.get("gpus")
+        self.sel_gpus = sel_gpus if isinstance(sel_gpus, int) and not isinstance(sel_gpus, bool) else 0
+        self.gpu_opts, self.mem_opts, self.fit_note = gpu_options(catalog, fit, self.sel_cap, shown, gmax)
+
+    def build(self, f: Field, error: str | None) -> SelectField:
+        value = self.shown.get(f.name)
+        field = SelectField(f.name, f.label, [], error, help=f.help, half=f.half_width)
+        if f.widget == "backend":
+            field.options = backend_options(self.catalog, self.policy, self.backend_names, self.fit,
+                                            self.sel_backend, value)
+            field.help = self.backend.description if self.backend and self.sel_backend in self.fit.caps else ""
+            if self.sel_cap is not None:
+                field.note, field.state = self.sel_cap.summary(), capacity_state(self.sel_cap)
+        elif f.widget == "image":
+            field.options = _image_options(self.catalog, self.policy, self.profiles, value_key(value), value)
+            image = self.catalog.images.get(value_key(value))
+            field.help = image.description if image else ""
+        elif f.widget == "gpu_count":
+            field.options, field.note = self.gpu_opts, self.fit_note
+        elif f.widget == "gpu_memory":
+            field.options = self.mem_opts
+        elif isinstance(f.rule, BackendChoice):
+            # every offered backend's choices, each tagged with its backend: the script shows
+            # the chosen backend's only; without it the backend's name says which is which
+            field.options = per_backend_options(self.catalog, self.backend_names, self.sel_backend, value,
+                                                f.rule.any_label, f.rule.offered_by)
+        elif isinstance(f.rule, ListChoice):
+            field.options = _default_or_choice(f.rule.offered(self.catalog), value, f.rule.label)
+        if f.limits_note:
+            field.help = limits_note(self.backend.resource_limits) if self.backend else ""
+        return field
+
+    def script_counts(self) -> list[int]:
+        """The GPU counts the script may ask about: the options, and a submitted count beyond them."""
+        counts = list(range(1, self.gmax + 1))
+        if self.sel_gpus > self.gmax:
+            counts.append(self.sel_gpus)
+        return counts
 
 
 # --------------------------------------------------------------------------- options
@@ -240,7 +232,7 @@ def _image_options(
                 ),
             )
         )
-    _echo_invalid(opts, value)
+    echo_invalid(opts, value)
     return opts
 
 
@@ -251,7 +243,7 @@ def _default_or_choice(choices: Iterable[Any], value: Any, label: Callable[[Any]
     for c in choices:
         opts.append(Option(value_key(c), label(c), selected=value_key(c) == key))
     if value not in (None, "", 0):
-        _echo_invalid(opts, value)
+        echo_invalid(opts, value)
     return opts
 
 
@@ -266,7 +258,7 @@ def _profile_cards(
                 p.key,
                 p.display_name,
                 p.description,
-                _facts(catalog, p),
+                card_facts(catalog, p),
                 duration_text(p.max_runtime) if p.max_runtime else "",
                 checked=chosen is not None and chosen.key == p.key,
             )
@@ -286,12 +278,17 @@ def _profile_cards(
 
 
 def _script_data(
-    catalog: Catalog, backend_names: list[str], fit: _Fit, choices: dict[str, _Choice], chosen: Profile | None
+    catalog: Catalog, backend_names: list[str], selects: _Selects, choices: dict[str, Choice], chosen: Profile | None
 ) -> dict:
-    """What the inline script needs (sent through ``tojson``)."""
+    """What the inline script needs (sent through ``tojson``): the selects it drives (from
+    the field registry), why GPU choices do not fit each backend (`Capacity.fits`' words),
+    and what each profile choice fixes and sets."""
+    counts = selects.script_counts()
     return {
+        "fields": [_script_field(f) for f in form_order()],
+        "noFit": NO_FIT,
         "classes": list(catalog.gpu_memory_classes),
-        "backends": {name: fit.script_data(name) for name in backend_names},
+        "backends": {name: selects.fit.script_data(name, counts) for name in backend_names},
         "choices": {
             key: {
                 "fixed": sorted(c.fixed),
@@ -302,3 +299,14 @@ def _script_data(
         },
         "initial": chosen.key if chosen else "",
     }
+
+
+def _script_field(f: Field) -> dict:
+    data: dict[str, Any] = {"name": f.name, "widget": f.widget}
+    if isinstance(f.rule, BackendChoice):
+        data["perBackend"] = True
+    if getattr(f.rule, "only_with_gpus", False):
+        data["onlyWithGpus"] = True
+    if f.limits_note:
+        data["limitsNote"] = True
+    return data

@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog import Catalog, Profile
+from ..catalog_values import Catalog, Profile
+from ..field_rules import BackendChoice, ListChoice
+from ..fields import FIELDS, form_order
+from ..vocabulary import plural
 
-#: Fields the form can show, in the order they appear (``mounts`` has its own UI, elsewhere).
-FORM_FIELDS = ("backend", "host", "image", "gpus", "gpu_memory", "gpu_type", "cpu", "memory")
+#: Fields the form shows as selects, in the order they appear (profiles and data mounts
+#: have their own parts of the form).
+FORM_FIELDS = tuple(f.name for f in form_order())
 
 #: Longest submitted value echoed back into the form, in characters.
 _MAX_ECHO = 200
@@ -42,6 +46,7 @@ class SelectField:
     help: str = ""
     note: str = ""  # a warning shown under the field (e.g. "does not fit right now")
     state: str = ""  # backend: "ok" | "busy" | "unknown" (colours the capacity dot)
+    half: bool = False  # half the form's width (beside another half-width field)
 
 
 @dataclass(slots=True)
@@ -96,18 +101,14 @@ def limits_note(resource_limits: str) -> str:
     return ""
 
 
-def _plural(n: float, word: str) -> str:
-    return f"{n:g} {word}{'' if n == 1 else 's'}"
-
-
 def _gpu_text(gpus: Any, gb: Any) -> str:
     if not gpus:
         return "No GPU"
     size = f" ≥ {gb} GB" if gb else ""
-    return f"{_plural(gpus, 'GPU')}{size}"
+    return f"{plural(gpus, 'GPU')}{size}"
 
 
-def _echo_invalid(options: list[Option], value: Any) -> None:
+def echo_invalid(options: list[Option], value: Any) -> None:
     """Show a submitted value that is not on offer (selected), so the user sees what was wrong."""
     if value is None:
         return
@@ -119,22 +120,23 @@ def _echo_invalid(options: list[Option], value: Any) -> None:
     options.append(Option(key, f"{key} (not available)", selected=True, data=(("invalid", "1"),)))
 
 
-def _facts(catalog: Catalog, p: Profile) -> list[str]:
-    """A profile card's short facts: where, which environment, what resources."""
+def card_facts(catalog: Catalog, p: Profile) -> list[str]:
+    """A profile card's short facts: where, which environment, what resources (in registry order)."""
     v = p.values
+    backend = catalog.backends.get(v.get("backend")) if isinstance(v.get("backend"), str) else None
     facts = []
-    if "backend" in v:
-        facts.append(catalog.backends[v["backend"]].display_name)
-    if "image" in v:
-        facts.append(catalog.images[v["image"]].display_name)
-    if "gpus" in v:
-        facts.append(_gpu_text(v["gpus"], v.get("gpu_memory", 0)))
-    if v.get("gpu_type") and v.get("backend") in catalog.backends:
-        facts.append(str(catalog.backends[v["backend"]].gpu_types.get(v["gpu_type"], v["gpu_type"])))
-    if v.get("host") and v.get("backend") in catalog.backends:
-        facts.append(f"on {catalog.backends[v['backend']].host_choices.get(v['host'], v['host'])}")
-    if v.get("cpu"):
-        facts.append(_plural(v["cpu"], "CPU"))
-    if v.get("memory"):
-        facts.append(f"{v['memory']:g} GB memory")
+    for f in FIELDS:
+        value = v.get(f.name)
+        if f.name not in v or not f.preset:
+            continue
+        if f.widget == "backend":
+            facts.append(catalog.backends[value].display_name)
+        elif f.widget == "image":
+            facts.append(catalog.images[value].display_name)
+        elif f.widget == "gpu_count":
+            facts.append(_gpu_text(value, v.get("gpu_memory", 0)))
+        elif isinstance(f.rule, BackendChoice) and value and backend is not None:
+            facts.append(f.rule.card_text.format(f.rule.offered_by(backend).get(value, value)))
+        elif f.widget == "choice" and isinstance(f.rule, ListChoice) and value:
+            facts.append((f.rule.fact or f.rule.label)(value))
     return facts

@@ -57,19 +57,31 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from ..catalog import CatalogError
-from .config_access import Access, _parse_access
-from .config_fields import _NAME, NamePattern, _dict, _int, _k, _keys, _name, _number, _text
+from ..vocabulary import (
+    NAME,
+    CatalogError,
+    check_keys,
+    check_name,
+    require_dict,
+    require_int,
+    require_number,
+    require_text,
+    subkey,
+)
+from .config_access import Access, parse_access
+from .config_fields import NamePattern
 from .config_s3 import (
     S3_CREDENTIAL_SOURCES,
     STS_METHODS,
     NotebookStorage,
     S3Endpoint,
     STSSettings,
-    _parse_notebook,
-    _parse_s3,
+    parse_notebook_storage,
+    parse_s3_endpoint,
 )
-from .config_ssh import SSH_AUTH, SSHStorageHost, _parse_ssh
+from .config_ssh import SSH_AUTH, SSHStorageHost, parse_ssh_host
+from .hostcmd import TOOLS
+from .k8s import parse_csi_template
 
 __all__ = [
     "ROOT",
@@ -87,8 +99,6 @@ __all__ = [
     "StorageConfig",
     "parse_storage",
 ]
-
-TOOLS = ("rclone", "s3fs", "sshfs")
 
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
 
@@ -161,20 +171,20 @@ def parse_storage(raw: Any, key: str = ROOT) -> StorageConfig:
     """Validate ``c.GridSpawner.storage``; ``{}``/None → mounts disabled. Raises CatalogError."""
     if raw is None:
         return StorageConfig()
-    raw = _dict(raw, key)
-    _keys(
+    raw = require_dict(raw, key)
+    check_keys(
         raw,
         ("s3", "ssh", "max_mounts", "tool", "check_timeout", "key_dir", "access", "notebook_storage", "kubernetes", "data_dir"),
         key,
     )
     s3 = {}
-    for name, conf in _dict(raw.get("s3", {}), f"{key}['s3']").items():
-        k = _k(f"{key}['s3']", name)
-        s3[_name(name, k)] = _parse_s3(name, conf, k)
+    for name, conf in require_dict(raw.get("s3", {}), f"{key}['s3']").items():
+        k = subkey(f"{key}['s3']", name)
+        s3[check_name(name, k)] = parse_s3_endpoint(name, conf, k)
     ssh = {}
-    for name, conf in _dict(raw.get("ssh", {}), f"{key}['ssh']").items():
-        k = _k(f"{key}['ssh']", name)
-        ssh[_name(name, k)] = _parse_ssh(name, conf, k)
+    for name, conf in require_dict(raw.get("ssh", {}), f"{key}['ssh']").items():
+        k = subkey(f"{key}['ssh']", name)
+        ssh[check_name(name, k)] = parse_ssh_host(name, conf, k)
     tool = raw.get("tool", "rclone")
     if tool not in TOOLS:
         raise CatalogError(f"{key}['tool']", f"must be one of: {', '.join(TOOLS)} (got {tool!r})")
@@ -185,11 +195,11 @@ def parse_storage(raw: Any, key: str = ROOT) -> StorageConfig:
                     f"{key}['s3'][{name!r}].credentials",
                     "s3fs cannot take STS session credentials from a private file; use tool 'rclone'",
                 )
-    max_mounts = _int(raw.get("max_mounts", 4), f"{key}['max_mounts']", 0, 64)
-    check_timeout = _number(raw.get("check_timeout", 10), f"{key}['check_timeout']", 0.5)
+    max_mounts = require_int(raw.get("max_mounts", 4), f"{key}['max_mounts']", 0, 64)
+    check_timeout = require_number(raw.get("check_timeout", 10), f"{key}['check_timeout']", 0.5)
     key_dir = raw.get("key_dir")
     if key_dir is not None:
-        key_dir = _text(key_dir, f"{key}['key_dir']", limit=1024)
+        key_dir = require_text(key_dir, f"{key}['key_dir']", limit=1024)
         if not key_dir.startswith("/"):
             raise CatalogError(f"{key}['key_dir']", f"must be an absolute path (got {key_dir!r})")
     for name, host in ssh.items():
@@ -198,17 +208,17 @@ def parse_storage(raw: Any, key: str = ROOT) -> StorageConfig:
     access = None
     if "access" in raw:
         access = {}
-        for group, rule in _dict(raw["access"], f"{key}['access']").items():
+        for group, rule in require_dict(raw["access"], f"{key}['access']").items():
             if not isinstance(group, str) or not group:
-                raise CatalogError(_k(f"{key}['access']", group), "group names must be non-empty strings")
-            access[group] = _parse_access(rule, s3, ssh, _k(f"{key}['access']", group))
+                raise CatalogError(subkey(f"{key}['access']", group), "group names must be non-empty strings")
+            access[group] = parse_access(rule, s3, ssh, subkey(f"{key}['access']", group))
         access = MappingProxyType(access)
     notebook = None
     if raw.get("notebook_storage") is not None:
-        notebook = _parse_notebook(raw["notebook_storage"], s3, f"{key}['notebook_storage']")
+        notebook = parse_notebook_storage(raw["notebook_storage"], s3, f"{key}['notebook_storage']")
     kube = _parse_kubernetes(raw.get("kubernetes", {}), f"{key}['kubernetes']")
     data_dir = raw.get("data_dir", "data")
-    if not isinstance(data_dir, str) or not _NAME.fullmatch(data_dir):
+    if not isinstance(data_dir, str) or not NAME.fullmatch(data_dir):
         raise CatalogError(f"{key}['data_dir']", f"must be a single directory name (got {data_dir!r})")
     return StorageConfig(
         s3=MappingProxyType(s3),
@@ -225,18 +235,17 @@ def parse_storage(raw: Any, key: str = ROOT) -> StorageConfig:
 
 
 def _parse_kubernetes(conf: Any, key: str) -> KubernetesMounts:
-    conf = _dict(conf, key)
-    _keys(conf, ("copy_image", "csi", "copy_resources"), key)
+    conf = require_dict(conf, key)
+    check_keys(conf, ("copy_image", "csi", "copy_resources"), key)
     image = conf.get("copy_image", KubernetesMounts.copy_image)
     if not isinstance(image, str) or not _IMAGE.fullmatch(image):
         raise CatalogError(f"{key}.copy_image", f"must be an image reference (got {image!r})")
     csi = {}
-    for mtype, tmpl in _dict(conf.get("csi", {}), f"{key}.csi").items():
-        k = _k(f"{key}.csi", mtype)
+    for mtype, tmpl in require_dict(conf.get("csi", {}), f"{key}.csi").items():
+        k = subkey(f"{key}.csi", mtype)
         if mtype not in ("s3", "ssh"):
             raise CatalogError(k, "must be 's3' or 'ssh'")
-        from .k8s import parse_csi_template  # the builder owns its template rules
-
+        # the builder owns its template rules
         csi[mtype] = parse_csi_template(tmpl, k)
-    resources = _dict(conf.get("copy_resources", {}), f"{key}.copy_resources")
+    resources = require_dict(conf.get("copy_resources", {}), f"{key}.copy_resources")
     return KubernetesMounts(copy_image=image, csi=MappingProxyType(csi), copy_resources=MappingProxyType(resources))

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..catalog import CatalogError
-from .config_fields import _dict, _int, _keys
+from ..vocabulary import CatalogError, check_keys, require_dict, require_int
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,9 @@ class Access:
         return Access(join(self.s3, other.s3), join(self.ssh, other.ssh), mm)
 
 
-def _parse_access(rule: Any, s3: Mapping, ssh: Mapping, key: str) -> Access:
-    rule = _dict(rule, key)
-    _keys(rule, ("s3", "ssh", "max_mounts"), key)
+def parse_access(rule: Any, s3: Mapping, ssh: Mapping, key: str) -> Access:
+    rule = require_dict(rule, key)
+    check_keys(rule, ("s3", "ssh", "max_mounts"), key)
 
     def names(field_: str, known: Mapping) -> frozenset[str] | None:
         v = rule.get(field_, [])
@@ -42,4 +41,4 @@ def _parse_access(rule: Any, s3: Mapping, ssh: Mapping, key: str) -> Access:
         return frozenset(v)
 
     mm = rule.get("max_mounts")
-    return Access(names("s3", s3), names("ssh", ssh), None if mm is None else _int(mm, f"{key}.max_mounts", 0, 64))
+    return Access(names("s3", s3), names("ssh", ssh), None if mm is None else require_int(mm, f"{key}.max_mounts", 0, 64))

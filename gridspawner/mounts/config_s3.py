@@ -9,15 +9,23 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..catalog import CatalogError
-from .config_fields import NamePattern, _choices, _dict, _int, _keys, _patterns, _template, _text
+from ..vocabulary import (
+    BUCKET,
+    HTTP_URL,
+    REGION,
+    CatalogError,
+    check_keys,
+    choice_list,
+    require_dict,
+    require_int,
+    require_text,
+)
+from .config_fields import NamePattern, name_patterns, username_template
 
 S3_CREDENTIAL_SOURCES = ("sts", "keys")
 STS_METHODS = ("assume_role", "federation_token")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
-_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _ROLE_ARN = re.compile(r"arn:[a-z-]+:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 
 
@@ -75,7 +83,7 @@ class NotebookStorage:
 
 
 def _parse_url(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not _URL.fullmatch(value):
+    if not isinstance(value, str) or not HTTP_URL.fullmatch(value):
         raise CatalogError(key, f"must be an http(s) URL such as 'https://s3.example.edu' (got {value!r})")
     return value.rstrip("/")
 
@@ -88,22 +96,22 @@ def _env(value: Any, key: str) -> str | None:
     return value
 
 
-def _parse_s3(name: str, conf: Any, key: str) -> S3Endpoint:
-    conf = _dict(conf, key)
-    _keys(conf, ("url", "region", "display_name", "buckets", "user_prefix", "credentials", "sts", "path_style", "provider"), key)
+def parse_s3_endpoint(name: str, conf: Any, key: str) -> S3Endpoint:
+    conf = require_dict(conf, key)
+    check_keys(conf, ("url", "region", "display_name", "buckets", "user_prefix", "credentials", "sts", "path_style", "provider"), key)
     if "url" not in conf:
         raise CatalogError(f"{key}.url", "is required")
     url = _parse_url(conf["url"], f"{key}.url")
     region = conf.get("region", "us-east-1")
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
+    if not isinstance(region, str) or not REGION.fullmatch(region):
         raise CatalogError(f"{key}.region", f"must be a region name such as 'us-east-1' (got {region!r})")
     if "buckets" not in conf:
         raise CatalogError(f"{key}.buckets", "is required: the bucket names (globs or 're:' regexes) users may mount")
-    buckets = _patterns(conf["buckets"], f"{key}.buckets")
-    user_prefix = _template(conf.get("user_prefix"), f"{key}.user_prefix", default="")
+    buckets = name_patterns(conf["buckets"], f"{key}.buckets")
+    user_prefix = username_template(conf.get("user_prefix"), f"{key}.user_prefix", default="")
     if user_prefix and (user_prefix.startswith("/") or ".." in user_prefix):
         raise CatalogError(f"{key}.user_prefix", "must be relative and must not contain '..'")
-    creds = _choices(conf.get("credentials", ["keys"]), S3_CREDENTIAL_SOURCES, f"{key}.credentials")
+    creds = choice_list(conf.get("credentials", ["keys"]), S3_CREDENTIAL_SOURCES, f"{key}.credentials")
     sts = None
     if conf.get("sts") is not None:
         sts = _parse_sts(conf["sts"], f"{key}.sts")
@@ -119,7 +127,7 @@ def _parse_s3(name: str, conf: Any, key: str) -> S3Endpoint:
         name=name,
         url=url,
         region=region,
-        display_name=_text(conf.get("display_name"), f"{key}.display_name", name),
+        display_name=require_text(conf.get("display_name"), f"{key}.display_name", name),
         buckets=buckets,
         user_prefix=user_prefix,
         credentials=creds,
@@ -130,11 +138,9 @@ def _parse_s3(name: str, conf: Any, key: str) -> S3Endpoint:
 
 
 def _parse_sts(conf: Any, key: str) -> STSSettings:
-    conf = _dict(conf, key)
-    _keys(conf, ("method", "role_arn", "access_key_env", "secret_key_env", "duration", "url", "renew_before"), key)
-    for literal in ("access_key", "secret_key", "aws_access_key_id", "aws_secret_access_key"):
-        if literal in conf:  # unreachable after _keys, kept as documentation of intent
-            raise CatalogError(f"{key}.{literal}", "literal keys are not accepted; use *_env")
+    conf = require_dict(conf, key)
+    # no key may hold a secret itself (access_key, secret_key …): only the names of variables
+    check_keys(conf, ("method", "role_arn", "access_key_env", "secret_key_env", "duration", "url", "renew_before"), key)
     method = conf.get("method", "assume_role")
     if method not in STS_METHODS:
         raise CatalogError(f"{key}.method", f"must be one of: {', '.join(STS_METHODS)} (got {method!r})")
@@ -148,27 +154,25 @@ def _parse_sts(conf: Any, key: str) -> STSSettings:
     skey = _env(conf.get("secret_key_env"), f"{key}.secret_key_env")
     if (akey is None) != (skey is None):
         raise CatalogError(f"{key}.{'secret_key_env' if skey is None else 'access_key_env'}", "set both access_key_env and secret_key_env, or neither")
-    duration = _int(conf.get("duration", 43200), f"{key}.duration", 900, 129600)
+    duration = require_int(conf.get("duration", 43200), f"{key}.duration", 900, 129600)
     url = _parse_url(conf["url"], f"{key}.url") if conf.get("url") is not None else None
     renew_before = None
     if conf.get("renew_before") is not None:
-        renew_before = _int(conf["renew_before"], f"{key}.renew_before", 1, duration - 1)
+        renew_before = require_int(conf["renew_before"], f"{key}.renew_before", 1, duration - 1)
     return STSSettings(method=method, role_arn=role_arn, access_key_env=akey, secret_key_env=skey, duration=duration,
                        url=url, renew_before=renew_before)
 
 
-def _parse_notebook(conf: Any, s3: Mapping[str, S3Endpoint], key: str) -> NotebookStorage:
-    conf = _dict(conf, key)
-    _keys(conf, ("endpoint", "bucket", "prefix"), key)
+def parse_notebook_storage(conf: Any, s3: Mapping[str, S3Endpoint], key: str) -> NotebookStorage:
+    conf = require_dict(conf, key)
+    check_keys(conf, ("endpoint", "bucket", "prefix"), key)
     ep = conf.get("endpoint")
     if ep not in s3:
         raise CatalogError(f"{key}.endpoint", f"must name one of the s3 endpoints: {', '.join(s3) or 'none defined'} (got {ep!r})")
     bucket = conf.get("bucket")
-    from .request import BUCKET_RE  # the same syntax rules as a user's bucket
-
-    if not isinstance(bucket, str) or not BUCKET_RE.fullmatch(bucket):
+    if not isinstance(bucket, str) or not BUCKET.fullmatch(bucket):
         raise CatalogError(f"{key}.bucket", f"must be a valid bucket name (got {bucket!r})")
-    prefix = _template(conf.get("prefix"), f"{key}.prefix", default="{username}/")
+    prefix = username_template(conf.get("prefix"), f"{key}.prefix", default="{username}/")
     if prefix.startswith("/") or ".." in prefix:
         raise CatalogError(f"{key}.prefix", "must be relative and must not contain '..'")
     return NotebookStorage(endpoint=ep, bucket=bucket, prefix=prefix)

@@ -7,15 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog import CatalogError
-from .config_fields import _CONTROL, NamePattern, _choices, _dict, _int, _keys, _patterns, _template, _text
+from ..vocabulary import CONTROL, HOSTNAME, CatalogError, check_keys, choice_list, require_dict, require_int, require_text
+from .config_fields import NamePattern, name_patterns, username_template
 
 SSH_AUTH = ("key", "password")
 
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-    r"|[0-9a-fA-F:.]{2,45}"
-)
+#: a host name, or an IPv4 / IPv6 address
+_ADDRESS = re.compile(rf"{HOSTNAME.pattern}|[0-9a-fA-F:.]{{2,45}}")
 
 
 @dataclass(frozen=True)
@@ -36,29 +34,29 @@ class SSHStorageHost:
         return self.user.format(username=username) if self.user is not None else None
 
 
-def _parse_ssh(name: str, conf: Any, key: str) -> SSHStorageHost:
-    conf = _dict(conf, key)
-    _keys(conf, ("address", "port", "known_hosts", "display_name", "paths", "user", "auth"), key)
+def parse_ssh_host(name: str, conf: Any, key: str) -> SSHStorageHost:
+    conf = require_dict(conf, key)
+    check_keys(conf, ("address", "port", "known_hosts", "display_name", "paths", "user", "auth"), key)
     address = conf.get("address")
-    if not isinstance(address, str) or not _HOSTNAME.fullmatch(address):
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
         raise CatalogError(f"{key}.address", f"must be a host name or IP address (got {address!r})")
-    port = _int(conf.get("port", 22), f"{key}.port", 1, 65535)
+    port = require_int(conf.get("port", 22), f"{key}.port", 1, 65535)
     known_hosts = conf.get("known_hosts")
-    if not isinstance(known_hosts, str) or not known_hosts.startswith("/") or _CONTROL.search(known_hosts):
+    if not isinstance(known_hosts, str) or not known_hosts.startswith("/") or CONTROL.search(known_hosts):
         raise CatalogError(f"{key}.known_hosts", "is required: an absolute path to a known_hosts file with this host's key")
     if "paths" not in conf:
         raise CatalogError(f"{key}.paths", "is required: the paths (globs or 're:' regexes) users may mount")
-    paths = _patterns(conf["paths"], f"{key}.paths")
+    paths = name_patterns(conf["paths"], f"{key}.paths")
     user = conf.get("user", "{username}")
     if user is not None:
-        user = _template(user, f"{key}.user", default="{username}")
+        user = username_template(user, f"{key}.user", default="{username}")
     return SSHStorageHost(
         name=name,
         address=address,
         port=port,
         known_hosts=known_hosts,
-        display_name=_text(conf.get("display_name"), f"{key}.display_name", name),
+        display_name=require_text(conf.get("display_name"), f"{key}.display_name", name),
         paths=paths,
         user=user,
-        auth=_choices(conf.get("auth", ["key"]), SSH_AUTH, f"{key}.auth"),
+        auth=choice_list(conf.get("auth", ["key"]), SSH_AUTH, f"{key}.auth"),
     )

@@ -7,7 +7,7 @@ listener on `orm.Spawner.user_options` strips them on the way in instead.
 
 from __future__ import annotations
 
-from .request import strip_secrets
+from .specs import strip_secrets
 
 
 def _strip_stored_options(target, value, oldvalue, initiator):

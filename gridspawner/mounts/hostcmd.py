@@ -41,9 +41,10 @@ import datetime
 import json
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from ..vocabulary import BUCKET, BUCKET_LENGTH, CONTROL, HTTP_URL, LOGIN, MOUNT_TARGET, REGION
+from .resolved import ResolvedMount, S3Secret, S3Source, SSHSecret, SSHSource
 # the sh functions every fragment starts with, and the report of what an unmount kept
 from .hostsh import MOUNT_FUNCS as _MOUNT_FUNCS
 from .hostsh import UNSAVED_REPORT
@@ -56,71 +57,8 @@ MOUNTS_DIR = ".mounts"
 TOOLS = ("rclone", "s3fs", "sshfs")
 
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@=~-]*")
-_TARGET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_ONE_LINE = re.compile(r"[^\x00-\x1f\x7f]*")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"([A-Za-z0-9_@+=,~-][A-Za-z0-9._@+=,~-]*/)*")
 _HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
-_LOGIN = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
-_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?")
-
-
-# --------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True)
-class S3Source:
-    url: str
-    bucket: str
-    prefix: str = ""  # "" or ending in "/"
-    region: str = "us-east-1"
-    provider: str = "Other"
-    path_style: bool = True
-
-
-@dataclass(frozen=True)
-class S3Secret:
-    access_key: str
-    secret_key: str
-    session_token: str | None = None
-    #: temporary (STS) credentials: when they expire, and when the hub means to replace them
-    #: (epoch seconds; None: never). Not secret; only the first three fields are.
-    expires_at: float | None = None
-    renew_at: float | None = None
-
-    def __repr__(self) -> str:  # a secret never reaches a log through repr()
-        return "S3Secret(<hidden>)"
-
-
-@dataclass(frozen=True)
-class SSHSource:
-    address: str
-    user: str
-    path: str
-    port: int = 22
-    known_hosts: str = ""  # known_hosts lines for this host (public, written to $S/.mounts)
-
-
-@dataclass(frozen=True)
-class SSHSecret:
-    password: str | None = None
-    private_key: str | None = None  # OpenSSH private key text (the hub-managed key)
-
-    def __repr__(self) -> str:
-        return "SSHSecret(<hidden>)"
-
-
-@dataclass(frozen=True)
-class HostMount:
-    """One mount as the host needs it: resolved source, its secret, where and how."""
-
-    index: int
-    target: str
-    mode: str  # "mount" | "copy"
-    read_only: bool
-    source: S3Source | SSHSource
-    secret: S3Secret | SSHSecret
 
 
 # --------------------------------------------------------------------------- checks
@@ -133,13 +71,13 @@ def _path(value: str, what: str) -> str:
 
 
 def _line(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ONE_LINE.fullmatch(value):
+    if not isinstance(value, str) or CONTROL.search(value):
         raise ValueError(f"{what} must be one line without control characters")
     return value
 
 
-def _check(m: HostMount) -> None:
-    if not _TARGET.fullmatch(m.target) or m.target in (".", ".."):
+def _check(m: ResolvedMount) -> None:
+    if not MOUNT_TARGET.fullmatch(m.target) or m.target in (".", ".."):
         raise ValueError(f"unsafe mount target {m.target!r}")
     if m.mode not in ("mount", "copy"):
         raise ValueError(f"unknown mount mode {m.mode!r}")
@@ -147,11 +85,11 @@ def _check(m: HostMount) -> None:
     if isinstance(s, S3Source):
         if not isinstance(m.secret, S3Secret):
             raise ValueError("an S3 mount needs an S3Secret")
-        if not _BUCKET.fullmatch(s.bucket) or ".." in s.bucket:
+        if not BUCKET.fullmatch(s.bucket) or not BUCKET_LENGTH[0] <= len(s.bucket) <= BUCKET_LENGTH[1]:
             raise ValueError(f"unsafe bucket {s.bucket!r}")
         if not _PREFIX.fullmatch(s.prefix) or "/../" in "/" + s.prefix or "/./" in "/" + s.prefix:
             raise ValueError(f"unsafe prefix {s.prefix!r}")
-        if not _URL.fullmatch(s.url) or not _REGION.fullmatch(s.region) or not s.provider.isalnum():
+        if not HTTP_URL.fullmatch(s.url) or not REGION.fullmatch(s.region) or not s.provider.isalnum():
             raise ValueError("unsafe endpoint settings")
         for v in (m.secret.access_key, m.secret.secret_key, m.secret.session_token or ""):
             if not re.fullmatch(r"[A-Za-z0-9/+=._~-]*", v):
@@ -159,7 +97,7 @@ def _check(m: HostMount) -> None:
     elif isinstance(s, SSHSource):
         if not isinstance(m.secret, SSHSecret) or (m.secret.password is None) == (m.secret.private_key is None):
             raise ValueError("an SSH mount needs exactly one of password / private_key")
-        if not _HOST.fullmatch(s.address) or not _LOGIN.fullmatch(s.user) or not (0 < int(s.port) < 65536):
+        if not _HOST.fullmatch(s.address) or not LOGIN.fullmatch(s.user) or not (0 < int(s.port) < 65536):
             raise ValueError("unsafe SSH storage settings")
         _path(s.path, "SSH storage path")
         if m.secret.password is not None:
@@ -195,7 +133,7 @@ def data_dir_of(session_dir: str, data_dir: str | None = None) -> str:
 # --------------------------------------------------------------------------- rclone
 
 
-def _rclone_config(m: HostMount, cdir: str, remote: str) -> tuple[str, str]:
+def _rclone_config(m: ResolvedMount, cdir: str, remote: str) -> tuple[str, str]:
     """(sh that writes the config file, the config file's path)."""
     conf = f"{cdir}/{m.index}.conf"
     s = m.source
@@ -295,14 +233,14 @@ def renew_fragment(session_dir: str, secrets: Mapping[int, S3Secret]) -> str:
     return "".join(out)
 
 
-def _remote_path(m: HostMount, remote: str) -> str:
+def _remote_path(m: ResolvedMount, remote: str) -> str:
     s = m.source
     if isinstance(s, S3Source):
         return f"{remote}:{s.bucket}/{s.prefix}".rstrip("/")
     return f"{remote}:{s.path}"
 
 
-def _rclone_mount(m: HostMount, cdir: str, target: str, wait: float) -> str:
+def _rclone_mount(m: ResolvedMount, cdir: str, target: str, wait: float) -> str:
     remote = f"m{m.index}"
     write, conf = _rclone_config(m, cdir, remote)
     args = [
@@ -319,7 +257,7 @@ def _rclone_mount(m: HostMount, cdir: str, target: str, wait: float) -> str:
     return write + " ".join(q(a) for a in args)
 
 
-def _rclone_copy(m: HostMount, cdir: str, target: str) -> str:
+def _rclone_copy(m: ResolvedMount, cdir: str, target: str) -> str:
     remote = f"m{m.index}"
     write, conf = _rclone_config(m, cdir, remote)
     args = [
@@ -334,7 +272,7 @@ def _rclone_copy(m: HostMount, cdir: str, target: str) -> str:
 # --------------------------------------------------------------------------- s3fs / sshfs
 
 
-def _s3fs_mount(m: HostMount, cdir: str, target: str) -> str:
+def _s3fs_mount(m: ResolvedMount, cdir: str, target: str) -> str:
     s, sec = m.source, m.secret
     if sec.session_token:
         raise ValueError("s3fs cannot read STS session credentials from its passwd file; use rclone")
@@ -352,7 +290,7 @@ def _s3fs_mount(m: HostMount, cdir: str, target: str) -> str:
     return write + " ".join(q(a) for a in args)
 
 
-def _sshfs_mount(m: HostMount, cdir: str, target: str) -> str:
+def _sshfs_mount(m: ResolvedMount, cdir: str, target: str) -> str:
     s, sec = m.source, m.secret
     kh = f"{cdir}/{m.index}.known_hosts"
     write = _heredoc(q(kh), s.known_hosts) + "\n"
@@ -395,7 +333,7 @@ def _in_clean_env(cmd: str, redirect: str) -> str:
 
 def mount_fragment(
     session_dir: str,
-    mounts: Sequence[HostMount],
+    mounts: Sequence[ResolvedMount],
     *,
     tool: str = "rclone",
     data_dir: str | None = None,

@@ -42,8 +42,8 @@ import os
 import re
 from typing import Any, Mapping, Sequence
 
-from ..catalog import CatalogError
-from .hostcmd import HostMount, S3Source, SSHSource
+from ..vocabulary import CatalogError
+from .resolved import ResolvedMount, S3Source, SSHSource
 
 #: credential fields a template's ``secret_keys`` may name
 CREDENTIAL_FIELDS = ("access_key", "secret_key", "session_token", "endpoint", "region", "password", "private_key", "user")
@@ -120,7 +120,7 @@ def rclone_obscure(text: str, iv: bytes | None = None) -> str:
     return base64.urlsafe_b64encode(iv + data).decode().rstrip("=")
 
 
-def _fields(m: HostMount) -> dict[str, str]:
+def _fields(m: ResolvedMount) -> dict[str, str]:
     s, sec = m.source, m.secret
     out: dict[str, str] = {}
     if isinstance(s, S3Source):
@@ -136,7 +136,7 @@ def _fields(m: HostMount) -> dict[str, str]:
     return out
 
 
-def rclone_config(m: HostMount, *, iv: bytes | None = None) -> str:
+def rclone_config(m: ResolvedMount, *, iv: bytes | None = None) -> str:
     """The rclone config (remote ``m<index>``) for a copy init container. A SECRET."""
     s, sec = m.source, m.secret
     lines = [f"[m{m.index}]"]
@@ -162,7 +162,7 @@ def _b64(text: str) -> str:
 
 
 def mount_secret(
-    m: HostMount, name: str, namespace: str, labels: Mapping[str, str], template: Mapping[str, Any] | None,
+    m: ResolvedMount, name: str, namespace: str, labels: Mapping[str, str], template: Mapping[str, Any] | None,
     *, iv: bytes | None = None,
 ) -> dict:
     """The Secret of one mount: the CSI driver's keys (``mode: mount``) or ``rclone.conf``
@@ -194,7 +194,7 @@ def mount_secret(
 # --------------------------------------------------------------------------- volumes / containers
 
 
-def _substitute(value: str, m: HostMount) -> str:
+def _substitute(value: str, m: ResolvedMount) -> str:
     s = m.source
     values = {"read_only": "true" if m.read_only else "false"}
     if isinstance(s, S3Source):
@@ -209,7 +209,7 @@ def _substitute(value: str, m: HostMount) -> str:
     return out.replace("//", "/") if not out.startswith("http") else out
 
 
-def csi_volume(m: HostMount, template: Mapping[str, Any], secret_name: str) -> dict:
+def csi_volume(m: ResolvedMount, template: Mapping[str, Any], secret_name: str) -> dict:
     """``pod.spec.volumes[]`` entry: an inline CSI volume from the admin's template."""
     csi: dict[str, Any] = {
         "driver": template["driver"],
@@ -223,7 +223,7 @@ def csi_volume(m: HostMount, template: Mapping[str, Any], secret_name: str) -> d
     return {"name": volume_name(m.index), "csi": csi}
 
 
-def empty_dir_volume(m: HostMount, size_limit: str | None = None) -> dict:
+def empty_dir_volume(m: ResolvedMount, size_limit: str | None = None) -> dict:
     """``pod.spec.volumes[]`` entry for a copy: an emptyDir the init container fills."""
     ed: dict[str, Any] = {}
     if size_limit:
@@ -231,11 +231,11 @@ def empty_dir_volume(m: HostMount, size_limit: str | None = None) -> dict:
     return {"name": volume_name(m.index), "emptyDir": ed}
 
 
-def secret_volume(m: HostMount, secret_name: str) -> dict:
+def secret_volume(m: ResolvedMount, secret_name: str) -> dict:
     return {"name": f"{volume_name(m.index)}-conf", "secret": {"secretName": secret_name, "defaultMode": 0o444}}  # only this init container mounts it; it runs as the user's uid
 
 
-def volume_mount(m: HostMount, root: str = DATA_MOUNT_ROOT) -> dict:
+def volume_mount(m: ResolvedMount, root: str = DATA_MOUNT_ROOT) -> dict:
     """The notebook container's ``volumeMounts[]`` entry for a mount or a copy."""
     vm = {"name": volume_name(m.index), "mountPath": mount_path(m.target, root)}
     if m.mode == "mount" and m.read_only:
@@ -244,7 +244,7 @@ def volume_mount(m: HostMount, root: str = DATA_MOUNT_ROOT) -> dict:
 
 
 def copy_init_container(
-    m: HostMount,
+    m: ResolvedMount,
     image: str,
     *,
     run_as_user: int | None = None,
@@ -291,7 +291,7 @@ def copy_init_container(
 
 
 def pod_fragments(
-    mounts: Sequence[HostMount],
+    mounts: Sequence[ResolvedMount],
     *,
     server_secret: str,
     csi_templates: Mapping[str, Mapping[str, Any]],

@@ -10,22 +10,11 @@ session's 0700 directory (see `hostcmd`), or in a per-server Kubernetes Secret.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import stat
-import re
 from pathlib import Path
 
-_SAFE = re.compile(r"[a-z0-9_][a-z0-9._-]{0,63}")
-
-
-def _dir_name(username: str) -> str:
-    """A file name for ``username``: itself when safe, else a readable part plus a hash."""
-    if _SAFE.fullmatch(username) and username not in (".", ".."):
-        return username
-    readable = re.sub(r"[^a-z0-9._-]+", "-", username.lower()).strip("-.")[:30]
-    digest = hashlib.sha256(username.encode()).hexdigest()[:8]
-    return f"{readable}-{digest}" if readable else digest
+from ..vocabulary import user_dir_name
 
 
 class KeyStore:
@@ -36,7 +25,7 @@ class KeyStore:
         self.directory = Path(directory)
 
     def _paths(self, username: str) -> tuple[Path, Path]:
-        d = self.directory / _dir_name(username)
+        d = self.directory / user_dir_name(username)
         return d / "id_ed25519", d / "id_ed25519.pub"
 
     def _ensure_dir(self, path: Path) -> None:

@@ -25,8 +25,8 @@ import time
 from typing import Any, Sequence
 
 from .config import StorageConfig
-from .hostcmd import HostMount, S3Secret
-from .request import MountSpec
+from .resolved import ResolvedMount, S3Secret
+from .specs import MountSpec
 from .sts import scoped_credentials
 
 #: seconds between attempts after a failed renewal
@@ -40,18 +40,18 @@ def renewable(specs: Sequence[MountSpec]) -> list[int]:
     return [i for i, s in enumerate(specs) if s.type == "s3" and s.credentials == "sts" and s.mode == "mount"]
 
 
-def _expiring(mounts: Sequence[HostMount]) -> list[S3Secret]:
+def _expiring(mounts: Sequence[ResolvedMount]) -> list[S3Secret]:
     return [m.secret for m in mounts if m.mode == "mount" and isinstance(m.secret, S3Secret) and m.secret.expires_at]
 
 
-def stop_deadline(mounts: Sequence[HostMount]) -> float | None:
+def stop_deadline(mounts: Sequence[ResolvedMount]) -> float | None:
     """When a server whose backend cannot renew credentials must stop (epoch seconds): a
     little before the first of its live mounts' credentials expires. None: nothing expires."""
     times = [s.expires_at for s in _expiring(mounts)]
     return min(times) - STOP_MARGIN if times else None
 
 
-def next_renewal(mounts: Sequence[HostMount]) -> float | None:
+def next_renewal(mounts: Sequence[ResolvedMount]) -> float | None:
     """When the first of the mounts' credentials is due for renewal (epoch seconds)."""
     times = [s.renew_at for s in _expiring(mounts) if s.renew_at]
     return min(times) if times else None

@@ -1,4 +1,4 @@
-"""Validated mounts + the user's secrets → `HostMount` values with working credentials.
+"""Validated mounts + the user's secrets → `ResolvedMount` values with working credentials.
 
 `resolve_mounts` is what the spawner runs at submit time (form) and before a launch (REST):
 per mount it gets the credentials (the typed keys / password, per-user STS credentials, or
@@ -16,12 +16,12 @@ import asyncio
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..request import OptionsError
+from ..vocabulary import OptionsError
 from . import s3check, sshcheck
 from .config import StorageConfig
-from .hostcmd import HostMount, S3Secret, S3Source, SSHSecret, SSHSource
+from .resolved import ResolvedMount, S3Secret, S3Source, SSHSecret, SSHSource
 from .keys import KeyStore
-from .request import MountSpec
+from .specs import MountSpec
 from .sts import STSError, scoped_credentials
 
 NO_KEY = "the hub has no SSH key for you yet; open the spawn form to see it and add it to the server"
@@ -47,7 +47,7 @@ def _s3_error(spec: MountSpec, message: str) -> dict[str, str]:
 async def _resolve_one(
     i: int, spec: MountSpec, secret: Mapping[str, str], storage: StorageConfig, username: str,
     env: Mapping[str, str] | None, check: bool,
-) -> tuple[HostMount | None, tuple[str, str] | None]:
+) -> tuple[ResolvedMount | None, tuple[str, str] | None]:
     """(mount, None) or (None, {field: message})."""
     timeout = storage.check_timeout
     if spec.type == "s3":
@@ -70,7 +70,7 @@ async def _resolve_one(
                 return None, _s3_error(spec, message)
         source = S3Source(url=ep.url, bucket=spec.bucket, prefix=spec.prefix, region=ep.region,
                           provider=ep.provider, path_style=ep.path_style)
-        return HostMount(i, spec.target, spec.mode, spec.read_only, source, creds), None
+        return ResolvedMount(i, spec.target, spec.mode, spec.read_only, source, creds), None
 
     host = storage.ssh[spec.host]
     if spec.auth == "password":
@@ -107,7 +107,7 @@ async def _resolve_one(
             return None, {field: message}
     known = await asyncio.get_running_loop().run_in_executor(None, _known_hosts_text, host.known_hosts)
     source = SSHSource(address=host.address, user=spec.user, path=spec.path, port=host.port, known_hosts=known)
-    return HostMount(i, spec.target, spec.mode, spec.read_only, source, ssh_secret), None
+    return ResolvedMount(i, spec.target, spec.mode, spec.read_only, source, ssh_secret), None
 
 
 def check_limit(storage: StorageConfig) -> float:
@@ -124,7 +124,7 @@ async def resolve_mounts(
     *,
     env: Mapping[str, str] | None = None,
     check: bool = True,
-) -> tuple[HostMount, ...]:
+) -> tuple[ResolvedMount, ...]:
     """Credentials for, and (``check``) a live check of, every mount — concurrently, each
     bounded by ``storage.check_timeout`` and all together by a little more. ``secrets`` maps
     a mount's index to its typed secret fields. Raises OptionsError (``mounts[i].field``)."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import S3Endpoint
-from .hostcmd import S3Secret
-from .request import MountSpec
+from .resolved import S3Secret
+from .specs import MountSpec
 
 ENDPOINT_UNREACHABLE = "endpoint unreachable"
 BUCKET_NOT_FOUND = "bucket not found"

@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from typing import Mapping
 
 from .config import S3Endpoint
-from .hostcmd import S3Secret
+from .resolved import S3Secret
 
 _SESSION_NAME_BAD = re.compile(r"[^\w+=,.@-]")
 

@@ -9,44 +9,22 @@ import json
 import logging
 import os
 import signal
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from tornado.web import Application, StaticFileHandler
 
-from ..usage.config import UsageConfig, build_usage_config
+from ..usage.config import build_usage_config
 from ..usage.runtime import UsageRuntime
 from ..usage.store import safe_url
+from . import handlers as h
+from .context import HERE, ServiceContext, templates
 from .settings import SETTINGS_ENV
 
 log = logging.getLogger("gridspawner.service")
-HERE = Path(__file__).parent
-
-
-@dataclass
-class ServiceContext:
-    """What every handler shares."""
-
-    config: UsageConfig
-    #: the usage runtime of this process (its store, quota standings); it watches nothing
-    usage: UsageRuntime
-    templates: Environment
-    #: the service's URL prefix (``/services/gridspawner/``) and the hub's (``/hub/``)
-    prefix: str
-    hub_prefix: str
-
-
-def templates() -> Environment:
-    return Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True, undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True)
 
 
 def make_app(context: ServiceContext) -> Application:
     from jupyterhub.services.auth import HubOAuthCallbackHandler
-
-    from . import handlers as h
 
     p = context.prefix
     shared = {"context": context}

@@ -17,7 +17,7 @@ from ..usage import periods
 from ..usage.form_panel import panel_view
 from ..usage.pricing import format_money
 from ..usage.queries import DIMENSIONS, Filters
-from .app import ServiceContext
+from .context import ServiceContext
 from .chart import Bar, bar_chart
 from .exports import records_csv, summary_csv
 from .params import ParamErrors, Query, parse_query, series_spans

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: the service's name: its pages are at /services/<name>/
-SERVICE_NAME = "gridspawner"
+from ..usage.names import SERVICE_NAME  # the service's name: its pages are at /services/<name>/
+
 #: read every user's usage records and sums
 ADMIN_SCOPE = "custom:gridspawner:usage:admin"
 #: the role `enable_service` makes for ``admin_users`` / ``admin_groups``

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..catalog import CatalogError, _Problems, parse_duration
+from ..vocabulary import CatalogError, Problems, parse_duration
 from ..server_env import parse_stop_warnings
 from .idle import IdlePolicy, parse_idle
 from .periods import zone
@@ -57,12 +57,12 @@ def build_usage_config(
     gpu_metrics_prometheus_url: Any = "",
     gpu_metrics_timeout: Any = 10.0,
     stop_warnings: Any = (),
-    problems: _Problems | None = None,
+    problems: Problems | None = None,
 ) -> UsageConfig:
     """Validate the usage traits; raises CatalogError(s) naming each bad key unless
     ``problems`` collects them (then a default value stands in for a bad one)."""
     own = problems is None
-    problems = problems or _Problems()
+    problems = problems or Problems()
     out: dict[str, Any] = {}
     out["record"] = bool(record_usage)
     url = os.environ.get(DB_URL_ENV) or usage_db_url or ""

@@ -20,6 +20,7 @@ import logging
 import time
 from collections import defaultdict
 from datetime import timezone
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,8 +29,14 @@ from ..backends.base import BackendError
 from ..stops import UpcomingStop
 from .idle import idle_since, verdict
 from .prometheus import pod_busy, pod_gpu_utilization
-from .runtime import LOST_AFTER, UsageRuntime
 from .store import UsageDBError
+
+if TYPE_CHECKING:
+    from .runtime import UsageRuntime
+
+#: an open server record the hub has not seen running for this long, and that no spawner of
+#: this process holds, is closed as ``hub_lost`` at the time it was last seen
+LOST_AFTER = 600.0
 
 log = logging.getLogger("gridspawner.usage")
 

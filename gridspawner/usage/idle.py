@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from ..catalog import CatalogError, _Problems, parse_duration
+from ..vocabulary import CatalogError, Problems, parse_duration
 
 UNKNOWN_CHOICES = ("keep", "activity")
 
@@ -50,7 +50,7 @@ class IdlePolicy:
 
 
 def parse_idle(default: Any, per_backend: Any, per_profile: Any, threshold: Any, when_unknown: Any,
-               problems: _Problems) -> IdlePolicy:
+               problems: Problems) -> IdlePolicy:
     """Validate the idle traits (each bad key reported through ``problems``)."""
     out: dict[str, Any] = {}
     with problems.collect():

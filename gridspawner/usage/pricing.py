@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..catalog import CatalogError
+from ..vocabulary import CatalogError
 from ..gpu import GPU
 
 _KEY = "c.GridSpawner.prices"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from ..catalog import CatalogError, _Problems
+from ..vocabulary import CatalogError, Problems
 from .periods import PERIOD_WORDS, PERIODS
 
 USER_KEYS = tuple(f"gpu_hours_per_{p}" for p in PERIODS) + ("gpus_at_once",)
@@ -107,11 +107,11 @@ def _parse_limits(raw: Any, key: str, keys: tuple[str, ...], prefix: str = "") -
     return Limits(MappingProxyType(hours), at_once), frozenset(str(k).removeprefix(prefix) for k in raw)
 
 
-def parse_quotas(default: Any, groups: Any, users: Any, problems: _Problems | None = None) -> QuotaSettings:
+def parse_quotas(default: Any, groups: Any, users: Any, problems: Problems | None = None) -> QuotaSettings:
     """Validate ``c.GridSpawner.default_quota``, ``group_quotas`` and ``user_quotas``; every
     bad key is reported (CatalogError, or CatalogErrors for several)."""
     own = problems is None
-    problems = problems or _Problems()
+    problems = problems or Problems()
     out: dict[str, Any] = {"default": Limits(), "groups": {}, "group_pools": {}, "users": {}}
     with problems.collect():
         out["default"] = _parse_limits(default or {}, "c.GridSpawner.default_quota", USER_KEYS)[0]

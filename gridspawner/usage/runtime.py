@@ -21,14 +21,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import metrics
 from . import periods
 from .config import UsageConfig
+from .enforcer import watch
 from .quotas import Limits, QuotaStop, Standing, quota_out, refusal
 from .store import UsageDBError, UsageStore, default_url, safe_url
 
 log = logging.getLogger("gridspawner.usage")
-
-#: an open server record the hub has not seen running for this long, and that no spawner of
-#: this process holds, is closed as ``hub_lost`` at the time it was last seen
-LOST_AFTER = 600.0
 
 _runtimes: dict[str, "UsageRuntime"] = {}
 
@@ -110,8 +107,6 @@ class UsageRuntime:
     def start_watching(self) -> None:
         """Start the periodic quota watch (idempotent; needs the running loop)."""
         if self._watch is None or self._watch.done():
-            from .enforcer import watch
-
             self._watch = asyncio.ensure_future(watch(self))
 
     # ------------------------------------------------------------------ records

@@ -14,11 +14,12 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..backends.base import BackendError
-from ..catalog import CatalogError
-from ..runtime import config_key
+from ..vocabulary import CatalogError
+from ..shared_backends import config_key
 from ..stops import StopNote, UpcomingStop, soonest_first, stop_sentence
 from .config import UsageConfig, build_usage_config
 from .idle import unknown_names
+from .names import SERVICE_NAME
 from .form_panel import panel_view, render_panel
 from .recorder import ServerRecorder
 from .store import UsageDBError
@@ -38,8 +39,6 @@ def usage_config_for(raw: dict) -> UsageConfig:
 
 def usage_page_url(spawner) -> str:
     """The user's usage page, where the hub runs the gridspawner service ("" if not)."""
-    from ..service.settings import SERVICE_NAME
-
     app = running_hub()
     services = getattr(app, "services", None) or []
     if not any(isinstance(s, dict) and s.get("name") == SERVICE_NAME and s.get("command") for s in services):
@@ -49,7 +48,7 @@ def usage_page_url(spawner) -> str:
 
 
 def check_usage_config(spawner, problems) -> None:
-    """Validate the usage settings into ``problems`` (a `catalog._Problems`), including the
+    """Validate the usage settings into ``problems`` (a `vocabulary.Problems`), including the
     backend and profile names of the idle timeouts against the catalog."""
     config = build_usage_config(**spawner.usage_settings(), problems=problems)
     try:

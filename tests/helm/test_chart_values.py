@@ -306,7 +306,8 @@ def test_schema_covers_every_gridspawner_setting():
     from gridspawner.backends.kubernetes.settings import IMAGE_KEYS, SETTINGS_KEYS
     from gridspawner.backends.slurm.settings import SlurmSettings
     from gridspawner.backends.ssh import settings as ssh_settings
-    from gridspawner.catalog import PROFILE_VALUE_FIELDS
+    from gridspawner.catalog_presets import POLICY_KEYS, PROFILE_KEYS
+    from gridspawner.fields import PRESET_NAMES as PROFILE_VALUE_FIELDS
 
     schema = _schema()
     grid = schema["properties"]["gridspawner"]["properties"]
@@ -338,6 +339,11 @@ def test_schema_covers_every_gridspawner_setting():
     assert set(image["local"]["properties"]) == set(HOST_IMAGE_KEYS)
     assert set(image["ssh"]["properties"]) == set(ssh_settings.SSH_IMAGE_KEYS)
     assert set(image["slurm"]["properties"]) == set(HOST_IMAGE_KEYS)
+
+    # policies and profiles: the keys their parsers accept
+    assert set(grid["group_policy"]["additionalProperties"]["properties"]) == set(POLICY_KEYS)
+    assert set(grid["default_policy"]["properties"]) == set(POLICY_KEYS)
+    assert set(grid["profiles"]["additionalProperties"]["properties"]) == set(PROFILE_KEYS)
 
     # profiles and default options: the request fields a preset may fix (gpu_type, host, …)
     profile = grid["profiles"]["additionalProperties"]["properties"]

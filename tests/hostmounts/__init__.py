@@ -30,8 +30,8 @@ from gridspawner.backends.host.placement import HostLogin
 from gridspawner.backends.local import LocalBackend
 from gridspawner.backends.ssh import SSHBackend
 from gridspawner.mounts.config import StorageConfig
-from gridspawner.mounts.hostcmd import HostMount, S3Secret, S3Source
-from gridspawner.mounts.request import MountSpec
+from gridspawner.mounts.resolved import ResolvedMount, S3Secret, S3Source
+from gridspawner.mounts.specs import MountSpec
 from gridspawner.request import LaunchRequest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -109,8 +109,8 @@ def server_cmd(before: str) -> list[str]:
 
 
 def s3_mount(url: str, index: int, target: str, *, mode="mount", read_only=False, prefix="alice/",
-             bucket="lab-data", access=ACCESS, secret=SECRET) -> tuple[HostMount, MountSpec]:
-    hm = HostMount(index=index, target=target, mode=mode, read_only=read_only,
+             bucket="lab-data", access=ACCESS, secret=SECRET) -> tuple[ResolvedMount, MountSpec]:
+    hm = ResolvedMount(index=index, target=target, mode=mode, read_only=read_only,
                    source=S3Source(url=url, bucket=bucket, prefix=prefix, region=REGION),
                    secret=S3Secret(access, secret))
     spec = MountSpec(type="s3", target=target, mode=mode, read_only=read_only, endpoint="campus",

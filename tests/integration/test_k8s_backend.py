@@ -38,7 +38,8 @@ IMAGES = {
 
 
 def request(gpus=0, gpu_memory=0, image="base", gpu_type=None, **kw) -> LaunchRequest:
-    return LaunchRequest(backend="cluster", backend_kind="kubernetes", image=image, gpus=gpus, gpu_memory=gpu_memory, gpu_type=gpu_type, **kw)
+    return LaunchRequest(backend="cluster", backend_kind="kubernetes", image=image, gpus=gpus, gpu_memory=gpu_memory,
+                         gpu_type=gpu_type, image_settings=IMAGES.get(image), **kw)
 
 
 def context(user="alice", server="", progress=None) -> LaunchContext:
@@ -88,7 +89,7 @@ def make_backend(emu, **raw) -> KubernetesBackend:
     raw.setdefault("kubeconfig", emu.kubeconfig_path)
     raw.setdefault("gpu_types", {"t4": {"product": "Tesla-T4"}, "mig-small": {"mig": "1g.10gb"}})
     settings = parse_settings("cluster", raw, "c.GridSpawner.backends['cluster']")
-    return KubernetesBackend("cluster", settings, tolerance=0.07, images=IMAGES)
+    return KubernetesBackend("cluster", settings, tolerance=0.07)
 
 
 @pytest.fixture

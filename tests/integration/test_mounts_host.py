@@ -16,16 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gridspawner.mounts.hostcmd import (
-    EXIT_MOUNT,
-    HostMount,
-    S3Secret,
-    S3Source,
-    SSHSecret,
-    SSHSource,
-    mount_fragment,
-    unmount_fragment,
-)
+from gridspawner.mounts.hostcmd import EXIT_MOUNT, mount_fragment, unmount_fragment
+from gridspawner.mounts.resolved import ResolvedMount, S3Secret, S3Source, SSHSecret, SSHSource
 
 from hubtools import procs
 from mountshell import mounted_under, run, unmount_everything
@@ -67,7 +59,7 @@ def bucket(s3):
 
 
 def s3_mount(s3, index=0, target="d", mode="mount", read_only=False, prefix="alice/", bucket="lab-data"):
-    return HostMount(
+    return ResolvedMount(
         index=index, target=target, mode=mode, read_only=read_only,
         source=S3Source(url=s3.url, bucket=bucket, prefix=prefix),
         secret=S3Secret(ANY_KEY, ANY_KEY),
@@ -211,9 +203,9 @@ def test_injection_canaries_never_execute(bucket, session, field, value):
         elif field == "target":
             m = s3_mount(bucket, target=value)
         elif field == "path":
-            m = HostMount(0, "d", "mount", False, SSHSource("127.0.0.1", "root", value), SSHSecret(password="x"))
+            m = ResolvedMount(0, "d", "mount", False, SSHSource("127.0.0.1", "root", value), SSHSecret(password="x"))
         elif field == "secret":
-            m = HostMount(0, "d", "mount", False, S3Source(bucket.url, "lab-data", "alice/"), S3Secret(value, value))
+            m = ResolvedMount(0, "d", "mount", False, S3Source(bucket.url, "lab-data", "alice/"), S3Secret(value, value))
         frag = mount_fragment(value if field == "session" else str(session), [m])
     except ValueError:
         frag = None

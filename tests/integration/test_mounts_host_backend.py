@@ -51,8 +51,8 @@ from relayhttp import http_get  # noqa: E402
 from s3.fixtures import s3, s3_server  # noqa: E402,F401
 
 from gridspawner.backends.base import BackendError  # noqa: E402
-from gridspawner.mounts.hostcmd import HostMount, SSHSecret, SSHSource  # noqa: E402
-from gridspawner.mounts.request import MountSpec  # noqa: E402
+from gridspawner.mounts.resolved import ResolvedMount, SSHSecret, SSHSource  # noqa: E402
+from gridspawner.mounts.specs import MountSpec  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -313,7 +313,7 @@ async def test_ssh_host_mounts_a_storage_server_directory_with_sshfs(remote, lab
     export = remote.root / "export" / "alice"
     export.mkdir(parents=True)
     (export / "notes.txt").write_text("on the storage server")
-    hm = HostMount(
+    hm = ResolvedMount(
         index=0, target="nas", mode="mount", read_only=True,
         source=SSHSource(address=st.address, user="root", path=str(export), port=st.port,
                          known_hosts=lab.known_hosts.read_text()),

@@ -16,8 +16,8 @@ from gridspawner.backends.kubernetes import KubernetesBackend
 from gridspawner.backends.kubernetes.objects import server_names
 from gridspawner.backends.kubernetes.settings import parse_image, parse_settings
 from gridspawner.mounts.config import parse_storage
-from gridspawner.mounts.hostcmd import HostMount, S3Secret, S3Source
-from gridspawner.mounts.request import MountSpec
+from gridspawner.mounts.resolved import ResolvedMount, S3Secret, S3Source
+from gridspawner.mounts.specs import MountSpec
 from gridspawner.request import LaunchRequest
 from k8s_emulator import Emulator
 
@@ -47,7 +47,7 @@ SPECS = (
               credentials="keys"),
 )
 MOUNTS = tuple(
-    HostMount(i, s.target, s.mode, s.read_only, S3Source("https://s3.example.edu", s.bucket, s.prefix),
+    ResolvedMount(i, s.target, s.mode, s.read_only, S3Source("https://s3.example.edu", s.bucket, s.prefix),
               S3Secret("AKIDEXAMPLE", SECRET_KEY, "SESSIONTOKEN"))
     for i, s in enumerate(SPECS)
 )
@@ -60,7 +60,8 @@ def context(mounts=MOUNTS) -> LaunchContext:
 
 
 def request() -> LaunchRequest:
-    return LaunchRequest(backend="cluster", backend_kind="kubernetes", image="base", gpus=0, gpu_memory=0, mounts=SPECS)
+    return LaunchRequest(backend="cluster", backend_kind="kubernetes", image="base", gpus=0, gpu_memory=0, mounts=SPECS,
+                         image_settings=IMAGE)
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def emu():
 @pytest.fixture
 async def backend(emu):
     settings = parse_settings("cluster", {"namespace": NS, "kubeconfig": emu.kubeconfig_path}, "c.GridSpawner.backends['cluster']")
-    b = KubernetesBackend("cluster", settings, images={"base": IMAGE})
+    b = KubernetesBackend("cluster", settings)
     yield b
     await b.close()
 

@@ -26,7 +26,8 @@ from hostmounts.fixtures import bucket, lab, lab_s3, local, remote  # noqa: E402
 from s3 import REGION, revoke_temporary_credentials  # noqa: E402
 from s3.fixtures import s3, s3_server  # noqa: E402,F401
 
-from gridspawner.mounts.hostcmd import REREAD_AFTER_RENEWAL, S3Secret  # noqa: E402
+from gridspawner.mounts.hostcmd import REREAD_AFTER_RENEWAL  # noqa: E402
+from gridspawner.mounts.resolved import S3Secret  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 

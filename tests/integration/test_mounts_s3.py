@@ -16,8 +16,8 @@ import socket
 import pytest
 
 from gridspawner.mounts.config import parse_storage
-from gridspawner.mounts.hostcmd import S3Secret
-from gridspawner.mounts.request import MountSpec
+from gridspawner.mounts.resolved import S3Secret
+from gridspawner.mounts.specs import MountSpec
 from gridspawner.mounts.s3check import (
     ACCESS_DENIED,
     BUCKET_NOT_FOUND,

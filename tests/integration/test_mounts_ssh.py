@@ -18,7 +18,8 @@ import time
 import pytest
 
 from gridspawner.mounts.config import parse_storage
-from gridspawner.mounts.hostcmd import HostMount, SSHSecret, SSHSource, mount_fragment, unmount_fragment
+from gridspawner.mounts.hostcmd import mount_fragment, unmount_fragment
+from gridspawner.mounts.resolved import ResolvedMount, SSHSecret, SSHSource
 from gridspawner.mounts.keys import KeyStore
 from gridspawner.mounts.sshcheck import (
     AUTH_FAILED,
@@ -135,7 +136,7 @@ def test_key_mount(lab, hub_key, storage_dir, session, tool):
     if _missing():
         pytest.skip(_missing())
     nas = lab.hosts["nas"]
-    m = HostMount(
+    m = ResolvedMount(
         index=0, target="nas", mode="mount", read_only=False,
         source=SSHSource(nas.address, "root", str(storage_dir), nas.port, lab.known_hosts.read_text()),
         secret=SSHSecret(private_key=hub_key.private_key_text("alice")),
@@ -160,7 +161,7 @@ def test_key_mount_read_only_and_untrusted_host(lab, hub_key, storage_dir, sessi
     if _missing():
         pytest.skip(_missing())
     nas = lab.hosts["nas"]
-    m = HostMount(0, "ro", "mount", True, SSHSource(nas.address, "root", str(storage_dir), nas.port, lab.known_hosts.read_text()),
+    m = ResolvedMount(0, "ro", "mount", True, SSHSource(nas.address, "root", str(storage_dir), nas.port, lab.known_hosts.read_text()),
                   SSHSecret(private_key=hub_key.private_key_text("alice")))
     r = run(mount_fragment(str(session), [m], tool="sshfs"))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -168,7 +169,7 @@ def test_key_mount_read_only_and_untrusted_host(lab, hub_key, storage_dir, sessi
         (session / "data" / "ro" / "x.txt").write_text("x")
     run(unmount_fragment(str(session)))
     # the host's key is not in the known_hosts sent along: sshfs must refuse to connect
-    bad = HostMount(0, "bad", "mount", False, SSHSource(nas.address, "root", str(storage_dir), nas.port, ""),
+    bad = ResolvedMount(0, "bad", "mount", False, SSHSource(nas.address, "root", str(storage_dir), nas.port, ""),
                     SSHSecret(private_key=hub_key.private_key_text("alice")))
     r = run(mount_fragment(str(session), [bad], tool="sshfs"), timeout=90)
     assert r.returncode != 0 and "@@mount-failed 0" in r.stdout
@@ -236,7 +237,7 @@ def test_password_mount(password_server, storage_dir, session, tool):
     if _missing():
         pytest.skip(_missing())
     port, kh = password_server
-    m = HostMount(0, "pw", "mount", False, SSHSource("127.0.0.1", "alice", str(storage_dir), port, kh.read_text()),
+    m = ResolvedMount(0, "pw", "mount", False, SSHSource("127.0.0.1", "alice", str(storage_dir), port, kh.read_text()),
                   SSHSecret(password=PASSWORD))
     r = run(mount_fragment(str(session), [m], tool=tool))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -252,7 +253,7 @@ def test_password_mount(password_server, storage_dir, session, tool):
 
 def test_password_copy(password_server, storage_dir, session):
     port, kh = password_server
-    m = HostMount(0, "cp", "copy", False, SSHSource("127.0.0.1", "alice", str(storage_dir), port, kh.read_text()),
+    m = ResolvedMount(0, "cp", "copy", False, SSHSource("127.0.0.1", "alice", str(storage_dir), port, kh.read_text()),
                   SSHSecret(password=PASSWORD))
     r = run(mount_fragment(str(session), [m]))
     assert r.returncode == 0, r.stdout + r.stderr

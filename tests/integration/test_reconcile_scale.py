@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gridspawner.backends.host import ledger  # noqa: E402
 from gridspawner.backends.host.session_marks import owner_lines  # noqa: E402
 from gridspawner.backends.kubernetes import KubernetesBackend  # noqa: E402
-from gridspawner.backends.kubernetes.settings import parse_image, parse_settings  # noqa: E402
+from gridspawner.backends.kubernetes.settings import parse_settings  # noqa: E402
 from gridspawner.gpu import NVIDIA_SMI_ARGS, parse_nvidia_smi  # noqa: E402
 from k8s_emulator import Emulator  # noqa: E402
 from sshhosts import available  # noqa: E402
@@ -125,8 +125,7 @@ async def test_200_known_pods_cost_no_list_request():
     nodes = [{"name": f"cpu-{i}", "cpu": "1000", "memory": "4000Gi", "pods": 500} for i in range(2)]
     with Emulator(nodes) as emu:
         settings = parse_settings("cluster", {"namespace": "default", "kubeconfig": emu.kubeconfig_path}, "k")
-        image = parse_image("base", {"image": "quay.io/jupyter/base-notebook:2025-01-01"}, "k")
-        backend = KubernetesBackend("cluster", settings, images={"base": image})
+        backend = KubernetesBackend("cluster", settings)  # requests carry their image (test_k8s_backend.request)
         backend.hub_id = HUB
         try:
             from test_k8s_backend import context, request

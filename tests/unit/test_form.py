@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -12,8 +13,10 @@ from hypothesis import strategies as st
 
 from gridspawner.backends.base import Capacity, HostCapacity
 from gridspawner.catalog import BackendConfig, Catalog, ImageConfig, Policy, Profile
+from gridspawner.fields import FIELDS
 from gridspawner.form import parse_form, render_form
 from gridspawner.form import render as render_module
+from gridspawner.form.view import FORM_FIELDS
 from gridspawner.gpu import GPU
 from gridspawner.request import OptionsError, build_request
 
@@ -303,10 +306,16 @@ def test_capacity_summaries_shown_per_backend():
     assert option(soup, "backend", "hub")["data-summary"] == "checking capacity…"  # not probed yet
     line = soup.find(attrs={"data-gs-capacity": True})
     assert line.get_text() == "3 of 4 GPUs free, up to 80 GB"  # the selected backend's, next to it
+    # the script gets, per backend and memory class, why each GPU count that does not fit
+    # does not: Capacity.fits' own words (it has no wording of its own)
     data = json.loads(soup.find("script", id="gs-form-data").string)
-    assert data["backends"]["cluster"] == {"known": True, "total": 4, "best": [3, 3, 3, 3]}
-    assert data["backends"]["lab"]["best"] == [0, 0, 0, 0]
-    assert data["backends"]["hub"]["known"] is False
+    classes = data["classes"]
+    assert data["backends"]["cluster"]["reasons"] == [{"4": cap["cluster"].fits(4, gb, 0.07)[1]} for gb in classes]
+    assert data["backends"]["cluster"]["reasons"][0]["4"] == "no host has 4 free GPUs (at most 3 free now)"
+    assert data["backends"]["lab"]["reasons"] == [
+        {str(n): cap["lab"].fits(n, gb, 0.07)[1] for n in range(1, 5)} for gb in classes
+    ]
+    assert data["backends"]["hub"]["reasons"] == [{} for _ in classes]  # unknown capacity never blocks
 
 
 def test_choice_that_cannot_fit_is_disabled_with_reason():
@@ -365,7 +374,7 @@ def test_backend_with_every_host_down():
     assert option(soup, "gpus", "1").get_text() == f"1 GPU — {reason}"
     assert soup.find(attrs={"data-gs-capacity": True}).get_text() == cap["lab"].summary()
     data = json.loads(soup.find("script", id="gs-form-data").string)
-    assert data["backends"]["lab"]["none"] == reason
+    assert data["backends"]["lab"]["reasons"][0]["1"] == reason
 
 
 def test_unknown_capacity_never_blocks():
@@ -665,8 +674,28 @@ def test_parse_form_gpu_type(formdata, expected):
 
 
 def test_script_shows_gpu_types_per_backend():
+    data = json.loads(render().find("script", id="gs-form-data").string)
+    gpu_type = next(f for f in data["fields"] if f["name"] == "gpu_type")
+    assert gpu_type == {"name": "gpu_type", "widget": "per_backend", "perBackend": True, "onlyWithGpus": True}
     js = (render_module._HERE / "static" / "form.js").read_text()
-    assert '"gpu_type"' in js and "data-backend" in js
+    assert "data-backend" in js and "f.perBackend" in js and "f.onlyWithGpus" in js
+
+
+def test_script_gets_its_fields_and_capacity_words_from_the_server():
+    """The script names no field and words no capacity reason: the field registry and
+    Capacity.fits are the only places for them (a new field needs no script change)."""
+    data = json.loads(render().find("script", id="gs-form-data").string)
+    assert [f["name"] for f in data["fields"]] == list(FORM_FIELDS)
+    assert data["noFit"] == "Does not fit right now: "
+    js = (render_module._HERE / "static" / "form.js").read_text()
+    # a data mount row's own inputs (its "host", "type"...) are the mounts editor's keys, not fields
+    js = re.sub(r"field\((row|r), \"[a-z_]+\"\)", "field(row)", js)
+    for f in FIELDS:
+        if f.name != "profile":  # the profile cards' radio buttons are the script's own part
+            for use in (f'"{f.name}"', f"'{f.name}'", f"el.{f.name}", f"values.{f.name}"):
+                assert use not in js, use
+    for words in ("free GPU", "free now", "has no GPUs", "Does not fit"):
+        assert words not in js, words
 
 
 # --------------------------------------------------------------------------- host
@@ -777,5 +806,5 @@ def test_parse_form_host(formdata, expected):
 
 
 def test_script_shows_hosts_per_backend():
-    js = (render_module._HERE / "static" / "form.js").read_text()
-    assert '"host"' in js and "function hosts(" in js
+    data = json.loads(render().find("script", id="gs-form-data").string)
+    assert {"name": "host", "widget": "per_backend", "perBackend": True} in data["fields"]

@@ -258,9 +258,9 @@ def test_check_slug_and_entry_name():
 
 
 def test_sh_path():
-    assert scripts._sh_path("~/a b/c") == "\"$HOME\"/'a b/c'"
-    assert scripts._sh_path("~") == '"$HOME"'
-    assert scripts._sh_path("/x/$(id)") == "'/x/$(id)'"
+    assert scripts.sh_path("~/a b/c") == "\"$HOME\"/'a b/c'"
+    assert scripts.sh_path("~") == '"$HOME"'
+    assert scripts.sh_path("/x/$(id)") == "'/x/$(id)'"
 
 
 # --------------------------------------------------------------------------- parsers
@@ -431,14 +431,14 @@ def test_poll_script(tmp):
 
 from gridspawner.backends.host.mount_reports import describe_mount, mount_failure  # noqa: E402
 from gridspawner.backends.host.transport import RunResult  # noqa: E402
-from gridspawner.mounts.hostcmd import HostMount, S3Secret, S3Source, SSHSecret, SSHSource  # noqa: E402
-from gridspawner.mounts.request import MountSpec  # noqa: E402
+from gridspawner.mounts.resolved import ResolvedMount, S3Secret, S3Source, SSHSecret, SSHSource  # noqa: E402
+from gridspawner.mounts.specs import MountSpec  # noqa: E402
 
 MOUNT_SECRET = "s3cr3t+/KEY=value"
 
 
 def s3_host_mount(index=0, target="d", mode="mount", read_only=False):
-    return HostMount(index, target, mode, read_only, S3Source("http://127.0.0.1:9", "lab-data", "alice/run1/"),
+    return ResolvedMount(index, target, mode, read_only, S3Source("http://127.0.0.1:9", "lab-data", "alice/run1/"),
                      S3Secret("AKIAX", MOUNT_SECRET))
 
 
@@ -473,7 +473,7 @@ def test_launch_script_refuses_what_the_mount_tools_cannot_express():
     with pytest.raises(ValueError):
         scripts.launch_script(mount_spec(mounts=(s3_host_mount(),), data_link="a/b"))
     with pytest.raises(ValueError):  # s3fs cannot take STS session tokens
-        m = HostMount(0, "d", "mount", False, S3Source("http://h:9", "lab-data"), S3Secret("a", "b", "tok"))
+        m = ResolvedMount(0, "d", "mount", False, S3Source("http://h:9", "lab-data"), S3Secret("a", "b", "tok"))
         scripts.launch_script(mount_spec(mounts=(m,), mount_tool="s3fs"))
 
 
@@ -534,7 +534,7 @@ def test_mount_descriptions_and_failure_messages():
     spec = MountSpec(type="s3", target="run1", read_only=True, endpoint="campus", bucket="lab-data", prefix="alice/run1/")
     assert describe_mount(s3, spec) == "s3 campus:lab-data/alice/run1 → data/run1 (read-only)"
     assert describe_mount(s3, None, "mydata") == "s3 lab-data/alice/run1 → mydata/run1 (read-only)"
-    ssh = HostMount(1, "home", "copy", False, SSHSource("10.0.0.5", "alice", "/export/alice"), SSHSecret(password="pw"))
+    ssh = ResolvedMount(1, "home", "copy", False, SSHSource("10.0.0.5", "alice", "/export/alice"), SSHSecret(password="pw"))
     assert describe_mount(ssh, MountSpec(type="ssh", target="home", mode="copy", host="nas")) == "ssh nas:/export/alice → data/home"
     result = RunResult(14, "@@mounted 0\n@@mount-failed 1\n", "x\nERROR : permission denied\n")
     described = ["s3 … → data/run1", "ssh nas:/export/alice → data/home"]

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from gridspawner.backends.host.settings import HostImage, HostSettings, user_dir_name
+from gridspawner.backends.host.settings import HostImage, HostSettings
+from gridspawner.vocabulary import user_dir_name
 from gridspawner.backends.local import LocalBackend
 from gridspawner.catalog import CatalogError
 

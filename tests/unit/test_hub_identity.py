@@ -70,12 +70,12 @@ def test_orphan_pods_are_those_of_this_hub_nobody_knows_and_old_enough():
 def test_a_bad_hub_id_stops_the_hub_at_start_up_naming_the_key():
     from traitlets.config import Config
 
-    from gridspawner.spawner import GridSpawner, validate_config
+    from gridspawner.spawner import GridSpawner
 
     c = Config()
     c.GridSpawner.backends = {"here": {"kind": "local"}}
     c.GridSpawner.images = {"lab": {"local": {}}}
     c.GridSpawner.hub_id = "two words"
     with pytest.raises(CatalogError) as e:
-        validate_config(GridSpawner(config=c))
+        GridSpawner(config=c).check_config()
     assert e.value.key == "c.GridSpawner.hub_id"

@@ -44,11 +44,11 @@ echo "@@mounted 0"
 
 
 def s3(index=0, target="d", mode="mount", read_only=False, prefix="alice/", token=None):
-    return h.HostMount(index, target, mode, read_only, h.S3Source("http://127.0.0.1:9000", "lab-data", prefix), h.S3Secret("AK", "SK", token))
+    return h.ResolvedMount(index, target, mode, read_only, h.S3Source("http://127.0.0.1:9000", "lab-data", prefix), h.S3Secret("AK", "SK", token))
 
 
 def ssh(index=0, target="n", mode="mount", read_only=False, password=None, key=None, port=22):
-    return h.HostMount(index, target, mode, read_only, h.SSHSource("nas.example.edu", "alice", "/export/alice", port, "nas.example.edu ssh-ed25519 AAAA"),
+    return h.ResolvedMount(index, target, mode, read_only, h.SSHSource("nas.example.edu", "alice", "/export/alice", port, "nas.example.edu ssh-ed25519 AAAA"),
                        h.SSHSecret(password=password, private_key=key))
 
 
@@ -185,15 +185,15 @@ def test_heredoc_delimiter_never_collides():
         (S, s3(target="a b")),
         (S, s3(prefix="../bob/")),
         (S, s3(prefix="a b/")),
-        (S, h.HostMount(0, "d", "mount", False, h.S3Source("http://x", "Bad_Bucket"), h.S3Secret("a", "b"))),
-        (S, h.HostMount(0, "d", "mount", False, h.S3Source("http://x;id", "lab-data"), h.S3Secret("a", "b"))),
-        (S, h.HostMount(0, "d", "mount", False, h.S3Source("http://x", "lab-data"), h.S3Secret("a\nb", "b"))),
+        (S, h.ResolvedMount(0, "d", "mount", False, h.S3Source("http://x", "Bad_Bucket"), h.S3Secret("a", "b"))),
+        (S, h.ResolvedMount(0, "d", "mount", False, h.S3Source("http://x;id", "lab-data"), h.S3Secret("a", "b"))),
+        (S, h.ResolvedMount(0, "d", "mount", False, h.S3Source("http://x", "lab-data"), h.S3Secret("a\nb", "b"))),
         (S, ssh(password="two\nlines")),
         (S, ssh()),  # neither password nor key
         (S, ssh(password="x", key=KEY)),
-        (S, h.HostMount(0, "d", "mount", False, h.SSHSource("h", "alice", "/a'b"), h.SSHSecret(password="x"))),
-        (S, h.HostMount(0, "d", "mount", False, h.SSHSource("h", "Alice;id", "/a"), h.SSHSecret(password="x"))),
-        (S, h.HostMount(0, "d", "sync", False, h.S3Source("http://x", "lab-data"), h.S3Secret("a", "b"))),
+        (S, h.ResolvedMount(0, "d", "mount", False, h.SSHSource("h", "alice", "/a'b"), h.SSHSecret(password="x"))),
+        (S, h.ResolvedMount(0, "d", "mount", False, h.SSHSource("h", "Alice;id", "/a"), h.SSHSecret(password="x"))),
+        (S, h.ResolvedMount(0, "d", "sync", False, h.S3Source("http://x", "lab-data"), h.S3Secret("a", "b"))),
     ],
 )
 def test_unsafe_values_refused(session, mount):

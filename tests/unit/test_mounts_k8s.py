@@ -8,7 +8,7 @@ import pytest
 
 from gridspawner.catalog import CatalogError
 from gridspawner.mounts import k8s
-from gridspawner.mounts.hostcmd import HostMount, S3Secret, S3Source, SSHSecret, SSHSource
+from gridspawner.mounts.resolved import ResolvedMount, S3Secret, S3Source, SSHSecret, SSHSource
 
 kv = pytest.importorskip("kubernetes_validate")
 
@@ -35,10 +35,10 @@ CSI_SSH = k8s.parse_csi_template(
     "t",
 )
 
-S3M = HostMount(0, "run1", "mount", True, S3Source("https://s3.example.edu", "lab-data", "alice/run1/"), S3Secret("AK", "SK", "TOK"))
-S3C = HostMount(1, "copied", "copy", False, S3Source("https://s3.example.edu", "lab-data", "alice/"), S3Secret("AK", "SK"))
-SSHC = HostMount(2, "nas", "copy", False, SSHSource("nas.example.edu", "alice", "/export/alice", 22, "nas ssh-ed25519 AAAA"), SSHSecret(password="pw"))
-SSHM = HostMount(3, "nasm", "mount", False, SSHSource("nas.example.edu", "alice", "/export/alice", 22, ""), SSHSecret(password="pw"))
+S3M = ResolvedMount(0, "run1", "mount", True, S3Source("https://s3.example.edu", "lab-data", "alice/run1/"), S3Secret("AK", "SK", "TOK"))
+S3C = ResolvedMount(1, "copied", "copy", False, S3Source("https://s3.example.edu", "lab-data", "alice/"), S3Secret("AK", "SK"))
+SSHC = ResolvedMount(2, "nas", "copy", False, SSHSource("nas.example.edu", "alice", "/export/alice", 22, "nas ssh-ed25519 AAAA"), SSHSecret(password="pw"))
+SSHM = ResolvedMount(3, "nasm", "mount", False, SSHSource("nas.example.edu", "alice", "/export/alice", 22, ""), SSHSecret(password="pw"))
 
 
 def pod(volumes, mounts, inits):

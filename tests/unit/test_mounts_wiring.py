@@ -13,8 +13,8 @@ from gridspawner.backends.kubernetes import objects
 from gridspawner.catalog import build_catalog
 from gridspawner.mounts import resolve
 from gridspawner.mounts.config import parse_storage
-from gridspawner.mounts.hostcmd import S3Secret
-from gridspawner.mounts.request import MountSpec
+from gridspawner.mounts.resolved import S3Secret
+from gridspawner.mounts.specs import MountSpec
 from gridspawner.mounts.resolve import resolve_mounts
 from gridspawner.request import OptionsError, build_request
 

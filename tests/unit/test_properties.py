@@ -15,7 +15,8 @@ import pytest
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 
-from gridspawner.catalog import FIELDS, Catalog
+from gridspawner.catalog import Catalog
+from gridspawner.fields import CHOICE_NAMES as FIELDS
 from gridspawner.request import LaunchRequest, OptionsError, build_request
 
 KNOWN = set(FIELDS) | {"profile"}

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from gridspawner.catalog import FIELDS, build_catalog
+from gridspawner.catalog import build_catalog
+from gridspawner.fields import CHOICE_NAMES as FIELDS
 from gridspawner.request import LaunchRequest, OptionsError, build_request, default_values, shown
 
 pytestmark = pytest.mark.usefixtures("fake_kinds")
@@ -618,7 +619,7 @@ def hosted_catalog(hosted):
 
 
 def test_host_is_a_field():
-    from gridspawner.catalog import PROFILE_VALUE_FIELDS
+    from gridspawner.fields import PRESET_NAMES as PROFILE_VALUE_FIELDS
 
     assert "host" in FIELDS and "host" in PROFILE_VALUE_FIELDS
 

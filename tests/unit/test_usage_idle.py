@@ -7,13 +7,13 @@ import subprocess
 import pytest
 
 from gridspawner.backends.host.gpu_use import GpuUse, GpuProcess, parse_use, use_lines
-from gridspawner.catalog import CatalogError, _Problems
+from gridspawner.vocabulary import CatalogError, Problems
 from gridspawner.usage.idle import IdlePolicy, IdleTracker, idle_since, parse_idle, unknown_names, verdict
 from gridspawner.usage.prometheus import QUERY, parse_utilization, pod_busy, query_url
 
 
 def policy(**kw) -> IdlePolicy:
-    problems = _Problems()
+    problems = Problems()
     p = parse_idle(kw.get("default", 0), kw.get("backends"), kw.get("profiles"), kw.get("threshold", 5),
                    kw.get("unknown", "keep"), problems)
     problems.raise_any()

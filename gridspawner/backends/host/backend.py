@@ -18,7 +18,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ...gpu import GPUProbeError, describe, place
-from ...mounts.hostcmd import S3Secret
+from ...mounts.resolved import S3Secret
 from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
 from . import ledger, scripts
 from .down_hosts import DownHosts

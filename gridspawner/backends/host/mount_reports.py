@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ...mounts.hostcmd import HostMount, S3Source
+from ...mounts.resolved import ResolvedMount, S3Source
 from . import scripts
 from .transport import RunResult
 
@@ -74,7 +74,7 @@ def spec_of(request: LaunchRequest, index: int) -> Any:
     return specs[index] if 0 <= index < len(specs) else None
 
 
-def describe_mount(m: HostMount, spec: Any, data_name: str = "data") -> str:
+def describe_mount(m: ResolvedMount, spec: Any, data_name: str = "data") -> str:
     """``s3 campus:lab-data/alice/run1 → data/run1`` — what a mount is, for progress
     messages and errors (never a secret). ``spec``: the request's `MountSpec` (for the
     admin's endpoint / host name), or None."""
@@ -88,7 +88,7 @@ def describe_mount(m: HostMount, spec: Any, data_name: str = "data") -> str:
     return text + (" (read-only)" if m.read_only and m.mode == "mount" else "")
 
 
-def mount_failure(result: RunResult, mounts: Sequence[HostMount], described: Sequence[str], host: str) -> str:
+def mount_failure(result: RunResult, mounts: Sequence[ResolvedMount], described: Sequence[str], host: str) -> str:
     """The user-facing message of a launch whose mount step failed (exit EXIT_MOUNT)."""
     marker = scripts.parse_marker(result.stdout, "mount-failed")
     tail = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("still mounted")][-8:]

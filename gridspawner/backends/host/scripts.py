@@ -32,7 +32,9 @@ from typing import Iterable, Mapping, Sequence
 
 from ...gpu import NVIDIA_SMI_ARGS, GPU
 from ...mounts import hostcmd
-from ...mounts.hostcmd import EXIT_MOUNT, HostMount
+from ...mounts.hostcmd import EXIT_MOUNT
+from ...mounts.resolved import ResolvedMount, S3Secret
+from ...vocabulary import NAME as _SLUG_NAME
 from . import ledger
 from .ledger import EXIT_CLAIM_LOST, EXIT_CONFLICT, EXIT_LEDGER
 from .session_marks import owner_lines, sessions_lines
@@ -57,7 +59,6 @@ _EXEC_RECORDING_PID = 'echo $$ >"$1/pid.new" && mv -f "$1/pid.new" "$1/pid" || e
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
-_SLUG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 #: sh functions shared by the scripts. ``alive PID``: the process exists and is no zombie
 #: (an orphan may wait long for a reaper in a container). ``group_alive PGID``: any process
@@ -180,9 +181,9 @@ class LaunchSpec:
     ledger_entry: str | None = None  # this launch takes over and hands to its server
     ledger_claims: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = field(default=())
-    #: data mounts (`hostcmd.HostMount`, with their SECRETS) made into ``$S/data/<target>``
+    #: data mounts (`ResolvedMount`, with their SECRETS) made into ``$S/data/<target>``
     #: before the server starts; ``mount_tool``: the FUSE tool (`hostcmd.mount_fragment`)
-    mounts: tuple[HostMount, ...] = field(default=(), repr=False)
+    mounts: tuple[ResolvedMount, ...] = field(default=(), repr=False)
     mount_tool: str = "rclone"
     #: seconds a FUSE mount may take to appear
     mount_wait: float = 30
@@ -205,7 +206,7 @@ class LaunchSpec:
         return self.session_dir + "/" + SOCKET_NAME
 
 
-def _sh_path(path: str) -> str:
+def sh_path(path: str) -> str:
     """A path for sh: "~/x" → "$HOME"/'x' (the host user's home), else quoted as is."""
     if path == "~":
         return '"$HOME"'
@@ -267,7 +268,7 @@ chmod 700 "$R" || exit {EXIT_ROOT}
   remove_session || exit {EXIT_MOUNTS_LEFT}
 fi
 mkdir -m 700 "$S" || exit {EXIT_ROOT}
-{owner_lines(spec.hub, spec.backend) if spec.hub else ""}{mount}{export_lines(spec.env)}N={_sh_path(spec.notebook_dir)}
+{owner_lines(spec.hub, spec.backend) if spec.hub else ""}{mount}{export_lines(spec.env)}N={sh_path(spec.notebook_dir)}
 mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
 {link}{prefix}if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi
 setsid -f /bin/sh -c {q(_EXEC_RECORDING_PID)} sh "$S" {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >"$S/server.log" 2>&1 </dev/null
@@ -440,7 +441,7 @@ if [ -n "$done" ]; then echo "@@stopped $done"; else echo "@@survived"; fi
     return _wrap(body)
 
 
-def renew_script(session_dir: str, secrets: Mapping[int, hostcmd.S3Secret]) -> str:
+def renew_script(session_dir: str, secrets: Mapping[int, S3Secret]) -> str:
     """Replace the credentials of a server's live S3 mounts (`hostcmd.renew_fragment`):
     prints ``@@renewed <index>`` / ``@@not-renewed <index>``. CONTAINS SECRETS: never log it."""
     return _wrap(hostcmd.renew_fragment(session_dir, secrets))

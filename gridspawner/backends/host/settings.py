@@ -4,16 +4,14 @@ CatalogError naming the exact key, e.g. ``c.GridSpawner.backends['here']['sessio
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import re
 import shlex
-import string
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ...catalog import CatalogError
+from ...vocabulary import HOSTNAME as _HOSTNAME, CatalogError, check_keys, check_placeholders, subkey as _sub, user_dir_name
 from ...server_env import FACTS
 from .scripts import SOCKET_NAME, env_name_ok
 
@@ -21,21 +19,9 @@ from .scripts import SOCKET_NAME, env_name_ok
 MAX_SLUG = 40
 #: sun_path is 108 bytes on Linux, 104 on the BSDs/macOS (including the final NUL)
 MAX_SOCKET_PATH = 103
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
-_SAFE_USER = re.compile(r"[a-z0-9_][a-z0-9._-]{0,63}")
 #: environment names an admin may not set: the hub's own, and the GPU isolation
 _RESERVED_ENV = re.compile(r"JUPYTERHUB_.*|CUDA_VISIBLE_DEVICES|NVIDIA_VISIBLE_DEVICES")
-
-
-def _sub(key: str, name: str) -> str:
-    return f"{key}[{name!r}]"
-
-
-def check_keys(raw: Mapping, allowed, key: str) -> None:
-    unknown = sorted(set(raw) - set(allowed), key=str)
-    if unknown:
-        raise CatalogError(_sub(key, unknown[0]), f"unknown setting; expected one of: {', '.join(sorted(allowed))}")
 
 
 def parse_path(value: Any, key: str, *, allow_home: bool = False) -> str:
@@ -86,27 +72,7 @@ def parse_command(value: Any, key: str) -> tuple[str, ...]:
 
 
 def parse_notebook_dir(value: Any, key: str) -> str:
-    value = parse_path(value, key, allow_home=True)
-    try:
-        parts = list(string.Formatter().parse(value))
-    except ValueError as e:
-        raise CatalogError(key, f"is not a valid template: {e}") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name != "username" or spec or conversion:
-            raise CatalogError(key, f"may only use the placeholder {{username}} (found {{{name}}})")
-    return value
-
-
-def user_dir_name(user: str) -> str:
-    """A file name for ``user``: the name itself when it is already safe, else a readable
-    part plus a hash, so two different users never share a directory."""
-    if _SAFE_USER.fullmatch(user) and user not in (".", ".."):
-        return user
-    readable = re.sub(r"[^a-z0-9._-]+", "-", user.lower()).strip("-.")[:30]
-    digest = hashlib.sha256(user.encode()).hexdigest()[:8]
-    return f"{readable}-{digest}" if readable else digest
+    return check_placeholders(parse_path(value, key, allow_home=True), key)
 
 
 def default_session_root() -> str:

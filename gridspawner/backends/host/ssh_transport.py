@@ -40,7 +40,7 @@ from .relay import Relay
 from .ssh_target import SSHTarget, connect_error
 from .transport import HostUnreachable, RunResult, TransportError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the pool makes the transports and hands itself to each
     from .ssh_pool import SSHPool
 
 log = logging.getLogger("gridspawner.host.ssh")

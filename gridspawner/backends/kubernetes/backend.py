@@ -31,7 +31,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import aiohttp
 
@@ -80,16 +80,8 @@ class KubernetesBackend(Backend):
     #: a pod's container exit code tells a clean exit from a failure (usage records)
     exit_status_known = True
 
-    def __init__(
-        self,
-        name: str,
-        settings: KubernetesSettings,
-        *,
-        tolerance: float = 0.07,
-        images: Mapping[str, KubernetesImage] | None = None,
-    ):
+    def __init__(self, name: str, settings: KubernetesSettings, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
-        self.images: dict[str, KubernetesImage] = dict(images or {})
         self.capacity = CapacityTracker(name, settings)
         self.connection = ClusterConnection(name, settings, self.log)
         self.in_flight = LaunchesInFlight()
@@ -136,13 +128,10 @@ class KubernetesBackend(Backend):
 
     # ------------------------------------------------------------------ helpers
     def _image(self, request: LaunchRequest) -> KubernetesImage:
-        """What to run: the request's parsed ``kubernetes`` image entry (set by build_request),
-        else one of the images this backend was constructed with."""
+        """What to run: the request's parsed ``kubernetes`` image entry (set by build_request)."""
         image = request.image_settings
         if isinstance(image, KubernetesImage):
             return image
-        if request.image in self.images:
-            return self.images[request.image]
         raise BackendError(f"image {request.image!r} has nothing to run on Kubernetes")
 
     def _gpu_type(self, request: LaunchRequest) -> GPUType | None:

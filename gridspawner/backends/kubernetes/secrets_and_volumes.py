@@ -9,7 +9,7 @@ import re
 from typing import Any, Mapping
 
 from ...mounts import k8s as mk8s
-from ...mounts.hostcmd import S3Source
+from ...mounts.resolved import S3Source
 from .names import (
     CONTAINER,
     LAUNCH_ANNOTATION,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from ...catalog import CatalogError, parse_duration
+from ...vocabulary import NAME, CatalogError, parse_duration
 from ...server_env import FACTS
 
 #: Kubernetes label keys: optional DNS prefix + "/" + name (≤ 63, alnum at both ends).
@@ -258,7 +258,7 @@ def _gpu_types(value: Any, key: str) -> dict[str, GPUType]:
     out = {}
     for name, conf in value.items():
         k = f"{key}[{name!r}]"
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise CatalogError(k, "names must be 1-63 letters, digits, '.', '_' or '-'")
         if not isinstance(conf, Mapping):
             raise CatalogError(k, "must be a dict with 'product' or 'mig'")

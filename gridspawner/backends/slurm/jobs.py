@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ...gpu import NVIDIA_SMI_ARGS
-from ..host.scripts import SOCKET_NAME, _sh_path, check_slug, export_lines
+from ..host.scripts import SOCKET_NAME, check_slug, export_lines, sh_path
 from .settings import GPUType, SlurmSettings
 
 q = shlex.quote
@@ -172,7 +172,7 @@ if [ ! -f "$S/env" ]; then
 fi
 . "$S/env"
 rm -f "$S/env"
-N={_sh_path(notebook_dir)}
+N={sh_path(notebook_dir)}
 mkdir -p "$N" && cd "$N" || {{ echo "gridspawner: cannot use notebook directory $N" >&2; rm -rf "$S"; exit 12; }}
 {pre}if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi
 {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >"$S/server.log" 2>&1 </dev/null &

@@ -13,11 +13,10 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ...catalog import CatalogError
+from ...vocabulary import CatalogError, subkey as _sub
 from ..host.settings import (
     MAX_SLUG,
     MAX_SOCKET_PATH,
-    _sub,
     check_keys,
     parse_command,
     parse_env,
@@ -27,7 +26,7 @@ from ..host.settings import (
     parse_seconds,
 )
 from ..host.scripts import SOCKET_NAME
-from ..ssh.settings import ACCOUNT, Jump, _address, _parse_jump, _port, parse_account, parse_relay_ports
+from ..ssh.settings import ACCOUNT, Jump, parse_account, parse_address, parse_jump, parse_port, parse_relay_ports
 
 #: Slurm names: partitions, QoS, accounts, gres types, features (what sbatch accepts, no shell)
 SLURM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
@@ -163,12 +162,12 @@ def _login(value: Any, key: str) -> LoginHost:
     if not isinstance(value, Mapping) or "address" not in value:
         raise CatalogError(key, f"must be a login node address or a dict with 'address' (got {value!r})")
     check_keys(value, _LOGIN_KEYS, key)
-    address = _address(value["address"], _sub(key, "address"))
+    address = parse_address(value["address"], _sub(key, "address"))
     name = value.get("name", address)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
         raise CatalogError(_sub(key, "name"), f"must be a short name (got {name!r})")
-    jump = _parse_jump(value["jump"], _sub(key, "jump")) if value.get("jump") is not None else None
-    return LoginHost(name=name, address=address, port=_port(value.get("port", 22), _sub(key, "port")), jump=jump)
+    jump = parse_jump(value["jump"], _sub(key, "jump")) if value.get("jump") is not None else None
+    return LoginHost(name=name, address=address, port=parse_port(value.get("port", 22), _sub(key, "port")), jump=jump)
 
 
 def _gpu_types(value: Any, key: str) -> tuple[GPUType, ...]:
@@ -315,7 +314,7 @@ def parse_slurm_settings(raw: Mapping, key: str) -> SlurmSettings:
     if "nvidia_smi" in raw:
         out["nvidia_smi"] = parse_command(raw["nvidia_smi"], _sub(key, "nvidia_smi"))
     if "node_port" in raw:
-        out["node_port"] = _port(raw["node_port"], _sub(key, "node_port"))
+        out["node_port"] = parse_port(raw["node_port"], _sub(key, "node_port"))
     if "relay_host" in raw:
         out["relay_host"] = parse_listen_host(raw["relay_host"], _sub(key, "relay_host"))
     out["relay_ports"] = parse_relay_ports(raw.get("relay_ports"), _sub(key, "relay_ports"))

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-import string
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from ...catalog import CatalogError
+from ...vocabulary import LOGIN, NAME as _NAME, CatalogError, check_placeholders, subkey as _sub
 from ..host.settings import (
     HOST_IMAGE_KEYS,
     MAX_SLUG,
     MAX_SOCKET_PATH,
     HostImage,
     HostSettings,
-    _sub,
     check_keys,
     parse_command,
     parse_host_image,
@@ -32,9 +30,8 @@ from .runtimes import CONTAINER_KINDS, RUNTIME_KINDS, Runtime
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*")
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:-]{1,253}")  # a host name, IPv4 or IPv6 address
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 #: remote account names (POSIX portable, as useradd accepts them by default)
-ACCOUNT = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+ACCOUNT = LOGIN
 _LONGEST_ACCOUNT = "x" * 32
 
 
@@ -106,15 +103,7 @@ JUMP_KEYS = ("address", "port", "username")
 def _template(value: Any, key: str, names: tuple[str, ...]) -> str:
     if not isinstance(value, str) or not value or any(c in value for c in "\x00\n\r"):
         raise CatalogError(key, f"must be a non-empty one-line string (got {value!r})")
-    try:
-        parts = list(string.Formatter().parse(value))
-    except ValueError as e:
-        raise CatalogError(key, f"is not a valid template: {e}") from None
-    for _, name, spec, conversion in parts:
-        if name is not None and (name not in names or spec or conversion):
-            raise CatalogError(key, f"may only use the placeholder{'s' if len(names) > 1 else ''} "
-                                    f"{', '.join('{' + n + '}' for n in names)} (found {{{name}}})")
-    return value
+    return check_placeholders(value, key, names)
 
 
 def parse_account(value: Any, key: str) -> str:
@@ -125,13 +114,13 @@ def parse_account(value: Any, key: str) -> str:
     return value
 
 
-def _port(value: Any, key: str) -> int:
+def parse_port(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise CatalogError(key, f"must be a TCP port number 1-65535 (got {value!r})")
     return value
 
 
-def _address(value: Any, key: str) -> str:
+def parse_address(value: Any, key: str) -> str:
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value) or value.startswith("-"):
         raise CatalogError(key, f"must be a host name or IP address (got {value!r})")
     return value
@@ -165,7 +154,7 @@ def parse_runtime(value: Any, key: str) -> Runtime:
     return Runtime(kind=kind, prefix=prefix, command=command, args=args)
 
 
-def _parse_jump(value: Any, key: str) -> Jump:
+def parse_jump(value: Any, key: str) -> Jump:
     if isinstance(value, str):
         value = {"address": value}
     if not isinstance(value, Mapping) or "address" not in value:
@@ -175,8 +164,8 @@ def _parse_jump(value: Any, key: str) -> Jump:
     if username is not None:
         username = parse_account(username, _sub(key, "username"))
     return Jump(
-        address=_address(value["address"], _sub(key, "address")),
-        port=_port(value.get("port", 22), _sub(key, "port")),
+        address=parse_address(value["address"], _sub(key, "address")),
+        port=parse_port(value.get("port", 22), _sub(key, "port")),
         username=username,
     )
 
@@ -190,9 +179,9 @@ def _parse_host(value: Any, key: str) -> SSHHost:
     name = value.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise CatalogError(_sub(key, "name"), f"must be a short name: letters, digits, '.', '_', '-' (got {name!r})")
-    out: dict[str, Any] = {"name": name, "address": _address(value.get("address", name), _sub(key, "address"))}
+    out: dict[str, Any] = {"name": name, "address": parse_address(value.get("address", name), _sub(key, "address"))}
     if "port" in value:
-        out["port"] = _port(value["port"], _sub(key, "port"))
+        out["port"] = parse_port(value["port"], _sub(key, "port"))
     if "username" in value:
         out["username"] = parse_account(value["username"], _sub(key, "username"))
     if "nvidia_smi" in value:
@@ -207,7 +196,7 @@ def _parse_host(value: Any, key: str) -> SSHHost:
     if "runtime" in value:
         out["runtime"] = parse_runtime(value["runtime"], _sub(key, "runtime"))
     if value.get("jump") is not None:
-        out["jump"] = _parse_jump(value["jump"], _sub(key, "jump"))
+        out["jump"] = parse_jump(value["jump"], _sub(key, "jump"))
     return SSHHost(**out)
 
 
@@ -267,7 +256,7 @@ def parse_ssh_settings(raw: Mapping, key: str) -> SSHSettings:
         )
     own["known_hosts"] = _known_hosts(raw.get("known_hosts", "~/.ssh/known_hosts"), _sub(key, "known_hosts"))
     if "port" in raw:
-        own["port"] = _port(raw["port"], _sub(key, "port"))
+        own["port"] = parse_port(raw["port"], _sub(key, "port"))
     if raw.get("probe_username") is not None:
         own["probe_username"] = parse_account(raw["probe_username"], _sub(key, "probe_username"))
         if "{" in own["probe_username"]:

@@ -3,6 +3,9 @@
    disables GPU counts / VRAM classes that cannot fit there now (saying why), offers the
    chosen backend's GPU types and hosts only, fills and locks the fields a chosen profile sets, and
    runs the data mounts editor (add/remove rows, inputs for the chosen type).
+   Which selects there are and what each is (its widget) come from the server's field
+   registry, and so do the words that say why GPUs do not fit (data.fields, data.backends,
+   data.noFit): this script has no field list and no capacity wording of its own.
    No dependencies. */
 (function () {
   "use strict";
@@ -11,9 +14,19 @@
   if (!root || !dataEl || root.getAttribute("data-gs-ready")) return;
   root.setAttribute("data-gs-ready", "1");
   var data = JSON.parse(dataEl.textContent);
-  var FIELDS = ["backend", "host", "image", "gpus", "gpu_memory", "gpu_type", "cpu", "memory"];
+  var FIELDS = data.fields.map(function (f) { return f.name; });
   var el = {};
   FIELDS.forEach(function (f) { el[f] = root.querySelector("select[name='" + f + "']"); });
+  // the field of each of these widgets: its name (`nameOf`), its select (`the`; null when not shown)
+  var nameOf = {};
+  data.fields.forEach(function (f) { if (!(f.widget in nameOf)) nameOf[f.widget] = f.name; });
+  var the = {
+    backend: el[nameOf.backend] || null,
+    image: el[nameOf.image] || null,
+    gpus: el[nameOf.gpu_count] || null,
+    memory: el[nameOf.gpu_memory] || null
+  };
+  var perBackendFields = data.fields.filter(function (f) { return f.perBackend; });
   var saved = {};
 
   function choice() {
@@ -71,51 +84,55 @@
   function filter(c) {
     c = c || choice();
     var kind = null;
-    if (el.backend) {
-      var bv = c.values.backend;
-      Array.prototype.forEach.call(el.backend.options, function (o) {
+    if (the.backend) {
+      var bv = c.values[nameOf.backend];
+      Array.prototype.forEach.call(the.backend.options, function (o) {
         show(o, o.getAttribute("data-policy") === "1" || o.value === bv);
       });
-      ensureVisible(el.backend);
-      var b = selectedOption(el.backend);
+      ensureVisible(the.backend);
+      var b = selectedOption(the.backend);
       kind = b ? b.getAttribute("data-kind") : null;
-      var cap = part("backend", "[data-gs-capacity]");
+      var cap = part(nameOf.backend, "[data-gs-capacity]");
       if (cap && b) {
         cap.textContent = b.getAttribute("data-summary") || "";
         cap.setAttribute("data-state", b.getAttribute("data-state") || "");
       }
-      var help = part("backend", "[data-gs-help]");
+      var help = part(nameOf.backend, "[data-gs-help]");
       if (help && b) help.textContent = b.getAttribute("data-description") || "";
-      var sep = part("backend", ".gs-sep");
+      var sep = part(nameOf.backend, ".gs-sep");
       if (sep) sep.hidden = !(b && b.getAttribute("data-description"));
-      ["cpu", "memory"].forEach(function (name) {  // where CPU/memory choices are not enforced
-        var h = part(name, "[data-gs-help]");
+      data.fields.forEach(function (f) {  // where the backend does not enforce a choice (CPU, memory)
+        if (!f.limitsNote) return;
+        var h = part(f.name, "[data-gs-help]");
         if (h && b) h.textContent = b.getAttribute("data-limits-note") || "";
       });
     }
-    if (el.image) {
-      var iv = c.values.image;
-      Array.prototype.forEach.call(el.image.options, function (o) {
+    if (the.image) {
+      var iv = c.values[nameOf.image];
+      Array.prototype.forEach.call(the.image.options, function (o) {
         var kinds = (o.getAttribute("data-kinds") || "").split(" ");
         var allowed = o.getAttribute("data-policy") === "1" || o.value === iv;
         show(o, allowed && (kind === null || kinds.indexOf(kind) >= 0));
       });
-      ensureVisible(el.image);
-      var img = selectedOption(el.image);
-      var ihelp = part("image", "[data-gs-help]");
+      ensureVisible(the.image);
+      var img = selectedOption(the.image);
+      var ihelp = part(nameOf.image, "[data-gs-help]");
       if (ihelp) ihelp.textContent = img ? img.getAttribute("data-description") || "" : "";
     }
-    types(c);
-    hosts(c);
+    perBackendAll(c);
     fit(c);
   }
 
-  // GPU types belong to one backend each (data-backend); "Any GPU" (value "") to all.
+  // The options of a per-backend field (GPU type, host) belong to one backend each
+  // (data-backend); its "Any …" option (value "") to all.
   function currentBackend(c) {
-    if (el.backend) return el.backend.value;
-    if (c.values.backend) return c.values.backend;
+    if (the.backend) return the.backend.value;
+    if (c.values[nameOf.backend]) return c.values[nameOf.backend];
     var keys = Object.keys(data.backends);
     return keys.length === 1 ? keys[0] : null;
+  }
+  function gpuCount(c) {
+    return the.gpus ? parseInt(the.gpus.value, 10) : parseInt(c.values[nameOf.gpu_count] || "0", 10);
   }
   // Show the options of `sel` that belong to the chosen backend (and those of none);
   // returns how many of the backend's own there are.
@@ -140,35 +157,25 @@
     }
     return offered;
   }
-  function types(c) {
-    var sel = el.gpu_type;
-    if (!sel) return;
+  function perBackendAll(c) {
     c = c || choice();
-    var offered = perBackend(sel, c);
-    var count = el.gpus ? parseInt(el.gpus.value, 10) : parseInt(c.values.gpus || "0", 10);
-    var box = root.querySelector("[data-gs-field='gpu_type']");
-    // hidden while it means nothing here, unless it carries an error to show
-    if (box) box.hidden = (!offered || !(count > 0)) && !sel.classList.contains("is-invalid");
-  }
-  // Hosts likewise (data-backend); "Any host (best fit)" belongs to all.
-  function hosts(c) {
-    var sel = el.host;
-    if (!sel) return;
-    c = c || choice();
-    var offered = perBackend(sel, c);
-    var box = root.querySelector("[data-gs-field='host']");
-    // hidden where the backend places servers itself, unless it carries an error to show
-    if (box) box.hidden = !offered && !sel.classList.contains("is-invalid");
+    var count = gpuCount(c);
+    perBackendFields.forEach(function (f) {
+      var s = el[f.name];
+      if (!s) return;
+      var offered = perBackend(s, c);
+      var box = root.querySelector("[data-gs-field='" + f.name + "']");
+      // hidden where the backend offers no such choice (or it means nothing without GPUs),
+      // unless it carries an error to show
+      if (box) box.hidden = (!offered || (f.onlyWithGpus && !(count > 0))) && !s.classList.contains("is-invalid");
+    });
   }
 
-  // Same wording as Capacity.fits in gridspawner/backends/base.py.
+  // Why `count` GPUs of memory class `ci` do not fit backend `b`: the server's words
+  // (Capacity.fits), for every count that does not fit; "" where it fits or is not known.
   function reason(b, count, ci) {
-    if (!b || !b.known || count <= 0 || ci < 0) return "";
-    if (count <= b.best[ci]) return "";
-    if (b.total === 0) return b.none || "this backend has no GPUs";
-    var gb = data.classes[ci];
-    return "no host has " + count + " free GPU" + (count !== 1 ? "s" : "") +
-      (gb ? " with \u2265 " + gb + " GB" : "") + " (at most " + b.best[ci] + " free now)";
+    if (!b || count <= 0 || ci < 0 || !b.reasons[ci]) return "";
+    return b.reasons[ci][count] || "";
   }
   function mark(opt, why) {
     if (opt.getAttribute("data-invalid")) return;
@@ -180,35 +187,35 @@
 
   function fit(c) {
     c = c || choice();
-    var b = el.backend ? data.backends[el.backend.value] : null;
-    if (!b && el.backend === null) {
+    var b = the.backend ? data.backends[the.backend.value] : null;
+    if (!b && the.backend === null) {
       var keys = Object.keys(data.backends);
-      if (c.values.backend) b = data.backends[c.values.backend];
+      if (c.values[nameOf.backend]) b = data.backends[c.values[nameOf.backend]];
       else if (keys.length === 1) b = data.backends[keys[0]];
     }
-    var count = el.gpus ? parseInt(el.gpus.value, 10) : parseInt(c.values.gpus || "0", 10);
+    var count = gpuCount(c);
     if (isNaN(count)) count = 0;
-    var gb = el.gpu_memory ? parseInt(el.gpu_memory.value, 10) : parseInt(c.values.gpu_memory || "0", 10);
+    var gb = the.memory ? parseInt(the.memory.value, 10) : parseInt(c.values[nameOf.gpu_memory] || "0", 10);
     var ci = data.classes.indexOf(isNaN(gb) ? 0 : gb);
     if (ci < 0) ci = 0;
     var note = "";
-    if (el.gpus) {
-      Array.prototype.forEach.call(el.gpus.options, function (o) {
+    if (the.gpus) {
+      Array.prototype.forEach.call(the.gpus.options, function (o) {
         var n = parseInt(o.value, 10);
         var over = n > c.maxGpus;
         var why = over ? "more than the " + c.maxGpus + " allowed here" : reason(b, n, ci);
         mark(o, why);
         if (o.selected && why) {
           note = over ? "At most " + c.maxGpus + " GPU" + (c.maxGpus !== 1 ? "s are" : " is") +
-            " allowed for this choice." : "Does not fit right now: " + why;
+            " allowed for this choice." : data.noFit + why;
         }
       });
     }
-    if (el.gpu_memory) {
-      Array.prototype.forEach.call(el.gpu_memory.options, function (o) {
+    if (the.memory) {
+      Array.prototype.forEach.call(the.memory.options, function (o) {
         var why = reason(b, count, data.classes.indexOf(parseInt(o.value, 10)));
         mark(o, why);
-        if (o.selected && why && !note) note = "Does not fit right now: " + why;
+        if (o.selected && why && !note) note = data.noFit + why;
       });
     }
     var noteEl = root.querySelector("[data-gs-note]");
@@ -221,8 +228,8 @@
   root.addEventListener("change", function (e) {
     var t = e.target;
     if (t.name === "profile") applyChoice(false);
-    else if (t.name === "backend" || t.name === "image") filter();
-    else if (t.name === "gpus" || t.name === "gpu_memory") { types(); fit(); }
+    else if (t === the.backend || t === the.image) filter();
+    else if (t === the.gpus || t === the.memory) { perBackendAll(); fit(); }
   });
   applyChoice(true);
 

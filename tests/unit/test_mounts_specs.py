@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gridspawner.mounts.config import parse_storage
-from gridspawner.mounts.request import MountSpec, parse_mounts, strip_secrets
+from gridspawner.mounts.specs import MountSpec, parse_mounts, strip_secrets
 from gridspawner.request import OptionsError
 
 STORAGE = parse_storage({

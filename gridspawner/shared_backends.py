@@ -1,4 +1,5 @@
-"""Per-hub-process shared objects: the validated catalog, backend instances, capacity cache.
+"""What one hub process shares among all its spawners: the validated catalog, and for it
+the backend instances and their capacity monitor (`SharedBackends`).
 
 Spawner instances are per user and short-lived; connections, ledgers and caches are not,
 so they live here, keyed by the configuration that made them.
@@ -17,7 +18,7 @@ from .catalog import Catalog, build_catalog
 from .logs import follow_hub_log
 
 _catalogs: dict[str, Catalog] = {}
-_runtimes: dict[str, "Runtime"] = {}
+_shared: dict[str, "SharedBackends"] = {}
 
 
 def config_key(raw: dict[str, Any]) -> str:
@@ -32,7 +33,10 @@ def catalog_for(raw: dict[str, Any]) -> Catalog:
     return _catalogs[key]
 
 
-class Runtime:
+class SharedBackends:
+    """The backend instances of one catalog (``backends``: name → `Backend`) and their
+    background capacity monitor (``capacity``), made once per process (`for_catalog`)."""
+
     def __init__(self, catalog: Catalog, refresh_interval: float, hub_id: str = ""):
         follow_hub_log()  # before the backends log anything: their lines in the hub's log
         self.catalog = catalog
@@ -49,8 +53,8 @@ class Runtime:
         metrics.watch_capacity(self.capacity)
 
     @classmethod
-    def for_catalog(cls, catalog: Catalog, refresh_interval: float = 15.0, hub_id: str = "") -> "Runtime":
+    def for_catalog(cls, catalog: Catalog, refresh_interval: float = 15.0, hub_id: str = "") -> "SharedBackends":
         key = f"{id(catalog)}:{refresh_interval}:{hub_id}"
-        if key not in _runtimes:
-            _runtimes[key] = cls(catalog, refresh_interval, hub_id)
-        return _runtimes[key]
+        if key not in _shared:
+            _shared[key] = cls(catalog, refresh_interval, hub_id)
+        return _shared[key]

@@ -20,7 +20,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable, Mapping
 
-from ..request import OptionsError, shown
+from ..vocabulary import BUCKET, BUCKET_LENGTH, LOGIN, MOUNT_TARGET, OptionsError, shown
 from .config import StorageConfig
 
 #: keys whose values are secrets: split off, never echoed in an error message
@@ -32,15 +32,10 @@ MOUNT_KEYS = (
 TYPES = ("s3", "ssh")
 MODES = ("mount", "copy")
 
-#: S3 bucket naming rules (lower case, 3-63, no "..", not an IP address)
-BUCKET_RE = re.compile(r"(?!\d+\.\d+\.\d+\.\d+$)(?!xn--)[a-z0-9](?:[a-z0-9-]|\.(?!\.))*[a-z0-9]")
-_BUCKET_LEN = (3, 63)
 #: one prefix / path segment: no spaces, quotes, shell or glob characters
 _SEGMENT = re.compile(r"[A-Za-z0-9_@+=,~-][A-Za-z0-9._@+=,~-]{0,254}")
 _MAX_PREFIX = 512
 _MAX_PATH = 1024
-TARGET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_LOGIN = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 #: AWS-style access key ids and secrets (also Ceph/MinIO generated ones)
 _ACCESS_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _SECRET_KEY = re.compile(r"[A-Za-z0-9/+=._~-]{1,256}")
@@ -154,7 +149,7 @@ def _parse_one(i: int, row: Any, storage: StorageConfig, groups: list[str], user
         errors[f"{key}.type"] = f"must be one of: {', '.join(TYPES)} (got {shown(mtype)})"
         return None, {}
     target = row.get("target")
-    if not isinstance(target, str) or not TARGET_RE.fullmatch(target) or target in (".", ".."):
+    if not isinstance(target, str) or not MOUNT_TARGET.fullmatch(target) or target in (".", ".."):
         errors[f"{key}.target"] = (
             "must be a name of 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
             f" (got {shown(target)})"
@@ -199,7 +194,7 @@ def _parse_s3(key, row, storage: StorageConfig, groups, username, errors) -> dic
     name = _pick(key, "endpoint", row.get("endpoint"), storage.s3_for(groups), "S3 storage", errors)
     ep = storage.s3.get(name) if name else None
     bucket = row.get("bucket")
-    if not isinstance(bucket, str) or not (_BUCKET_LEN[0] <= len(bucket) <= _BUCKET_LEN[1]) or not BUCKET_RE.fullmatch(bucket):
+    if not isinstance(bucket, str) or not (BUCKET_LENGTH[0] <= len(bucket) <= BUCKET_LENGTH[1]) or not BUCKET.fullmatch(bucket):
         errors[f"{key}.bucket"] = f"must be a bucket name: 3-63 lower-case letters, digits, '.' or '-' (got {shown(bucket)})"
         bucket = None
     elif ep is not None and not ep.allows_bucket(bucket, username):
@@ -259,7 +254,7 @@ def _parse_ssh(key, row, storage: StorageConfig, groups, username, errors) -> di
             if user not in (None, "", fixed):
                 errors[f"{key}.user"] = f"is fixed to {fixed!r} on {host.display_name}"
             user = fixed
-        if not isinstance(user, str) or not _LOGIN.fullmatch(user):
+        if not isinstance(user, str) or not LOGIN.fullmatch(user):
             errors[f"{key}.user"] = f"must be a login name on {host.display_name} (got {shown(user)})"
     auth = row.get("auth")
     offered = list(host.auth) if host else []

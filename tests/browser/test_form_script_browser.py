@@ -1,53 +1,24 @@
-"""The spawn form's script in a real Chromium: filtering, capacity, locking by profile.
-
-Skipped unless Playwright and a Chromium (``/usr/bin/chromium`` or $CHROMIUM) are installed.
-"""
+"""The spawn form's script in a real Chromium (the `chromium` fixture of conftest.py), on a
+static page (formpage.py: the form rendered for a demo catalog, no hub): filtering,
+capacity, locking by profile, the data mounts editor."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
+import formpage as preview
 from gridspawner.form import parse_form
 from gridspawner.request import build_request
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip("no Chromium installed", allow_module_level=True)
-
-
-def _formpage():
-    spec = importlib.util.spec_from_file_location("formpage", Path(__file__).with_name("formpage.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-preview = _formpage()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
-
 
 @pytest.fixture
-def page(browser, tmp_path):
+def page(chromium, tmp_path):
     def open_page(values=None, errors=None, mounts=False):
         path = tmp_path / "form.html"
         path.write_text(preview.build_page(values, errors, mounts=mounts), "utf-8")
-        pg = browser.new_page()
+        pg = chromium.new_page()
         errors_seen = []
         pg.on("pageerror", lambda e: errors_seen.append(str(e)))
         pg.goto(path.as_uri())

@@ -1,5 +1,5 @@
 """The spawn form rendered into a static page styled like JupyterHub's spawn page, for the
-tests of the form's script in Chromium (tests/unit/test_form_browser.py): a demo catalog
+tests of the form's script in Chromium (tests/browser/test_form_script_browser.py): a demo catalog
 and a fixed capacity snapshot, no hub. Screenshots for the docs come from a real hub
 instead (tools/doc_screenshots.py).
 """
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from gridspawner.backends.base import Capacity, HostCapacity  # noqa: E402
