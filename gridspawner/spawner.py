@@ -17,7 +17,7 @@ from tornado import web
 from traitlets import default
 from traitlets.config import Configurable
 
-from . import metrics
+from . import metrics, pages
 from .activation import activate
 from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
 from .form import parse_form, render_form
@@ -59,6 +59,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         activate()  # the hub uses GridSpawner: now (and only now) change the hub process
+        pages.LIVE.add(self)  # the admin page lists the servers of every user
 
     def __init_subclass__(cls, **kwargs: Any):
         # a subclass defined in jupyterhub_config.py: the hub is about to use GridSpawner,
