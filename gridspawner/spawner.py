@@ -27,6 +27,7 @@ from .hub_identity import resolve_hub_id, session_slug
 from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .recovery_traits import CrashRecoverySettings
+from .refusals import refusal
 from .request import LaunchRequest, OptionsError, default_values
 from .runtime import Runtime, catalog_for
 from .server_env import parse_stop_warnings, request_env
@@ -138,7 +139,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
         except OptionsError as e:
             metrics.count_rejected(e.errors)
             _form_feedback.put(self._user_name(), self.name or "", clean, e.errors)
-            raise web.HTTPError(400, f"Please correct: {e}") from None
+            raise refusal(e.errors, prefix="Please correct", form=True) from None
         self._submission = Submission(clean, prepared)
         return clean
 
@@ -181,7 +182,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             metrics.count_rejected(e.errors)
             if isinstance(e, MountCheckFailed):  # a valid request whose data mount failed its check
                 metrics.observe_spawn(e.request.backend, "bad_request", time.monotonic() - started)
-            self._refusal = web.HTTPError(400, f"Invalid server options: {e}")
+            self._refusal = refusal(e.errors)
             return
         self._prepared = prepared
         self._follow_start_budget(prepared.request)

@@ -19,6 +19,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..server_env import parse_stop_warnings
 from ..server_facts import ServerFacts, server_facts
 
 #: gridspawner's page templates (``home.html``, ``admin.html``)
@@ -34,8 +35,6 @@ def facts_of(spawner: Any, now: float) -> ServerFacts | None:
     """The facts of ``spawner``'s server; None when it does not run (or is still starting)."""
     if getattr(spawner, "server", None) is None:
         return None
-    from ..server_env import parse_stop_warnings
-
     try:
         warnings = parse_stop_warnings(spawner.stop_warnings)
     except Exception:  # noqa: BLE001 - validated at start-up; a page must still render
