@@ -19,7 +19,7 @@ from traitlets.config import Configurable
 
 from . import metrics, pages
 from .activation import activate
-from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
+from .backends.base import BackendError, Launch, LaunchContext, NoCapacity
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
 from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
@@ -27,7 +27,7 @@ from .hub_identity import resolve_hub_id, session_slug
 from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .recovery_traits import CrashRecoverySettings
-from .refusals import refusal
+from .refusals import drop_repeated_banner, launch_failure, no_capacity_message, refusal
 from .request import LaunchRequest, OptionsError, default_values
 from .runtime import Runtime, catalog_for
 from .server_env import parse_stop_warnings, request_env
@@ -100,7 +100,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
         values, errors = _form_feedback.take(spawner._user_name(), spawner.name or "") or (None, None)
         if values is None:
             values = dict(strip_secrets(spawner.user_options or {})[0]) or None
-        return render_form(
+        form = render_form(
             catalog=spawner.catalog,
             groups=spawner._groups(),
             capacity=spawner.runtime.capacity.snapshot(),
@@ -109,6 +109,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             username=spawner._user_name(),
             ssh_public_key=await spawner._ssh_public_key(),
         )
+        return drop_repeated_banner(spawner, form)
 
     async def _ssh_public_key(self) -> str | None:
         """The user's hub-managed SSH public key (made on first use), when an SSH storage
@@ -288,6 +289,14 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
         """backend.launch, its failures as HTTP errors the user reads; capacity refreshed after."""
         try:
             return await backend.launch(ctx, request)
+        except NoCapacity as e:
+            # said in the form's words, from capacity probed now (the form shows it next)
+            cap = await self.runtime.capacity.refresh_backend(request.backend)
+            err = launch_failure(e)
+            err.jupyterhub_message = no_capacity_message(self.catalog.backends[request.backend].display_name, cap,
+                                                         request.gpus, request.gpu_memory,
+                                                         self.catalog.gpu_memory_tolerance, str(e))
+            raise err from None
         except BackendError as e:
             raise launch_failure(e) from None
         finally:
@@ -466,18 +475,6 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     def form_defaults(self) -> dict[str, Any]:
         """The values a fresh form starts from for this user (used by the docs and tests)."""
         return default_values(self.catalog, self.catalog.policy_for(self._groups()))
-
-
-def launch_failure(e: BackendError) -> web.HTTPError:
-    """The HTTP error a failed launch becomes: "No capacity: …" (503) only when the backend
-    found nothing free that fits; hosts that could not be reached are 503 too, any other
-    failure 500. It carries the backend's ``outcome`` word for the spawn metric."""
-    if isinstance(e, NoCapacity):
-        err = web.HTTPError(503, f"No capacity: {e}")
-    else:
-        err = web.HTTPError(503 if isinstance(e, Unreachable) else 500, f"Could not start your server: {e}")
-    err.gridspawner_outcome = e.outcome
-    return err
 
 
 def hub_server_url(address: str, base_url: str) -> str:

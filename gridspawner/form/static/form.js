@@ -161,14 +161,10 @@
     if (box) box.hidden = !offered && !sel.classList.contains("is-invalid");
   }
 
-  // Same wording as Capacity.fits in gridspawner/backends/base.py.
+  // The server's words (Capacity.fits, per count and memory class): never worded here.
   function reason(b, count, ci) {
     if (!b || !b.known || count <= 0 || ci < 0) return "";
-    if (count <= b.best[ci]) return "";
-    if (b.total === 0) return b.none || "this backend has no GPUs";
-    var gb = data.classes[ci];
-    return "no host has " + count + " free GPU" + (count !== 1 ? "s" : "") +
-      (gb ? " with \u2265 " + gb + " GB" : "") + " (at most " + b.best[ci] + " free now)";
+    return (b.reasons || {})[count + "-" + ci] || "";
   }
   function mark(opt, why) {
     if (opt.getAttribute("data-invalid")) return;
