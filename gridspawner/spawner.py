@@ -27,6 +27,7 @@ from .hub_identity import resolve_hub_id, session_slug
 from .mounts.request import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .recovery_traits import CrashRecoverySettings
+from .progress_steps import StepTracker
 from .refusals import drop_repeated_banner, launch_failure, no_capacity_message, refusal
 from .request import LaunchRequest, OptionsError, default_values
 from .runtime import Runtime, catalog_for
@@ -60,7 +61,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         activate()  # the hub uses GridSpawner: now (and only now) change the hub process
-        pages.LIVE.add(self)  # the admin page lists the servers of every user
+        pages.LIVE.add(self)  # for the admin page's list of servers
 
     def __init_subclass__(cls, **kwargs: Any):
         # a subclass defined in jupyterhub_config.py: the hub is about to use GridSpawner,
@@ -204,7 +205,8 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     _started_at: float | None = None
     _deadline: float | None = None
     _deadline_handle: asyncio.TimerHandle | None = None
-    _progress_events: list[str] | None = None  # created by _begin_progress()
+    _progress_events: list[dict] | None = None  # created by _begin_progress()
+    _steps: StepTracker | None = None
     _progress_done: bool = False
     _progress_changed: asyncio.Event | None = None
 
@@ -216,11 +218,13 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
     def _begin_progress(self) -> None:
         self._progress_events, self._progress_done = [], False
         self._progress_changed = asyncio.Event()
+        self._steps = StepTracker()
 
     def _progress(self, message: str) -> None:
+        """Logged as it is; the spawn page gets it as a step, in users' words (progress_steps)."""
         self.log.info("%s: %s", self._log_name, message)
         if self._progress_changed is not None:
-            self._progress_events.append(message)
+            self._progress_events.append(self._steps.event(message))
             self._progress_changed.set()
 
     def _end_progress(self) -> None:
@@ -240,6 +244,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
             raise refusal
         request = prepared.request
         backend = self.runtime.backends[request.backend]
+        self._steps.describe(request, self.catalog.backends[request.backend].display_name, backend)
         self.log.info("Starting %s on backend %s (start timeout %s s): %s",
                       self._log_name, request.backend, self.start_timeout, request.summary())
         started, outcome = time.monotonic(), "failure"
@@ -314,7 +319,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
                 return
             while seen < len(events):
                 seen += 1
-                yield {"progress": min(90, 10 + 15 * seen), "message": events[seen - 1]}
+                yield events[seen - 1]
             if done:
                 return
             changed.clear()
