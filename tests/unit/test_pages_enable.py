@@ -20,7 +20,7 @@ def test_enable_adds_the_templates_after_the_admins_own_and_keeps_their_vars():
     pages.enable(c)  # twice: no duplicate
     assert c.JupyterHub.template_paths == ["/etc/jupyterhub/templates", pages.TEMPLATE_DIR]
     assert c.JupyterHub.template_vars == {"campus": "Uni", "gridspawner": pages.template_vars}
-    assert {p.name for p in Path(pages.TEMPLATE_DIR).iterdir()} >= {"home.html", "admin.html", "gridspawner-servers.html"}
+    assert {p.name for p in Path(pages.TEMPLATE_DIR).iterdir()} >= {"home.html", "admin.html", "spawn_pending.html", "gridspawner-servers.html"}
 
 
 def test_enable_on_a_fresh_config():
