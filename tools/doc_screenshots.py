@@ -13,6 +13,8 @@ Chromium through Playwright, and
 - ``mounts-editor.png``: submits two S3 mounts — one with temporary credentials from the
   hub, one with typed keys and a prefix that does not exist — and shows the Data section
   of the form that comes back, with the check's message next to the prefix;
+- ``spawn-progress.png``: the progress page while the course profile's server starts on the
+  cluster (the emulator takes a few seconds to "pull" the image);
 - ``home-servers.png`` and ``admin-servers.png`` (gridspawner.pages): the user's servers —
   one from the course profile on the cluster (the emulator runs its pod as a local process),
   one on this machine with a bucket copied in — on the hub's home page, with the warning
@@ -25,6 +27,7 @@ Needs the test environment (`make test` installs it) and root, as the tests do.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -40,6 +43,7 @@ CHROMIUM = os.environ.get("GRIDSPAWNER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 USER = "ada"
+PULL_SECONDS = 4  # long enough to photograph the progress page while the image "downloads"
 ADMIN = "admin"
 BUCKET = "lab-imaging"
 ADMIN_ENV = {"CAMPUS_S3_ADMIN_KEY": "testing", "CAMPUS_S3_ADMIN_SECRET": "testing"}  # moto's defaults
@@ -102,7 +106,8 @@ def take(out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gs-shots-"))
-    with S3Server() as s3, EmulatorProcess(NODES, run_pods=True) as emu:
+    pulls = ["--options", json.dumps({"pull_delay": PULL_SECONDS})]
+    with S3Server() as s3, EmulatorProcess(NODES, run_pods=True, extra_args=pulls) as emu:
         s3.client().create_bucket(Bucket=BUCKET)
         s3.client().put_object(Bucket=BUCKET, Key=f"{USER}/run1/scan-001.tif", Body=b"\0" * 64)
         hub = Hub(grid_config(work, emu.kubeconfig_path, s3.url), workdir=work, gpus=None, env=ADMIN_ENV,
@@ -197,7 +202,7 @@ def _login(browser, hub: Hub, user: str, path: str, width: int = 1100):
 def _pages_shots(browser, hub: Hub, out: Path) -> list[Path]:
     if hub.server(USER) is not None:
         hub.stop_server(USER)
-    hub.spawn_ready(USER, {"profile": "course"})
+    progress = _progress_shot(browser, hub, out)
     hub.spawn_ready(USER, {"profile": "explore", "mounts": [
         {"type": "s3", "endpoint": "campus", "bucket": BUCKET, "prefix": f"{USER}/run1/", "target": "run1",
          "mode": "copy", "read_only": True, "credentials": "sts"}]}, server_name="plots")
@@ -214,7 +219,22 @@ def _pages_shots(browser, hub: Hub, out: Path) -> list[Path]:
     admin = out / "admin-servers.png"
     page.locator(".gridspawner-admin").screenshot(path=str(admin))
     page.close()
-    return [home, admin]
+    return [progress, home, admin]
+
+
+def _progress_shot(browser, hub: Hub, out: Path) -> Path:
+    """Start the course profile from the form; photograph the progress page mid-way."""
+    page = _login(browser, hub, USER, "spawn")
+    page.check("input[name=profile][value=course]")
+    page.click("form#spawn_form [type=submit]")
+    page.wait_for_url(f"**/spawn-pending/{USER}**")
+    page.locator("#progress-message", has_text="Downloading the image").wait_for()
+    page.locator("details").first.evaluate("d => d.open = true")  # the event log, with every step
+    path = out / "spawn-progress.png"
+    page.screenshot(path=str(path))
+    hub.wait_ready(USER)
+    page.close()
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

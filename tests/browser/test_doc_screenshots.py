@@ -20,7 +20,7 @@ def test_doc_screenshots_are_taken_from_a_real_hub(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     written = module.take(tmp_path)
-    names = ["admin-servers.png", "home-servers.png", "mounts-editor.png", "spawn-form.png"]
+    names = ["admin-servers.png", "home-servers.png", "mounts-editor.png", "spawn-form.png", "spawn-progress.png"]
     assert sorted(p.name for p in written) == names
     for path in written:
         data = path.read_bytes()
