@@ -51,14 +51,18 @@ def refusal(errors: Mapping[str, str], *, prefix: str = "Invalid server options"
     return err
 
 
-def launch_failure(e: BackendError) -> web.HTTPError:
+def launch_failure(e: BackendError, message: str | None = None) -> web.HTTPError:
     """The HTTP error a failed launch becomes: "No capacity: …" (503) only when the backend
     found nothing free that fits; hosts that could not be reached are 503 too, any other
-    failure 500. It carries the backend's ``outcome`` word for the spawn metric."""
+    failure 500. It carries the backend's ``outcome`` word for the spawn metric.
+    ``message``: the words users read instead of the backend's (see `no_capacity_message`),
+    in every JupyterHub version's error pages and REST answers."""
     if isinstance(e, NoCapacity):
-        err = web.HTTPError(503, f"No capacity: {e}")
+        err = web.HTTPError(503, message or f"No capacity: {e}")
     else:
-        err = web.HTTPError(503 if isinstance(e, Unreachable) else 500, f"Could not start your server: {e}")
+        err = web.HTTPError(503 if isinstance(e, Unreachable) else 500, message or f"Could not start your server: {e}")
+    if message:
+        err.jupyterhub_message = message
     err.gridspawner_outcome = e.outcome
     return err
 

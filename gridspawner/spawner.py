@@ -295,13 +295,11 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, Spawner):
         try:
             return await backend.launch(ctx, request)
         except NoCapacity as e:
-            # said in the form's words, from capacity probed now (the form shows it next)
+            self.log.warning("%s: No capacity: %s", self._log_name, e)  # where, for the admin
             cap = await self.runtime.capacity.refresh_backend(request.backend)
-            err = launch_failure(e)
-            err.jupyterhub_message = no_capacity_message(self.catalog.backends[request.backend].display_name, cap,
-                                                         request.gpus, request.gpu_memory,
-                                                         self.catalog.gpu_memory_tolerance, str(e))
-            raise err from None
+            raise launch_failure(e, no_capacity_message(self.catalog.backends[request.backend].display_name, cap,
+                                                        request.gpus, request.gpu_memory,
+                                                        self.catalog.gpu_memory_tolerance, str(e))) from None
         except BackendError as e:
             raise launch_failure(e) from None
         finally:
