@@ -8,13 +8,12 @@ home and admin pages (`gridspawner.pages`) build these on every page view.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .gpu import GPU
 from .mounts.request import MountSpec
+from .server_env import iso_utc
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class ServerFacts:
     @property
     def time_left_text(self) -> str:
         left = self.time_left
-        return "no time limit" if left is None else duration_text(left)
+        return "no time limit" if left is None else countdown_text(left)
 
     @property
     def stopping_soon(self) -> bool:
@@ -88,11 +87,7 @@ class ServerFacts:
         return iso_utc(self.stops_at) if self.stops_at is not None else ""
 
 
-def iso_utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.floor(epoch)))
-
-
-def duration_text(seconds: float) -> str:
+def countdown_text(seconds: float) -> str:
     """``2 h 5 min``, ``25 min``, ``40 s`` (rounded down to the unit shown)."""
     s = max(0, int(seconds))
     if s < 60:

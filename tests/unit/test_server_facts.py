@@ -6,7 +6,7 @@ import pytest
 
 from gridspawner.catalog import build_catalog
 from gridspawner.gpu import GPU
-from gridspawner.server_facts import duration_text, server_facts
+from gridspawner.server_facts import countdown_text, server_facts
 
 NOW = 1_767_225_600.0
 A100 = GPU(0, "GPU-a", "NVIDIA A100-SXM4-80GB", 81920)
@@ -80,4 +80,4 @@ def test_a_backend_removed_since_keeps_its_name(catalog):
 @pytest.mark.parametrize("seconds,text", [(0, "0 s"), (59.9, "59 s"), (60, "1 min"), (3600, "1 h"),
                                           (3660, "1 h 1 min"), (-5, "0 s")])
 def test_durations(seconds, text):
-    assert duration_text(seconds) == text
+    assert countdown_text(seconds) == text
