@@ -18,15 +18,11 @@ from .view import Option, _echo_invalid, _plural, limits_note, value_key
 class _Fit:
     """Capacity of the backends the user may pick, in a form cheap to ask many times."""
 
-    __slots__ = ("classes", "tolerance", "caps", "best", "any_best", "max_count")
+    __slots__ = ("classes", "tolerance", "caps", "best", "any_best")
 
     def __init__(self, catalog: Catalog, names: Iterable[str], capacity: Mapping[str, Capacity]):
         self.classes = catalog.gpu_memory_classes
         self.tolerance = catalog.gpu_memory_tolerance
-        # the largest GPU count any user may be offered (the script's reasons go up to it)
-        self.max_count = max([catalog.max_gpus, catalog.default_policy.max_gpus,
-                              *(p.max_gpus for p in catalog.group_policy.values()),
-                              *(p.max_gpus or 0 for p in catalog.profiles.values())])
         self.caps: dict[str, Capacity] = {}
         self.best: dict[str, list[int] | None] = {}  # None = unknown: never blocks
         any_best = [0] * len(self.classes)
@@ -52,15 +48,10 @@ class _Fit:
         cap = self.caps[name]
         known = self.best[name] is not None
         data = {"known": known, "total": cap.total_gpus, "best": self.best[name] or []}
-        if known:
-            # why each (count, memory class) that does not fit does not: Capacity.fits' own
-            # words, keyed "count-classindex", so the script never words it itself
-            data["reasons"] = {
-                f"{n}-{ci}": cap.fits(n, gb, self.tolerance)[1]
-                for ci, gb in enumerate(self.classes)
-                for n in range(1, self.max_count + 1)
-                if n > (self.best[name] or [0] * len(self.classes))[ci]
-            }
+        if known and not cap.total_gpus:
+            # no usable GPU at all: the reason is the same for every count, so take
+            # Capacity.fits' own words rather than repeating them in the script
+            data["none"] = cap.fits(1, 0, self.tolerance)[1]
         return data
 
 

@@ -177,10 +177,14 @@
     if (box) box.hidden = !offered && !sel.classList.contains("is-invalid");
   }
 
-  // The server's words (Capacity.fits, per count and memory class): never worded here.
+  // Same wording as Capacity.fits in gridspawner/backends/base.py.
   function reason(b, count, ci) {
     if (!b || !b.known || count <= 0 || ci < 0) return "";
-    return (b.reasons || {})[count + "-" + ci] || "";
+    if (count <= b.best[ci]) return "";
+    if (b.total === 0) return b.none || "this backend has no GPUs";
+    var gb = data.classes[ci];
+    return "no host has " + count + " free GPU" + (count !== 1 ? "s" : "") +
+      (gb ? " with \u2265 " + gb + " GB" : "") + " (at most " + b.best[ci] + " free now)";
   }
   function mark(opt, why) {
     if (opt.getAttribute("data-invalid")) return;
