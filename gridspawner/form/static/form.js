@@ -221,11 +221,13 @@
         }
       });
     }
+    // a GPU count the server refused has its message next to its field already
+    var refused = el.gpus && selectedOption(el.gpus) && selectedOption(el.gpus).getAttribute("data-invalid");
     if (el.gpu_memory) {
       Array.prototype.forEach.call(el.gpu_memory.options, function (o) {
         var why = reason(b, count, data.classes.indexOf(parseInt(o.value, 10)));
         mark(o, why);
-        if (o.selected && why && !note) note = "Does not fit right now: " + why;
+        if (o.selected && why && !note && !refused) note = "Does not fit right now: " + why;
       });
     }
     var noteEl = root.querySelector("[data-gs-note]");
