@@ -103,3 +103,9 @@ c.GridSpawner.profiles = {
 }
 
 c.GridSpawner.default_options = {"backend": "here", "image": "lab", "gpus": 0}
+
+# The hub's home page shows each server's host, GPUs, environment, data and stop time (and
+# warns before a maximum-run-time stop); the admin page lists every running server so.
+import gridspawner.pages  # noqa: E402
+
+gridspawner.pages.enable(c)

@@ -49,6 +49,16 @@ class CapacityMonitor:
             self._snapshot[cap.backend] = cap
         return self.snapshot()
 
+    async def refresh_backend(self, name: str) -> Capacity | None:
+        """Probe one backend now (at most ``timeout`` seconds) and keep the result: after a
+        launch it refused for lack of capacity, the form must not show the old numbers."""
+        backend = self.backends.get(name)
+        if backend is None:
+            return None
+        cap = await self._probe(name, backend)
+        self._snapshot[name] = cap
+        return cap
+
     async def _probe(self, name: str, backend: Backend) -> Capacity:
         try:
             return await asyncio.wait_for(backend.probe_capacity(), self.timeout)

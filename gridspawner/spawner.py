@@ -17,9 +17,9 @@ from tornado import web
 from traitlets import default
 from traitlets.config import Configurable
 
-from . import metrics
+from . import metrics, pages
 from .activation import activate
-from .backends.base import BackendError, Launch, LaunchContext, NoCapacity, Unreachable
+from .backends.base import BackendError, Launch, LaunchContext, NoCapacity
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
 from .hub_identity import resolve_hub_id, session_slug
@@ -28,6 +28,8 @@ from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
 from .mounts.specs import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .recovery_traits import CrashRecoverySettings
+from .progress_steps import StepTracker
+from .refusals import drop_repeated_banner, launch_failure, no_capacity_message, refusal
 from .request import LaunchRequest
 from .server_env import parse_stop_warnings, request_env
 from .shared_backends import SharedBackends, catalog_for
@@ -62,6 +64,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         activate()  # the hub uses GridSpawner: now (and only now) change the hub process
+        pages.LIVE.add(self)  # for the admin page's list of servers
 
     def __init_subclass__(cls, **kwargs: Any):
         # a subclass defined in jupyterhub_config.py: the hub is about to use GridSpawner,
@@ -125,7 +128,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             username=spawner._user_name(),
             ssh_public_key=await spawner._ssh_public_key(),
         )
-        return form + await spawner._usage_panel()
+        return drop_repeated_banner(spawner, form) + await spawner._usage_panel()
 
     async def _ssh_public_key(self) -> str | None:
         """The user's hub-managed SSH public key (made on first use), when an SSH storage
@@ -154,7 +157,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         except OptionsError as e:
             metrics.count_rejected(e.errors)
             _form_feedback.put(self._user_name(), self.name or "", clean, e.errors)
-            raise web.HTTPError(400, f"Please correct: {e}") from None
+            raise refusal(e.errors, prefix="Please correct", form=True) from None
         self._submission = Submission(clean, prepared)
         return clean
 
@@ -198,7 +201,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             metrics.count_rejected(e.errors)
             if isinstance(e, MountCheckFailed):  # a valid request whose data mount failed its check
                 metrics.observe_spawn(e.request.backend, "bad_request", time.monotonic() - started)
-            self._refusal = web.HTTPError(400, f"Invalid server options: {e}")
+            self._refusal = refusal(e.errors)
             return
         self._prepared = prepared
         self._follow_start_budget(prepared.request)
@@ -219,7 +222,8 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
     _started_at: float | None = None
     _deadline: float | None = None
     _deadline_handle: asyncio.TimerHandle | None = None
-    _progress_events: list[str] | None = None  # created by _begin_progress()
+    _progress_events: list[dict] | None = None  # created by _begin_progress()
+    _steps: StepTracker | None = None
     _progress_done: bool = False
     _progress_changed: asyncio.Event | None = None
 
@@ -231,11 +235,13 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
     def _begin_progress(self) -> None:
         self._progress_events, self._progress_done = [], False
         self._progress_changed = asyncio.Event()
+        self._steps = StepTracker()
 
     def _progress(self, message: str) -> None:
+        """Logged as it is; the spawn page gets it as a step, in users' words (progress_steps)."""
         self.log.info("%s: %s", self._log_name, message)
         if self._progress_changed is not None:
-            self._progress_events.append(message)
+            self._progress_events.append(self._steps.event(message))
             self._progress_changed.set()
 
     def _end_progress(self) -> None:
@@ -255,6 +261,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             raise refusal
         request = prepared.request
         backend = self.shared.backends[request.backend]
+        self._steps.describe(request, self.catalog.backends[request.backend].display_name, backend)
         self.log.info("Starting %s on backend %s (start timeout %s s): %s",
                       self._log_name, request.backend, self.start_timeout, request.summary())
         started, outcome = time.monotonic(), "failure"
@@ -305,6 +312,12 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         """backend.launch, its failures as HTTP errors the user reads; capacity refreshed after."""
         try:
             return await backend.launch(ctx, request)
+        except NoCapacity as e:
+            self.log.warning("%s: No capacity: %s", self._log_name, e)  # where, for the admin
+            cap = await self.shared.capacity.refresh_backend(request.backend)
+            raise launch_failure(e, no_capacity_message(self.catalog.backends[request.backend].display_name, cap,
+                                                        request.gpus, request.gpu_memory,
+                                                        self.catalog.gpu_memory_tolerance, str(e))) from None
         except BackendError as e:
             raise launch_failure(e) from None
         finally:
@@ -322,7 +335,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
                 return
             while seen < len(events):
                 seen += 1
-                yield {"progress": min(90, 10 + 15 * seen), "message": events[seen - 1]}
+                yield events[seen - 1]
             if done:
                 return
             changed.clear()
@@ -495,18 +508,6 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         self._started_at = self._deadline = None
         self._mount_specs = ()
         self._usage.clear()
-
-
-def launch_failure(e: BackendError) -> web.HTTPError:
-    """The HTTP error a failed launch becomes: "No capacity: …" (503) only when the backend
-    found nothing free that fits; hosts that could not be reached are 503 too, any other
-    failure 500. It carries the backend's ``outcome`` word for the spawn metric."""
-    if isinstance(e, NoCapacity):
-        err = web.HTTPError(503, f"No capacity: {e}")
-    else:
-        err = web.HTTPError(503 if isinstance(e, Unreachable) else 500, f"Could not start your server: {e}")
-    err.gridspawner_outcome = e.outcome
-    return err
 
 
 def hub_server_url(address: str, base_url: str) -> str:

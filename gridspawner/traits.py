@@ -146,7 +146,8 @@ class CatalogSettings(Configurable):
         When, before the hub stops a server at its maximum run time, gridspawner's JupyterLab
         extension warns the user (a notification, on top of the time left it always shows in
         the status bar): a list of durations (seconds, or strings such as ``"30m"``, ``"1h"``).
-        An empty list: no notifications. The server reads them from its
+        An empty list: no notifications. The hub's home page (where gridspawner's pages are
+        enabled: ``gridspawner.pages.enable(c)``) shows its warning from the longest one on. The server reads them from its
         ``GRIDSPAWNER_STOP_WARNINGS`` environment variable (seconds, longest first); images
         without the extension (gridspawner-lab: see the admin guide) ignore it.
 

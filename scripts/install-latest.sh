@@ -13,6 +13,6 @@ source "$(dirname "$0")/lib.sh"
 ensure_latest_venv .venv-latest -e ".[test,docs]"
 ensure_latest_venv .venv5-latest "jupyterhub>=5.3,<6" -e ".[test]"
 ensure_node
-say "npm: installing the newest configurable-http-proxy into .node-latest/"
+say "npm: installing the newest configurable-http-proxy and axe-core into .node-latest/"
 mkdir -p "$ROOT/.node-latest"
-npm install --prefix "$ROOT/.node-latest" --no-audit --no-fund --loglevel=error --save-exact configurable-http-proxy@latest
+npm install --prefix "$ROOT/.node-latest" --no-audit --no-fund --loglevel=error --save-exact configurable-http-proxy@latest axe-core@latest

@@ -5,7 +5,7 @@
 #   - .venv : gridspawner + [test,docs] with JupyterHub 6.x, exactly as locks/venv.txt pins
 #   - .venv5: gridspawner + [test] with JupyterHub 5.x, exactly as locks/venv5.txt pins
 #     (hub tests run on both)
-#   - configurable-http-proxy in .node/, as locks/node/package-lock.json pins
+#   - configurable-http-proxy and axe-core in .node/, as locks/node/package-lock.json pins
 # Playwright's Python package comes with [test]; it drives /usr/bin/chromium, so no
 # browser download is needed. The locks make a fresh clone install what CI ran; `make lock`
 # refreshes them, `make test-latest` tries the newest releases without them.

@@ -42,17 +42,19 @@ ensure_node() {
     ensure_apt nodejs npm
 }
 
-# ensure_chp : configurable-http-proxy in $ROOT/.node at the version locks/node/ pins
-# (package.json + package-lock.json, installed with `npm ci`). A stamp keyed on the lock
-# skips npm when nothing changed. Put .node/node_modules/.bin on PATH.
+# ensure_chp : configurable-http-proxy (and axe-core, the browser tests' accessibility
+# checker) in $ROOT/.node at the versions locks/node/ pins (package.json +
+# package-lock.json, installed with `npm ci`). A stamp keyed on the lock skips npm when
+# nothing changed. Put .node/node_modules/.bin on PATH.
 ensure_chp() {
     local dir="$ROOT/.node" key
     key="$(cat "$ROOT/locks/node/package.json" "$ROOT/locks/node/package-lock.json" | sha256sum | cut -c1-16)"
-    if [ -e "$dir/.gridspawner-installed-$key" ] && [ -x "$dir/node_modules/.bin/configurable-http-proxy" ]; then
+    if [ -e "$dir/.gridspawner-installed-$key" ] && [ -x "$dir/node_modules/.bin/configurable-http-proxy" ] \
+        && [ -e "$dir/node_modules/axe-core/axe.min.js" ]; then
         return 0
     fi
     ensure_node
-    say "npm: installing the locked configurable-http-proxy into .node/"
+    say "npm: installing the locked configurable-http-proxy and axe-core into .node/"
     mkdir -p "$dir"
     cp "$ROOT/locks/node/package.json" "$ROOT/locks/node/package-lock.json" "$dir/"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

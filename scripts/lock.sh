@@ -3,7 +3,7 @@
 #   locks/venv.txt   .venv  (make test, make docs): gridspawner[test,docs], JupyterHub 6.x
 #   locks/venv5.txt  .venv5 (make test's hub tests on JupyterHub 5.x): gridspawner[test]
 #   locks/demo.txt   .venv  for make demo alone: gridspawner + jupyterlab (a part of venv.txt)
-#   locks/node/      configurable-http-proxy's package.json + package-lock.json (npm ci)
+#   locks/node/      configurable-http-proxy's and axe-core's package.json + package-lock.json (npm ci)
 # Each lock pins every distribution by exact version, for Python 3.11 on Linux x86-64 (CI's
 # Debian 12). After `make lock`: run `make test` (it installs the new locks) and commit
 # locks/ together with the change that needed it.

@@ -12,7 +12,13 @@ Chromium through Playwright, and
   form comes back with those values and says that they do not fit right now;
 - ``mounts-editor.png``: submits two S3 mounts — one with temporary credentials from the
   hub, one with typed keys and a prefix that does not exist — and shows the Data section
-  of the form that comes back, with the check's message next to the prefix.
+  of the form that comes back, with the check's message next to the prefix;
+- ``spawn-progress.png``: the progress page while the course profile's server starts on the
+  cluster (the emulator takes a few seconds to "pull" the image);
+- ``home-servers.png`` and ``admin-servers.png`` (gridspawner.pages): the user's servers —
+  one from the course profile on the cluster (the emulator runs its pod as a local process),
+  one on this machine with a bucket copied in — on the hub's home page, with the warning
+  before the course profile's stop, and an admin's list of every running server.
 
 Every text in them comes from the hub: the script fails if a text it expects is missing.
 Needs the test environment (`make test` installs it) and root, as the tests do.
@@ -21,6 +27,7 @@ Needs the test environment (`make test` installs it) and root, as the tests do.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -36,6 +43,8 @@ CHROMIUM = os.environ.get("GRIDSPAWNER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 USER = "ada"
+PULL_SECONDS = 4  # long enough to photograph the progress page while the image "downloads"
+ADMIN = "admin"
 BUCKET = "lab-imaging"
 ADMIN_ENV = {"CAMPUS_S3_ADMIN_KEY": "testing", "CAMPUS_S3_ADMIN_SECRET": "testing"}  # moto's defaults
 NODES = [  # two nodes with two 80 GB cards, one with four 24 GB cards
@@ -55,7 +64,10 @@ def grid_config(workdir: Path, kubeconfig: str, s3_url: str) -> dict:
         },
         "images": {
             "pytorch": {"display_name": "PyTorch 2.5 (CUDA 12.4)", "description": "PyTorch, torchvision, JupyterLab 4",
-                        "kubernetes": {"image": "quay.io/jupyter/pytorch-notebook:cuda12-2025-01-06"}, "local": {}},
+                        # (the emulator runs a pod's command here: the hub's own Python stands in)
+                        "kubernetes": {"image": "quay.io/jupyter/pytorch-notebook:cuda12-2025-01-06",
+                                       "cmd": [sys.executable, "-m", "jupyterhub.singleuser", "--allow-root"]},
+                        "local": {}},
             "scipy": {"display_name": "Scientific Python", "description": "numpy, pandas, scikit-learn, matplotlib",
                       "kubernetes": {"image": "quay.io/jupyter/scipy-notebook:2025-01-06"}, "local": {}},
         },
@@ -66,7 +78,7 @@ def grid_config(workdir: Path, kubeconfig: str, s3_url: str) -> dict:
         "profiles": {
             "course": {"display_name": "ML course (1 GPU)", "description": "For the ML101 exercises: one GPU with PyTorch.",
                        "values": {"backend": "cluster", "image": "pytorch", "gpus": 1, "gpu_memory": 16},
-                       "max_runtime": "4h"},
+                       "max_runtime": "25m"},
             "explore": {"display_name": "Data exploration", "description": "CPU only, on this machine. Good for notebooks and plots.",
                         "values": {"backend": "here", "image": "scipy", "gpus": 0}, "changeable": ["image"]},
         },
@@ -94,10 +106,12 @@ def take(out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gs-shots-"))
-    with S3Server() as s3, EmulatorProcess(NODES) as emu:
+    pulls = ["--options", json.dumps({"pull_delay": PULL_SECONDS})]
+    with S3Server() as s3, EmulatorProcess(NODES, run_pods=True, extra_args=pulls) as emu:
         s3.client().create_bucket(Bucket=BUCKET)
         s3.client().put_object(Bucket=BUCKET, Key=f"{USER}/run1/scan-001.tif", Body=b"\0" * 64)
-        hub = Hub(grid_config(work, emu.kubeconfig_path, s3.url), workdir=work, gpus=None, env=ADMIN_ENV)
+        hub = Hub(grid_config(work, emu.kubeconfig_path, s3.url), workdir=work, gpus=None, env=ADMIN_ENV,
+                  admin_users=(ADMIN,), extra_config="import gridspawner.pages\ngridspawner.pages.enable(c)\n")
         try:
             hub.start()
             with sync_playwright() as p:
@@ -105,7 +119,8 @@ def take(out: Path) -> list[Path]:
                 try:
                     page = browser.new_page(viewport={"width": 1100, "height": 1000}, device_scale_factor=1)
                     page.set_default_timeout(60_000)
-                    return [_form_shot(page, hub, out), _mounts_shot(page, out)]
+                    shots = [_form_shot(page, hub, out), _mounts_shot(page, out)]
+                    return shots + _pages_shots(browser, hub, out)
                 finally:
                     browser.close()
         finally:
@@ -170,6 +185,55 @@ def _mounts_shot(page, out: Path) -> Path:
     _expect(page, "#gs-mounts-1-prefix-error", "prefix not found")
     path = out / "mounts-editor.png"
     page.locator("#gs-mounts").screenshot(path=str(path))
+    return path
+
+
+def _login(browser, hub: Hub, user: str, path: str, width: int = 1100):
+    page = browser.new_page(viewport={"width": width, "height": 700}, device_scale_factor=1)
+    page.set_default_timeout(60_000)
+    page.goto(f"{hub.url}/hub/login?next=/hub/{path}")  # not into the running server
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", "any-password")
+    page.click("[type=submit]")
+    page.wait_for_url(f"**/hub/{path}")
+    return page
+
+
+def _pages_shots(browser, hub: Hub, out: Path) -> list[Path]:
+    if hub.server(USER) is not None:
+        hub.stop_server(USER)
+    progress = _progress_shot(browser, hub, out)
+    hub.spawn_ready(USER, {"profile": "explore", "mounts": [
+        {"type": "s3", "endpoint": "campus", "bucket": BUCKET, "prefix": f"{USER}/run1/", "target": "run1",
+         "mode": "copy", "read_only": True, "credentials": "sts"}]}, server_name="plots")
+    page = _login(browser, hub, USER, "home")
+    _expect(page, ".gridspawner-stop-warning", "Your server will be stopped in 2")
+    _expect(page, "#gridspawner-servers", "1 × NVIDIA-A10, 24 GB")  # best fit for ≥ 16 GB
+    _expect(page, "#gridspawner-servers", f"Campus S3: {BUCKET}/{USER}/run1/ → run1 (read-only, copied)")
+    home = out / "home-servers.png"
+    page.screenshot(path=str(home), full_page=True)
+    page.close()
+    hub.create_user(ADMIN, admin=True)
+    page = _login(browser, hub, ADMIN, "admin", width=1280)
+    _expect(page, "#gridspawner-servers", "ML course (1 GPU)")
+    admin = out / "admin-servers.png"
+    page.locator(".gridspawner-admin").screenshot(path=str(admin))
+    page.close()
+    return [progress, home, admin]
+
+
+def _progress_shot(browser, hub: Hub, out: Path) -> Path:
+    """Start the course profile from the form; photograph the progress page mid-way."""
+    page = _login(browser, hub, USER, "spawn")
+    page.check("input[name=profile][value=course]")
+    page.click("form#spawn_form [type=submit]")
+    page.wait_for_url(f"**/spawn-pending/{USER}**")
+    page.locator("#progress-message", has_text="Downloading the image").wait_for()
+    page.locator("details").first.evaluate("d => d.open = true")  # the event log, with every step
+    path = out / "spawn-progress.png"
+    page.screenshot(path=str(path))
+    hub.wait_ready(USER)
+    page.close()
     return path
 
 

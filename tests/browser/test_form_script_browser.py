@@ -46,10 +46,18 @@ def form_data(pg) -> dict[str, list[str]]:
     return data
 
 
+def locked(pg, name: str) -> bool:
+    """A field the chosen profile sets: aria-disabled (focusable, read out), never disabled."""
+    sel = f"select[name={name}]"
+    # (Playwright's is_disabled counts aria-disabled too: ask the element itself)
+    assert not pg.eval_on_selector(sel, "e => e.disabled"), f"{name} is disabled: its value would not be heard"
+    return pg.get_attribute(sel, "aria-disabled") == "true"
+
+
 def test_profile_locks_and_custom_unlocks(page):
     pg = page()  # no values: the first profile is chosen
     assert pg.is_checked("input[name=profile][value=course]")
-    assert pg.is_disabled("select[name=backend]")
+    assert locked(pg, "backend")
     assert pg.input_value("select[name=gpus]") == "1"
     assert pg.is_visible("[data-gs-field=backend] [data-gs-lock]")
     options = parse_form(form_data(pg))
@@ -57,12 +65,21 @@ def test_profile_locks_and_custom_unlocks(page):
     assert (request.profile, request.backend, request.gpus, request.gpu_memory) == ("course", "gpu-cluster", 1, 16)
 
     pg.check("input[name=profile][value='']")
-    assert not pg.is_disabled("select[name=backend]")
+    assert not locked(pg, "backend")
     assert not pg.is_visible("[data-gs-field=backend] [data-gs-lock]")
 
     pg.check("input[name=profile][value=explore]")  # fixes the backend, image stays changeable
-    assert pg.is_disabled("select[name=backend]") and pg.input_value("select[name=backend]") == "hub"
-    assert not pg.is_disabled("select[name=image]")
+    assert locked(pg, "backend") and pg.input_value("select[name=backend]") == "hub"
+    assert not locked(pg, "image")
+    # locked, not disabled: keyboard users reach it and hear its value; keys do not change it
+    pg.focus("select[name=backend]")
+    assert pg.evaluate("document.activeElement.name") == "backend"
+    pg.keyboard.press("ArrowDown")
+    pg.keyboard.press("End")
+    assert pg.input_value("select[name=backend]") == "hub"
+    assert "Set by the chosen profile" in pg.evaluate(
+        "document.getElementById(document.querySelector('select[name=backend]').getAttribute('aria-describedby')"
+        ".split(' ').pop()).textContent")
     assert visible_options(pg, "image") == ["scipy"]  # only what runs on the local kind
     assert pg.errors_seen == []
 

@@ -74,6 +74,12 @@ def test_the_chart_keeps_servers_running_across_a_hub_restart(tmp_path):
                 assert hub.server_status(user).status_code == 200
                 assert emu.get("pods", "default", server_names(user, "").pod)["metadata"]["uid"] == pods[user]
             assert "appears to have stopped while the Hub was down" not in hub.log()
+
+            # the chart enables gridspawner's home page: the re-attached server's facts
+            home = hub.form_session("ada").http.get(f"{hub.url}/hub/home", timeout=30)
+            assert home.status_code == 200
+            table = home.text[home.text.index('id="gridspawner-servers"'):]
+            assert "node-1" in table and "no time limit" in table, table[:3000]
         finally:
             hub.close()
         assert emu.list("pods", "default") == [] and emu.list("secrets", "default") == []

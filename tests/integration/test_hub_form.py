@@ -4,6 +4,7 @@ log in with the dummy authenticator, GET /hub/spawn, POST the fields with _xsrf.
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
@@ -54,11 +55,30 @@ def test_form_bad_options_400_message_next_to_field(hub, browser, username, fiel
     error = re.search(rf'id="gs-{field}-error">(.*?)</div>', block, re.S).group(1)
     assert message in html.unescape(error), error
     assert 'aria-invalid="true"' in block
+    # said once, next to the field: no JupyterHub banner repeating it ("Error: HTTP 400 …")
+    assert "spawn-error-msg" not in r.text and "HTTP 400" not in r.text, r.text[:3000]
+    assert html.unescape(r.text).count(html.unescape(error).strip()) == 1
     assert hub.server(username) is None
     assert not hub.server_pids(username)
     # the feedback is shown once: a fresh GET shows a clean form again
     again = browser.get_form()
     assert f'id="gs-{field}-error"' not in again.text
+
+
+def test_rest_400_lists_every_bad_field_as_json(hub, username):
+    hub.create_user(username)
+    r = hub.spawn(username, {"backend": "local", "image": "nope", "gpus": 99, "gpu_memory": 33})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["status"] == 400 and body["message"].startswith("Invalid server options: "), body
+    problems = json.loads(r.headers["X-GridSpawner-Field-Errors"])
+    assert [p["field"] for p in problems] == ["image", "gpus", "gpu_memory"], problems
+    by_field = {p["field"]: p["message"] for p in problems}
+    assert "unknown image" in by_field["image"] and "at most 4 GPUs" in by_field["gpus"], problems
+    assert "must be one of" in by_field["gpu_memory"], problems
+    for p in problems:  # the human message names the same problems
+        assert f'{p["field"]}: {p["message"]}' in body["message"]
+    assert hub.server(username) is None
 
 
 def test_form_good_options_redirect_to_server(hub, browser, username):

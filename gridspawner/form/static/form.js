@@ -52,12 +52,12 @@
       if (!sel) return;
       var locked = c.fixed.indexOf(f) >= 0;
       if (locked) {
-        if (!sel.disabled) saved[f] = sel.value;
+        if (!isLocked(sel)) saved[f] = sel.value;
         setValue(sel, c.values[f]);
-        sel.disabled = true;  // not submitted: the profile's value applies
+        lock(sel, true);
       } else {
-        if (sel.disabled) {
-          sel.disabled = false;
+        if (isLocked(sel)) {
+          lock(sel, false);
           if (f in saved) setValue(sel, saved[f]);
         }
         if (!initial && f in c.values) setValue(sel, c.values[f]);
@@ -68,6 +68,22 @@
     filter(c);
   }
 
+  // A field the chosen profile sets is locked, not disabled: it stays focusable and its
+  // value is read out ("Set by the chosen profile" in its description); it is submitted,
+  // and the server ignores a profile's fields (the _fixed.* inputs). Keys other than Tab
+  // and pointer clicks cannot change it; a change that gets through is undone.
+  function isLocked(sel) { return sel.getAttribute("aria-disabled") === "true"; }
+  function lock(sel, on) {
+    if (on) { sel.setAttribute("aria-disabled", "true"); sel.classList.add("gs-locked"); }
+    else { sel.removeAttribute("aria-disabled"); sel.classList.remove("gs-locked"); }
+  }
+  root.addEventListener("keydown", function (e) {
+    if (e.target.tagName === "SELECT" && isLocked(e.target) && e.key !== "Tab") e.preventDefault();
+  });
+  root.addEventListener("mousedown", function (e) {
+    if (e.target.tagName === "SELECT" && isLocked(e.target)) e.preventDefault();
+  });
+
   function show(opt, visible) {
     if (opt.getAttribute("data-invalid")) return;  // a rejected value stays visible
     opt.hidden = !visible;
@@ -75,7 +91,7 @@
   }
   function ensureVisible(sel) {
     var cur = selectedOption(sel);
-    if (!cur || !cur.hidden || sel.disabled) return;
+    if (!cur || !cur.hidden || isLocked(sel)) return;
     for (var i = 0; i < sel.options.length; i++) {
       if (!sel.options[i].hidden) { sel.selectedIndex = i; return; }
     }
@@ -147,7 +163,7 @@
       if (!o.getAttribute("data-invalid")) o.textContent = o.getAttribute("data-label") || o.textContent;
     });
     var cur = selectedOption(sel);
-    if (cur && cur.hidden && !sel.disabled) {
+    if (cur && cur.hidden && !isLocked(sel)) {
       // the same key on the chosen backend, else the first ("Any ...")
       for (var i = 0; i < sel.options.length; i++) {
         var o = sel.options[i];
@@ -205,17 +221,20 @@
         var over = n > c.maxGpus;
         var why = over ? "more than the " + c.maxGpus + " allowed here" : reason(b, n, ci);
         mark(o, why);
-        if (o.selected && why) {
+        // (the value the server refused has its message next to the field already)
+        if (o.selected && why && !o.getAttribute("data-invalid")) {
           note = over ? "At most " + c.maxGpus + " GPU" + (c.maxGpus !== 1 ? "s are" : " is") +
             " allowed for this choice." : data.noFit + why;
         }
       });
     }
+    // a GPU count the server refused has its message next to its field already
+    var refused = the.gpus && selectedOption(the.gpus) && selectedOption(the.gpus).getAttribute("data-invalid");
     if (the.memory) {
       Array.prototype.forEach.call(the.memory.options, function (o) {
         var why = reason(b, count, data.classes.indexOf(parseInt(o.value, 10)));
         mark(o, why);
-        if (o.selected && why && !note) note = data.noFit + why;
+        if (o.selected && why && !note && !refused) note = data.noFit + why;
       });
     }
     var noteEl = root.querySelector("[data-gs-note]");
@@ -227,6 +246,7 @@
 
   root.addEventListener("change", function (e) {
     var t = e.target;
+    if (t.tagName === "SELECT" && isLocked(t)) { setValue(t, choice().values[t.name]); return; }
     if (t.name === "profile") applyChoice(false);
     else if (t === the.backend || t === the.image) filter();
     else if (t === the.gpus || t === the.memory) { perBackendAll(); fit(); }

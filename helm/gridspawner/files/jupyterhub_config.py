@@ -46,6 +46,12 @@ for _backend in gridspawner_settings.get("backends", {}).values():
 for _trait, _value in gridspawner_settings.items():
     setattr(c.GridSpawner, _trait, _value)
 
+# -- the hub's home and admin pages show what each server got and when it stops
+# (docs/admin/hub-pages.md); hub.config's JupyterHub.template_paths may replace them
+import gridspawner.pages  # noqa: E402
+
+gridspawner.pages.enable(c)
+
 # -- users' servers outlive the hub pod: every `helm upgrade` that changes the config
 # replaces the hub pod (its checksum annotation), and a hub stopping with cleanup_servers
 # on would stop every server. The new hub re-attaches them from its database. (The proxy
