@@ -18,7 +18,7 @@ from ..usage.runtime import UsageRuntime
 from ..usage.store import safe_url
 from . import handlers as h
 from .context import HERE, ServiceContext, templates
-from .settings import SETTINGS_ENV
+from .settings import BIND_ENV, SETTINGS_ENV
 
 log = logging.getLogger("gridspawner.service")
 
@@ -64,7 +64,9 @@ def main() -> None:
 
     async def serve() -> None:
         app = make_app(context)
-        app.listen(url.port or 80, url.hostname or "127.0.0.1")
+        # its URL's host, unless the hub names another address to listen on (the Helm chart:
+        # all of the hub pod's, so the proxy pod reaches it by the hub's Service)
+        app.listen(url.port or 80, os.environ.get(BIND_ENV) or url.hostname or "127.0.0.1")
         log.info("gridspawner service on %s (usage records in %s)", url.geturl(), safe_url(context.usage.url))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ All handlers only read (GET): no form posts, no state changes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -158,24 +159,32 @@ class AdminPage(Base):
             errors = e.errors
             query = parse_query({}, now, cfg.timezone)
         filters = query.filters
-        if query.by in TIME_DIMENSIONS:
-            spans = series_spans(query, now, cfg.timezone, query.by)
-            summary = [{"key": b.label, "records": None, "hours": b.hours, "gpu_hours": b.gpu_hours, "cost": b.cost}
-                       for b in await store.series(spans, now, filters)]
-        else:
-            summary = await store.summary(query.by, query.span, now, filters)
-        if query.by in TIME_DIMENSIONS or query.by == "group":
-            totals = await store.totals(query.span, now, filters)
-        else:  # each record in exactly one row: the sums are the totals (one pass less over the records)
-            totals = {"records": sum(r["records"] for r in summary),
-                      **{k: sum(r[k] or 0.0 for r in summary) for k in ("hours", "gpu_hours", "cost")}}
+
+        async def sums() -> tuple[list[dict], dict]:
+            if query.by in TIME_DIMENSIONS:
+                spans = series_spans(query, now, cfg.timezone, query.by)
+                summary = [{"key": b.label, "records": None, "hours": b.hours, "gpu_hours": b.gpu_hours, "cost": b.cost}
+                           for b in await store.series(spans, now, filters)]
+            else:
+                summary = await store.summary(query.by, query.span, now, filters)
+            if query.by in TIME_DIMENSIONS or query.by == "group":
+                return summary, await store.totals(query.span, now, filters)
+            # each record in exactly one row: the sums are the totals (one pass less over the records)
+            return summary, {"records": sum(r["records"] for r in summary),
+                             **{k: sum(r[k] or 0.0 for r in summary) for k in ("hours", "gpu_hours", "cost")}}
+
+        # independent reads, at once (the store's threads; SQLite's readers do not wait for each other)
+        (summary, totals), rows, (chart, chart_period, _), choices = await asyncio.gather(
+            sums(),
+            store.history(filters, query.span, query.limit, (query.page - 1) * query.limit),
+            chart_for(self.ctx, query, filters, now, "GPU-hours per period, all filtered records"),
+            store.choices(),
+        )
         count = totals["records"]  # the records that overlap the span: what the history pages through
-        rows = await store.history(filters, query.span, query.limit, (query.page - 1) * query.limit)
-        chart, chart_period, _ = await chart_for(self.ctx, query, filters, now, "GPU-hours per period, all filtered records")
         self.page(
             "admin.html.j2", query=query, errors=errors, summary=summary, totals=totals, count=count,
             rows=[record_row(r, now, cfg.timezone) for r in rows], pages=max(1, math.ceil(count / query.limit)),
-            chart=chart, chart_period=chart_period, choices=await store.choices(), dimensions=DIMENSIONS,
+            chart=chart, chart_period=chart_period, choices=choices, dimensions=DIMENSIONS,
             periods=("today", "week", "month", "last-month", "year", "all"),
             filter_query=self.request.query,
         )

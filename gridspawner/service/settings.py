@@ -23,6 +23,8 @@ ADMIN_SCOPE = "custom:gridspawner:usage:admin"
 #: the role `enable_service` makes for ``admin_users`` / ``admin_groups``
 ADMIN_ROLE = "gridspawner-usage-admins"
 SETTINGS_ENV = "GRIDSPAWNER_SERVICE_SETTINGS"
+#: the address the service listens on when it is not the host of its URL (`enable_service`'s ``bind``)
+BIND_ENV = "GRIDSPAWNER_SERVICE_BIND"
 DEFAULT_PORT = 10101
 #: the hub page templates gridspawner extends (the home page's stop notes)
 HUB_TEMPLATES = str(Path(__file__).parent / "hub_templates")
@@ -32,11 +34,11 @@ CUSTOM_SCOPES = {
 }
 
 
-def service_spec(name: str, port: int) -> dict[str, Any]:
+def service_spec(name: str, port: int, url: str | None = None, bind: str | None = None) -> dict[str, Any]:
     """The entry of ``c.JupyterHub.services``."""
-    return {
+    spec: dict[str, Any] = {
         "name": name,
-        "url": f"http://127.0.0.1:{port}",
+        "url": url or f"http://127.0.0.1:{port}",
         "command": [sys.executable, "-m", "gridspawner.service"],
         "display": True,
         "info": {"description": "GPU usage, costs and quotas (gridspawner)"},
@@ -45,6 +47,9 @@ def service_spec(name: str, port: int) -> dict[str, Any]:
         # the service's OAuth tokens carry the admin scope where the user holds it
         "oauth_client_allowed_scopes": [ADMIN_SCOPE],
     }
+    if bind:
+        spec["environment"] = {BIND_ENV: bind}
+    return spec
 
 
 def _config_list(section: Any, name: str) -> list:
@@ -53,11 +58,13 @@ def _config_list(section: Any, name: str) -> list:
 
 def enable_service(c: Any, *, port: int = DEFAULT_PORT, name: str = SERVICE_NAME,
                    admin_users: list[str] | tuple[str, ...] = (), admin_groups: list[str] | tuple[str, ...] = (),
-                   home_page_notes: bool = True) -> None:
+                   home_page_notes: bool = True, url: str | None = None, bind: str | None = None) -> None:
     """Turn the gridspawner service on, in a jupyterhub_config.py (call it after your own
     ``c.JupyterHub.services``, ``custom_scopes`` and ``load_roles``, which it extends):
 
-    - ``c.JupyterHub.services``: the managed service ``name``, listening on 127.0.0.1:``port``;
+    - ``c.JupyterHub.services``: the managed service ``name``, listening on 127.0.0.1:``port``
+      (or: ``url``, where the proxy reaches it, e.g. ``http://hub-service:10101`` when the
+      proxy runs elsewhere, and ``bind``, the address it listens on, e.g. ``0.0.0.0``);
     - ``c.JupyterHub.custom_scopes``: ``custom:gridspawner:usage:admin`` (see every user's usage);
     - ``c.JupyterHub.load_roles``: the ``user`` role also gets
       ``access:services!service=NAME`` (every user sees their own usage), and the role
@@ -69,7 +76,7 @@ def enable_service(c: Any, *, port: int = DEFAULT_PORT, name: str = SERVICE_NAME
     """
     jh = c.JupyterHub
     services = [s for s in _config_list(jh, "services") if s.get("name") != name]
-    jh.services = services + [service_spec(name, port)]
+    jh.services = services + [service_spec(name, port, url, bind)]
     scopes = dict(jh.custom_scopes) if "custom_scopes" in jh else {}
     scopes.update(CUSTOM_SCOPES)
     jh.custom_scopes = scopes

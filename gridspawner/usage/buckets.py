@@ -1,9 +1,10 @@
 """Per day / week / month sums from records' (start, stop, GPUs, price): pure.
 
-SQL sums one span cheaply, but splitting records across many calendar periods (a day that
-is 23 hours long at a DST change, months of different lengths) is simpler and faster here:
-each record is found its first period by bisection and only a record that crosses a
-boundary visits the next one.
+The database sums the records per period they start in (`queries.period_sums`); the few
+records that run past that period (`queries.period_overflow`) are moved here: the part past
+its first period taken out of that one and shared among the following periods (a day that is
+23 hours long at a DST change, months of different lengths) by `bucketed`, which is also the
+plain Python statement of the whole computation (the tests compare the two).
 """
 
 from __future__ import annotations
@@ -47,4 +48,32 @@ def bucketed(rows: Iterable[Sequence], spans: Sequence[Span], now: float) -> lis
                 b.gpu_hours += gpus * hours
                 b.cost += price * hours
             i += 1
+    return buckets
+
+
+def merged_buckets(spans: Sequence[Span], now: float, sums: Iterable[Sequence], overflow: Iterable[Sequence]) -> list[Bucket]:
+    """The buckets of ``spans`` from the database's answers: ``sums`` (period end, hours,
+    GPU-hours, cost of the records that start in that period, whole parts inside the span)
+    and ``overflow`` (period end, until, stopped_at, gpus, price of the records that run past
+    the period they start in)."""
+    buckets = bucketed((), spans, now)
+    index = {b.end: i for i, b in enumerate(buckets)}
+    for period_end, hours, gpu_hours, cost in sums:
+        b = buckets[index[float(period_end)]]  # PostgreSQL answers the literal as a Decimal
+        b.hours += hours or 0.0
+        b.gpu_hours += gpu_hours or 0.0
+        b.cost += cost or 0.0
+    later = []
+    for period_end, until, stopped, gpus, price in overflow:
+        period_end = float(period_end)
+        b = buckets[index[period_end]]
+        past = (until - period_end) / 3600.0
+        b.hours -= past
+        b.gpu_hours -= gpus * past
+        b.cost -= price * past
+        later.append((period_end, stopped, gpus, price))
+    for b, extra in zip(buckets, bucketed(later, spans, now)):
+        b.hours += extra.hours
+        b.gpu_hours += extra.gpu_hours
+        b.cost += extra.cost
     return buckets

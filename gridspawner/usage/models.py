@@ -27,6 +27,8 @@ VERSION_TABLE = "gridspawner_alembic_version"
 
 #: the index that covers the sums over a period (see UsageRecord.__table_args__)
 SUMS_INDEX = "ix_gridspawner_usage_records_sums"
+#: the same in user order: the sums per user read it in order, with no sort (migration 0002)
+USER_SUMS_INDEX = "ix_gridspawner_usage_records_user_sums"
 
 #: what a record is of
 KINDS = ("server", "run")
@@ -92,6 +94,10 @@ class UsageRecord(Base):
         # covers the sums over a period (totals, per user, per day/week/month): the database
         # reads this narrow index instead of the wide rows (admin pages over many records)
         Index(SUMS_INDEX, "started_at", "stopped_at", "gpus", "price_per_hour", "username"),
+        Index(USER_SUMS_INDEX, "username", "started_at", "stopped_at", "gpus", "price_per_hour"),
+        # the admin page's filter menus: the distinct values, one index seek each (migration 0002)
+        Index(None, "backend"),
+        Index(None, "gpu_model"),
     )
 
 

@@ -6,17 +6,17 @@ running servers counted up to ``now``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import Double
 
-from .models import GROUPS, RECORDS, SUMS_INDEX
+from .models import GROUPS, RECORDS, USER_SUMS_INDEX
 
-#: the ways the aggregate can be grouped (the time ones are bucketed in Python: `store`)
+#: the ways the aggregate can be grouped (the time ones by `period_sums`)
 DIMENSIONS = ("user", "group", "backend", "gpu_model", "host", "day", "week", "month")
 
 
@@ -216,8 +216,8 @@ def summary(dimension: str, start: float, end: float, now: float, filters: Filte
         q = q.select_from(RECORDS.outerjoin(GROUPS, GROUPS.c.record_id == R.id))
     elif dimension == "user" and not filters.where():
         # SQLite would walk the (username, started_at) index for the GROUP BY and read every
-        # wide row; the sums index covers this query and is read instead
-        q = q.with_hint(RECORDS, f"INDEXED BY {SUMS_INDEX}", "sqlite")
+        # wide row; the sums index in user order covers this query and needs no sort
+        q = q.with_hint(RECORDS, f"INDEXED BY {USER_SUMS_INDEX}", "sqlite")
     return q.group_by(key).order_by(func.sum(R.gpus * hours).desc(), key)
 
 
@@ -232,10 +232,60 @@ def totals(start: float, end: float, now: float, filters: Filters = Filters()) -
     ).where(overlaps(start, end), *filters.where())
 
 
-def spans_rows(start: float, end: float, filters: Filters = Filters()) -> Any:
-    """(started_at, stopped_at, gpus, price_per_hour) of the records in ``[start, end)``,
-    for bucketing by day/week/month."""
-    return select(R.started_at, R.stopped_at, R.gpus, R.price_per_hour).where(overlaps(start, end), *filters.where())
+def _number(value: float) -> ColumnElement:
+    """A boundary as an SQL literal: ``repr`` of a float reads back as the same double, and
+    the same text each time lets GROUP BY match the selected expression on every dialect."""
+    return literal_column(repr(float(value)))
+
+
+def period_end_of(moment: ColumnElement, ends: Sequence[float]) -> ColumnElement:
+    """The first of ``ends`` (ascending) that is after ``moment`` (``ends[-1]`` for any
+    later moment): the end of the period ``moment`` falls in. A CASE nested as a binary
+    search: log2(len(ends)) comparisons a row whatever the periods' lengths (months, DST
+    days), computed from the indexed column itself."""
+    if len(ends) == 1:
+        return _number(ends[0])
+    mid = len(ends) // 2
+    return case((moment < _number(ends[mid - 1]), period_end_of(moment, ends[:mid])),
+                else_=period_end_of(moment, ends[mid:]))
+
+
+def _parts(start: float, ends: Sequence[float], now: float) -> tuple[ColumnElement, ColumnElement, ColumnElement]:
+    """Per record: the end of the period it starts in (a record that started before
+    ``start`` in the first one), and the begin and until of its part inside
+    ``[start, ends[-1])`` (running ones up to ``now``)."""
+    period_end = period_end_of(R.started_at, ends)
+    begin = greatest(R.started_at, start)
+    until = least(func.coalesce(R.stopped_at, now), ends[-1], now)
+    return period_end, begin, until
+
+
+def period_sums(ends: Sequence[float], start: float, now: float, filters: Filters = Filters()) -> Any:
+    """Per calendar period (from ``start`` up to the ascending period ``ends``), the records
+    that start in it (a record that started before ``start`` in the first one) and the sums of
+    their parts inside ``[start, ends[-1])``: columns period_end, hours, gpu_hours, cost. The
+    parts past each record's first period are taken out and shared among the following
+    periods with `period_overflow` (few records): summing the whole part here evaluates the
+    period's CASE once a row."""
+    period_end, begin, until = _parts(start, ends, now)
+    hours = (until - begin) / 3600.0
+    return (
+        select(period_end.label("period_end"), func.sum(hours).label("hours"),
+               func.sum(R.gpus * hours).label("gpu_hours"), func.sum(R.price_per_hour * hours).label("cost"))
+        .where(overlaps(start, ends[-1]), until > begin, *filters.where())
+        .group_by(literal_column("period_end"))
+    )
+
+
+def period_overflow(ends: Sequence[float], start: float, now: float, filters: Filters = Filters()) -> Any:
+    """The records that run past the end of the period they start in (few: those that cross
+    a midnight, a Monday, a 1st): (the end of that period, until: the end of the record's part
+    in the whole span, stopped_at, gpus, price_per_hour)."""
+    period_end, _, until = _parts(start, ends, now)
+    return (
+        select(period_end.label("from"), until.label("until"), R.stopped_at, R.gpus, R.price_per_hour)
+        .where(overlaps(start, ends[-1]), until > period_end, *filters.where())
+    )
 
 
 def history(filters: Filters, start: float | None, end: float | None, limit: int, offset: int = 0) -> Any:
@@ -257,12 +307,19 @@ def first_start(filters: Filters) -> Any:
     return select(func.min(R.started_at)).where(*filters.where())
 
 
+def _distinct(column: ColumnElement, table: Any) -> Any:
+    """The distinct values of an indexed ``column``, sorted: one index seek per value (a
+    recursive "next value after the last one"), not a scan of every row."""
+    seen = select(func.min(column).label("value")).select_from(table).cte("seen", recursive=True)
+    after = select(func.min(column)).select_from(table).where(column > seen.c.value).scalar_subquery()
+    seen = seen.union_all(select(after).where(seen.c.value.is_not(None)))
+    return select(seen.c.value).where(seen.c.value.is_not(None)).order_by(seen.c.value)
+
+
 def distinct_values(column: str) -> Any:
     """The values an admin may filter by (backend, gpu_model), sorted."""
-    col = {"backend": R.backend, "gpu_model": R.gpu_model}[column]
-    return select(col).distinct().order_by(col)
+    return _distinct({"backend": R.backend, "gpu_model": R.gpu_model}[column], RECORDS)
 
 
 def distinct_groups() -> Any:
-    return select(GROUPS.c.group_name).distinct().order_by(GROUPS.c.group_name)
-
+    return _distinct(GROUPS.c.group_name, GROUPS)

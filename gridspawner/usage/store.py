@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from . import queries as q
-from .buckets import Bucket, bucketed
+from .buckets import Bucket, merged_buckets
 from .models import VERSION_TABLE
 from .periods import Span
 
@@ -227,9 +227,11 @@ class UsageStore:
         return (await self._run(self._rows, q.totals(span.start, span.end, now, filters)))[0]
 
     def _series(self, spans: Sequence[Span], now: float, filters: q.Filters) -> list[Bucket]:
+        ends, start = [s.end for s in spans], spans[0].start
         with self.engine.connect() as conn:
-            rows = conn.execute(q.spans_rows(spans[0].start, spans[-1].end, filters)).all()
-        return bucketed(rows, spans, now)
+            sums = conn.execute(q.period_sums(ends, start, now, filters)).all()
+            overflow = conn.execute(q.period_overflow(ends, start, now, filters)).all()
+        return merged_buckets(spans, now, sums, overflow)
 
     async def series(self, spans: Sequence[Span], now: float, filters: q.Filters = q.Filters()) -> list[Bucket]:
         """Hours, GPU-hours and cost per span (adjacent periods, oldest first)."""

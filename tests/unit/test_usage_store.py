@@ -49,8 +49,8 @@ def test_the_migrated_schema_is_the_models_schema(tmp_path):
     store = UsageStore(f"sqlite:///{tmp_path / 'u.sqlite'}")
     try:
         assert current_revision(store.engine) is None
-        assert store.upgrade() == "0001"
-        assert store.upgrade() == "0001"  # idempotent: a restarted hub upgrades nothing
+        assert store.upgrade() == "0002"
+        assert store.upgrade() == "0002"  # idempotent: a restarted hub upgrades nothing
         assert table_names(store.engine) == sorted(
             ["gridspawner_usage_records", "gridspawner_usage_groups", VERSION_TABLE])
         with store.engine.connect() as conn:
@@ -154,3 +154,45 @@ def test_summary_by_group_and_filters(store):
     assert run(store.count(Filters(group="phys"))) == 1
     assert run(store.choices()) == {"backend": ["k8s", "local"], "gpu_model": ["A100", "Tesla T4"],
                                     "group": ["ml", "phys"]}
+
+
+@pytest.mark.parametrize("period, tz", [("day", "Europe/Paris"), ("week", "UTC"), ("week", "America/New_York"),
+                                        ("month", "Europe/Paris")])
+def test_series_in_sql_equals_the_python_computation(store, period, tz):
+    """The database's sums per day/week/month (the part of each record in the period it
+    starts in, the rest shared out) equal the plain Python split of every record over the
+    periods (`buckets.bucketed`), on random records: running ones, ones that started before
+    the span, ones longer than a period, DST changes, months of different lengths."""
+    import random
+
+    from gridspawner.usage.buckets import bucketed
+
+    rnd = random.Random(f"{period}-{tz}")
+    zone = ZoneInfo(tz)
+    now = T0 + 0.5 * H
+    spans = periods.between(T0 - 200 * 86400, now + 1, period, zone)
+    rows, backends = [], []
+    for _ in range(400):
+        started = now - rnd.uniform(0, 240 * 86400)
+        length = rnd.choice([rnd.uniform(60, 8 * H), rnd.uniform(1, 40 * 86400)])
+        running = rnd.random() < 0.05
+        stopped = None if running else min(started + length, now)
+        gpus, price = rnd.choice([0, 1, 2, 4]), rnd.choice([0.0, 0.35, 1.2])
+        backend = rnd.choice(["local", "k8s"])
+        rid = run(store.open(values(gpus=gpus, started=started, price=price, backend=backend)))
+        if stopped is not None:
+            run(store.close_record(rid, stopped, "user"))
+        rows.append((started, stopped, gpus, price))
+        backends.append(backend)
+    expected = bucketed(rows, spans, now)
+    got = run(store.series(spans, now))
+    assert [b.label for b in got] == [b.label for b in expected]
+    for field in ("hours", "gpu_hours", "cost"):
+        assert [getattr(b, field) for b in got] == pytest.approx([getattr(b, field) for b in expected],
+                                                                   rel=1e-9, abs=1e-9), field
+    assert sum(b.gpu_hours for b in got) > 0
+    # a filter narrows both the same way
+    k8s = Filters(backend="k8s")
+    k8s_rows = [r for r, backend in zip(rows, backends) if backend == "k8s"]
+    assert [b.gpu_hours for b in run(store.series(spans, now, k8s))] == pytest.approx(
+        [b.gpu_hours for b in bucketed(k8s_rows, spans, now)], rel=1e-9, abs=1e-9)

@@ -6,7 +6,8 @@ this file:
 - gridspawner.json: the `gridspawner:` block of values.yaml; each key is set as
   ``c.GridSpawner.<key>`` (the hub validates them all at start-up).
 - hub.json: what the chart knows about its own objects (service names, ports, database)
-  plus `hub.config` ({Class: {trait: value}}) and `hub.extraConfig` (Python snippets).
+  plus `hub.config` ({Class: {trait: value}}), `hub.extraConfig` (Python snippets) and
+  `usage.service` (the usage pages).
 
 JupyterHub loads this file with traitlets' PyFileConfigLoader: ``c`` is the Config.
 """
@@ -81,6 +82,16 @@ else:
 for _cls, _traits in chart["config"].items():
     for _trait, _value in _traits.items():
         setattr(c[_cls], _trait, _value)
+
+# -- the usage pages (usage.service): a managed service in this pod that the proxy, in its own
+# pod, reaches through the hub's Service; after hub.config, whose services and roles it extends.
+# The usage database's URL comes from GRIDSPAWNER_USAGE_DB_URL (usage.db: a Secret), not from here.
+if chart["usageService"]["enabled"]:
+    from gridspawner.service.settings import enable_service
+
+    _usage = chart["usageService"]
+    enable_service(c, port=_usage["port"], url=_usage["url"], bind="0.0.0.0",
+                   admin_users=_usage["adminUsers"], admin_groups=_usage["adminGroups"])
 
 # -- hub.extraConfig snippets, in name order
 for _name in sorted(chart["extraConfig"]):
