@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ...vocabulary import CatalogError, parse_given, subkey as _sub
+from ...vocabulary import NAME, CatalogError, parse_given, subkey as _sub
 from ..host.settings import (
     MAX_SLUG,
     MAX_SOCKET_PATH,
@@ -165,7 +165,7 @@ def _login(value: Any, key: str) -> LoginHost:
     check_keys(value, _LOGIN_KEYS, key)
     address = parse_address(value["address"], _sub(key, "address"))
     name = value.get("name", address)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise CatalogError(_sub(key, "name"), f"must be a short name (got {name!r})")
     jump = parse_jump(value["jump"], _sub(key, "jump")) if value.get("jump") is not None else None
     return LoginHost(name=name, address=address, port=parse_port(value.get("port", 22), _sub(key, "port")), jump=jump)
