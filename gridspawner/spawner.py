@@ -23,12 +23,13 @@ from .backends.base import BackendError, Launch, LaunchContext, NoCapacity
 from .form import parse_form, render_form
 from .form.feedback import FormFeedback
 from .hub_identity import resolve_hub_id, session_slug
+from .max_runtime import MaxRunTime
 from .mounts.keys import KeyStore
 from .mounts.renewal import CredentialRenewal, next_renewal, stop_deadline
 from .mounts.specs import MountSpec, strip_secrets
 from .preparation import MountCheckFailed, Prepared, Submission, prepare
 from .recovery_traits import CrashRecoverySettings
-from .progress_steps import StepTracker
+from .progress_feed import ProgressFeed
 from .refusals import drop_repeated_banner, launch_failure, no_capacity_message, refusal
 from .request import LaunchRequest
 from .server_env import parse_stop_warnings, request_env
@@ -221,11 +222,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
     _saved_launch_state: dict | None = None
     _started_at: float | None = None
     _deadline: float | None = None
-    _deadline_handle: asyncio.TimerHandle | None = None
-    _progress_events: list[dict] | None = None  # created by _begin_progress()
-    _steps: StepTracker | None = None
-    _progress_done: bool = False
-    _progress_changed: asyncio.Event | None = None
+    _feed: ProgressFeed | None = None  # created by _begin_progress()
 
     _mount_specs: tuple = ()
 
@@ -233,22 +230,18 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         return session_slug(self.shared.hub_id, self._user_name(), self.name or "")
 
     def _begin_progress(self) -> None:
-        self._progress_events, self._progress_done = [], False
-        self._progress_changed = asyncio.Event()
-        self._steps = StepTracker()
+        self._feed = ProgressFeed()
 
     def _progress(self, message: str) -> None:
         """Logged as it is; the spawn page gets it as a step, in users' words (progress_steps)."""
         self.log.info("%s: %s", self._log_name, message)
-        if self._progress_changed is not None:
-            self._progress_events.append(self._steps.event(message))
-            self._progress_changed.set()
+        if self._feed is not None:
+            self._feed.add(message)
 
     def _end_progress(self) -> None:
         """However start() ends, the spawn page's progress stream ends with it."""
-        self._progress_done = True
-        if self._progress_changed is not None:
-            self._progress_changed.set()
+        if self._feed is not None:
+            self._feed.end()
 
     async def start(self):
         if self._prepared is None and self._refusal is None:
@@ -261,7 +254,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             raise refusal
         request = prepared.request
         backend = self.shared.backends[request.backend]
-        self._steps.describe(request, self.catalog.backends[request.backend].display_name, backend)
+        self._feed.steps.describe(request, self.catalog.backends[request.backend].display_name, backend)
         self.log.info("Starting %s on backend %s (start timeout %s s): %s",
                       self._log_name, request.backend, self.start_timeout, request.summary())
         started, outcome = time.monotonic(), "failure"
@@ -302,7 +295,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         self._launch, self._backend_name = launch, request.backend
         self._started_at = time.time()
         self._deadline = deadline
-        self._arm_deadline()
+        self._max_run_time().arm(self._deadline, self._backend_name)
         self._credential_renewal().arm(backend, launch, self._mount_specs, self.catalog.storage, self._user_name(),
                                        next_renewal(prepared.mounts))
         await self._usage.started(self, self.usage, request, launch)
@@ -328,18 +321,9 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
 
         Every consumer (each open spawn page) sees every message.
         """
-        seen = 0
-        while True:
-            events, done, changed = self._progress_events, self._progress_done, self._progress_changed
-            if changed is None:
-                return
-            while seen < len(events):
-                seen += 1
-                yield events[seen - 1]
-            if done:
-                return
-            changed.clear()
-            await changed.wait()
+        if self._feed is not None:
+            async for event in self._feed.follow():
+                yield event
 
     def _backend(self):
         """The backend this server runs on; BackendError if the admin removed it since."""
@@ -352,7 +336,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         if self._launch is None and self._saved_launch_state:
             self._launch = await self._backend().restore(self._saved_launch_state)
             self._usage.restored(self, self.usage)
-            self._arm_deadline()
+            self._max_run_time().arm(self._deadline, self._backend_name)
             # after a hub restart: how old the mounts' credentials are is unknown, renew now
             self._credential_renewal().arm(self._backend(), self._launch, self._mount_specs, self.catalog.storage,
                                            self._user_name(), time.time())
@@ -369,7 +353,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             self._note_cut_short()
             return 0
         if self._deadline is not None and time.time() >= self._deadline:
-            self._note_expired()
+            self._max_run_time().note_expired(self._deadline, self._backend_name)
             self._usage.stop_reason = "max_runtime"
             await self.stop()
             return 0
@@ -386,7 +370,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         cut short by a crash (the state is saved only after start() returns). Its backend may
         look for what that launch left (see gridspawner.reconcile). Not after a start() of
         this process (a failed launch cleans up after itself)."""
-        if self._progress_events is not None:
+        if self._feed is not None:
             return
         name = (self.user_options or {}).get("backend") if isinstance(self.user_options, dict) else None
         backend = self.shared.backends.get(name) if self.server is not None and isinstance(name, str) else None
@@ -402,7 +386,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         return hub_server_url(launch.url, self.server.base_url if self.server is not None else "/")
 
     async def stop(self, now=False):
-        self._cancel_deadline()
+        self._max_run_time().cancel()
         try:
             try:
                 launch = await self._ensure_attached()
@@ -440,34 +424,13 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
             self._renewal = CredentialRenewal(self.log, self._log_name)
         return self._renewal
 
-    # ------------------------------------------------------------------ max run time
-    def _arm_deadline(self) -> None:
-        self._cancel_deadline()
-        if self._deadline is None:
-            return
-        delay = max(0.0, self._deadline - time.time())
-        loop = asyncio.get_running_loop()
-        self._deadline_handle = loop.call_later(delay, lambda: asyncio.ensure_future(self._expire()))
+    _max_run_time_timer: MaxRunTime | None = None
 
-    def _cancel_deadline(self) -> None:
-        if self._deadline_handle is not None:
-            self._deadline_handle.cancel()
-            self._deadline_handle = None
-
-    _expiry_noted: float | None = None
-
-    def _note_expired(self) -> None:
-        """Log and count an expiry once per deadline (the timer and a poll may both see it)."""
-        if self._expiry_noted == self._deadline:
-            return
-        self._expiry_noted = self._deadline
-        self.log.warning("%s reached its maximum run time; stopping it", self._log_name)
-        metrics.MAX_RUNTIME_STOPS.labels(self._backend_name or "").inc()
-
-    async def _expire(self) -> None:
-        self._deadline_handle = None
-        self._note_expired()
-        await self._stop_by_hub("max_runtime")
+    def _max_run_time(self) -> MaxRunTime:
+        """The timer that stops this server at its deadline (see `gridspawner.max_runtime`)."""
+        if self._max_run_time_timer is None:
+            self._max_run_time_timer = MaxRunTime(self.log, self._log_name, lambda: self._stop_by_hub("max_runtime"))
+        return self._max_run_time_timer
 
     # ------------------------------------------------------------------ state
     def get_state(self):
@@ -500,7 +463,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner)
         # (not the form's submission: JupyterHub clears the state at the start of every
         # spawn too, before apply_user_options takes the submission)
         self._prepared = self._refusal = None
-        self._cancel_deadline()
+        self._max_run_time().cancel()
         self._credential_renewal().cancel()
         self._launch = None
         self._saved_launch_state = None

@@ -18,7 +18,7 @@ import re
 import string
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 # --------------------------------------------------------------------------- errors
 
@@ -147,6 +147,12 @@ def check_keys(raw: Mapping, allowed: Iterable[str], key: str) -> None:
     unknown = sorted((k for k in raw if k not in allowed), key=str)
     if unknown:
         raise CatalogError(subkey(key, unknown[0]), f"unknown setting; expected one of: {', '.join(sorted(allowed))}")
+
+
+def parse_given(raw: Mapping, key: str, parsers: Mapping[str, Callable[[Any, str], Any]]) -> dict[str, Any]:
+    """Each setting of ``parsers`` that ``raw`` has, through its parser with its own key (in
+    the order of ``parsers``); the ones left out keep their defaults."""
+    return {name: parse(raw[name], subkey(key, name)) for name, parse in parsers.items() if name in raw}
 
 
 def check_name(value: Any, key: str) -> str:

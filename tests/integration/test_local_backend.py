@@ -406,3 +406,16 @@ async def test_cancelled_launch_leaves_nothing(env):
     assert env.ledger() == {} and env.sessions() == []
     ps = procs.all_command_lines()
     assert "--delay=30" not in ps
+
+
+async def test_announced_stops_reach_the_servers_stops_file(env):
+    """The usage side (quota, idle) tells a running server of its stops through the stops
+    file of its session directory: the script runs as the server's login, and says so."""
+    backend = env.backend()
+    result = await launch(env, backend, context(), request())
+    entries = [{"reason": "quota", "at": 1900000000.0}, {"reason": "idle", "at": 1900000600.0}]
+    assert await backend.announce_stops(result, entries) is True
+    stops_file = Path(result.state["session_dir"]) / "stops.json"
+    assert json.loads(stops_file.read_text()) == {"stops": entries}
+    await backend.stop(result)
+    assert not stops_file.exists()

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ...gpu import GPUProbeError, describe, place
 from ...mounts.resolved import S3Secret
-from ..base import AccessDenied, Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, Unreachable
+from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext
 from . import ledger, scripts
 from .down_hosts import DownHosts
+from .forwards import SessionForwards
 from .gpu_use import GpuUse, parse_use, use_lines
 from .inventory import Inventory, parse_probe
 from .launch_env import data_dir_name, launch_spec, server_environment
@@ -35,7 +36,7 @@ from .scripts import LaunchSpec
 from .settings import MAX_SLUG, HostImage, HostSettings
 from .start_answers import leftover_pid, listening, started
 from .stops_file import WRITTEN, stops_script
-from .transport import Forward, HostUnreachable, LoginRefused, RunResult, Transport, TransportError
+from .transport import RunResult, Transport, TransportError, run_script
 
 if TYPE_CHECKING:
     from ...request import LaunchRequest
@@ -57,7 +58,7 @@ class HostBackend(HostReconcileMixin, Backend):
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._forwards: dict[str, Forward] = {}  # session dir -> forward
+        self._forwards = SessionForwards()
         self._down = DownHosts()
         self._init_reconcile()
         self._gpu_use: dict[str, GpuUse] = {}  # host -> GPU use its last probe saw
@@ -131,20 +132,9 @@ class HostBackend(HostReconcileMixin, Backend):
         return HostLogin(host, state.get("account") or self.account_for(host, None))
 
     async def _run(self, login: HostLogin, script: str, what: str, timeout: float | None = None) -> RunResult:
-        """Run a script at ``login``. Never logs the script (the launch script holds a token)."""
+        """Run a script at ``login`` (`transport.run_script`), within ``command_timeout`` by default."""
         timeout = self.settings.command_timeout if timeout is None else timeout
-        host = login.host
-        transport = await self.transport(login)
-        try:
-            return await transport.run(script, timeout)
-        except asyncio.TimeoutError:
-            raise BackendError(f"{what} on {host} did not finish within {timeout:g} s") from None
-        except HostUnreachable as e:
-            raise Unreachable(f"{what} on {host} failed: {e}") from None
-        except LoginRefused as e:
-            raise AccessDenied(f"{what} on {host} failed: {e}") from None
-        except TransportError as e:
-            raise BackendError(f"{what} on {host} failed: {e}") from None
+        return await run_script(await self.transport(login), script, timeout, what, login.host)
 
     async def _probe(self, login: HostLogin, nvidia_smi: Sequence[str] | None = None) -> Inventory:
         """What ``login.host`` has (GPUs, ledger claims, ``login.account``'s sessions)."""
@@ -308,8 +298,7 @@ class HostBackend(HostReconcileMixin, Backend):
             if isinstance(e, (OSError, TransportError)):
                 raise BackendError(f"could not forward a port to the server on {host}: {e}") from None
             raise
-        await self._drop_forward(session_dir)  # a leftover of this session's previous server
-        self._forwards[session_dir] = forward
+        await self._forwards.keep(session_dir, forward)
         state = saved_state(placement, spec, pid, s.relay_host, forward.port, s.ledger_dir, data_link, extra_state)
         self.log.info("%s: server %r started on %s as pid %d (%s)", ctx.user, ctx.server_name, host, pid, describe(gpus))
         return Launch(url=relay_url(s.relay_host, forward.port), state=state, gpus=tuple(gpus),
@@ -382,25 +371,14 @@ class HostBackend(HostReconcileMixin, Backend):
         state = self._check_state(state)
         s = self.settings
         transport = await self.transport(self.login_of(state))
-        forward = self._forwards.get(state["session_dir"])
-        if forward is None or getattr(forward, "closed", False):
-            try:
-                forward = await transport.forward(state["socket"], s.relay_host, int(state["relay_port"] or 0),
-                                                  check=False)
-            except (OSError, TransportError) as e:
-                raise BackendError(f"could not forward a port to the server on {state['host']}: {e}") from None
-            self._forwards[state["session_dir"]] = forward
+        forward = await self._forwards.reopen(transport, state["session_dir"], state["socket"], s.relay_host,
+                                              int(state["relay_port"] or 0), f"on {state['host']}")
         await self._reattach(transport, state)
         return launch_of(state, s.relay_host, forward.port)
 
-    async def _drop_forward(self, session_dir: str) -> None:
-        forward = self._forwards.pop(session_dir, None)
-        if forward is not None:
-            await forward.close()
-
     async def _server_gone(self, session_dir: str) -> None:
         """The server of ``session_dir`` ended or was stopped: its relay and tunnels go."""
-        await self._drop_forward(session_dir)
+        await self._forwards.drop(session_dir)
         self._release_tunnels(session_dir)
 
     async def poll(self, launch: Launch) -> int | None:
@@ -488,7 +466,7 @@ class HostBackend(HostReconcileMixin, Backend):
     async def announce_stops(self, launch: Launch, entries: list[dict]) -> bool:
         """Write the server's stops file (`stops_file`); False when its session is gone."""
         st = launch.state
-        result = await self._run(st["host"], stops_script(st["session_dir"], entries), "writing the stops file")
+        result = await self._run(self.login_of(st), stops_script(st["session_dir"], entries), "writing the stops file")
         return scripts.parse_marker(result.stdout, WRITTEN) is not None
 
     def gpu_busy(self, launch: Launch, threshold: int, max_age: float) -> bool | None:
@@ -514,6 +492,5 @@ class HostBackend(HostReconcileMixin, Backend):
         return Capacity(backend=self.name, hosts=tuple(hosts), updated=time.time())
 
     async def close(self) -> None:
-        for session_dir in list(self._forwards):
-            await self._drop_forward(session_dir)
+        await self._forwards.close()
 

@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ...vocabulary import HOSTNAME as _HOSTNAME, CatalogError, check_keys, check_placeholders, subkey as _sub, user_dir_name
+from ...vocabulary import HOSTNAME as _HOSTNAME, CatalogError, check_keys, check_placeholders, parse_given, subkey as _sub, user_dir_name
 from ...server_env import FACTS
 from .scripts import SOCKET_NAME, env_name_ok
 
@@ -123,28 +123,31 @@ def parse_host_settings(cls: type, raw: Mapping, key: str, **defaults: Any) -> A
             f"is too long for unix socket paths ({len(out['session_root'].encode())} bytes; at most {room}): "
             "choose a short directory such as /tmp/gridspawner",
         )
-    if "ledger_dir" in raw:
-        out["ledger_dir"] = parse_path(raw["ledger_dir"], _sub(key, "ledger_dir"))
-    if "notebook_dir" in raw:
-        out["notebook_dir"] = parse_notebook_dir(raw["notebook_dir"], _sub(key, "notebook_dir"))
-    if "nvidia_smi" in raw:
-        out["nvidia_smi"] = parse_command(raw["nvidia_smi"], _sub(key, "nvidia_smi"))
-    if "env" in raw:
-        out["env"] = parse_env(raw["env"], _sub(key, "env"))
-    for name in ("interrupt_timeout", "term_timeout", "kill_timeout", "ledger_grace", "mount_timeout", "flush_timeout"):
-        if name in raw:
-            out[name] = parse_seconds(raw[name], _sub(key, name))
-    for name in ("start_wait", "command_timeout"):
-        if name in raw:
-            out[name] = parse_seconds(raw[name], _sub(key, name), minimum=0.1 if name == "command_timeout" else 0)
-    if "relay_host" in raw:
-        out["relay_host"] = parse_listen_host(raw["relay_host"], _sub(key, "relay_host"))
-    if "host_name" in raw:
-        v = raw["host_name"]
-        if not isinstance(v, str) or not _LABEL.fullmatch(v):
-            raise CatalogError(_sub(key, "host_name"), f"must be a short one-line name (got {v!r})")
-        out["host_name"] = v
+    out.update(parse_given(raw, key, {
+        "ledger_dir": parse_path,
+        "notebook_dir": parse_notebook_dir,
+        "nvidia_smi": parse_command,
+        "env": parse_env,
+        **dict.fromkeys(("interrupt_timeout", "term_timeout", "kill_timeout", "ledger_grace", "mount_timeout",
+                         "flush_timeout", "start_wait"), parse_seconds),
+        "command_timeout": lambda v, k: parse_seconds(v, k, minimum=0.1),
+        "relay_host": parse_listen_host,
+        "host_name": _parse_host_name,
+    }))
     return cls(**out)
+
+
+def _parse_host_name(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
+        raise CatalogError(key, f"must be a short one-line name (got {value!r})")
+    return value
+
+
+def parse_hub_api_url(value: Any, key: str) -> str:
+    """The hub's API URL as a remote server reaches it (no trailing slash)."""
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+        raise CatalogError(key, f"must be an http(s) URL such as 'http://hub.example.org:8081/hub/api' (got {value!r})")
+    return value.rstrip("/")
 
 
 def parse_listen_host(value: Any, key: str) -> str:

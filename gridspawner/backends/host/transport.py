@@ -14,6 +14,7 @@ import os
 import signal
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from ..base import AccessDenied, BackendError, Unreachable
 from .relay import Relay
 
 
@@ -68,6 +69,22 @@ class Transport(Protocol):
 #: variables a script on the hub's machine starts with; the rest of the hub's environment
 #: (CONFIGPROXY_AUTH_TOKEN, JUPYTERHUB_CRYPT_KEY, cloud credentials…) must not reach servers.
 BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+async def run_script(transport: Transport, script: str, timeout: float, what: str, host: str) -> RunResult:
+    """Run ``script`` through ``transport``, its failure as the backend error that says what
+    went wrong on ``host`` (unreachable, login refused, timed out). Never logs the script
+    (a launch script holds a token)."""
+    try:
+        return await transport.run(script, timeout)
+    except asyncio.TimeoutError:
+        raise BackendError(f"{what} on {host} did not finish within {timeout:g} s") from None
+    except HostUnreachable as e:
+        raise Unreachable(f"{what} on {host} failed: {e}") from None
+    except LoginRefused as e:
+        raise AccessDenied(f"{what} on {host} failed: {e}") from None
+    except TransportError as e:
+        raise BackendError(f"{what} on {host} failed: {e}") from None
 
 
 class LocalTransport:

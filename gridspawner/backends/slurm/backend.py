@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from ...gpu import GPU, GPUProbeError, describe, parse_nvidia_smi
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env
 from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity, Reconciled
-from ..host.relay import Relay
+from ..host.forwards import SessionForwards
 from ..host.scripts import SOCKET_NAME, check_slug, env_name_ok
 from ..host.settings import MAX_SLUG, HostImage, parse_host_image, user_dir_name
 from ..host.ssh_transport import SSHTransport
@@ -65,7 +65,7 @@ class SlurmBackend(Backend):
         self._board_key = (tuple((h.address, h.port, h.jump) for h in settings.login_hosts),
                            self.ssh.account_for(None))
         self.board = BOARDS.join(self._board_key, self._board_run)
-        self._forwards: dict[str, Relay] = {}  # session dir -> relay
+        self._forwards = SessionForwards()
         self._addresses: dict[str, str] = {}  # node name -> NodeAddr
         self._retries: set[asyncio.Task] = set()  # cancels that a login node did not take yet
         self._orphans = OrphanJobs()
@@ -269,8 +269,7 @@ class SlurmBackend(Backend):
             forward = await transport.forward(socket, s.relay_host)
         except (OSError, TransportError) as e:
             raise BackendError(f"could not forward a port to the server on {node}: {e}") from None
-        await self._drop_forward(sdir)
-        self._forwards[sdir] = forward
+        await self._forwards.keep(sdir, forward)
         state = {
             "v": STATE_VERSION, "job_id": job_id, "account": account, "node": node, "node_address": address,
             "session_dir": sdir, "socket": socket, "relay_host": s.relay_host, "relay_port": forward.port,
@@ -346,14 +345,8 @@ class SlurmBackend(Backend):
         st = self._check_state(state)
         self.board.track(st["job_id"])
         transport = self.ssh.node_transport(st["account"], st["node"], st["node_address"])
-        forward = self._forwards.get(st["session_dir"])
-        if forward is None or forward.closed:
-            try:
-                forward = await transport.forward(st["socket"], self.settings.relay_host, int(st["relay_port"] or 0),
-                                                  check=False)
-            except (OSError, TransportError) as e:
-                raise BackendError(f"could not forward a port to the server of job {st['job_id']}: {e}") from None
-            self._forwards[st["session_dir"]] = forward
+        forward = await self._forwards.reopen(transport, st["session_dir"], st["socket"], self.settings.relay_host,
+                                              int(st["relay_port"] or 0), f"of job {st['job_id']}")
         if st.get("api_port") and st.get("api_dest"):
             await transport.keep_reverse(int(st["api_port"]), str(st["api_dest"][0]), int(st["api_dest"][1]),
                                          holder=st["session_dir"])
@@ -383,7 +376,7 @@ class SlurmBackend(Backend):
             await self._cancel(st["account"], job_id, st["session_dir"])
         else:
             self.board.forget(job_id)
-            await self._drop_forward(st["session_dir"])
+            await self._forwards.drop(st["session_dir"])
             self._release(st["session_dir"])
         return 1
 
@@ -414,7 +407,7 @@ class SlurmBackend(Backend):
                     await asyncio.sleep(0.2)
         finally:
             self.board.forget(job_id)
-            await self._drop_forward(session_dir)
+            await self._forwards.drop(session_dir)
             self._release(session_dir)
 
     def _retry_cancel(self, account: str, job_id: int) -> None:
@@ -443,11 +436,6 @@ class SlurmBackend(Backend):
     async def cancel_orphan(self, account: str, job_id: int) -> None:
         self.log.warning("cancelling job %d of %s: no server of this hub uses it", job_id, account)
         await self._cancel(account, job_id, "")
-
-    async def _drop_forward(self, session_dir: str) -> None:
-        forward = self._forwards.pop(session_dir, None)
-        if forward is not None:
-            await forward.close()
 
     def _release(self, session_dir: str) -> None:
         self.ssh.release(session_dir)
@@ -488,8 +476,7 @@ class SlurmBackend(Backend):
         BOARDS.leave(self._board_key, self._board_run)
         for task in list(self._retries):
             task.cancel()
-        for sdir in list(self._forwards):
-            await self._drop_forward(sdir)
+        await self._forwards.close()
         await self.ssh.close()
 
 

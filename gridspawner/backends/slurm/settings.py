@@ -13,13 +13,14 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ...vocabulary import CatalogError, subkey as _sub
+from ...vocabulary import NAME, CatalogError, parse_given, subkey as _sub
 from ..host.settings import (
     MAX_SLUG,
     MAX_SOCKET_PATH,
     check_keys,
     parse_command,
     parse_env,
+    parse_hub_api_url,
     parse_listen_host,
     parse_notebook_dir,
     parse_path,
@@ -164,7 +165,7 @@ def _login(value: Any, key: str) -> LoginHost:
     check_keys(value, _LOGIN_KEYS, key)
     address = parse_address(value["address"], _sub(key, "address"))
     name = value.get("name", address)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise CatalogError(_sub(key, "name"), f"must be a short name (got {name!r})")
     jump = parse_jump(value["jump"], _sub(key, "jump")) if value.get("jump") is not None else None
     return LoginHost(name=name, address=address, port=parse_port(value.get("port", 22), _sub(key, "port")), jump=jump)
@@ -297,33 +298,26 @@ def parse_slurm_settings(raw: Mapping, key: str) -> SlurmSettings:
         raise CatalogError(_sub(key, "session_root"),
                            f"is too long for unix socket paths (at most {SESSION_ROOT_ROOM} bytes with the account name)")
     out["session_root"] = root.rstrip("/") or "/"
-    if "notebook_dir" in raw:
-        out["notebook_dir"] = parse_notebook_dir(raw["notebook_dir"], _sub(key, "notebook_dir"))
-    if "job_output" in raw:
-        v = raw["job_output"]
-        if not isinstance(v, str) or not v or v.startswith("-") or any(c in v for c in "\x00\n\r"):
-            raise CatalogError(_sub(key, "job_output"), f"must be a file name for sbatch --output, e.g. "
-                                                        f"'.gridspawner/slurm-%j.out' (got {v!r})")
-        out["job_output"] = v
-    if "job_name" in raw:
-        out["job_name"] = _slurm_name(raw["job_name"], _sub(key, "job_name"), "job")
-    if "extra_options" in raw:
-        out["extra_options"] = _options(raw["extra_options"], _sub(key, "extra_options"))
-    if "env" in raw:
-        out["env"] = parse_env(raw["env"], _sub(key, "env"))
-    if "nvidia_smi" in raw:
-        out["nvidia_smi"] = parse_command(raw["nvidia_smi"], _sub(key, "nvidia_smi"))
-    if "node_port" in raw:
-        out["node_port"] = parse_port(raw["node_port"], _sub(key, "node_port"))
-    if "relay_host" in raw:
-        out["relay_host"] = parse_listen_host(raw["relay_host"], _sub(key, "relay_host"))
+    out.update(parse_given(raw, key, {
+        "notebook_dir": parse_notebook_dir,
+        "job_output": _job_output,
+        "job_name": lambda v, k: _slurm_name(v, k, "job"),
+        "extra_options": _options,
+        "env": parse_env,
+        "nvidia_smi": parse_command,
+        "node_port": parse_port,
+        "relay_host": parse_listen_host,
+    }))
     out["relay_ports"] = parse_relay_ports(raw.get("relay_ports"), _sub(key, "relay_ports"))
     if raw.get("hub_api_url") is not None:
-        v = raw["hub_api_url"]
-        if not isinstance(v, str) or not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", v):
-            raise CatalogError(_sub(key, "hub_api_url"), f"must be an http(s) URL (got {v!r})")
-        out["hub_api_url"] = v.rstrip("/")
+        out["hub_api_url"] = parse_hub_api_url(raw["hub_api_url"], _sub(key, "hub_api_url"))
     return SlurmSettings(**out)
+
+
+def _job_output(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value or value.startswith("-") or any(c in value for c in "\x00\n\r"):
+        raise CatalogError(key, f"must be a file name for sbatch --output, e.g. '.gridspawner/slurm-%j.out' (got {value!r})")
+    return value
 
 
 def check_account(account: str, user: str) -> str:

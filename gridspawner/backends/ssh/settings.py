@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from ...vocabulary import LOGIN, NAME as _NAME, CatalogError, check_placeholders, subkey as _sub
+from ...vocabulary import LOGIN, NAME as _NAME, CatalogError, check_placeholders, parse_given, subkey as _sub
 from ..host.settings import (
     HOST_IMAGE_KEYS,
     MAX_SLUG,
@@ -22,6 +22,7 @@ from ..host.settings import (
     parse_command,
     parse_host_image,
     parse_host_settings,
+    parse_hub_api_url,
     parse_path,
     parse_seconds,
 )
@@ -170,6 +171,14 @@ def parse_jump(value: Any, key: str) -> Jump:
     )
 
 
+def _parse_gpus(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(
+        (isinstance(g, int) and not isinstance(g, bool) and g >= 0) or (isinstance(g, str) and g) for g in value
+    ):
+        raise CatalogError(key, f"must be a list of GPU indices or UUIDs (got {value!r})")
+    return tuple(str(g) for g in value)
+
+
 def _parse_host(value: Any, key: str) -> SSHHost:
     if isinstance(value, str):
         value = {"name": value}
@@ -180,24 +189,28 @@ def _parse_host(value: Any, key: str) -> SSHHost:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise CatalogError(_sub(key, "name"), f"must be a short name: letters, digits, '.', '_', '-' (got {name!r})")
     out: dict[str, Any] = {"name": name, "address": parse_address(value.get("address", name), _sub(key, "address"))}
-    if "port" in value:
-        out["port"] = parse_port(value["port"], _sub(key, "port"))
-    if "username" in value:
-        out["username"] = parse_account(value["username"], _sub(key, "username"))
-    if "nvidia_smi" in value:
-        out["nvidia_smi"] = parse_command(value["nvidia_smi"], _sub(key, "nvidia_smi"))
-    if "gpus" in value:
-        gpus = value["gpus"]
-        if not isinstance(gpus, (list, tuple)) or not all(
-            (isinstance(g, int) and not isinstance(g, bool) and g >= 0) or (isinstance(g, str) and g) for g in gpus
-        ):
-            raise CatalogError(_sub(key, "gpus"), f"must be a list of GPU indices or UUIDs (got {gpus!r})")
-        out["gpus"] = tuple(str(g) for g in gpus)
-    if "runtime" in value:
-        out["runtime"] = parse_runtime(value["runtime"], _sub(key, "runtime"))
+    out.update(parse_given(value, key, {
+        "port": parse_port,
+        "username": parse_account,
+        "nvidia_smi": parse_command,
+        "gpus": _parse_gpus,
+        "runtime": parse_runtime,
+    }))
     if value.get("jump") is not None:
         out["jump"] = parse_jump(value["jump"], _sub(key, "jump"))
     return SSHHost(**out)
+
+
+def _at_least_one(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CatalogError(key, f"must be an integer >= 1 (got {value!r})")
+    return value
+
+
+def _true_or_false(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise CatalogError(key, "must be true or false")
+    return value
 
 
 def parse_relay_ports(value: Any, key: str) -> tuple[int, int] | None:
@@ -267,33 +280,16 @@ def parse_ssh_settings(raw: Mapping, key: str) -> SSHSettings:
             _sub(key, "probe_username"),
             "is required when username is a template: the account that probes GPUs in the background",
         )
-    for name in ("connect_timeout", "keepalive_interval"):
-        if name in raw:
-            own[name] = parse_seconds(raw[name], _sub(key, name), minimum=0.1)
-    if "down_grace" in raw:
-        own["down_grace"] = parse_seconds(raw["down_grace"], _sub(key, "down_grace"))
-    if "connection_idle_timeout" in raw:
-        own["connection_idle_timeout"] = parse_seconds(raw["connection_idle_timeout"],
-                                                       _sub(key, "connection_idle_timeout"), minimum=0.1)
-    for name in ("keepalive_count_max", "max_sessions"):
-        if name in raw:
-            v = raw[name]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise CatalogError(_sub(key, name), f"must be an integer >= 1 (got {v!r})")
-            own[name] = v
+    own.update(parse_given(raw, key, {
+        **dict.fromkeys(("connect_timeout", "keepalive_interval"), lambda v, k: parse_seconds(v, k, minimum=0.1)),
+        "down_grace": parse_seconds,
+        "connection_idle_timeout": lambda v, k: parse_seconds(v, k, minimum=0.1),
+        **dict.fromkeys(("keepalive_count_max", "max_sessions"), _at_least_one),
+    }))
     if raw.get("hub_api_url") is not None:
-        v = raw["hub_api_url"]
-        if not isinstance(v, str) or not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", v):
-            raise CatalogError(_sub(key, "hub_api_url"), f"must be an http(s) URL such as "
-                                                         f"'http://hub.example.org:8081/hub/api' (got {v!r})")
-        own["hub_api_url"] = v.rstrip("/")
+        own["hub_api_url"] = parse_hub_api_url(raw["hub_api_url"], _sub(key, "hub_api_url"))
     own["relay_ports"] = parse_relay_ports(raw.get("relay_ports"), _sub(key, "relay_ports"))
-    if "runtime" in raw:
-        own["runtime"] = parse_runtime(raw["runtime"], _sub(key, "runtime"))
-    if "allow_host_choice" in raw:
-        if not isinstance(raw["allow_host_choice"], bool):
-            raise CatalogError(_sub(key, "allow_host_choice"), "must be true or false")
-        own["allow_host_choice"] = raw["allow_host_choice"]
+    own.update(parse_given(raw, key, {"runtime": parse_runtime, "allow_host_choice": _true_or_false}))
 
     base_raw = {k: v for k, v in raw.items() if k not in SSH_ONLY_KEYS}
     root = base_raw.get("session_root", "/tmp/gridspawner-{account}")
