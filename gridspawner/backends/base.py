@@ -81,6 +81,42 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class BatchJob:
+    """A command run to completion on a request's placement instead of a Jupyter server (a
+    notebook run, `gridspawner.runs`). Backends give it the same placement, GPU ledger /
+    scheduling, image, mounts, limits and clean-up as a server.
+
+    ``argv`` runs inside the chosen environment (image or prefix) with the job's work directory
+    as its current directory; every element is data (backends quote it, never re-format it).
+    ``files``: put into the work directory before ``argv`` runs (the notebook, its parameters);
+    names are plain file names. ``outputs``: work-directory-relative files brought back to the
+    hub when the job has ended (`BatchResult.files`). ``env``: extra environment for ``argv``
+    (no secrets: mount credentials travel in ``LaunchContext.mounts`` as for servers).
+    """
+
+    run_id: str  # safe and unique: letters, digits, '-'
+    argv: tuple[str, ...]
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    outputs: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    """What a finished batch job left: its exit code (None when it is not known, e.g. the
+    job was lost), the ``outputs`` that exist (name → bytes) and the tail of its combined
+    stdout/stderr (at most ``BATCH_LOG_TAIL`` bytes, decoded with replacement)."""
+
+    exit_code: int | None
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    log_tail: str = ""
+
+
+#: the most bytes of a batch job's log kept in `BatchResult.log_tail`
+BATCH_LOG_TAIL = 64 * 1024
+
+
+@dataclass(frozen=True)
 class HostCapacity:
     """GPUs on one host (or node) and which of them are free."""
 
@@ -314,6 +350,30 @@ class Backend(ABC):
         the server: see docs/admin/usage.md)."""
         return None
 
+    # -- batch jobs (notebook runs): the same placement and clean-up as servers
+    #: whether this kind implements the batch operations below
+    runs_batch: ClassVar[bool] = False
+
+    async def start_batch(self, ctx: LaunchContext, request: LaunchRequest, job: BatchJob) -> Launch:
+        """Place ``request`` (GPUs, image, mounts, limits) and start ``job.argv`` there, like
+        `launch` but with no Jupyter server and no URL (``Launch.url`` is ""). ``Launch.state``
+        is JSON-able, holds no secret and is enough for `poll_batch` / `finish_batch` /
+        `stop` after a restart of the process (it also holds ``job.outputs``). Raises
+        BackendError like `launch` (NoCapacity only when nothing fits now: the caller queues)
+        and leaves nothing behind when it raises."""
+        raise BackendError(f"backend kind {self.kind!r} does not run batch jobs")
+
+    async def poll_batch(self, launch: Launch) -> int | None:
+        """None while the job runs, else its exit code (a job found gone without an exit code
+        reads -1)."""
+        raise BackendError(f"backend kind {self.kind!r} does not run batch jobs")
+
+    async def finish_batch(self, launch: Launch) -> BatchResult:
+        """After `poll_batch` said the job ended (or after `stop`): bring back its outputs and
+        log tail, then release everything it held (GPU, mounts, session/pod, Secrets).
+        Idempotent: a second call returns what is still there (possibly nothing)."""
+        raise BackendError(f"backend kind {self.kind!r} does not run batch jobs")
+
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         """The user or named server is deleted for good: remove what outlives a server
         (e.g. a home volume). Default: nothing outlives a server."""
@@ -328,8 +388,11 @@ def empty_capacity(backend: str) -> Capacity:
 
 __all__ = [
     "AccessDenied",
+    "BATCH_LOG_TAIL",
     "Backend",
     "BackendError",
+    "BatchJob",
+    "BatchResult",
     "Capacity",
     "HostCapacity",
     "Launch",
