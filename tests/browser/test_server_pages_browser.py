@@ -68,6 +68,7 @@ def row(page, server: str):
     return page.locator(f"#gridspawner-servers tr.gridspawner-server[data-server='{server}']")
 
 
+@pytest.mark.jh5
 def test_home_page_shows_what_each_server_got_and_warns_before_the_stop(hub, chromium, artifacts_dir):
     context, page = open_page(chromium, hub, USER, "home")
     try:

@@ -11,6 +11,7 @@ from browsing import open_spawn_page
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
 
+@pytest.mark.jh5
 def test_login_spawn_form_to_jupyterlab(hub, chromium, username, artifacts_dir):
     context = chromium.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()

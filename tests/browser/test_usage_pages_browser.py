@@ -68,6 +68,7 @@ def download_csv(page, link: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.jh5
 def test_usage_pages_and_csv_exports(hub, chromium, username, artifacts_dir):
     hub.create_user(username)
     hub.create_group("ml101", [username])

@@ -29,6 +29,7 @@ def browser(hub, username):
         hub.stop_server(username)
 
 
+@pytest.mark.jh5
 def test_form_shows_fields_and_capacity(hub, browser):
     r = browser.get_form()
     assert r.status_code == 200
@@ -47,6 +48,7 @@ def test_form_shows_fields_and_capacity(hub, browser):
     ],
     ids=["gpus", "image", "gpu_memory"],
 )
+@pytest.mark.jh5
 def test_form_bad_options_400_message_next_to_field(hub, browser, username, fields, field, message):
     r = browser.post_form(fields)
     assert r.status_code == 400, (r.status_code, r.text[:500])
@@ -65,6 +67,7 @@ def test_form_bad_options_400_message_next_to_field(hub, browser, username, fiel
     assert f'id="gs-{field}-error"' not in again.text
 
 
+@pytest.mark.jh5
 def test_rest_400_lists_every_bad_field_as_json(hub, username):
     hub.create_user(username)
     r = hub.spawn(username, {"backend": "local", "image": "nope", "gpus": 99, "gpu_memory": 33})
@@ -81,6 +84,7 @@ def test_rest_400_lists_every_bad_field_as_json(hub, username):
     assert hub.server(username) is None
 
 
+@pytest.mark.jh5
 def test_form_good_options_redirect_to_server(hub, browser, username):
     r = browser.post_form({"backend": "local", "image": "lab", "gpus": "1", "gpu_memory": "0"})
     assert r.status_code == 302, (r.status_code, r.text[:500])

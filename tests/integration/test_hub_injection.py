@@ -75,6 +75,7 @@ def test_rest_canaries(hub, username, canary, field):
     _assert_nothing_ran(hub, username, canary, before)
 
 
+@pytest.mark.jh5
 def test_rest_canaries_in_every_field_at_once(hub, username, canary):
     hub.create_user(username)
     before = _sessions(hub)

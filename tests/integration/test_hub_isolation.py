@@ -37,6 +37,7 @@ def _stored_options(hub, name: str, server: str) -> dict:
     return json.loads(row[0]) if row[0] else {}
 
 
+@pytest.mark.jh5
 def test_a_hub_with_another_spawner_is_not_changed(make_hub, username):
     hub = make_hub(spawner_class="simple", spawner={"args": ["--allow-root"]}, gpus=None)
     hub.create_user(username)

@@ -12,6 +12,7 @@ from hubtools import procs
 pytestmark = pytest.mark.hub
 
 
+@pytest.mark.jh5
 def test_hub_restart_keeps_server_reachable(make_hub, username):
     hub = make_hub()
     hub.spawn_ready(username, {"gpus": 1, "gpu_memory": 40})
@@ -48,6 +49,7 @@ def test_hub_restart_keeps_server_reachable(make_hub, username):
     assert not hub.leftover_pids()
 
 
+@pytest.mark.jh5
 def test_hub_restart_notices_server_that_died(make_hub, username):
     hub = make_hub()
     hub.spawn_ready(username, {"gpus": 1})
@@ -65,6 +67,7 @@ def test_hub_restart_notices_server_that_died(make_hub, username):
         hub.stop_server(u)
 
 
+@pytest.mark.jh5
 def test_max_runtime_stops_server_by_itself(hub, username):
     hub.spawn_ready(username, {"profile": "short"})
     pid = hub.server_pid(username)
@@ -115,6 +118,7 @@ def test_bad_config_stops_hub_naming_the_key(make_hub, tmp_path, change, key):
     assert f"{key}: " in message, log[-3000:]
 
 
+@pytest.mark.jh5
 def test_every_bad_setting_is_named_in_one_message(make_hub, tmp_path):
     """Three unrelated mistakes: the hub exits 1 once, and its message names each key (an
     admin fixes them all in one go instead of one per restart)."""
@@ -139,6 +143,7 @@ def test_every_bad_setting_is_named_in_one_message(make_hub, tmp_path):
         assert re.search(r"\n\s+" + re.escape(key) + ": ", message), message[:3000]  # one a line
 
 
+@pytest.mark.jh5
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_hub_shutdown_with_cleanup_exits(make_hub, username, sig):
     """With cleanup_servers (JupyterHub's default) a signal stops the servers and the hub

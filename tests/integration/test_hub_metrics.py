@@ -55,6 +55,7 @@ def test_metrics_need_the_read_metrics_scope(hub):
     assert "gridspawner_" not in r.text
 
 
+@pytest.mark.jh5
 def test_spawns_refusals_and_gpus_are_counted(hub, username):
     hub.create_user(username)
     inventory = {"80": 2, "40": 1, "16": 1}  # tests/hubtools FAKE_GPUS, by nominal size

@@ -69,6 +69,7 @@ def _seed(s3_, username: str) -> None:
     s3_.client().put_object(Bucket=BUCKET, Key=f"{username}/hello.txt", Body=b"hello")
 
 
+@pytest.mark.jh5
 def test_rest_spawn_keeps_secrets_out_of_db_and_log(s3hub, username):
     hub, s3_ = s3hub
     _seed(s3_, username)

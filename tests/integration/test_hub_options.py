@@ -46,6 +46,7 @@ def counting_hub(tmp_path_factory):
         assert not h.leftover_pids()
 
 
+@pytest.mark.jh5
 def test_options_are_validated_once_per_spawn_and_never_unhandled(counting_hub, username):
     hub = counting_hub
     hub.create_user(username)
@@ -84,6 +85,7 @@ def _error_shown(page: str, field: str) -> bool:
     return f'id="gs-{field}-error"' in page
 
 
+@pytest.mark.jh5
 def test_form_feedback_belongs_to_the_server_it_was_submitted_for(hub, username):
     """A refused submission for named server "a" comes back on a's form, and only there:
     the form of server "b" and the default server's form stay clean."""

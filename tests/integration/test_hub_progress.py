@@ -28,6 +28,7 @@ def read_progress(hub, username: str) -> list[dict]:
     raise AssertionError(f"no progress stream: {events}")
 
 
+@pytest.mark.jh5
 def test_progress_is_steps_with_their_share_in_users_words(hub, username):
     hub.create_user(username)
     answers: list = []

@@ -43,6 +43,7 @@ def field_error(page: str, field: str) -> str:
     return html.unescape(m.group(1)).strip()
 
 
+@pytest.mark.jh5
 def test_quota_refusals_form_and_rest_then_a_stop_when_it_runs_out(quota_hub, username):
     hub = quota_hub
     hub.create_user(username)

@@ -13,6 +13,7 @@ from hubtools import procs
 pytestmark = pytest.mark.hub
 
 
+@pytest.mark.jh5
 def test_token_not_in_ps_or_logs(hub, username):
     mark = hub.log_mark()
     hub.spawn_ready(username, {"gpus": 1})

@@ -16,6 +16,7 @@ def session_entries(hub) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.exists() else []
 
 
+@pytest.mark.jh5
 def test_rest_spawn_reaches_server_through_proxy(hub, username):
     server = hub.spawn_ready(username, {"backend": "local", "image": "lab", "gpus": 0})
     try:
@@ -44,6 +45,7 @@ def test_rest_spawn_second_environment(hub, username):
         hub.stop_server(username)
 
 
+@pytest.mark.jh5
 def test_named_server(hub, username):
     hub.spawn_ready(username, {"gpus": 0}, server_name="second")
     try:

@@ -527,6 +527,7 @@ async def test_leftover_secret_is_replaced_and_a_retried_create_is_recognised(em
 # ------------------------------------------------------------------ full hub → proxy → pod
 
 
+@pytest.mark.jh5
 @pytest.mark.hub
 def test_hub_spawns_on_kubernetes_and_reattaches_after_restart(make_hub, username, tmp_path):
     """A real hub and proxy; the emulator (own process, run mode) runs jupyterhub-singleuser

@@ -93,6 +93,7 @@ def test_the_server_environment_names_where_it_runs(hub, username):
     hub.stop_server(username)
 
 
+@pytest.mark.jh5
 def test_the_lab_extension_endpoint_follows_the_hub(hub, username):
     hub.spawn_ready(username, {"profile": "timed"})
     deadline = math.floor(saved_deadline(hub, username))

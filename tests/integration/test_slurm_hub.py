@@ -176,6 +176,7 @@ def server_process(lab, job: int) -> int:
     raise AssertionError(f"no server process of job {job}:\n{out}")
 
 
+@pytest.mark.jh5
 def test_spawn_through_the_login_node_on_the_gpu_type_asked_for(slurm_hub, slurm_lab):
     hub, lab = slurm_hub, slurm_lab
     hub.create_user("alice")

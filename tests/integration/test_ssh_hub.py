@@ -152,6 +152,7 @@ def hub_server_pid(user: str) -> int:
     return found[0]
 
 
+@pytest.mark.jh5
 def test_rest_and_form_spawns_place_by_vram_and_reach_the_hub_through_the_tunnel(ssh_hub, lab, username):
     hub = ssh_hub
     users = {f"{username}x": (1, 80, "c"), f"{username}y": (1, 24, "a")}
