@@ -9,8 +9,10 @@ them to pages (the hub's home page shows them).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,12 @@ class UpcomingStop:
         if self.message:
             entry["message"] = self.message
         return entry
+
+
+def stops_document(entries: Iterable[Mapping]) -> str:
+    """The stops file's JSON: ``{"stops": [...]}`` (compact, ASCII) — written as a file on
+    hosts, as the pod annotation projected into the stops file on Kubernetes."""
+    return json.dumps({"stops": [dict(e) for e in entries]}, separators=(",", ":"), ensure_ascii=True)
 
 
 def cancelled_entry(reason: str) -> dict:

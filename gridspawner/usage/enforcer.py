@@ -6,7 +6,7 @@
    were not seen for `LOST_AFTER` seconds (the hub's database lost them, or a server's
    spawner vanished), at the time they were last seen;
 3. for each user with running GPU servers under a GPU-hours quota: when the quota runs out
-   at the current rate, each of those servers is told (the stops file on hosts; the hub's
+   at the current rate, each of those servers is told (the stops file; the hub's
    home page) that it will be stopped ``quota_grace`` after that, and stopped then with the
    reason ``quota``;
 4. the idle policy (`idle`): a server with no Jupyter activity and no GPU use for its idle

@@ -127,7 +127,7 @@ class UsageSettings(Configurable):
         How long a GPU server may keep running after its user's (or group's) GPU-hours ran
         out (seconds, or a string such as ``"15m"``), so work can be saved. Users are warned
         before the stop at the times of `stop_warnings` (in JupyterLab with the gridspawner-lab
-        extension, on hosts; on the hub's home page).
+        extension, on every backend kind; on the hub's home page).
         """,
     ).tag(config=True)
 

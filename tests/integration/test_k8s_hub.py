@@ -7,7 +7,10 @@ pod's container as a local process (tests/k8s_emulator, run mode):
 - the image's entrypoint stays: a Jupyter Docker Stacks image starts through its tini +
   start.sh (a stand-in script here), which runs the start hooks and then the server;
 - the backend's own log lines reach the hub log, INFO included, in the hub's format;
-- a MIG slice smaller than the VRAM asked for is a 400 naming the field, and nothing is made.
+- a MIG slice smaller than the VRAM asked for is a 400 naming the field, and nothing is made;
+- a planned stop (an idle warning) reaches JupyterLab's stops file: the hub patches the pod's
+  stops annotation, its downwardAPI volume projects it into the file the gridspawner-lab
+  extension serves; Jupyter activity withdraws the plan and empties it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import json
 import re
 import sys
 import time
+from datetime import datetime, timezone
 
 import pytest
 
-from gridspawner.backends.kubernetes.objects import server_names
+from gridspawner.backends.kubernetes.objects import STOPS_ANNOTATION, server_names
 from k8s_emulator import EmulatorProcess
 
 pytestmark = pytest.mark.hub
@@ -37,6 +41,10 @@ echo "start.sh: running the start hooks for $JUPYTERHUB_USER"
 export GRIDSPAWNER_TEST_START_HOOK=ran
 exec "$@"
 """
+#: idle servers on this backend are stopped after IDLE s and warned WARN s before: IDLE - WARN
+#: s after their last Jupyter activity (far longer than any other test here keeps a server)
+IDLE, WARN = 300, 285
+STOPS_FILE = "/etc/gridspawner/stops.json"
 #: the hub's log format: [I 2025-01-01 12:00:00.123 gridspawner.kubernetes.cluster server_cleanup:87] …
 HUB_LINE = r"^\[I \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} gridspawner\.kubernetes\.cluster \w+:\d+\] "
 
@@ -67,6 +75,9 @@ def hub(cluster, tmp_path_factory):
             "stacks": {"kubernetes": {"image": STACKS_IMAGE, "cmd": [sys.executable, "-m", "jupyterhub.singleuser", "--allow-root"]}},
         },
         "gpu_memory_classes": [0, 10, 24],
+        "idle_timeout_per_backend": {"cluster": IDLE},
+        "stop_warnings": [WARN],
+        "quota_check_interval": 1,
     }
     h = Hub(grid, workdir=tmp_path_factory.mktemp("hub"), poll_interval=1)
     try:
@@ -137,3 +148,36 @@ def test_a_mig_slice_smaller_than_the_vram_asked_is_a_field_error(hub, cluster, 
     assert "gpu_memory" in r.json()["message"] and "has 10 GB per GPU" in r.json()["message"]
     assert leftovers(cluster) == []
     assert hub.server(username) is None
+
+
+def test_a_planned_stop_reaches_the_stops_file_in_the_pod_and_is_withdrawn(hub, cluster, username):
+    hub.spawn_ready(username, {"backend": "cluster", "image": "stacks", "gpus": 0})
+    name = server_names(username, "").pod
+    pod = cluster.get("pods", NS, name)
+    # the server is told where the file is; the pod starts with no stops
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["GRIDSPAWNER_STOPS_FILE"] == STOPS_FILE
+    assert json.loads(pod["metadata"]["annotations"][STOPS_ANNOTATION]) == {"stops": []}
+
+    def stops_in_file():
+        text = cluster.pod_file(NS, name, STOPS_FILE)
+        return json.loads(text)["stops"] if text else None
+
+    # IDLE - WARN s after its start, the idle stop is planned: the hub patches the annotation,
+    # the kubelet projects it into the file
+    [entry] = cluster.wait_for(stops_in_file, timeout=IDLE - WARN + 30, interval=0.1)
+    assert entry["reason"] == "idle" and "idle" in entry["message"], entry
+    assert time.time() < entry["at"] <= time.time() + WARN + 5
+    assert json.loads(cluster.get("pods", NS, name)["metadata"]["annotations"][STOPS_ANNOTATION]) == {"stops": [entry]}
+    # JupyterLab's extension reads that file through the proxy (the server's own endpoint)
+    r = hub.session.get(f"{hub.url}/user/{username}/gridspawner/stops", timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    assert [s for s in r.json()["stops"] if s["reason"] == "idle"] == [entry], r.json()
+
+    # Jupyter activity (what the single-user server reports to the hub) withdraws the plan
+    now = datetime.now(timezone.utc).isoformat()
+    r = hub.api("POST", f"/users/{username}/activity", json={"last_activity": now, "servers": {"": {"last_activity": now}}})
+    assert r.status_code == 200, (r.status_code, r.text)
+    cluster.wait_for(lambda: stops_in_file() == [], timeout=IDLE - WARN - 2, interval=0.1)
+    hub.stop_server(username)
+    cluster.wait_for(lambda: leftovers(cluster) == [], timeout=30)

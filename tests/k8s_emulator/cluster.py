@@ -120,6 +120,7 @@ class Cluster(ClusterControls):
                 else:
                     self.scheduler.kick()
             elif ch.type == "MODIFIED":
+                self.kubelet.pod_changed(obj)
                 was_ready = _ready(ch.old)
                 if _ready(obj) and not was_ready:
                     self.ready_times.setdefault((meta["namespace"], meta["name"]), time.time())

@@ -17,6 +17,7 @@ import copy
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from . import downward
 from .kubelet import set_condition
 from .scheduler import node_conditions, node_object, set_not_ready_taints
 from .util import not_found, parse_quantity, rfc3339
@@ -200,3 +201,18 @@ class ClusterControls:
 
     def ctl_pod_log(self, namespace: str, name: str) -> str:
         return self.pod_log(namespace, name, None)
+
+    def ctl_pod_file(self, namespace: str, name: str, path: str) -> str | None:
+        """The content of a downwardAPI file at ``path`` as the pod's first container sees it
+        (run mode); None while the kubelet has not written it."""
+        pod = self.store.peek("pods", namespace, name)
+        if pod is None:
+            raise not_found("pods", name)
+        local = downward.local_path(pod, pod["spec"]["containers"][0], self.kubelet.runner.pod_dir(pod["metadata"]["uid"]), path)
+        if local is None:
+            raise not_found("pods", f"{name}: no downwardAPI volume mounted above {path}")
+        try:
+            with open(local) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None

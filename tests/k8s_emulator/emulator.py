@@ -132,6 +132,10 @@ class Controls:
     def pod_log(self, namespace: str, name: str) -> str:
         return self._control("pod_log", namespace=namespace, name=name)
 
+    def pod_file(self, namespace: str, name: str, path: str) -> str | None:
+        """A downwardAPI file of a running pod, by its path in the container (run mode)."""
+        return self._control("pod_file", namespace=namespace, name=name, path=path)
+
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
         """Poll predicate() until truthy; its value, or TimeoutError."""
         deadline = time.monotonic() + timeout

@@ -14,6 +14,7 @@ import base64
 import time
 from typing import TYPE_CHECKING
 
+from . import downward
 from .runner import PodProcess, Runner, expand
 from .util import rfc3339
 
@@ -92,6 +93,11 @@ class Kubelet:
         if uid not in self.tasks:
             self.tasks[uid] = asyncio.get_running_loop().create_task(
                 self._run(pod["metadata"]["namespace"], pod["metadata"]["name"], uid))
+
+    def pod_changed(self, pod: dict) -> None:
+        """A running pod was modified: refresh its downwardAPI files (a patched annotation)."""
+        if self.run_pods and pod["metadata"]["uid"] in self.ips:
+            downward.write(pod, self.runner.pod_dir(pod["metadata"]["uid"]))
 
     def pod_deleting(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
@@ -249,6 +255,8 @@ class Kubelet:
             self._event(pod, "Warning", "FailedMount",
                         f'MountVolume.SetUp failed for volume "{missing[0]}" : {missing[1]}')
             await asyncio.sleep(self.retry_interval)
+        if self.run_pods:  # downwardAPI volumes: their files, refreshed by `pod_changed`
+            downward.write(pod, self.runner.pod_dir(uid))
         self._update(ns, name, uid, lambda p: set_condition(p, "PodReadyToStartContainers", True))
         # init containers: one after another, each to completion
         for i, c in enumerate(inits):
@@ -310,6 +318,7 @@ class Kubelet:
         pp = None
         if self.run_pods:
             try:
+                env = downward.map_env(env, pod, c, self.runner.pod_dir(uid))
                 pp = await self.cluster.runner.start(uid, c, env, ip)
             except Exception as e:  # the runtime could not start it: RunContainerError
                 msg = str(e)

@@ -467,3 +467,23 @@ def test_waiting_problems():
     assert "ImagePullBackOff" in objects.container_waiting_problem(p)
     p = _status("Pending", containerStatuses=[{"state": {"waiting": {"reason": "ContainerCreating"}}}])
     assert objects.container_waiting_problem(p) is None
+
+
+def test_the_stops_file_is_the_pods_stops_annotation_projected_by_the_downward_api():
+    p = pod()
+    c = container(p)
+    [vol] = [v for v in p["spec"]["volumes"] if v["name"] == objects.STOPS_VOLUME]
+    [item] = vol["downwardAPI"]["items"]
+    assert item == {"path": "stops.json", "fieldRef": {"fieldPath": f"metadata.annotations['{objects.STOPS_ANNOTATION}']"}}
+    assert {"name": objects.STOPS_VOLUME, "mountPath": objects.STOPS_DIR, "readOnly": True} in c["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["GRIDSPAWNER_STOPS_FILE"] == f"{objects.STOPS_DIR}/stops.json"
+    # a new pod starts with no stops; an announcement is a patch naming the pod's uid
+    assert json.loads(p["metadata"]["annotations"][objects.STOPS_ANNOTATION]) == {"stops": []}
+    entries = [{"reason": "idle", "at": 1767225600, "message": "it has been idle for 30 min"}]
+    patch = objects.stops_patch("uid-1", entries)
+    assert patch["metadata"]["uid"] == "uid-1"
+    assert json.loads(patch["metadata"]["annotations"][objects.STOPS_ANNOTATION]) == {"stops": entries}
+    patched = json.loads(json.dumps(p))
+    patched["metadata"]["annotations"].update(patch["metadata"]["annotations"])
+    validate(patched)

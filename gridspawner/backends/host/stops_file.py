@@ -10,22 +10,17 @@ while the session directory exists (a stopped server's is gone: nothing is writt
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Iterable, Mapping
 
 from ...server_env import STOPS_FILE_NAME
+from ...stops import stops_document
 
 q = shlex.quote
 
 #: what the script prints when it wrote the file / found no session directory
 WRITTEN = "stops-written"
 NO_SESSION = "no-session"
-
-
-def stops_document(entries: Iterable[Mapping]) -> str:
-    """The file's JSON: ``{"stops": [...]}`` (compact, ASCII)."""
-    return json.dumps({"stops": [dict(e) for e in entries]}, separators=(",", ":"), ensure_ascii=True)
 
 
 def stops_script(session_dir: str, entries: Iterable[Mapping]) -> str:

@@ -347,6 +347,20 @@ class KubernetesBackend(Backend):
         if deleted and not await self.watches.wait_pod_gone(state["pod"], state["uid"], self.settings.stop_timeout + grace):
             self.log.warning("pod %s was not gone %g s after deletion", state["pod"], self.settings.stop_timeout + grace)
 
+    async def announce_stops(self, launch: Launch, entries: list[dict]) -> bool:
+        """Patch the pod's stops annotation, which its downwardAPI volume projects into the
+        stops file the JupyterLab extension reads (the kubelet refreshes it at its next sync,
+        within about a minute); False when the pod is gone."""
+        state = self._check_state(launch.state)
+        try:
+            return await self.connection.patch_pod(state["pod"], objects.stops_patch(state["uid"], entries),
+                                                   namespace=state.get("namespace"))
+        except ApiError as e:
+            raise BackendError(f"could not announce the stops to pod {state['pod']}: {e.message}") from None
+        except _NETWORK_ERRORS as e:
+            raise BackendError(f"could not announce the stops to pod {state['pod']}: the cluster did not answer "
+                               f"({e or type(e).__name__})") from None
+
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         home = self.settings.home_volume
         if home is None or (server_name and not home.per_server):

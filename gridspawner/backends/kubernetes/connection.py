@@ -124,6 +124,18 @@ class ClusterConnection:
                 return False
             raise
 
+    async def patch_pod(self, name: str, body: dict, *, namespace: str | None = None) -> bool:
+        """Strategic-merge ``body`` into pod ``name``; False when it is gone (404) or is a
+        newer pod of the same name (``body`` names the uid: 409/422)."""
+        core = await self.api()
+        try:
+            await self.call(core.patch_namespaced_pod, name, namespace or self.namespace, body, what="patch pod")
+            return True
+        except ApiError as e:
+            if e.status in (404, 409) or (e.status == 422 and "uid" in e.message):
+                return False
+            raise
+
     async def close(self) -> None:
         if self._api_client is not None:
             await self._api_client.close()

@@ -38,6 +38,11 @@ SECRET_SUFFIX = "-secret"
 MOUNT_SECRETS_ANNOTATION = "gridspawner.io/mount-secrets"
 _MOUNT_SECRET_RE = re.compile(r"(.+)-secret-m[0-9]{1,3}")
 REQUEST_ANNOTATION = "gridspawner.io/request"
+#: annotation on the pod: the stops the hub plans (the stops file's JSON), projected into the
+#: server's stops file by a downwardAPI volume (`STOPS_VOLUME` at `STOPS_DIR`)
+STOPS_ANNOTATION = "gridspawner.io/stops"
+STOPS_VOLUME = "gridspawner-stops"
+STOPS_DIR = "/etc/gridspawner"
 
 _LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ...server_env import FACTS, HOST, HOST_FIELD_PATH, PREFIX as FACTS_PREFIX, gpu_type_env
+from ...server_env import FACTS, HOST, HOST_FIELD_PATH, PREFIX as FACTS_PREFIX, STOPS_FILE, STOPS_FILE_NAME, gpu_type_env
+from ...stops import stops_document
 from .gpu_scheduling import GPUScheduling, gpu_scheduling, mig_memory_gb
 from .names import (
     BACKEND_LABEL,
@@ -33,6 +34,9 @@ from .names import (
     SECRET_UID_ANNOTATION,
     SERVER_ANNOTATION,
     SERVER_LABEL,
+    STOPS_ANNOTATION,
+    STOPS_DIR,
+    STOPS_VOLUME,
     USER_ANNOTATION,
     USER_LABEL,
     BuildError,
@@ -69,6 +73,9 @@ __all__ = [
     "SECRET_UID_ANNOTATION",
     "SERVER_ANNOTATION",
     "SERVER_LABEL",
+    "STOPS_ANNOTATION",
+    "STOPS_DIR",
+    "STOPS_VOLUME",
     "USER_ANNOTATION",
     "USER_LABEL",
     "BuildError",
@@ -96,6 +103,7 @@ __all__ = [
     "secret_name",
     "secret_selector",
     "server_names",
+    "stops_patch",
 ]
 
 PORT = 8888
@@ -129,6 +137,8 @@ def pod_env(env: Mapping[str, str], image: KubernetesImage, gpus: int, gpu_type:
     out.update({k: v for k, v in env.items() if k.startswith(FACTS_PREFIX)})
     if gpu_type is not None:
         out.update(gpu_type_env(gpus, gpu_type.product, mig_memory_gb(gpu_type.mig) if gpu_type.mig else None))
+    # the JupyterLab extension's stops file: the pod's stops annotation, projected by kubelet
+    out[STOPS_FILE] = f"{STOPS_DIR}/{STOPS_FILE_NAME}"
     prefix = out.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     # The hub reaches the server at http://<pod IP>:8888 — listen on every address there.
     out["JUPYTERHUB_SERVICE_URL"] = f"http://0.0.0.0:{PORT}{prefix}"
@@ -136,6 +146,22 @@ def pod_env(env: Mapping[str, str], image: KubernetesImage, gpus: int, gpu_type:
         # the NVIDIA runtime otherwise exposes every GPU of the node to pods that asked for none
         out["NVIDIA_VISIBLE_DEVICES"] = "void"
     return out
+
+
+def stops_volume() -> dict:
+    """The downwardAPI volume holding the stops file: the pod's `STOPS_ANNOTATION`, which the
+    kubelet writes to ``stops.json`` and refreshes when the annotation changes (at its next
+    sync, within about a minute: docs/admin/lab-extension.md)."""
+    return {"name": STOPS_VOLUME, "downwardAPI": {
+        "defaultMode": 0o444,
+        "items": [{"path": STOPS_FILE_NAME, "fieldRef": {"fieldPath": f"metadata.annotations['{STOPS_ANNOTATION}']"}}],
+    }}
+
+
+def stops_patch(uid: str, entries: list[dict]) -> dict:
+    """The strategic-merge patch announcing ``entries`` to the pod whose uid is ``uid`` (the
+    uid makes it fail with 422 on a newer pod of the same name: uids are immutable)."""
+    return {"metadata": {"uid": uid, "annotations": {STOPS_ANNOTATION: stops_document(entries)}}}
 
 
 def _quantity_cpu(cpu: float) -> str:
@@ -197,7 +223,8 @@ def build_pod(
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
+                         {"name": STOPS_VOLUME, "mountPath": STOPS_DIR, "readOnly": True}],
         # Ready = the server accepts connections, so start() returns a URL that answers
         "readinessProbe": {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": 2, "failureThreshold": 3},
     }
@@ -206,13 +233,13 @@ def build_pod(
         container["imagePullPolicy"] = pull
     if not container["command"]:
         del container["command"]
-    volumes: list[dict] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}}]
+    volumes: list[dict] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}}, stops_volume()]
     if settings.home_volume is not None:
         volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": names.home_claim}})
         container["volumeMounts"].append({"name": "home", "mountPath": settings.home_volume.mount_path})
 
     annotations = dict(settings.extra_annotations)
-    annotations.update({USER_ANNOTATION: user, SERVER_ANNOTATION: server_name})
+    annotations.update({USER_ANNOTATION: user, SERVER_ANNOTATION: server_name, STOPS_ANNOTATION: stops_document([])})
     if launch_id:
         annotations[LAUNCH_ANNOTATION] = launch_id
     if summary:
