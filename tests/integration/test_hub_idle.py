@@ -57,7 +57,6 @@ def gpu_of(hub: Hub, user: str) -> str:
     return {str(i): u for i, u, _, _ in hub.gpus()}[visible]
 
 
-@pytest.mark.jh5
 def test_idle_gpu_server_stopped_busy_one_without_browser_kept(idle_hub, username):
     hub = idle_hub
     idle_user, busy_user = f"{username}i", f"{username}b"

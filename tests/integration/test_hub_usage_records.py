@@ -13,7 +13,6 @@ from hubtools.usage import records, wait_for
 pytestmark = pytest.mark.hub
 
 
-@pytest.mark.jh5
 def test_record_of_a_gpu_server_stopped_through_rest(make_hub, username):
     hub = make_hub()
     hub.create_user(username)

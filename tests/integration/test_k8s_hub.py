@@ -43,7 +43,7 @@ exec "$@"
 """
 #: idle servers on this backend are stopped after IDLE s and warned WARN s before: IDLE - WARN
 #: s after their last Jupyter activity (far longer than any other test here keeps a server)
-IDLE, WARN = 300, 285
+IDLE, WARN = 300, 292
 STOPS_FILE = "/etc/gridspawner/stops.json"
 #: the hub's log format: [I 2025-01-01 12:00:00.123 gridspawner.kubernetes.cluster server_cleanup:87] …
 HUB_LINE = r"^\[I \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} gridspawner\.kubernetes\.cluster \w+:\d+\] "

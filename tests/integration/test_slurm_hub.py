@@ -234,7 +234,9 @@ def test_pending_reason_shown_then_the_server_starts(slurm_hub, slurm_lab):
         for job in blockers:
             wait_squeue(lab, job, "%T", "RUNNING")
         hub.create_user("bob")
-        assert hub.spawn("bob", {"backend": "hpc", "image": "lab", "gpus": 1, "gpu_type": "t4"}).status_code in (201, 202)
+        # the tiny server: what is checked is the queue and the progress (a real JupyterLab
+        # through the reverse tunnel: test_a_hub_restart_keeps_the_server)
+        assert hub.spawn("bob", {"backend": "hpc", "image": "tiny", "gpus": 1, "gpu_type": "t4"}).status_code in (201, 202)
         progress = Progress(hub, "bob")
         shown = progress.wait_for(r"pending: Resources", timeout=30)
         # the backfill scheduler's estimate (the blockers' time limit) follows
