@@ -63,3 +63,18 @@ def run_as(name: str, *argv: str, input: str | None = None, timeout: float = 60)
     """``argv`` as account ``name`` (runuser), from /; never raises for a non-zero status."""
     return subprocess.run(["runuser", "-u", name, "--", *argv], input=input, capture_output=True, text=True,
                           cwd="/", timeout=timeout)
+
+
+def let_accounts_run(*paths: str) -> None:
+    """Make the directories above ``paths`` (and their symlinks' targets: the test's Python,
+    often under root's 0700 home) traversable by other accounts (``o+x``, never readable),
+    so a server running as a test account can start the same interpreter and packages."""
+    import sys
+
+    for path in (*paths, sys.executable, os.path.realpath(sys.executable), sys.prefix, sys.base_prefix):
+        d = os.path.dirname(os.path.abspath(path))
+        while d not in ("/", ""):
+            mode = os.stat(d).st_mode
+            if not mode & 0o001:
+                os.chmod(d, (mode & 0o7777) | 0o001)
+            d = os.path.dirname(d)

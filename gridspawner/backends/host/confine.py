@@ -164,7 +164,8 @@ def remove_cgroup_lines(session_dir: str) -> str:
     return f"""for gs_d in {CGROUP_BASE}/{CGROUP_PARENT}/{name} {CGROUP_BASE}/*/{CGROUP_PARENT}/{name}; do
   [ -d "$gs_d" ] && [ ! -L "$gs_d" ] || continue
   gs_n=50
-  while [ -s "$gs_d/cgroup.procs" ] && [ "$gs_n" -gt 0 ]; do
+  # (cgroup files have no size: read them)
+  while [ -n "$(cat "$gs_d/cgroup.procs" 2>/dev/null)" ] && [ "$gs_n" -gt 0 ]; do
     if [ -f "$gs_d/cgroup.kill" ]; then echo 1 >"$gs_d/cgroup.kill" 2>/dev/null
     else for gs_p in $(cat "$gs_d/cgroup.procs" 2>/dev/null); do kill -s KILL "$gs_p" 2>/dev/null; done; fi
     sleep 0.1 2>/dev/null || sleep 1
