@@ -78,3 +78,21 @@ def let_accounts_run(*paths: str) -> None:
             if not mode & 0o001:
                 os.chmod(d, (mode & 0o7777) | 0o001)
             d = os.path.dirname(d)
+
+
+def run_prefix() -> str:
+    """A prefix for the accounts one test run makes (``gs<6 hex>-``: unique, short)."""
+    return f"gs{os.urandom(3).hex()}-"
+
+
+def remove_accounts(prefix: str) -> None:
+    """Remove every account whose name starts with ``prefix`` (a `run_prefix`), killing its
+    processes (by PID) first — the accounts a backend made with ``create_accounts``."""
+    import pwd
+
+    for pw in pwd.getpwall():
+        if pw.pw_name.startswith(prefix):
+            for pid in _pids_of(pw.pw_name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            account_command(["userdel", "-r", "-f", pw.pw_name], check=False)
