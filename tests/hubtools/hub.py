@@ -31,6 +31,7 @@ import requests
 
 from . import procs
 from .ports import free_port
+from sshhosts.accounts import let_accounts_run, remove_accounts
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_NVIDIA_SMI = REPO / "tests" / "fixtures" / "fake_nvidia_smi"
@@ -104,6 +105,11 @@ def session_root_for(workdir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"gs-{digest}"
 
 
+def accounts_prefix(workdir: Path) -> str:
+    """The prefix of the Unix accounts the local backend of the hub in ``workdir`` makes."""
+    return "gs" + hashlib.sha256(str(workdir).encode()).hexdigest()[:6] + "-"
+
+
 def local_backend_config(workdir: Path, **overrides) -> dict:
     """Settings for a ``kind: local`` backend whose files all live under ``workdir`` (and
     `session_root_for(workdir)`)."""
@@ -112,9 +118,13 @@ def local_backend_config(workdir: Path, **overrides) -> dict:
         "display_name": "This machine",
         "session_root": str(session_root_for(workdir)),
         "ledger_dir": str(workdir / "ledger"),
-        "notebook_dir": str(workdir / "home" / "{username}"),
         "nvidia_smi": fake_nvidia_smi_command(workdir / "fake-gpus.txt"),
     }
+    if os.geteuid() == 0:
+        # the product default as root: each user's server runs as its own account (the
+        # notebook directory is in its home); this hub's accounts, made at their first
+        # spawn and removed by `Hub.close()`, carry a prefix unique to the workdir
+        conf.update(account=accounts_prefix(workdir) + "{username}", create_accounts=True)
     conf.update(overrides)
     return conf
 
@@ -263,6 +273,7 @@ class Hub:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="gridhub-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.session_root = session_root_for(self.workdir)
+        let_accounts_run(sys.executable)  # servers of per-user accounts start the hub's Python
         self.grid = default_grid_config(self.workdir) if grid is None else grid
         self.hub_port = free_port()
         self.proxy_port = free_port()
@@ -452,6 +463,7 @@ class Hub:
             self._log_handle = None
         self.session.close()
         shutil.rmtree(self.session_root, ignore_errors=True)
+        remove_accounts(accounts_prefix(self.workdir))
         if self._own_workdir and not os.environ.get("GRIDSPAWNER_KEEP_HUB_DIRS"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
