@@ -35,7 +35,7 @@ FUNCS = """alive() {
 }
 group_alive() { kill -0 "-$1" 2>/dev/null; }
 nap() { sleep 0.1 2>/dev/null || sleep 1; }
-""" + confine.AS_OWNER
+""" + confine.AS_ACCOUNT
 
 
 def sh(script: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:

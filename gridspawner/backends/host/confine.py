@@ -76,7 +76,7 @@ def cgroup_name(session_dir: str) -> str:
 #: sh function ``as_account CMD…``: CMD as the owner of ``$S`` when we are root and ``$S``
 #: belongs to another account (supplementary groups cleared: these steps need none), else as
 #: is. ``stat`` does not follow a symlink, and only root may change a directory's owner.
-AS_OWNER = r"""as_account() {
+AS_ACCOUNT = r"""as_account() {
   gs_ou=$(stat -c %u "$S" 2>/dev/null)
   if [ -n "$gs_ou" ] && [ "$gs_ou" != 0 ] && [ "$(id -u)" = 0 ] && [ ! -L "$S" ]; then
     setpriv --reuid="$gs_ou" --regid="$(stat -c %g "$S")" --clear-groups -- "$@"
@@ -90,7 +90,7 @@ AS_OWNER = r"""as_account() {
 def as_account_script(body: str) -> str:
     """sh that runs ``body`` (a script) with ``/bin/sh -s`` through ``as_account``, on its stdin
     (a here-document: a secret in ``body`` never reaches an argv)."""
-    tag = "GS_AS_OWNER_" + hashlib.sha256(body.encode()).hexdigest()[:16]
+    tag = "GS_AS_ACCOUNT_" + hashlib.sha256(body.encode()).hexdigest()[:16]
     if f"\n{tag}\n" in f"\n{body}\n":
         raise ValueError("here-document tag found in the script")
     return f"as_account /bin/sh -s <<'{tag}'\n{body.rstrip(chr(10))}\n{tag}\n"

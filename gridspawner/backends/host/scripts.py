@@ -36,7 +36,7 @@ from ...mounts.hostcmd import EXIT_MOUNT
 from ...mounts.resolved import ResolvedMount, S3Secret
 from ...vocabulary import NAME as _SLUG_NAME
 from . import ledger
-from .confine import AS_OWNER, EXIT_LIMITS, JOIN_CGROUPS, Account, Limits, as_account_script, become_words, cgroup_setup_lines, hand_over_lines, remove_cgroup_lines
+from .confine import AS_ACCOUNT, EXIT_LIMITS, JOIN_CGROUPS, Account, Limits, as_account_script, become_words, cgroup_setup_lines, hand_over_lines, remove_cgroup_lines
 from .ledger import EXIT_CLAIM_LOST, EXIT_CONFLICT, EXIT_LEDGER
 from .session_marks import owner_lines, sessions_lines
 
@@ -78,7 +78,7 @@ _FUNCS = r"""alive() {
 }
 group_alive() { kill -0 "-$1" 2>/dev/null; }
 nap() { sleep 0.1 2>/dev/null || sleep 1; }
-""" + AS_OWNER
+""" + AS_ACCOUNT
 
 
 def _wrap(body: str) -> str:
@@ -461,8 +461,8 @@ if [ -n "$done" ]; then echo "@@stopped $done"; else echo "@@survived"; fi
 def renew_script(session_dir: str, secrets: Mapping[int, S3Secret]) -> str:
     """Replace the credentials of a server's live S3 mounts (`hostcmd.renew_fragment`):
     prints ``@@renewed <index>`` / ``@@not-renewed <index>``. The files are written as the
-    session directory's owner (`confine.AS_OWNER`). CONTAINS SECRETS: never log it."""
-    return _wrap(f"S={q(session_dir)}\n" + AS_OWNER + as_account_script(hostcmd.renew_fragment(session_dir, secrets)))
+    session directory's owner (`confine.AS_ACCOUNT`). CONTAINS SECRETS: never log it."""
+    return _wrap(f"S={q(session_dir)}\n" + AS_ACCOUNT + as_account_script(hostcmd.renew_fragment(session_dir, secrets)))
 
 
 def uuids_of(gpus: Iterable[GPU]) -> tuple[str, ...]:

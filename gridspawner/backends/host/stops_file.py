@@ -15,7 +15,7 @@ import shlex
 from typing import Iterable, Mapping
 
 from ...server_env import STOPS_FILE_NAME
-from .confine import AS_OWNER, as_account_script
+from .confine import AS_ACCOUNT, as_account_script
 
 q = shlex.quote
 
@@ -42,5 +42,5 @@ printf '%s\\n' {q(stops_document(entries))} >"$tmp" && mv -f "$tmp" {q(path)} &&
     return f"""{{
 S={q(session_dir)}
 if [ ! -d "$S" ] || [ -L "$S" ]; then echo "@@{NO_SESSION}"; exit 0; fi
-{AS_OWNER}{write}}} </dev/null
+{AS_ACCOUNT}{write}}} </dev/null
 """
