@@ -263,3 +263,24 @@ async def test_limits_that_cannot_be_applied_fail_the_start(accounts, backends, 
     monkeypatch.setattr(confine, "CGROUP_BASE", "/nonexistent-cgroups")
     with pytest.raises(BackendError, match="cannot apply the CPU / memory limits"):
         await b.launch(context("alice"), request(cpu=1))
+
+
+async def test_crash_reclaim_of_a_per_user_server_empties_and_removes_its_cgroup(accounts, backends):
+    """A hub killed after the launch (its database never saw the server): the next hub's
+    look for orphans stops the server — as its account — and removes its cgroup."""
+    b = backends()
+    b.hub_id = "hub-crashed"
+    spin = ["/bin/sh", "-c", f"setsid {sys.executable} -c 'import time; time.sleep(300)' & exec \"$0\" \"$@\"",
+            sys.executable, SERVER]
+    orphan = await start(backends, b, "alice", request(gpus=1, memory=1, cmd=spin))
+    sdir = orphan.state["session_dir"]
+    procs = {int(p) for p in cgroup_file(sdir, "cgroup.procs").read_text().split()}
+    assert len(procs) >= 2 and cgroup_dirs(sdir)
+    await b.close()
+    later = backends()
+    later.hub_id = "hub-crashed"
+    report = await later.reconcile(lambda: [], 0)
+    assert len(report.reclaimed) == 1 and not report.errors, report
+    assert not [p for p in procs if alive(p)]
+    assert cgroup_dirs(sdir) == [] and not Path(sdir).exists()
+    assert report.freed_claims == 1
