@@ -31,7 +31,7 @@ import requests
 
 from . import procs
 from .ports import free_port
-from sshhosts.accounts import let_accounts_run, remove_accounts
+from sshhosts.accounts import let_accounts_run, let_accounts_use_fuse, remove_accounts
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_NVIDIA_SMI = REPO / "tests" / "fixtures" / "fake_nvidia_smi"
@@ -274,6 +274,7 @@ class Hub:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.session_root = session_root_for(self.workdir)
         let_accounts_run(sys.executable)  # servers of per-user accounts start the hub's Python
+        let_accounts_use_fuse()
         self.grid = default_grid_config(self.workdir) if grid is None else grid
         self.hub_port = free_port()
         self.proxy_port = free_port()

@@ -260,8 +260,12 @@ def launch_script(spec: LaunchSpec) -> str:
         # a FUSE mount comes up even when its credentials are refused (rclone asks S3 only on
         # the first listing): list each mount once, so a bad one fails the launch, named
         checks = "".join(f" && mount_check {int(m.index)} {q(data + '/' + m.target)}" for m in spec.mounts if m.mode == "mount")
-        run = as_account_script(fragment) if spec.account else f"(\n{fragment.rstrip()}\n)\n"
-        mount = f"{run.rstrip()}{checks} || {{ remove_session; exit {EXIT_MOUNT}; }}\n"
+        on_failure = f"{checks} || {{ remove_session; exit {EXIT_MOUNT}; }}"
+        if spec.account:  # as the user (a here-document: what follows goes on its first line)
+            first, _, rest = as_account_script(fragment).partition("\n")
+            mount = f"{first}{on_failure}\n{rest}"
+        else:
+            mount = f"(\n{fragment.rstrip()}\n){on_failure}\n"
         if spec.data_link:
             link = data_link_lines(spec.data_link)
             unlink = '  [ "$(readlink "$G" 2>/dev/null)" = "$S/data" ] && rm -f "$G"\n'
