@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .host.accounts import HUB_FILES, account_name, exposed_files, hub_is_root, parse_account_settings, resolve_account
+from .host.accounts import account_name, hub_is_root, parse_account_settings, resolve_account
 from .host.backend import HostBackend
 from .host.confine import account_env, limits_of
 from .host.placement import HostLogin, Placement
@@ -148,10 +147,6 @@ class LocalBackend(HostBackend):
                              name, getpass.getuser())
         self.log.info("backend %s: CPU / memory limits %s", name,
                       "enforced with cgroups" if s.enforce_limits else "NOT enforced")
-        exposed = exposed_files(tuple(os.path.abspath(p) for p in HUB_FILES))
-        if exposed:
-            self.log.warning("backend %s: the hub's own files can be read by other accounts, so by servers: %s "
-                             "(chmod go-rwx them)", name, ", ".join(exposed))
 
     @classmethod
     def parse_settings(cls, name: str, raw: dict, key: str) -> LocalSettings:

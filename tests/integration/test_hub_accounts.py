@@ -70,3 +70,30 @@ def test_two_users_servers_run_as_their_accounts_with_limits(make_hub, username)
         time.sleep(0.2)
     assert not any(d.exists() for d in cg)
     assert not hub.leftover_pids()
+
+
+def test_the_hub_warns_when_servers_could_read_its_own_files(tmp_path_factory):
+    """The hub's database and cookie secret in a directory every account can enter: the hub
+    says so at start-up (servers run as other accounts); in a private one it says nothing."""
+    import shutil
+    import tempfile
+
+    from hubtools import Hub
+
+    for private in (False, True):
+        workdir = Path(tempfile.mkdtemp(prefix="gshubfiles-"))
+        os.chmod(workdir, 0o700 if private else 0o755)
+        hub = Hub(workdir=workdir)
+        try:
+            hub.start()
+            deadline = time.monotonic() + 20  # (the check waits for the hub to make its database)
+            while time.monotonic() < deadline and "gridspawner: configuration is valid" not in hub.log():
+                time.sleep(0.2)
+            time.sleep(1)
+            warned = "the hub's own files can be read by other accounts" in hub.log()
+            assert warned != private, hub.log()[-2000:]
+            if not private:
+                assert f"{workdir}/jupyterhub.sqlite (mode 644)" in hub.log()
+        finally:
+            hub.close()
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -95,13 +95,22 @@ async def test_missing_and_system_accounts_are_refused():
 
 
 def test_exposed_hub_files():
-    with tempfile.TemporaryDirectory() as d:
-        open_file, closed = f"{d}/db", f"{d}/secret"
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        os.chmod(d, 0o755)
+        open_file, closed, keys = f"{d}/db", f"{d}/secret", f"{d}/keys"
         for p, mode in ((open_file, 0o644), (closed, 0o600)):
             with open(p, "w"):
                 pass
             os.chmod(p, mode)
-        assert accounts.exposed_files((open_file, closed, f"{d}/missing")) == [f"{open_file} (mode 644)"]
+        os.mkdir(keys, 0o711)
+        assert accounts.exposed_files((open_file, closed, keys, f"{d}/missing")) == [
+            f"{open_file} (mode 644)", f"{keys} (mode 711)"]
+        os.chmod(d, 0o700)  # a private directory protects what is in it
+        assert accounts.exposed_files((open_file, keys)) == []
+    assert accounts.hub_files(db_url="sqlite:///jupyterhub.sqlite", cookie_secret_file="/srv/jh/cookie",
+                              usage_db_url="postgresql://x/y", key_dir="/srv/keys")[:3] == (
+        os.path.abspath("jupyterhub.sqlite"), "/srv/jh/cookie", "/srv/keys")
+    assert accounts.sqlite_file("sqlite:///:memory:") is None and accounts.sqlite_file("sqlite:////a/b.db") == "/a/b.db"
 
 
 def test_limits_and_cgroup_names():

@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import os
 import pwd
+import stat
 from typing import Any, Callable, Mapping
 
 from ...vocabulary import LOGIN, CatalogError, check_placeholders, subkey
@@ -134,18 +135,45 @@ async def _create(name: str, timeout: float) -> None:
         raise BackendError(f"cannot create the account {name!r}: {out.decode(errors='replace').strip()[-300:]}")
 
 
-#: the hub's own files that no server may read (relative to the hub's working directory)
-HUB_FILES = ("jupyterhub.sqlite", "jupyterhub_cookie_secret", "gridspawner-usage.sqlite", "gridspawner-keys")
+#: the hub's own files that no server may read, where JupyterHub and gridspawner keep them
+#: by default (the hub's working directory); `hub_files` adds the configured ones
+HUB_FILES = ("jupyterhub.sqlite", "jupyterhub_cookie_secret", "gridspawner-usage.sqlite")
+
+
+def sqlite_file(url: str | None) -> str | None:
+    """The file of a ``sqlite:///`` database URL (None: another database, or in memory)."""
+    if not url or not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return url[len("sqlite:///"):].split("?", 1)[0]
+
+
+def hub_files(*, db_url: str | None, cookie_secret_file: str | None, usage_db_url: str | None,
+              key_dir: str | None) -> tuple[str, ...]:
+    """The hub's own files (absolute paths) that servers of other accounts must not read:
+    its database, cookie secret, gridspawner's usage database and SSH key directory."""
+    found = [sqlite_file(db_url), cookie_secret_file, sqlite_file(usage_db_url), key_dir, *HUB_FILES]
+    return tuple(dict.fromkeys(os.path.abspath(p) for p in found if p))
 
 
 def exposed_files(paths: tuple[str, ...]) -> list[str]:
-    """Those of ``paths`` that exist and that other accounts may read (group or world bits)."""
+    """Those of ``paths`` (absolute) that any other account may read: readable by others
+    (a directory: readable or searchable), below directories all searchable by others."""
     out = []
     for path in paths:
         try:
-            mode = os.stat(path).st_mode
+            st = os.stat(path)
+            parents = [os.stat(d).st_mode for d in _parents(path)]
         except OSError:
             continue
-        if mode & 0o044:
-            out.append(f"{path} (mode {mode & 0o777:o})")
+        bits = 0o005 if stat.S_ISDIR(st.st_mode) else 0o004
+        if st.st_mode & bits and all(mode & 0o001 for mode in parents):
+            out.append(f"{path} (mode {st.st_mode & 0o777:o})")
+    return out
+
+
+def _parents(path: str) -> list[str]:
+    out, d = [], os.path.dirname(path)
+    while d and d != "/":
+        out.append(d)
+        d = os.path.dirname(d)
     return out
