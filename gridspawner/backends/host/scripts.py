@@ -315,7 +315,7 @@ _MOUNT_CHECK = r"""mount_check() {
     gs_err=$(as_account ls -A "$2" 2>&1 >/dev/null) && return 0
   fi
   echo "@@mount-failed $1"
-  [ -f "$S/.mounts/$1.log" ] && tail -n 20 "$S/.mounts/$1.log" >&2
+  [ -f "$S/.mounts/$1.log" ] && as_account tail -n 20 "$S/.mounts/$1.log" >&2
   printf '%s\n' "$gs_err" >&2
   return 1
 }
