@@ -110,6 +110,19 @@ def accounts_prefix(workdir: Path) -> str:
     return "gs" + hashlib.sha256(str(workdir).encode()).hexdigest()[:6] + "-"
 
 
+def created_account_prefixes(grid: dict) -> set[str]:
+    """The prefixes of the accounts the local backends of ``grid`` make (`local_backend_config`
+    for any workdir: a test may build its config from another directory than the hub's)."""
+    found = set()
+    for conf in (grid or {}).get("backends", {}).values():
+        account = conf.get("account") if isinstance(conf, dict) else None
+        if conf.get("create_accounts") and isinstance(account, str) and account.endswith("{username}"):
+            prefix = account[: -len("{username}")]
+            if re.fullmatch(r"gs[0-9a-f]{6}-", prefix):  # only ours
+                found.add(prefix)
+    return found
+
+
 def local_backend_config(workdir: Path, **overrides) -> dict:
     """Settings for a ``kind: local`` backend whose files all live under ``workdir`` (and
     `session_root_for(workdir)`)."""
@@ -464,7 +477,8 @@ class Hub:
             self._log_handle = None
         self.session.close()
         shutil.rmtree(self.session_root, ignore_errors=True)
-        remove_accounts(accounts_prefix(self.workdir))
+        for prefix in {accounts_prefix(self.workdir), *created_account_prefixes(self.grid)}:
+            remove_accounts(prefix)
         if self._own_workdir and not os.environ.get("GRIDSPAWNER_KEEP_HUB_DIRS"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
