@@ -58,7 +58,13 @@ HERE_BACKEND = {
     "ledger_dir": LEDGER,
     "nvidia_smi": NVIDIA_SMI,
     "notebook_dir": str(STATE / "home" / "{username}"),
-    # Run as root (as on these test machines), the local backend adds --allow-root itself.
+    # Every server runs as the hub's own account here. A production hub running as root
+    # would run each server as its user's own Unix account (the default, run_as: "user"),
+    # but this demo's dummy authenticator lets anybody in under any name, and making a Unix
+    # account for every name typed into a demo's login page (create_accounts) is not
+    # something a demo should do to a machine. The hub warns about it in its log. Run as
+    # root (as on these test machines), the local backend adds --allow-root itself.
+    "run_as": "hub",
 }
 # Each server listens on a unix socket in a private directory under session_root; socket
 # paths must stay short (about 100 bytes), so a checkout deep in the file system falls back

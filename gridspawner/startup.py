@@ -68,6 +68,7 @@ def check_hub_config(app, spawner_class: type) -> None:
         # SystemExit leaves initialize() (or an asyncio callback) and ends the hub with status 1.
         sys.exit(1)
     app.log.info("gridspawner: configuration is valid")
+    warn_exposed_hub_files(app, spawner)
     start_usage(app, spawner)
     cover_mount_checks(app, spawner.catalog)
     # Start the background capacity probes now (the hub's loop is running), so the first
@@ -75,6 +76,50 @@ def check_hub_config(app, spawner_class: type) -> None:
     spawner.shared
     # and crash recovery: what a previous run of this hub left is reclaimed (gridspawner.reconcile)
     start_reconciler(app, spawner)
+
+
+#: seconds the check of the hub's own files waits for JupyterHub to make them (its database)
+HUB_FILES_WAIT = 60.0
+
+
+def warn_exposed_hub_files(app, spawner) -> None:
+    """Where servers run as other accounts of this machine (a local backend with ``run_as:
+    "user"``), warn about each of the hub's own files they could read — once JupyterHub has
+    made them (its database and cookie secret come later in its start-up than this check)."""
+    if not any(getattr(b.settings, "run_as", None) == "user" for b in spawner.catalog.backends.values()):
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _check_hub_files(app, spawner)
+        return
+
+    async def when_made() -> None:
+        waited = 0.0
+        while getattr(app, "db", None) is None and waited < HUB_FILES_WAIT:
+            await asyncio.sleep(0.2)
+            waited += 0.2
+        _check_hub_files(app, spawner)
+
+    asyncio.ensure_future(when_made())
+
+
+def _check_hub_files(app, spawner) -> None:
+    from .backends.host.accounts import exposed_files, hub_files
+
+    catalog = spawner.catalog
+    usage_url = None
+    try:
+        usage_url = spawner.usage_url_for_messages()
+    except Exception:  # no usage database configured: nothing of it to check
+        pass
+    exposed = exposed_files(hub_files(db_url=getattr(app, "db_url", None),
+                                      cookie_secret_file=getattr(app, "cookie_secret_file", None),
+                                      usage_db_url=usage_url, key_dir=catalog.storage.key_dir))
+    if exposed:
+        app.log.warning("gridspawner: the hub's own files can be read by other accounts, so by users' servers: %s "
+                        "(chmod go-rwx them, or keep them in a directory only the hub's account can enter)",
+                        ", ".join(exposed))
 
 
 def start_usage(app, spawner) -> None:

@@ -1,4 +1,5 @@
-"""``kind: local`` — servers on the hub's own machine, as the hub's user.
+"""``kind: local`` — servers on the hub's own machine, each as its user's own Unix account
+(``run_as: "user"``, the default when the hub runs as root) or as the hub's account.
 
 The host backend with a `LocalTransport`: the same scripts, GPU ledger and placement as the
 ssh kind, run with ``/bin/sh -s`` here, and an in-process relay from a TCP port on
@@ -21,12 +22,32 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+import getpass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from .host.accounts import account_name, hub_is_root, parse_account_settings, resolve_account
 from .host.backend import HostBackend
-from .host.placement import HostLogin
+from .host.confine import account_env, limits_of
+from .host.placement import HostLogin, Placement
+from .host.scripts import LaunchSpec
 from .host.settings import HostImage, HostSettings, parse_host_image, parse_host_settings
 from .host.transport import LocalTransport, Transport
+
+if TYPE_CHECKING:
+    from ..request import LaunchRequest
+    from .base import LaunchContext
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalSettings(HostSettings):
+    """`HostSettings` plus who servers run as and whether limits are enforced (`host.accounts`)."""
+
+    run_as: str = "hub"
+    account: str = "{username}"
+    account_function: Callable[[str], str] | None = None
+    create_accounts: bool = False
+    enforce_limits: bool = False
 
 
 class LocalBackend(HostBackend):
@@ -35,17 +56,40 @@ class LocalBackend(HostBackend):
     Settings (keys of ``c.GridSpawner.backends[name]`` besides ``kind``, ``display_name``
     and ``description``):
 
+    ``run_as``
+        ``"user"``: each server runs as its hub user's own Unix account (``account``), in a
+        session directory, socket and notebook directory only that account can read — the
+        default when the hub runs as root. ``"hub"``: every server runs as the hub's account,
+        so any server can read every other's notebooks, tokens and mount credentials:
+        **unsafe on a hub with several users** (the hub warns in its log).
+    ``account``
+        With ``run_as: "user"``: the account of a hub user, a template whose only
+        placeholder is ``{username}`` (e.g. ``"jh-{username}"``). Default ``"{username}"``.
+        The result must be a safe login name, or the spawn fails naming it.
+    ``account_function``
+        Instead of ``account``: a function (or its import string, ``"module:function"``) that
+        takes the hub user name and returns the account name.
+    ``create_accounts``
+        With ``run_as: "user"``: create a missing account with ``useradd --create-home``
+        (within ``command_timeout``) at its first spawn, as JupyterHub's
+        ``create_system_users``. Default false: a missing account is a clear spawn error.
+    ``enforce_limits``
+        Hold each server to its ``cpu`` / ``memory`` choices with its own cgroup (v2, or v1
+        memory + cpu + cpuacct); a start that cannot apply them fails with the reason.
+        Default: true when the hub runs as root (it must, to manage cgroups).
     ``session_root``
-        Private (0700) parent of the per-session directories that hold each server's unix
-        socket, pid and log. Default ``/tmp/gridspawner-<uid of the hub>``. Keep it short:
-        socket paths must stay under 104 bytes.
+        Parent of the per-session directories that hold each server's unix socket, pid and
+        log: 0700 with ``run_as: "hub"``, 0711 (owned by root; each session directory 0700,
+        its user's) with ``run_as: "user"``. Default ``/tmp/gridspawner-<uid of the hub>``.
+        Keep it short: socket paths must stay under 104 bytes.
     ``ledger_dir``
         The GPU allocation ledger, shared by every hub on this machine that uses it (made
         0700 by the hub's user when missing; a directory another account made or may change
         is refused: see `host.ledger`). Default ``/tmp/gridspawner-ledger``.
     ``notebook_dir``
         Where a server starts; ``{username}`` (the only placeholder) becomes a safe form of
-        the user name. ``~/`` is the hub user's home. Created if missing.
+        the user name. ``~/`` is the home of the account the server runs as. Created (as
+        that account) if missing.
         Default ``~/gridspawner/{username}``.
     ``nvidia_smi``
         The nvidia-smi command (a string or a list of words). Default ``nvidia-smi``;
@@ -83,17 +127,49 @@ class LocalBackend(HostBackend):
 
     kind = "local"
 
+    settings: LocalSettings
+
     @classmethod
     def resource_limits(cls, settings: Any) -> str:
-        return "none"  # servers are plain processes of the hub's user
+        # each server in its own cgroup, or plain processes
+        return "all" if getattr(settings, "enforce_limits", False) else "none"
 
     def __init__(self, name: str, settings: Any, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
         self._transport = LocalTransport()
+        s = self.settings
+        if s.run_as == "user":
+            self.log.info("backend %s: each server runs as its user's own account (%s)", name,
+                          "account_function" if s.account_function else f"account {s.account!r}")
+        else:
+            self.log.warning("backend %s: every server runs as the hub's account %s: any server can read the "
+                             "others' files and tokens; unsafe for a hub with several users (set run_as: 'user')",
+                             name, getpass.getuser())
+        self.log.info("backend %s: CPU / memory limits %s", name,
+                      "enforced with cgroups" if s.enforce_limits else "NOT enforced")
 
     @classmethod
-    def parse_settings(cls, name: str, raw: dict, key: str) -> HostSettings:
-        return parse_host_settings(HostSettings, raw, key)
+    def parse_settings(cls, name: str, raw: dict, key: str) -> LocalSettings:
+        own = parse_account_settings(raw, key, root=hub_is_root()) if isinstance(raw, Mapping) else {}
+        return parse_host_settings(LocalSettings, raw, key, **own)
+
+    def account_for(self, host: str, user: str | None) -> str:
+        """``user``'s own account with ``run_as: "user"`` (background work: the hub's)."""
+        if user is None or self.settings.run_as != "user":
+            return getpass.getuser()
+        return account_name(self.settings, user)
+
+    async def _prepare(self, ctx: LaunchContext, placement: Placement, request: LaunchRequest,
+                       spec: LaunchSpec) -> tuple[LaunchSpec, dict]:
+        """The user's account (looked up, created when allowed) and the cgroup limits."""
+        s = self.settings
+        if s.run_as == "user":
+            account = await resolve_account(placement.login.account, create=s.create_accounts, timeout=s.command_timeout)
+            ctx.progress(f"running as account {account.name}")
+            spec = dataclasses.replace(spec, account=account, env={**spec.env, **account_env(account)})
+        if s.enforce_limits:
+            spec = dataclasses.replace(spec, limits=limits_of(request.cpu, request.memory))
+        return spec, {}
 
     @classmethod
     def parse_image(cls, image: str, raw: dict, key: str) -> HostImage:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from s3 import REGION
 from sshhosts import SSHLab
+from sshhosts.accounts import run_prefix
 from relayhttp import http_get
 
 from gridspawner.backends.base import LaunchContext
@@ -159,6 +160,7 @@ class Local:
         self.root = root
         self.backends: list[LocalBackend] = []
         self.launches: list = []
+        self.accounts = run_prefix()  # the per-user accounts' prefix (removed by the fixture)
 
     def backend(self, **extra) -> LocalBackend:
         raw = {
@@ -167,6 +169,7 @@ class Local:
             "notebook_dir": str(self.root / "nb" / "{username}"),
             "nvidia_smi": ["env", f"FAKE_NVIDIA_SMI_GPUS={GPUS}", FAKE_SMI],
             "interrupt_timeout": 2, "term_timeout": 2, "kill_timeout": 3, "start_wait": 15,
+            "account": self.accounts + "{username}", "create_accounts": True,
             **extra,
         }
         b = LocalBackend("here", LocalBackend.parse_settings("here", raw, "c.GridSpawner.backends['here']"))

@@ -15,11 +15,12 @@ import pytest
 from hubtools.ports import free_port
 from s3 import REGION
 from sshhosts import SSHLab, available
+from sshhosts.accounts import let_accounts_run, let_accounts_use_fuse, remove_accounts
 
 from gridspawner.backends.host.placement import HostLogin
 from gridspawner.mounts.hostcmd import unmount_fragment, wrap
 
-from . import ACCESS, SECRET, Local, Remote, force_unmount_below
+from . import ACCESS, SECRET, SERVER, Local, Remote, force_unmount_below
 
 
 @pytest.fixture
@@ -37,6 +38,12 @@ def bucket(s3):
 @pytest.fixture
 async def local():
     root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsm-"))  # short: socket paths
+    # servers run as per-user accounts (the default as root), made at their first spawn
+    os.chmod(root, 0o711)
+    os.mkdir(root / "nb", 0o1777)
+    os.chmod(root / "nb", 0o1777)
+    let_accounts_run(SERVER)
+    let_accounts_use_fuse()
     env = Local(root)
     yield env
     for result in env.launches:
@@ -50,6 +57,7 @@ async def local():
         await b.close()
     force_unmount_below(root)
     shutil.rmtree(root, ignore_errors=True)
+    remove_accounts(env.accounts)
 
 
 

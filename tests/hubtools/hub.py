@@ -31,6 +31,7 @@ import requests
 
 from . import procs
 from .ports import free_port
+from sshhosts.accounts import let_accounts_run, let_accounts_use_fuse, remove_accounts
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_NVIDIA_SMI = REPO / "tests" / "fixtures" / "fake_nvidia_smi"
@@ -104,6 +105,24 @@ def session_root_for(workdir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"gs-{digest}"
 
 
+def accounts_prefix(workdir: Path) -> str:
+    """The prefix of the Unix accounts the local backend of the hub in ``workdir`` makes."""
+    return "gs" + hashlib.sha256(str(workdir).encode()).hexdigest()[:6] + "-"
+
+
+def created_account_prefixes(grid: dict) -> set[str]:
+    """The prefixes of the accounts the local backends of ``grid`` make (`local_backend_config`
+    for any workdir: a test may build its config from another directory than the hub's)."""
+    found = set()
+    for conf in (grid or {}).get("backends", {}).values():
+        account = conf.get("account") if isinstance(conf, dict) else None
+        if conf.get("create_accounts") and isinstance(account, str) and account.endswith("{username}"):
+            prefix = account[: -len("{username}")]
+            if re.fullmatch(r"gs[0-9a-f]{6}-", prefix):  # only ours
+                found.add(prefix)
+    return found
+
+
 def local_backend_config(workdir: Path, **overrides) -> dict:
     """Settings for a ``kind: local`` backend whose files all live under ``workdir`` (and
     `session_root_for(workdir)`)."""
@@ -112,9 +131,13 @@ def local_backend_config(workdir: Path, **overrides) -> dict:
         "display_name": "This machine",
         "session_root": str(session_root_for(workdir)),
         "ledger_dir": str(workdir / "ledger"),
-        "notebook_dir": str(workdir / "home" / "{username}"),
         "nvidia_smi": fake_nvidia_smi_command(workdir / "fake-gpus.txt"),
     }
+    if os.geteuid() == 0:
+        # the product default as root: each user's server runs as its own account (the
+        # notebook directory is in its home); this hub's accounts, made at their first
+        # spawn and removed by `Hub.close()`, carry a prefix unique to the workdir
+        conf.update(account=accounts_prefix(workdir) + "{username}", create_accounts=True)
     conf.update(overrides)
     return conf
 
@@ -263,6 +286,8 @@ class Hub:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="gridhub-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.session_root = session_root_for(self.workdir)
+        let_accounts_run(sys.executable)  # servers of per-user accounts start the hub's Python
+        let_accounts_use_fuse()
         self.grid = default_grid_config(self.workdir) if grid is None else grid
         self.hub_port = free_port()
         self.proxy_port = free_port()
@@ -452,6 +477,8 @@ class Hub:
             self._log_handle = None
         self.session.close()
         shutil.rmtree(self.session_root, ignore_errors=True)
+        for prefix in {accounts_prefix(self.workdir), *created_account_prefixes(self.grid)}:
+            remove_accounts(prefix)
         if self._own_workdir and not os.environ.get("GRIDSPAWNER_KEEP_HUB_DIRS"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from relayhttp import http_get  # tests/ is on sys.path (tests/conftest.py)
 from hubtools import procs
+from sshhosts.accounts import let_accounts_run, remove_accounts, run_prefix
 
 from gridspawner.backends.base import BackendError, LaunchContext, NoCapacity
 from gridspawner.backends.local import LocalBackend
@@ -36,9 +37,23 @@ GPUS = "Tesla T4,15360;NVIDIA A10,23028;NVIDIA A100-SXM4-40GB,40960;NVIDIA A100-
 TOKEN = "tok-" + hashlib.sha256(os.urandom(16)).hexdigest()
 
 
+#: servers run as per-user accounts (the default as root), made at first spawn
+ACCOUNTS = run_prefix()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accounts():
+    let_accounts_run(SERVER)
+    yield
+    remove_accounts(ACCOUNTS)
+
+
 @pytest.fixture
 def root():
     d = tempfile.mkdtemp(dir="/tmp", prefix="gsi-")  # short: socket paths < 104 bytes
+    os.chmod(d, 0o711)
+    os.mkdir(f"{d}/nb", 0o1777)  # the notebook directories, made by each user's account
+    os.chmod(f"{d}/nb", 0o1777)
     yield Path(d)
     shutil.rmtree(d, ignore_errors=True)
 
@@ -61,6 +76,8 @@ class Env:
             "term_timeout": 3,
             "kill_timeout": 3,
             "start_wait": 15,
+            "account": ACCOUNTS + "{username}",
+            "create_accounts": True,
             **extra,
         }
         return LocalBackend.parse_settings("here", raw, "c.GridSpawner.backends['here']")
@@ -137,9 +154,10 @@ async def test_launch_serves_through_relay_and_keeps_secrets(env):
     st = result.state
     a10 = result.gpus[0]
     assert (a10.name, a10.memory_total_mib) == ("NVIDIA A10", 23028)  # 23028 MiB counts as 24 GB
-    assert messages[:4] == [
+    assert messages[:5] == [
         "probing GPUs on localhost",
         "placing: localhost, GPU 1 — 1× NVIDIA A10 24 GB",
+        f"running as account {ACCOUNTS}alice",
         "starting server",
         f"server process {st['pid']} started",
     ]
@@ -167,7 +185,9 @@ async def test_launch_serves_through_relay_and_keeps_secrets(env):
     # private session directory and socket
     sdir = Path(st["session_dir"])
     assert stat.S_IMODE(sdir.stat().st_mode) == 0o700
-    assert stat.S_IMODE(sdir.parent.stat().st_mode) == 0o700
+    # root's, 0711: an account reaches its own session directory, never lists the others
+    assert stat.S_IMODE(sdir.parent.stat().st_mode) == 0o711 and sdir.parent.stat().st_uid == 0
+    assert sdir.stat().st_uid != 0
     sock = Path(st["socket"])
     assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
     assert len(str(sock).encode()) < 104
@@ -215,8 +235,11 @@ async def test_best_fit_placement(env, gpus, gb, names):
 
 
 async def test_cpu_and_memory_choices_are_said_to_be_unenforced(env):
-    """The local backend cannot limit CPU or memory: the spawn page says so instead of pretending."""
-    backend = env.backend()
+    """Without ``enforce_limits`` the local backend does not limit CPU or memory: the spawn
+    page says so instead of pretending (with it: test_local_accounts.py)."""
+    backend = env.backend(enforce_limits=False)
+    assert LocalBackend.resource_limits(backend.settings) == "none"
+    assert LocalBackend.resource_limits(env.backend().settings) == "all"
     messages: list[str] = []
     req = dataclasses.replace(request(), cpu=2.5, memory=16)
     result = await launch(env, backend, context(messages=messages), req)

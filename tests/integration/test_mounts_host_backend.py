@@ -174,7 +174,11 @@ async def test_poll_cleanup_of_a_dead_server_never_deletes_through_a_busy_mount(
     sdir = local.session_dir()
     target = sdir / "data" / "d"
     # a process of the user keeps the mount busy (its cwd and an open file in it)
-    holder = subprocess.Popen(["sh", "-c", "exec 3<keep.txt; exec sleep 60"], cwd=target)
+    # (as the user's account: the user owns the FUSE mount, and no other account, not even
+    # root, may enter it)
+    owner = sdir.stat()
+    holder = subprocess.Popen(["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups",
+                               "sh", "-c", f"cd {target} && exec 3<keep.txt && exec sleep 60"])
     try:
         time.sleep(0.3)
         os.killpg(result.state["pid"], signal.SIGKILL)  # the server crashes
@@ -214,6 +218,14 @@ def unmount_tools(tmp_path, monkeypatch):
     return Tools()
 
 
+def as_owner(sdir: Path, *argv) -> str:
+    """``argv`` as the account owning the session directory (only it may enter its FUSE
+    mounts); its output."""
+    st = sdir.stat()
+    return subprocess.run(["setpriv", f"--reuid={st.st_uid}", f"--regid={st.st_gid}", "--clear-groups",
+                           *map(str, argv)], capture_output=True, text=True, check=True).stdout
+
+
 async def test_stop_and_poll_keep_the_session_when_a_mount_cannot_be_unmounted(local, bucket, unmount_tools, caplog):
     """The one hook every cleanup goes through: no ``rm -rf`` while a mount is left."""
     m = s3_mount(bucket.url, 0, "d")
@@ -221,7 +233,7 @@ async def test_stop_and_poll_keep_the_session_when_a_mount_cannot_be_unmounted(l
     result = await local.launch(backend, context([m]), local.request([m], gpus=1))
     sdir = local.session_dir()
     target = sdir / "data" / "d"
-    assert (target / "keep.txt").read_text() == "must survive"
+    assert as_owner(sdir, "cat", target / "keep.txt") == "must survive"
 
     # stop: the server goes and its GPU is released; the live mount and its directory stay
     unmount_tools.broken()
@@ -231,7 +243,7 @@ async def test_stop_and_poll_keep_the_session_when_a_mount_cannot_be_unmounted(l
     assert mounts_below(sdir) == [str(target)] and sdir.exists()
     assert local.ledger() == {}
     assert {"alice/in/hello.txt", "alice/keep.txt", "bob/secret.txt"} <= bucket_keys(bucket)
-    assert (target / "keep.txt").read_text() == "must survive", "the mount is intact"
+    assert as_owner(sdir, "cat", target / "keep.txt") == "must survive", "the mount is intact"
 
     # the next launch of this session unmounts the leftover before it reuses the directory
     # (still broken: it refuses, naming the mount, and touches nothing)
@@ -250,7 +262,7 @@ async def test_stop_and_poll_keep_the_session_when_a_mount_cannot_be_unmounted(l
     assert mounts_below(sdir) == [str(target)] and sdir.exists()
     assert {"alice/in/hello.txt", "alice/keep.txt", "bob/secret.txt"} <= bucket_keys(bucket)
     # what a plain rm -rf would have done: deleting through the live mount deletes objects
-    (target / "keep.txt").unlink()
+    as_owner(sdir, "rm", target / "keep.txt")
     assert wait_for(lambda: object_text(bucket, "alice/keep.txt") is None, 10)
 
     # a later stop with working tools finishes the job

@@ -232,3 +232,38 @@ async def test_a_live_claim_of_eves_own_holds_a_gpu_and_names_her(env, accounts)
     finally:
         os.killpg(sleeper.pid, 9)
         sleeper.wait()
+
+
+CONNECT = ("import socket, sys\n"
+           "s = socket.socket(socket.AF_UNIX)\n"
+           "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    sys.exit(f'refused: {e}')\n"
+           "print('connected')\n")
+
+
+async def test_accounts_sharing_a_host_cannot_reach_each_others_sessions(env, accounts):
+    """Several accounts on one host: each has its own session root and 0700 session
+    directories; neither another user nor eve can list, read, connect to or signal what is
+    in them (socket, pid file, log, mount credentials)."""
+    make_ledger_as_root(env)
+    b = backend(env)
+    ra, _ = await spawn(env, b, accounts["alice"], gpus=0)
+    rb, _ = await spawn(env, b, accounts["bob"], gpus=0)
+    a_dir, b_dir = Path(ra.state["session_dir"]), Path(rb.state["session_dir"])
+    assert a_dir.parent != b_dir.parent  # one session root per account
+    assert (a_dir.stat().st_mode & 0o777, b_dir.stat().st_mode & 0o777) == (0o700, 0o700)
+    (a_dir / ".mounts").mkdir(mode=0o700, exist_ok=True)  # where a mount's credentials live
+    creds = a_dir / ".mounts" / "0.conf"
+    creds.write_text("secret_access_key = s3cr3t\n")
+    os.chmod(creds, 0o600)
+    shutil.chown(a_dir / ".mounts", accounts["alice"], accounts["alice"])
+    shutil.chown(creds, accounts["alice"], accounts["alice"])
+    for who in (accounts["bob"], accounts["eve"]):
+        for argv in (["ls", str(a_dir)], ["cat", str(a_dir / "server.log")], ["cat", str(a_dir / "pid")],
+                     ["cat", str(creds)], ["kill", "-s", "TERM", str(ra.state["pid"])],
+                     ["/usr/bin/python3", "-c", CONNECT, ra.state["socket"]]):
+            done = run_as(who, *argv)
+            assert done.returncode != 0 and "connected" not in done.stdout, (who, argv, done.stdout)
+    assert run_as(accounts["alice"], "cat", str(creds)).stdout == "secret_access_key = s3cr3t\n"
+    assert (await http_get(ra.url))[0] == 200 and (await http_get(rb.url))[0] == 200
+    await stop(env, b, ra)
+    await stop(env, b, rb)

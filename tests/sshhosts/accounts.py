@@ -63,3 +63,43 @@ def run_as(name: str, *argv: str, input: str | None = None, timeout: float = 60)
     """``argv`` as account ``name`` (runuser), from /; never raises for a non-zero status."""
     return subprocess.run(["runuser", "-u", name, "--", *argv], input=input, capture_output=True, text=True,
                           cwd="/", timeout=timeout)
+
+
+def let_accounts_run(*paths: str) -> None:
+    """Make the directories above ``paths`` (and their symlinks' targets: the test's Python,
+    often under root's 0700 home) traversable by other accounts (``o+x``, never readable),
+    so a server running as a test account can start the same interpreter and packages."""
+    import sys
+
+    for path in (*paths, sys.executable, os.path.realpath(sys.executable), sys.prefix, sys.base_prefix):
+        d = os.path.dirname(os.path.abspath(path))
+        while d not in ("/", ""):
+            mode = os.stat(d).st_mode
+            if not mode & 0o001:
+                os.chmod(d, (mode & 0o7777) | 0o001)
+            d = os.path.dirname(d)
+
+
+def run_prefix() -> str:
+    """A prefix for the accounts one test run makes (``gs<6 hex>-``: unique, short)."""
+    return f"gs{os.urandom(3).hex()}-"
+
+
+def remove_accounts(prefix: str) -> None:
+    """Remove every account whose name starts with ``prefix`` (a `run_prefix`), killing its
+    processes (by PID) first — the accounts a backend made with ``create_accounts``."""
+    import pwd
+
+    for pw in pwd.getpwall():
+        if pw.pw_name.startswith(prefix):
+            for pid in _pids_of(pw.pw_name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            account_command(["userdel", "-r", "-f", pw.pw_name], check=False)
+
+
+def let_accounts_use_fuse() -> None:
+    """``/dev/fuse`` as a standard Linux host has it (0666: any account may make its own FUSE
+    mounts through the setuid ``fusermount3``); some containers make it root's alone."""
+    if os.path.exists("/dev/fuse") and os.stat("/dev/fuse").st_mode & 0o666 != 0o666:
+        os.chmod("/dev/fuse", 0o666)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gridspawner.backends.host import ledger, scripts
+from gridspawner.backends.host import confine, ledger, scripts
 from gridspawner.backends.host.inventory import Inventory, parse_probe
 from gridspawner.gpu import GPUProbeError
 
@@ -34,7 +35,7 @@ FUNCS = """alive() {
 }
 group_alive() { kill -0 "-$1" 2>/dev/null; }
 nap() { sleep 0.1 2>/dev/null || sleep 1; }
-"""
+""" + confine.AS_ACCOUNT
 
 
 def sh(script: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -100,7 +101,7 @@ def test_poll_script_exact():
         "{\n" + FUNCS + "S=/tmp/s/a-1\n"
         + scripts.remove_session_func("/tmp/s/a-1") +
         "p=42\n"
-        'cur=$(cat "$S/pid" 2>/dev/null)\n'
+        'cur=$(as_account cat "$S/pid" 2>/dev/null)\n'
         'if [ "$cur" = "$p" ] && alive "$p"; then\n'
         '  echo "@@running"\n'
         "else\n"
@@ -124,7 +125,7 @@ def test_wait_script_exact():
         '  if [ -S "$S/jupyter.sock" ]; then echo "@@ready"; exit 0; fi\n'
         '  if ! alive "$p"; then\n'
         '    echo "@@dead"\n'
-        '    tail -n 5 "$S/server.log" 2>/dev/null\n'
+        '    as_account tail -n 5 "$S/server.log" 2>/dev/null\n'
         "    exit 0\n"
         "  fi\n"
         '  [ "$n" -gt 0 ] || break\n'
@@ -163,7 +164,7 @@ def test_launch_script_exact():
         'chmod 700 "$R" || exit 10\n'
         + ledger.take_over_lines("/tmp/l", "alice-1.abcd", ("GPU-a@1", "GPU-b@3")) +
         'if [ -d "$S" ]; then\n'
-        '  old=$(cat "$S/pid" 2>/dev/null)\n'
+        '  old=$(as_account cat "$S/pid" 2>/dev/null)\n'
         '  if alive "$old"; then\n'
         '    echo "@@busy $old"\n'
         "    exit 11\n"
@@ -171,23 +172,26 @@ def test_launch_script_exact():
         "  remove_session || exit 15\n"
         "fi\n"
         'mkdir -m 700 "$S" || exit 10\n'
+        'gs_cgroups=""\n'
         "export JUPYTERHUB_API_TOKEN=t0k\n"
         "export CUDA_VISIBLE_DEVICES=GPU-a,GPU-b\n"
         'N="$HOME"/nb/alice\n'
-        'mkdir -p "$N" && cd "$N" || { echo "cannot use notebook directory $N" >&2; remove_session; exit 12; }\n'
+        'as_account mkdir -p "$N" && cd "$N" || { echo "cannot use notebook directory $N" >&2; remove_session; exit 12; }\n'
         "{\n"
         ". /opt/venv/bin/activate\n"
         "} >&2\n"
         'if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi\n'
-        "setsid -f /bin/sh -c 'echo $$ >\"$1/pid.new\" && mv -f \"$1/pid.new\" \"$1/pid\" || exit 126; shift; exec \"$@\"'"
+        "setsid -f /bin/sh -c " + shlex.quote(confine.JOIN_CGROUPS) +  ' sh "$gs_cgroups" /bin/sh -c '
+        "'exec >\"$1/server.log\" 2>&1 </dev/null; echo $$ >\"$1/pid.new\" && mv -f \"$1/pid.new\" \"$1/pid\" || exit 126; shift; exec \"$@\"'"
         ' sh "$S" jupyterhub-singleuser --debug "$@" --ServerApp.sock="$S/jupyter.sock" --ServerApp.sock_mode=0600'
-        ' >"$S/server.log" 2>&1 </dev/null\n'
+        ' >/dev/null 2>&1 </dev/null\n'
         "n=100\n"
         'while [ ! -s "$S/pid" ] && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done\n'
-        'pid=$(cat "$S/pid" 2>/dev/null)\n'
+        'pid=$(as_account cat "$S/pid" 2>/dev/null)\n'
+        "case $pid in *[!0-9]*) pid=\"\" ;; esac\n"
         'if [ -z "$pid" ]; then\n'
         '  echo "the server process did not start:" >&2\n'
-        '  tail -n 20 "$S/server.log" >&2 2>/dev/null\n'
+        '  as_account tail -n 20 "$S/server.log" >&2 2>/dev/null\n'
         "  remove_session\n"
         "  exit 13\n"
         "fi\n"
@@ -205,17 +209,18 @@ def test_stop_script_exact_now():
         'done=""\n'
         "ladder() {\n"
         '  alive "$p" || { done=none; return; }\n'
-        '  kill -"$1" "-$p" 2>/dev/null\n'
+        "  # as the session's account: a pid file it wrote never makes root signal another's process\n"
+        '  as_account kill -s "$1" -- "-$p" 2>/dev/null\n'
         "  n=$2\n"
         '  while alive "$p" && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done\n'
         '  alive "$p" || done=$1\n'
         "}\n"
-        'cur=$(cat "$S/pid" 2>/dev/null)\n'
+        'cur=$(as_account cat "$S/pid" 2>/dev/null)\n'
         'if [ "$cur" = "$p" ]; then\n'
         '  if [ -n "$p" ]; then\n'
         '    [ -n "$done" ] || ladder KILL 20\n'
         "    # what is left of the group (the server's children) goes with it\n"
-        '    group_alive "$p" && kill -KILL "-$p" 2>/dev/null\n'
+        '    group_alive "$p" && as_account kill -s KILL -- "-$p" 2>/dev/null\n'
         "  else\n"
         "    done=none\n"
         "  fi\n"
@@ -237,7 +242,7 @@ def test_stop_script_ladder_order_and_ticks():
     steps = [line.strip() for line in text.splitlines() if "|| ladder" in line]
     assert steps == ['[ -n "$done" ] || ladder INT 100', '[ -n "$done" ] || ladder TERM 3', '[ -n "$done" ] || ladder KILL 50']
     # no pid known (a launch cut short): the session directory names the server
-    assert 'p=$(cat "$S/pid" 2>/dev/null)\n' in scripts.stop_script("/s/a", None)
+    assert 'p=$(as_account cat "$S/pid" 2>/dev/null); case $p in *[!0-9]*) p="" ;; esac\n' in scripts.stop_script("/s/a", None)
 
 
 def test_export_lines_and_bad_names():

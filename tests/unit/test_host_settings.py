@@ -8,7 +8,7 @@ import pytest
 
 from gridspawner.backends.host.settings import HostImage, HostSettings
 from gridspawner.vocabulary import user_dir_name
-from gridspawner.backends.local import LocalBackend
+from gridspawner.backends.local import LocalBackend, LocalSettings
 from gridspawner.catalog import CatalogError
 
 KEY = "c.GridSpawner.backends['here']"
@@ -27,7 +27,8 @@ def error(raw) -> CatalogError:
 
 def test_defaults():
     s = parse({})
-    assert s == HostSettings(session_root=f"/tmp/gridspawner-{os.getuid()}")
+    assert s == LocalSettings(session_root=f"/tmp/gridspawner-{os.getuid()}", run_as="user" if os.geteuid() == 0 else "hub",
+                             enforce_limits=os.geteuid() == 0)
     assert (s.ledger_dir, s.notebook_dir, s.nvidia_smi, s.relay_host) == (
         "/tmp/gridspawner-ledger",
         "~/gridspawner/{username}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gridspawner.backends import backend_class
@@ -146,10 +148,12 @@ def test_resource_limits_of_the_other_kinds_reach_the_catalog(kh, tmp_path):
 
     cat = build_catalog(
         backends={
-            "here": {"kind": "local", "session_root": "/tmp/gs-limits-test"},
+            "here": {"kind": "local", "session_root": "/tmp/gs-limits-test", "enforce_limits": False},
+            "cg": {"kind": "local", "session_root": "/tmp/gs-limits-test2"},  # cgroups: the default as root
             "gpu": {"kind": "ssh", "hosts": ["gpu1"], "known_hosts": kh, "username": "jupyter", "runtime": "docker"},
             "k8s": {"kind": "kubernetes", "kubeconfig": str(tmp_path / "kubeconfig")},
         },
         images={"lab": {"display_name": "Lab", "local": {}, "ssh": {"image": "docker://lab:1"}, "kubernetes": {"image": "lab:1"}}},
     )
-    assert {n: b.resource_limits for n, b in cat.backends.items()} == {"here": "none", "gpu": "all", "k8s": "all"}
+    assert {n: b.resource_limits for n, b in cat.backends.items()} == {
+        "here": "none", "cg": "all" if os.geteuid() == 0 else "none", "gpu": "all", "k8s": "all"}

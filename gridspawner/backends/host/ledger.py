@@ -128,7 +128,9 @@ gs_holder() {
     # its real uid (a process that went through a setuid program, e.g. apptainer's starter,
     # has /proc/PID owned by root, but keeps its real uid)
     o=$(sed -n 's/^Uid:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "/proc/$2/status" 2>/dev/null)
-    [ -z "$o" ] || [ "$o" = "$1" ] || { echo foreign; return; }
+    # a claim root made (the hub's machine, servers of per-user accounts) is held by the
+    # process root handed it to; any other account's claim only by its own processes
+    [ -z "$o" ] || [ "$o" = "$1" ] || [ "$1" = 0 ] || { echo foreign; return; }
     s=$(sed 's/^.*) //' "/proc/$2/stat" 2>/dev/null)
     case $s in Z*|X*) echo dead; return ;; '') [ -d "/proc/$2" ] && echo live || echo dead; return ;; esac
     [ -z "$3" ] || [ "$(printf '%s\n' "$s" | cut -d' ' -f20)" = "$3" ] || { echo dead; return; }

@@ -164,7 +164,10 @@ if [ ! -e "$S" ] && [ ! -L "$S" ]; then
   [ -n "$gs_left" ] || {{ echo "@@kept gone"; exit 0; }}
 fi
 if [ -e "$S" ] || [ -L "$S" ]; then
-  if [ -L "$S" ] || [ ! -d "$S" ] || [ ! -O "$S" ]; then echo "@@kept not-ours"; exit 0; fi
+  # ours: our own, or (root) one root handed to a user's account in root's session root
+  if [ -L "$S" ] || [ ! -d "$S" ] || {{ [ ! -O "$S" ] && {{ [ "$(id -u)" != 0 ] || [ -L "${{S%/*}}" ] || [ ! -O "${{S%/*}}" ]; }}; }}; then
+    echo "@@kept not-ours"; exit 0
+  fi
   if [ -f "$S/{owner}" ]; then
     grep -qxF {q('hub=' + hub)} "$S/{owner}" && grep -qxF {q('backend=' + backend)} "$S/{owner}" \\
       || {{ echo "@@kept foreign"; exit 0; }}

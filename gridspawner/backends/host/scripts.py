@@ -36,6 +36,7 @@ from ...mounts.hostcmd import EXIT_MOUNT
 from ...mounts.resolved import ResolvedMount, S3Secret
 from ...vocabulary import NAME as _SLUG_NAME
 from . import ledger
+from .confine import AS_ACCOUNT, EXIT_LIMITS, JOIN_CGROUPS, Account, Limits, as_account_script, become_words, cgroup_setup_lines, hand_over_lines, remove_cgroup_lines
 from .ledger import EXIT_CLAIM_LOST, EXIT_CONFLICT, EXIT_LEDGER
 from .session_marks import owner_lines, sessions_lines
 
@@ -50,12 +51,16 @@ EXIT_NO_START = 13  # launch: the server process did not start
 # EXIT_MOUNT (14, from hostcmd): launch: a data mount failed (``@@mount-failed <index>``)
 EXIT_MOUNTS_LEFT = 15  # launch: a mount of an earlier server of this session cannot be unmounted
 # EXIT_CLAIM_LOST (16, from ledger): launch: a GPU claim of this launch is gone (``@@claim-lost``)
-__all__ = ["EXIT_CLAIM_LOST", "EXIT_CONFLICT", "EXIT_LEDGER"]  # re-exported for the backend
+# EXIT_LIMITS (17, from confine): launch: the CPU / memory limits cannot be applied (``@@limits-failed``)
+__all__ = ["EXIT_CLAIM_LOST", "EXIT_CONFLICT", "EXIT_LEDGER", "EXIT_LIMITS"]  # re-exported for the backend
 
-#: the server's first process: records its pid (the new session's id) in "$S/pid", then
-#: becomes the server. Started by ``setsid -f``, not by ``&``: sh makes a background job
-#: ignore SIGINT for good, and the stop ladder begins with SIGINT.
-_EXEC_RECORDING_PID = 'echo $$ >"$1/pid.new" && mv -f "$1/pid.new" "$1/pid" || exit 126; shift; exec "$@"'
+#: the server's first process once it runs as its account (after `confine.JOIN_CGROUPS`):
+#: opens its log, records its pid (the new session's id) in "$S/pid", then becomes the
+#: server — as the account, so a symlink planted in its directory gets it nothing. Started by
+#: ``setsid -f``, not by ``&``: sh makes a background job ignore SIGINT for good, and the
+#: stop ladder begins with SIGINT.
+_EXEC_RECORDING_PID = ('exec >"$1/server.log" 2>&1 </dev/null; '
+                       'echo $$ >"$1/pid.new" && mv -f "$1/pid.new" "$1/pid" || exit 126; shift; exec "$@"')
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
@@ -73,7 +78,7 @@ _FUNCS = r"""alive() {
 }
 group_alive() { kill -0 "-$1" 2>/dev/null; }
 nap() { sleep 0.1 2>/dev/null || sleep 1; }
-"""
+""" + AS_ACCOUNT
 
 
 def _wrap(body: str) -> str:
@@ -117,7 +122,7 @@ def remove_session_func(session_dir: str, flush_wait: float = 0) -> str:
         unmount = 'gs_mounts_left=""; gs_unsaved_dir=""; gs_keep_session=""\n'
     return (
         "remove_session() {\n"
-        "{\n" + unmount.rstrip("\n") + "\n} >/dev/null 2>&1\n"
+        "{\n" + remove_cgroup_lines(session_dir) + unmount.rstrip("\n") + "\n} >/dev/null 2>&1\n"
         + hostcmd.UNSAVED_REPORT
         # whatever is still mounted below $S (ours, or one the user made): never rm -rf into it
         + 'gs_left=$(awk -v p="$S/" \'index($5, p) == 1 { print $5 }\' /proc/self/mountinfo 2>/dev/null | tr "\\n" " ")\n'
@@ -196,6 +201,11 @@ class LaunchSpec:
     #: and the backend's name (what a hub reclaims after a crash: `gridspawner.reconcile`)
     hub: str = ""
     backend: str = ""
+    #: the account the server runs as (the launch runs as root: `confine`); None: as the
+    #: account running the script
+    account: Account | None = None
+    #: CPU / memory limits enforced with a cgroup (`confine.cgroup_setup_lines`); empty: none
+    limits: Limits = Limits()
 
     @property
     def session_dir(self) -> str:
@@ -237,6 +247,10 @@ def launch_script(spec: LaunchSpec) -> str:
         take_over = ledger.take_over_lines(spec.ledger_dir, spec.ledger_entry, spec.ledger_claims)
         record_pid = ledger.hold_lines(spec.ledger_dir, spec.ledger_claims)
     prefix = f"{{\n{spec.prefix.rstrip()}\n}} >&2\n" if spec.prefix.strip() else ""
+    limits = cgroup_setup_lines(spec.session_dir, spec.limits) if spec.limits else 'gs_cgroups=""\n'
+    # as its own account the server needs no --allow-root (and must not get it)
+    allow_root = "set --" if spec.account else 'if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi'
+    become = "".join(q(w) + " " for w in become_words(spec.account)) if spec.account else ""
     mount = link = unlink = ""
     if spec.mounts:
         # in a subshell: its `exit` on a failure ends the mount step only, and the script
@@ -246,7 +260,12 @@ def launch_script(spec: LaunchSpec) -> str:
         # a FUSE mount comes up even when its credentials are refused (rclone asks S3 only on
         # the first listing): list each mount once, so a bad one fails the launch, named
         checks = "".join(f" && mount_check {int(m.index)} {q(data + '/' + m.target)}" for m in spec.mounts if m.mode == "mount")
-        mount = f"(\n{fragment.rstrip()}\n){checks} || {{ remove_session; exit {EXIT_MOUNT}; }}\n"
+        on_failure = f"{checks} || {{ remove_session; exit {EXIT_MOUNT}; }}"
+        if spec.account:  # as the user (a here-document: what follows goes on its first line)
+            first, _, rest = as_account_script(fragment).partition("\n")
+            mount = f"{first}{on_failure}\n{rest}"
+        else:
+            mount = f"(\n{fragment.rstrip()}\n){on_failure}\n"
         if spec.data_link:
             link = data_link_lines(spec.data_link)
             unlink = '  [ "$(readlink "$G" 2>/dev/null)" = "$S/data" ] && rm -f "$G"\n'
@@ -258,9 +277,9 @@ if [ -L "$R" ] || [ ! -d "$R" ] || [ ! -O "$R" ]; then
   echo "session root $R is not a directory owned by $(id -un)" >&2
   exit {EXIT_ROOT}
 fi
-chmod 700 "$R" || exit {EXIT_ROOT}
+chmod {"711" if spec.account else "700"} "$R" || exit {EXIT_ROOT}
 {take_over}if [ -d "$S" ]; then
-  old=$(cat "$S/pid" 2>/dev/null)
+  old=$(as_account cat "$S/pid" 2>/dev/null)
   if alive "$old"; then
     echo "@@busy $old"
     exit {EXIT_BUSY}
@@ -268,16 +287,17 @@ chmod 700 "$R" || exit {EXIT_ROOT}
   remove_session || exit {EXIT_MOUNTS_LEFT}
 fi
 mkdir -m 700 "$S" || exit {EXIT_ROOT}
-{owner_lines(spec.hub, spec.backend) if spec.hub else ""}{mount}{export_lines(spec.env)}N={sh_path(spec.notebook_dir)}
-mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
-{link}{prefix}if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi
-setsid -f /bin/sh -c {q(_EXEC_RECORDING_PID)} sh "$S" {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >"$S/server.log" 2>&1 </dev/null
+{owner_lines(spec.hub, spec.backend) if spec.hub else ""}{hand_over_lines(spec.account) if spec.account else ""}{limits}{mount}{export_lines(spec.env)}N={sh_path(spec.notebook_dir)}
+as_account mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
+{link}{prefix}{allow_root}
+setsid -f /bin/sh -c {q(JOIN_CGROUPS)} sh "$gs_cgroups" {become}/bin/sh -c {q(_EXEC_RECORDING_PID)} sh "$S" {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >/dev/null 2>&1 </dev/null
 n=100
 while [ ! -s "$S/pid" ] && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done
-pid=$(cat "$S/pid" 2>/dev/null)
+pid=$(as_account cat "$S/pid" 2>/dev/null)
+case $pid in *[!0-9]*) pid="" ;; esac
 if [ -z "$pid" ]; then
   echo "the server process did not start:" >&2
-  tail -n 20 "$S/server.log" >&2 2>/dev/null
+  as_account tail -n 20 "$S/server.log" >&2 2>/dev/null
 {unlink}  remove_session
   exit {EXIT_NO_START}
 fi
@@ -290,12 +310,12 @@ fi
 #: where ``timeout`` exists; else print ``@@mount-failed INDEX`` and the tool's log on stderr
 _MOUNT_CHECK = r"""mount_check() {
   if command -v timeout >/dev/null 2>&1; then
-    gs_err=$(timeout 60 ls -A "$2" 2>&1 >/dev/null) && return 0
+    gs_err=$(as_account timeout 60 ls -A "$2" 2>&1 >/dev/null) && return 0
   else
-    gs_err=$(ls -A "$2" 2>&1 >/dev/null) && return 0
+    gs_err=$(as_account ls -A "$2" 2>&1 >/dev/null) && return 0
   fi
   echo "@@mount-failed $1"
-  [ -f "$S/.mounts/$1.log" ] && tail -n 20 "$S/.mounts/$1.log" >&2
+  [ -f "$S/.mounts/$1.log" ] && as_account tail -n 20 "$S/.mounts/$1.log" >&2
   printf '%s\n' "$gs_err" >&2
   return 1
 }
@@ -349,7 +369,7 @@ while :; do
   if [ -S "$S/{SOCKET_NAME}" ]; then echo "@@ready"; exit 0; fi
   if ! alive "$p"; then
     echo "@@dead"
-    tail -n {int(log_lines)} "$S/server.log" 2>/dev/null
+    as_account tail -n {int(log_lines)} "$S/server.log" 2>/dev/null
     exit 0
   fi
   [ "$n" -gt 0 ] || break
@@ -372,7 +392,7 @@ def poll_script(
     release = ledger.release_lines(ledger_dir, ledger_claims, ledger_entry, indent="    ")
     body = f"""{_FUNCS}S={q(session_dir)}
 {remove_session_func(session_dir, flush_wait)}p={int(pid)}
-cur=$(cat "$S/pid" 2>/dev/null)
+cur=$(as_account cat "$S/pid" 2>/dev/null)
 if [ "$cur" = "$p" ] && alive "$p"; then
   echo "@@running"
 else
@@ -411,22 +431,23 @@ def stop_script(
     release = ledger.release_lines(ledger_dir, ledger_claims, ledger_entry, indent="  ")
     ladder = [("KILL", kill_timeout)] if now else [("INT", interrupt_timeout), ("TERM", term_timeout), ("KILL", kill_timeout)]
     steps = "".join(f"    [ -n \"$done\" ] || ladder {sig} {_ticks(t)}\n" for sig, t in ladder)
-    pid_line = f"p={int(pid)}" if pid else 'p=$(cat "$S/pid" 2>/dev/null)'
+    pid_line = f"p={int(pid)}" if pid else 'p=$(as_account cat "$S/pid" 2>/dev/null); case $p in *[!0-9]*) p="" ;; esac'
     body = f"""{_FUNCS}S={q(session_dir)}
 {remove_session_func(session_dir, flush_wait)}{pid_line}
 done=""
 ladder() {{
   alive "$p" || {{ done=none; return; }}
-  kill -"$1" "-$p" 2>/dev/null
+  # as the session's account: a pid file it wrote never makes root signal another's process
+  as_account kill -s "$1" -- "-$p" 2>/dev/null
   n=$2
   while alive "$p" && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done
   alive "$p" || done=$1
 }}
-cur=$(cat "$S/pid" 2>/dev/null)
+cur=$(as_account cat "$S/pid" 2>/dev/null)
 if [ "$cur" = "$p" ]; then
   if [ -n "$p" ]; then
 {steps}    # what is left of the group (the server's children) goes with it
-    group_alive "$p" && kill -KILL "-$p" 2>/dev/null
+    group_alive "$p" && as_account kill -s KILL -- "-$p" 2>/dev/null
   else
     done=none
   fi
@@ -443,8 +464,9 @@ if [ -n "$done" ]; then echo "@@stopped $done"; else echo "@@survived"; fi
 
 def renew_script(session_dir: str, secrets: Mapping[int, S3Secret]) -> str:
     """Replace the credentials of a server's live S3 mounts (`hostcmd.renew_fragment`):
-    prints ``@@renewed <index>`` / ``@@not-renewed <index>``. CONTAINS SECRETS: never log it."""
-    return _wrap(hostcmd.renew_fragment(session_dir, secrets))
+    prints ``@@renewed <index>`` / ``@@not-renewed <index>``. The files are written as the
+    session directory's owner (`confine.AS_ACCOUNT`). CONTAINS SECRETS: never log it."""
+    return _wrap(f"S={q(session_dir)}\n" + AS_ACCOUNT + as_account_script(hostcmd.renew_fragment(session_dir, secrets)))
 
 
 def uuids_of(gpus: Iterable[GPU]) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 
 from ...server_env import STOPS_FILE_NAME
 from ...stops import stops_document
+from .confine import AS_ACCOUNT, as_account_script
 
 q = shlex.quote
 
@@ -27,11 +28,14 @@ def stops_script(session_dir: str, entries: Iterable[Mapping]) -> str:
     """sh that replaces ``session_dir``/stops.json with ``entries``; prints ``@@stops-written``
     or ``@@no-session``."""
     path = f"{session_dir.rstrip('/')}/{STOPS_FILE_NAME}"
+    # written as the directory's owner (root's launch hands it to the server's account): a
+    # symlink planted there never makes root overwrite another file
+    write = as_account_script(f"""umask 077
+tmp={q(session_dir.rstrip('/'))}/.{STOPS_FILE_NAME}.$$
+printf '%s\\n' {q(stops_document(entries))} >"$tmp" && mv -f "$tmp" {q(path)} && echo "@@{WRITTEN}"
+""")
     return f"""{{
 S={q(session_dir)}
 if [ ! -d "$S" ] || [ -L "$S" ]; then echo "@@{NO_SESSION}"; exit 0; fi
-umask 077
-tmp="$S/.{STOPS_FILE_NAME}.$$"
-printf '%s\\n' {q(stops_document(entries))} >"$tmp" && mv -f "$tmp" {q(path)} && echo "@@{WRITTEN}"
-}} </dev/null
+{AS_ACCOUNT}{write}}} </dev/null
 """
