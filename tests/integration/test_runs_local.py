@@ -154,7 +154,8 @@ async def test_queued_run_starts_when_the_gpu_is_freed_and_cancel_works(lab):
     done = await lab.wait(first, ("succeeded", "failed"), 60)
     assert done["status"] == "succeeded"
     running = await lab.wait(second, ("running",), 10)
-    assert running["started_at"] - done["finished_at"] < 2.0
+    # started within about a second of the release (finished_at: right after the GPU was freed)
+    assert running["started_at"] - done["finished_at"] < 1.2
     # cancel the queued one: it never starts
     await lab.runs.store.move(third, ("queued",), status="cancelled", cancel_requested=1, cancelled_by="alice")
     # cancel the running one: its process goes, its GPU is freed
