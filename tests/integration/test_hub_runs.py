@@ -116,3 +116,27 @@ def test_rest_submit_errors_success_isolation_cancel_delete(runs_hub, username):
     assert wait_status(alice, api(hub, f"/{long['id']}"), ("cancelled",), 60)["status"] == "cancelled"
     assert alice.delete(api(hub, f"/{long['id']}"), timeout=30).status_code == 204
     assert alice.get(api(hub, f"/{long['id']}"), timeout=30).status_code == 404
+
+
+def test_a_hub_restart_mid_run_keeps_the_run_and_collects_it(runs_hub, username):
+    hub = runs_hub
+    alice = client(hub, username)
+    r = alice.post(api(hub), files={"notebook": ("n.ipynb", notebook("import time\ntime.sleep(seconds)\nprint('slept', value)"))},
+                   data={"parameters": json.dumps({"seconds": 10.0, "value": 5}), "options": json.dumps({"gpus": 1})},
+                   timeout=60)
+    run = r.json()
+    wait_status(alice, api(hub, f"/{run['id']}"), ("running",))
+    hub.restart_hub()  # the hub stops its managed service and starts it again
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            got = alice.get(api(hub, f"/{run['id']}"), allow_redirects=False, timeout=30)
+            if got.status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, hub.log()[-3000:]
+        time.sleep(0.5)
+    done = wait_status(alice, api(hub, f"/{run['id']}"), ("succeeded", "failed", "cancelled"))
+    assert done["status"] == "succeeded" and "slept 5" in done["log_tail"], done
+    assert "re-attached" in hub.log()
