@@ -91,8 +91,14 @@ class RunsAPI(RunsBase):
             backend = runs.backends[draft.request.backend]
             if not getattr(backend, "runs_batch", False):
                 raise OptionsError({"backend": f"the backend {draft.request.backend!r} cannot run notebooks; choose another"})
-            # the same live checks of the data mounts as a spawn (a bad bucket: a field error)
-            await prepare(draft.options, runs.catalog, groups, user)
+            # the same live checks of the data mounts and the same GPU quota as a spawn
+            # (a bad bucket, a quota used up: a field error)
+            usage = self.ctx.usage
+
+            async def quota(gpus: int) -> str | None:
+                return await usage.refusal(user, groups, gpus)
+
+            await prepare(draft.options, runs.catalog, groups, user, quota=quota)
         except OptionsError as e:
             self.field_errors(e.errors)
         try:

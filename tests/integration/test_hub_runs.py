@@ -29,7 +29,7 @@ def notebook(body: str) -> bytes:
 def runs_hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hub")
     grid = default_grid_config(workdir)
-    grid.update({"notebook_runs": True, "runs_poll_interval": 0.5})
+    grid.update({"notebook_runs": True, "runs_poll_interval": 0.5, "default_quota": {"gpus_at_once": 2}})
     extra = f"from gridspawner.service.settings import enable_service\nenable_service(c, port={free_port()})\n"
     with Hub(grid, workdir=workdir, extra_config=extra) as hub:
         # the hub routes the service once it answers (its start takes seconds)
@@ -76,6 +76,10 @@ def test_rest_submit_errors_success_isolation_cancel_delete(runs_hub, username):
     r = alice.post(api(hub), files={"notebook": ("n.ipynb", notebook("1"))},
                    data={"parameters": json.dumps({"value": "x"})}, timeout=60)
     assert r.status_code == 400 and list(r.json()["errors"]) == ["parameters.value"], r.text
+    # the GPU quota, as for a spawn
+    r = alice.post(api(hub), files={"notebook": ("n.ipynb", notebook("1"))}, data={"options": json.dumps({"gpus": 3})},
+                   timeout=60)
+    assert r.status_code == 400 and "at most 2 GPUs at once" in r.json()["errors"]["gpus"], r.text
     assert alice.get(api(hub), timeout=30).json()["runs"] == []
     # no token: no access
     assert requests.get(api(hub), timeout=30).status_code in (302, 403)
