@@ -212,3 +212,44 @@ async def test_runs_per_user_holds_under_concurrent_submits_and_max_runtime_stop
         await asyncio.wait_for(lab.runs.close(), 30)
         lab.usage.store.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+from s3.fixtures import s3, s3_server  # noqa: E402,F401
+
+
+@pytest.mark.timeout(240)
+async def test_a_run_with_an_s3_mount_bound_to_a_parameter(s3):  # noqa: F811
+    """Typed S3 keys stay in the executor's memory until the start, where the mounts are
+    resolved by the spawner's code (live check) and copied in by rclone; the parameter
+    bound to the mount gets its path."""
+    if not shutil.which("rclone"):
+        pytest.skip("rclone is not installed (scripts/install-mount-test-deps.sh)")
+    c = s3.client()
+    c.create_bucket(Bucket="lab-runs")
+    c.put_object(Bucket="lab-runs", Key="alice/in/hello.txt", Body=b"hello from s3")
+    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsr-"))
+    lab = Lab(root)
+    lab.catalog["storage"] = {"s3": {"campus": {"url": s3.url, "buckets": ["lab-*"], "user_prefix": "{username}/",
+                                                "credentials": ["keys"]}},
+                              "access": {"*": {"s3": ["campus"]}}}
+    lab.runs = lab.new_runtime()
+    await lab.runs.start()
+    try:
+        mount = {"type": "s3", "endpoint": "campus", "bucket": "lab-runs", "prefix": "alice/in/", "target": "inputs",
+                 "mode": "copy", "read_only": True, "credentials": "keys", "access_key": "testing",
+                 "secret_key": "testing"}
+        nb = notebook("import os\nprint('listing', sorted(os.listdir(out)), open(os.path.join(out, 'hello.txt')).read())")
+        draft = build_draft({"notebook": nb, "options": {"gpus": 0, "mounts": [mount]},
+                             "bindings": {"out": {"mount": 0}}}, lab.runs.catalog, [], "alice")
+        run_id = await lab.runs.submit(draft, "alice", [])
+        stored = await lab.runs.store.get(run_id)
+        assert "testing" not in stored["options"]  # the typed keys are not in the database
+        row = await lab.wait(run_id, ("succeeded", "failed"), 120)
+        assert row["status"] == "succeeded", (row["error"], row["log_tail"][-2000:])
+        assert "listing ['hello.txt'] hello from s3" in row["log_tail"]
+        assert json.loads(row["parameters"])["out"] == "data/inputs"
+        assert lab.sessions() == [] and run_id not in lab.runs.executor.secrets
+    finally:
+        await asyncio.wait_for(lab.runs.close(), 30)
+        lab.usage.store.close()
+        shutil.rmtree(root, ignore_errors=True)
