@@ -88,7 +88,9 @@ async def lab():
     lab = Lab(root)
     await lab.runs.start()
     yield lab
-    await lab.runs.close()
+    # (awaited in a task of its own: awaited directly, a close in pytest-asyncio's teardown
+    # has been seen to wait forever, which a plain asyncio.run never does)
+    await asyncio.wait_for(lab.runs.close(), 30)
     lab.usage.store.close()
     shutil.rmtree(root, ignore_errors=True)
 
