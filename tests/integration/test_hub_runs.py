@@ -30,7 +30,8 @@ def runs_hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hub")
     grid = default_grid_config(workdir)
     grid.update({"notebook_runs": True, "runs_poll_interval": 0.5, "default_quota": {"gpus_at_once": 2}})
-    extra = f"from gridspawner.service.settings import enable_service\nenable_service(c, port={free_port()})\n"
+    extra = ("from gridspawner.service.settings import enable_service\n"
+             f"enable_service(c, port={free_port()}, admin_users=['runadmin'])\n")
     with Hub(grid, workdir=workdir, extra_config=extra) as hub:
         # the hub routes the service once it answers (its start takes seconds)
         deadline = time.monotonic() + 90
@@ -105,6 +106,11 @@ def test_rest_submit_errors_success_isolation_cancel_delete(runs_hub, username):
     assert bob.delete(api(hub, f"/{run['id']}"), timeout=30).status_code == 404
     assert bob.get(api(hub), timeout=30).json()["runs"] == []
     assert bob.get(api(hub) + f"?user={username}", timeout=30).status_code == 403
+    # an admin (the usage admin scope) sees every run
+    admin = client(hub, "runadmin")
+    assert admin.get(api(hub, f"/{run['id']}"), timeout=30).status_code == 200
+    assert run["id"] in [x["id"] for x in admin.get(api(hub) + "?user=*", timeout=30).json()["runs"]]
+    assert [x["id"] for x in admin.get(api(hub) + f"?user={username}", timeout=30).json()["runs"]] == [run["id"]]
     # ?since: only what changed
     listed = alice.get(api(hub), timeout=30).json()
     assert [x["id"] for x in listed["runs"]] == [run["id"]]
