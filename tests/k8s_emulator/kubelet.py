@@ -14,7 +14,9 @@ import base64
 import time
 from typing import TYPE_CHECKING
 
-from .runner import PodProcess, Runner, expand
+import fnmatch
+
+from .runner import PodProcess, Runner, expand, materialize
 from .util import rfc3339
 
 if TYPE_CHECKING:
@@ -49,8 +51,12 @@ def set_condition(pod: dict, type_: str, ok: bool, reason: str | None = None, me
 class Kubelet:
     def __init__(self, cluster: "Cluster", *, run_pods: bool, runner: Runner, pull_delay: float = 0.02,
                  start_delay: float = 0.02, kill_delay: float = 0.02, retry_interval: float = 0.2,
-                 crash_backoff: float = 1.0, readiness_interval: float = 0.05):
+                 crash_backoff: float = 1.0, readiness_interval: float = 0.05,
+                 pull_errors: dict[str, str] | None = None):
         self.cluster = cluster
+        #: image pattern (fnmatch) → the registry's answer: pulls of it fail (ErrImagePull,
+        #: then ImagePullBackOff, retried every retry_interval while the pod exists)
+        self.pull_errors = dict(pull_errors or {})
         self.run_pods = run_pods
         self.runner = runner
         self.pull_delay = pull_delay
@@ -294,6 +300,9 @@ class Kubelet:
             self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', c["name"])
         else:
             self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', c["name"])
+            failure = next((m for pat, m in self.pull_errors.items() if fnmatch.fnmatchcase(image, pat)), None)
+            if failure is not None:
+                return await self._pull_fails(ns, name, uid, c, key, image, failure)
             t0 = time.monotonic()
             await asyncio.sleep(self.pull_delay)
             if self._current(ns, name, uid) is None:
@@ -310,7 +319,8 @@ class Kubelet:
         pp = None
         if self.run_pods:
             try:
-                pp = await self.cluster.runner.start(uid, c, env, ip)
+                mounts = materialize(pod, c, self.store.peek, self.runner.pod_dir(uid))
+                pp = await self.cluster.runner.start(uid, c, env, ip, mounts)
             except Exception as e:  # the runtime could not start it: RunContainerError
                 msg = str(e)
                 self._set_cstatus(ns, name, uid, key, c, lambda s: s.update(
@@ -343,6 +353,27 @@ class Kubelet:
         if pp is not None:
             asyncio.get_running_loop().create_task(self._watch_process(ns, name, uid, c, pp, ip, started, cid))
         return 0
+
+    async def _pull_fails(self, ns, name, uid, c, key, image: str, failure: str) -> None:
+        """A pull the registry refuses: ErrImagePull with its answer, then ImagePullBackOff
+        (whose message only says it backs off), as long as the pod exists."""
+        msg = f"rpc error: code = Unknown desc = failed to pull and unpack image \"{image}\": {failure}"
+        while self._current(ns, name, uid) is not None:
+            pod = self._set_cstatus(ns, name, uid, key, c, lambda s: s.update(
+                state={"waiting": {"reason": "ErrImagePull", "message": msg}}))
+            if pod is None:
+                break
+            self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {msg}', c["name"])
+            self._event(pod, "Warning", "Failed", "Error: ErrImagePull", c["name"])
+            await asyncio.sleep(self.retry_interval)
+            pod = self._set_cstatus(ns, name, uid, key, c, lambda s: s.update(
+                state={"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}}))
+            if pod is None:
+                break
+            self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', c["name"])
+            self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff", c["name"])
+            await asyncio.sleep(self.retry_interval * 5)
+        return None
 
     def _set_cstatus(self, ns, name, uid, key, c, fn, phase: str | None = None) -> dict | None:
         def mut(p: dict) -> None:

@@ -38,6 +38,12 @@ SECRET_SUFFIX = "-secret"
 MOUNT_SECRETS_ANNOTATION = "gridspawner.io/mount-secrets"
 _MOUNT_SECRET_RE = re.compile(r"(.+)-secret-m[0-9]{1,3}")
 REQUEST_ANNOTATION = "gridspawner.io/request"
+#: label on a notebook run's pod and Secrets (the run id): the hub's pod reconciler, the
+#: ended-server removal and the Secret sweep leave these alone (the runs executor owns them)
+RUN_LABEL = "gridspawner.io/run"
+#: ``component`` of a run's pod and of its Secrets (not ``singleuser-server``/``-secret``)
+RUN_COMPONENT = "notebook-run"
+RUN_SECRET_COMPONENT = "notebook-run-secret"
 
 _LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
@@ -132,6 +138,19 @@ def common_labels(settings: KubernetesSettings, user: str, server_name: str) -> 
         }
     )
     return labels
+
+
+def is_run(manifest: Mapping) -> bool:
+    """Whether ``manifest`` (a pod or Secret) belongs to a notebook run, not a server."""
+    return bool(((manifest.get("metadata") or {}).get("labels") or {}).get(RUN_LABEL))
+
+
+def run_names(run_id: str) -> ServerNames:
+    """The pod and Secret of a notebook run (no home claim of its own: ``home_claim`` is
+    the user's, filled in by the caller). Unique per run id, at most 63 characters."""
+    readable = _readable(run_id, 40)
+    pod = f"run-{readable}-{_digest('run', run_id)}" if readable else f"run-{_digest('run', run_id)}"
+    return ServerNames(pod=pod, secret=secret_name(pod), home_claim="")
 
 
 def mark_hub(manifest: dict, hub_id: str) -> dict:
