@@ -132,7 +132,6 @@ async def test_a_run_succeeds_with_its_outputs(emu, backends):
     c = spec["containers"][0]
     assert "ports" not in c and "readinessProbe" not in c
     assert c["securityContext"]["runAsNonRoot"] and c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert pod["metadata"]["labels"]["component"] == "notebook-run"
     assert pod["metadata"]["labels"][RUN_LABEL] == "r-ok-1"
     # the API token of the hub's env travels in the run's Secret, never in the pod
     assert TOKEN not in json.dumps(pod)

@@ -4,9 +4,10 @@ A run is a bare pod (not a Job: see docs/admin/kubernetes.md, "Notebook runs") b
 `objects.build_pod` — the same image, GPU scheduling, security contexts, resources, home
 volume and data mounts as a server — and then turned into a batch pod here:
 
-- labels ``component: notebook-run`` and ``gridspawner.io/run: <run id>`` (the hub's
-  reconciler, ended-server removal and Secret sweep leave it alone), no port, no probe, no
-  ``hub.jupyter.org/network-access-hub`` label (a run does not talk to the hub);
+- the label ``gridspawner.io/run: <run id>`` (the hub's reconciler and ended-server removal
+  leave it alone; its Secrets get ``component: notebook-run-secret``, out of the hub's
+  Secret sweep); the server's other labels stay, so the same NetworkPolicies apply; no
+  port, no probe;
 - ``restartPolicy: Never``; the container runs `RUN_SCRIPT` with ``/bin/sh -c`` (the image's
   ENTRYPOINT is not used), every element of ``job.argv`` a separate argument ("$@");
 - the job's files come in one Secret (with the secret environment values, as a server's
@@ -28,7 +29,7 @@ import re
 from typing import Mapping
 
 from ..base import BATCH_LOG_TAIL, BatchJob
-from .names import CONTAINER, RUN_COMPONENT, RUN_LABEL, RUN_SECRET_COMPONENT, BuildError, label_value
+from .names import CONTAINER, RUN_LABEL, RUN_SECRET_COMPONENT, BuildError, label_value
 
 #: where the job's files are mounted (read-only) and where it runs (an emptyDir)
 FILES_DIR = "/gridspawner/files"
@@ -76,10 +77,9 @@ def to_batch_pod(pod: dict, job: BatchJob, *, nonce: str, secret: str) -> dict:
     run's Secret (the files, and the secret env values the pod already refers to)."""
     check_names(job)
     meta, spec = pod["metadata"], pod["spec"]
-    labels = meta["labels"]
-    labels.pop("hub.jupyter.org/network-access-hub", None)
-    labels["component"] = RUN_COMPONENT
-    labels[RUN_LABEL] = label_value(job.run_id)
+    # the server's labels stay (``component: singleuser-server``: the chart's and z2jh's
+    # single-user NetworkPolicies hold a run's pod as they hold a server's)
+    meta["labels"][RUN_LABEL] = label_value(job.run_id)
     container = next(c for c in spec["containers"] if c["name"] == CONTAINER)
     for key in ("ports", "readinessProbe", "args"):
         container.pop(key, None)

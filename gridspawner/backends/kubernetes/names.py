@@ -41,8 +41,7 @@ REQUEST_ANNOTATION = "gridspawner.io/request"
 #: label on a notebook run's pod and Secrets (the run id): the hub's pod reconciler, the
 #: ended-server removal and the Secret sweep leave these alone (the runs executor owns them)
 RUN_LABEL = "gridspawner.io/run"
-#: ``component`` of a run's pod and of its Secrets (not ``singleuser-server``/``-secret``)
-RUN_COMPONENT = "notebook-run"
+#: ``component`` of a run's Secrets (not ``singleuser-secret``: out of the hub's sweep)
 RUN_SECRET_COMPONENT = "notebook-run-secret"
 
 _LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
