@@ -113,6 +113,11 @@ class KubernetesBackend(Backend):
         return parse_image(image, raw, key)
 
     @classmethod
+    def image_ref_problem(cls, settings: KubernetesSettings) -> str | None:
+        """Every pod runs an image: a user's reference runs as any image entry would."""
+        return None
+
+    @classmethod
     def gpu_type_choices(cls, settings: KubernetesSettings) -> dict[str, str]:
         """The admin's ``gpu_types``: key → "NVIDIA A100 80GB" (a product) or "MIG 1g.10gb"."""
         return {key: gpu_type_text(t) for key, t in settings.gpu_types.items()}
