@@ -88,3 +88,47 @@ def test_bad_patterns_are_start_up_errors_naming_the_key(patterns, key):
     with pytest.raises(CatalogError) as e:
         catalog(group_policy={"research": {"image_refs": patterns}})
     assert key in str(e.value)
+
+
+def test_a_pattern_does_not_allow_a_longer_host():
+    with pytest.raises(OptionsError):
+        build_request({"backend": "cluster", "image": "registry.example.edu.evil.com/x:1"}, catalog(), ["research"])
+
+
+# ------------------------------------------------------------------ the form
+
+
+def form(groups, values=None, errors=None):
+    from bs4 import BeautifulSoup
+
+    from gridspawner.form import render_form
+
+    return BeautifulSoup(render_form(catalog=catalog(), groups=list(groups), capacity={}, values=values,
+                                     errors=errors), "html.parser")
+
+
+def test_the_form_offers_a_labelled_reference_input_only_where_allowed():
+    soup = form(["research"])
+    box = soup.find("input", attrs={"name": "image_ref"})
+    assert box is not None and box.get("value") == ""
+    label = soup.find("label", attrs={"for": box["id"]})
+    assert label is not None and "own image" in label.get_text()
+    help_text = soup.find(id=box["aria-describedby"].split()[0]).get_text()
+    assert "registry.example.edu/*" in help_text and "quay.io/jupyter/*-notebook:2025-*" in help_text
+    assert form(["students"]).find("input", attrs={"name": "image_ref"}) is None
+
+
+def test_a_refused_reference_comes_back_in_the_form_with_its_message_under_image():
+    from gridspawner.form import parse_form
+
+    options = parse_form({"backend": ["cluster"], "image": ["scipy"], "image_ref": [" docker.io/evil/x:1 "]})
+    assert options["image"] == "docker.io/evil/x:1"  # the typed reference replaces the select
+    assert parse_form({"backend": ["cluster"], "image": ["scipy"], "image_ref": [""]})["image"] == "scipy"
+    with pytest.raises(OptionsError) as e:
+        build_request(options, catalog(), ["research"])
+    soup = form(["research"], values=options, errors=e.value.errors)
+    assert soup.find("input", attrs={"name": "image_ref"})["value"] == "docker.io/evil/x:1"
+    assert "not allowed for you" in soup.find(id="gs-image-error").get_text()
+    # what the user typed is escaped, never markup
+    soup = form(["research"], values={"image": 'x"><script>alert(1)</script>'}, errors={"image": "bad"})
+    assert soup.find("script", string="alert(1)") is None
