@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from gridspawner.backends.kubernetes.objects import RUN_LABEL
+from gridspawner.request import OptionsError
 from gridspawner.runs.files import OUTPUT
 from gridspawner.runs.runtime import RunsRuntime
 from gridspawner.runs.submit import build_draft
@@ -49,13 +50,14 @@ class Lab:
             "backends": {"cluster": {"kind": "kubernetes", "namespace": NS, "kubeconfig": emu.kubeconfig_path}},
             "images": {"scipy": {"kubernetes": {"image": "quay.io/jupyter/scipy-notebook:2025-01-01"}}},
             "max_gpus": 1, "default_options": {"backend": "cluster", "image": "scipy"},
+            "default_policy": {"image_refs": ["registry.example.edu/*"]},
         }
         self.settings = {"catalog": catalog, "hub_id": "test-hub", "runs_dir": str(root / "runs"),
                          "runs_poll_interval": 0.3, "runs_queue_retry": 0.5}
         self.runs = RunsRuntime(self.settings, self.usage.store.engine, self.db, self.usage)
 
-    async def submit(self, nb: bytes, params=None, gpus=0, user="alice") -> str:
-        draft = build_draft({"notebook": nb, "options": {"gpus": gpus}, "parameters": params or {}},
+    async def submit(self, nb: bytes, params=None, gpus=0, user="alice", **options) -> str:
+        draft = build_draft({"notebook": nb, "options": {"gpus": gpus, **options}, "parameters": params or {}},
                             self.runs.catalog, [], user)
         return await self.runs.submit(draft, user, [])
 
@@ -113,3 +115,21 @@ async def test_a_failing_run_on_kubernetes_names_its_cell_and_error(lab):
     assert error["cell_index"] == 1 and error["ename"] == "ZeroDivisionError"
     assert "before the error" in row["log_tail"]
     assert lab.run_objects() == []
+
+
+async def test_a_run_in_the_user_s_own_image(lab):
+    ref = "registry.example.edu/lab/nb:1"
+    seen = []
+
+    def watch():
+        seen.extend(p["spec"]["containers"][0]["image"] for p in lab.emu.list("pods", NS))
+        return seen
+
+    run_id = await lab.submit(notebook("print('hi')"), image=ref)
+    await asyncio.get_running_loop().run_in_executor(None, lambda: lab.emu.wait_for(watch, timeout=60))
+    row = await lab.wait(run_id, ("succeeded", "failed", "cancelled"))
+    assert row["status"] == "succeeded", row
+    assert seen == [ref]  # the run's pod ran the user's image
+    with pytest.raises(OptionsError) as e:  # a reference the policy does not allow: a field error naming image
+        await lab.submit(notebook("1"), image="docker.io/evil/x:1")
+    assert list(e.value.errors) == ["image"], e.value.errors
