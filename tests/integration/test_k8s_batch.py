@@ -168,13 +168,16 @@ async def test_a_failing_run_returns_its_exit_code_and_log_tail(emu, backends):
 
 async def test_cancel_deletes_the_pod_and_its_secrets(emu, backends):
     backend = backends()
-    job = BatchJob(run_id="r-cancel", argv=("sleep", "300"), files={"a.txt": b"data"}, outputs=("a.txt",))
+    job = BatchJob(run_id="r-cancel", argv=("sh", "-c", "echo started; sleep 300"), files={"a.txt": b"data"},
+                   outputs=("a.txt",))
     launch = await backend.start_batch(context(), request_for(), job)
     pods, secrets = run_objects(emu)
     assert len(pods) == 1 and len(secrets) == 1
     assert await backend.poll_batch(launch) is None
+    emu.wait_for(lambda: "started" in emu.pod_log(NS, run_names("r-cancel").pod), timeout=30)
     await backend.stop(launch, now=True)
-    await backend.finish_batch(launch)
+    result = await backend.finish_batch(launch)
+    assert "started" in result.log_tail  # the log so far, read before the pod went
     assert run_objects(emu) == ([], [])
     assert await backend.poll_batch(launch) is not None
 

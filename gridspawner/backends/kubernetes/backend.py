@@ -340,6 +340,8 @@ class KubernetesBackend(Backend):
         state = self._check_state(launch.state)
         ns = state.get("namespace")
         grace = 0 if now else self.settings.termination_grace_seconds
+        if isinstance(state.get("nonce"), str):  # a notebook run being cancelled: keep its log
+            await self.batch.before_cancel(state)
         self.secrets.handled(state["uid"])  # the Secret is deleted just below, not by the pod watch
         delete = self.connection.delete
         try:

@@ -18,6 +18,8 @@ polls and finishes a run from it alone.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,20 @@ class BatchRuns:
         self.removal = removal
         self.secrets = secrets_
         self.homes = homes
+        #: pod uid → its log, read just before a cancel deleted the pod (bounded)
+        self._last_logs: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+    async def before_cancel(self, state: dict) -> None:
+        """A run is cancelled (`stop`): keep its log so far for `finish` (best effort)."""
+        try:
+            log = await self.read_log(state)
+        except BackendError as e:
+            self.connection.log.info("no log of the cancelled run pod %s: %s", state.get("pod"), e)
+            return
+        if log is not None:
+            self._last_logs[state["uid"]] = log
+            while len(self._last_logs) > 100:
+                self._last_logs.popitem(last=False)
 
     # ------------------------------------------------------------------ start
     def build(self, ctx: LaunchContext, job: BatchJob, build_server):
@@ -63,9 +79,9 @@ class BatchRuns:
         problem = batch_objects.job_env_problem(job.env)
         if problem:
             raise BackendError(problem)
-        names = objects.run_names(job.run_id)
-        names = type(names)(pod=names.pod, secret=names.secret,
-                            home_claim=server_names(ctx.user, "", self.settings).home_claim)
+        # a run mounts its user's home claim (the default server's), as that server would
+        names = dataclasses.replace(objects.run_names(job.run_id),
+                                    home_claim=server_names(ctx.user, "", self.settings).home_claim)
         nonce = secrets.token_hex(12)
         pod, secret, mount_secrets = build_server(names)
         try:
@@ -168,9 +184,7 @@ class BatchRuns:
             return end.status if end is not None else -1
         if objects.pod_finished(pod):
             return (objects.pod_terminated(pod) or (1, ""))[0]
-        if (pod.get("metadata") or {}).get("deletionTimestamp"):
-            return None  # being deleted (a cancel): over once it is gone
-        return None
+        return None  # running, or being deleted (a cancel): over once it is gone
 
     async def read_log(self, state: dict) -> str | None:
         """The run container's whole log (None: the pod is gone), bounded by ``api_timeout``
@@ -220,6 +234,8 @@ class BatchRuns:
         elif self.removal.end_of(state["uid"]) is not None:
             code = self.removal.end_of(state["uid"]).status
         log = await self.read_log(state) if pod is not None else None
+        if log is None:
+            log = self._last_logs.pop(state["uid"], None)
         files: dict[str, bytes] = {}
         tail = ""
         if log is not None:
