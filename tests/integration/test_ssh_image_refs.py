@@ -17,6 +17,7 @@ from sshhosts.backend_env import (  # noqa: E402
     FAKE_APPTAINER, SERVER, context, env_fixture, lab_fixture, launch, stop,
 )
 
+from gridspawner.backends.base import BackendError  # noqa: E402
 from gridspawner.catalog import build_catalog  # noqa: E402
 from gridspawner.request import OptionsError, build_request  # noqa: E402
 
@@ -52,3 +53,16 @@ async def test_a_host_without_a_container_runtime_makes_a_reference_a_field_erro
         build_request({"backend": "gpu", "image": REF}, cat, ["research"])
     assert list(e.value.errors) == ["image"]
     assert "no container runtime" in e.value.errors["image"]
+
+
+async def test_a_reference_the_registry_refuses_fails_the_start_with_the_runtime_s_error(env):
+    rt = {"kind": "apptainer", "command": FAKE_APPTAINER}
+    raw = env.raw([env.host("a", runtime=rt)])
+    cat = build_catalog(backends={"gpu": {"kind": "ssh", **raw}}, images={"base": {"ssh": {}}},
+                        group_policy={"research": {"image_refs": ["registry.example.edu/*"]}})
+    req = build_request({"backend": "gpu", "image": "registry.example.edu/unpullable:1"}, cat, ["research"])
+    req = dataclasses.replace(req, image_settings=dataclasses.replace(req.image_settings, cmd=(sys.executable, SERVER)))
+    backend = env.backend([env.host("a", runtime=rt)])
+    with pytest.raises(BackendError) as e:
+        await backend.launch(context(user="refpull"), req)
+    assert "401 Unauthorized" in str(e.value) and "registry.example.edu/unpullable:1" in str(e.value)
