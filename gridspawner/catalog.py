@@ -90,8 +90,10 @@ def _parse_backend(name: Any, conf: Any, key: str) -> BackendConfig:
     gpu_types = {str(k): str(v) for k, v in (cls.gpu_type_choices(settings) or {}).items()}
     hosts = {str(k): str(v) for k, v in (cls.host_choices(settings) or {}).items()}
     sizes = {str(k): int(v) for k, v in (cls.gpu_type_memory(settings) or {}).items() if k in gpu_types}
+    ref_problem = cls.image_ref_problem(settings)
     return BackendConfig(name, kind, display, desc, settings, frozen(gpu_types), frozen(hosts),
-                         cls.resource_limits(settings), frozen(sizes))
+                         cls.resource_limits(settings), frozen(sizes), ref_problem,
+                         cls.parse_image if ref_problem is None else None)
 
 
 def _parse_images(raw: Any, problems: Problems) -> Known:

@@ -12,6 +12,7 @@ from .catalog_values import Policy, Profile
 from .field_rules import Preset
 from .fields import FIELDS, PRESET_NAMES
 from .vocabulary import (
+    IMAGE_REF_PATTERN,
     CatalogError,
     Problems,
     check_keys,
@@ -59,7 +60,7 @@ def _name_set(value: Any, key: str, known: Known, what: str) -> frozenset[str] |
     return frozenset(value)
 
 
-POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice")
+POLICY_KEYS = ("backends", "images", "max_gpus", "free_choice", "image_refs")
 
 
 def parse_policy(raw: Any, key: str, backends: Known, images: Known, max_gpus: int) -> Policy:
@@ -74,7 +75,19 @@ def parse_policy(raw: Any, key: str, backends: Known, images: Known, max_gpus: i
         images=_name_set(raw.get("images", "*"), f"{key}['images']", images, "image"),
         max_gpus=min(limit, max_gpus),
         free_choice=free,
+        image_refs=_image_ref_patterns(raw.get("image_refs", []), f"{key}['image_refs']"),
     )
+
+
+def _image_ref_patterns(value: Any, key: str) -> tuple[str, ...]:
+    """The ``image_refs`` of a policy: a list of patterns (`IMAGE_REF_PATTERN`)."""
+    if not isinstance(value, (list, tuple)):
+        raise CatalogError(key, f"must be a list of image reference patterns such as 'registry.example.edu/*' (got {value!r})")
+    for i, p in enumerate(value):
+        if not isinstance(p, str) or not IMAGE_REF_PATTERN.fullmatch(p):
+            raise CatalogError(f"{key}[{i}]", "must be an image reference pattern: letters, digits, '.', '_', '-', "
+                                              f"'/', ':', '@' and the wildcards '*' and '?', starting with a letter or digit (got {p!r})")
+    return tuple(value)
 
 
 PROFILE_KEYS = ("display_name", "description", "groups", "values", "changeable", "max_gpus", "max_runtime")

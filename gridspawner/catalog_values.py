@@ -7,6 +7,8 @@ the backends. Pure values: nothing here does I/O or validates raw settings.
 
 from __future__ import annotations
 
+import fnmatch
+
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -38,6 +40,10 @@ class BackendConfig:
     host_choices: Mapping[str, str] = field(default_factory=dict)
     resource_limits: str = "all"
     gpu_type_memory: Mapping[str, int] = field(default_factory=dict)
+    #: why a user's image reference cannot run here (the kind's ``image_ref_problem``);
+    #: None: it can, and ``parse_image_ref`` turns one into what the kind runs
+    image_ref_problem: str | None = "this backend runs no container images"
+    parse_image_ref: Any = None
 
 
 def gpu_type_memory_problem(backend: BackendConfig, gpu_type: str | None, gpu_memory: int) -> str | None:
@@ -73,6 +79,13 @@ class Policy:
     images: frozenset[str] | None
     max_gpus: int
     free_choice: bool
+    #: patterns of the image references members may give instead of an image key (custom
+    #: images, `allows_image_ref`); empty: none
+    image_refs: tuple[str, ...] = ()
+
+    def allows_image_ref(self, ref: str) -> bool:
+        """Whether ``ref`` matches one of ``image_refs`` (fnmatch, case-sensitive)."""
+        return any(fnmatch.fnmatchcase(ref, p) for p in self.image_refs)
 
     def allows_backend(self, name: str) -> bool:
         return self.backends is None or name in self.backends
@@ -89,6 +102,7 @@ class Policy:
             images=join(self.images, other.images),
             max_gpus=max(self.max_gpus, other.max_gpus),
             free_choice=self.free_choice or other.free_choice,
+            image_refs=tuple(dict.fromkeys((*self.image_refs, *other.image_refs))),
         )
 
     def with_profile(self, profile: Profile) -> Policy:
@@ -98,7 +112,7 @@ class Policy:
             backends = backends | {profile.values["backend"]}
         if images is not None and "image" in profile.values:
             images = images | {profile.values["image"]}
-        return Policy(backends, images, self.max_gpus, self.free_choice)
+        return Policy(backends, images, self.max_gpus, self.free_choice, self.image_refs)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from .catalog_values import BackendConfig, Catalog, Policy, Profile, gpu_type_memory_problem
 from .mounts.specs import parse_mounts
-from .vocabulary import NAME, CatalogError, OptionsError, require_int, shown
+from .vocabulary import IMAGE_REF, NAME, CatalogError, OptionsError, require_int, shown
 
 
 def is_int(value: Any) -> bool:
@@ -146,6 +146,8 @@ class ImageName(Rule):
         kind = c.backend.kind if c.backend is not None else None
         if not isinstance(value, str):
             c.errors[name] = f"must be an image name (got {shown(value)})"
+        elif value not in c.catalog.images and c.allowed.image_refs:
+            return _image_ref(name, value, c)
         elif value not in c.catalog.images:
             c.errors[name] = f"unknown image {shown(value)}; choose one from the list"
         elif not c.allowed.allows_image(value):
@@ -166,6 +168,22 @@ class ImageName(Rule):
 
     def preset_schema(self):
         return dict(_NAME_SCHEMA)
+
+
+def _image_ref(name: str, value: str, c: Checking) -> str | None:
+    """A user's image reference instead of an image key (a custom image): a strict
+    pattern, one of the policy's ``image_refs``, and a backend that runs containers."""
+    allowed = ", ".join(c.allowed.image_refs)
+    if not IMAGE_REF.fullmatch(value):
+        c.errors[name] = (f"{shown(value)} is neither an image from the list nor a valid image reference "
+                          "(letters, digits, '.', '_', '-', '/', ':', '@'; starting with a letter or digit)")
+    elif not c.allowed.allows_image_ref(value):
+        c.errors[name] = f"image reference {value!r} is not allowed for you; allowed: {allowed}"
+    elif c.backend is not None and c.backend.image_ref_problem:
+        c.errors[name] = f"backend {c.backend.name!r} cannot run your own image: {c.backend.image_ref_problem}"
+    else:
+        return value
+    return None
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,9 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "image", "Environment", "string",
-        rest="An image key.",
+        rest="An image key, or a container image reference (e.g. `\"registry.example.edu/lab/torch:2.4\"`) where "
+             "your groups' policy allows references matching its `image_refs` patterns, on a backend that runs "
+             "containers (see [Your own image](#your-own-image)).",
         form_text="name", widget="image", rule=ImageName(),
         preset_doc="An image key.",
     ),

@@ -44,6 +44,10 @@ class LaunchRequest:
     #: a host the backend lets the user pick (its ``host_choices`` key); None = the backend
     #: places the server itself (best fit)
     host: str | None = None
+    #: ``image`` is a reference the user typed (a custom image their policy's
+    #: ``image_refs`` allow), not an image key; ``image_settings`` runs it as the kind's
+    #: ``parse_image`` would run ``{"image": reference}``
+    image_ref: bool = False
     #: the checked values of the registry's fields that have no attribute above
     #: (`gridspawner.fields`): a choice added to the registry reaches the backends here
     choices: Mapping[str, Any] = field(default_factory=dict)
@@ -136,15 +140,19 @@ def build_request(options: Any, catalog: Catalog, groups: Iterable[str], *, user
 
     checked = c.checked
     backend, image = checked.pop("backend"), checked.pop("image")
-    kind = catalog.backends[backend].kind
+    conf = catalog.backends[backend]
+    kind = conf.kind
     max_runtime = profile.max_runtime if profile and profile.max_runtime else catalog.max_runtime
+    image_ref = image not in catalog.images  # checked: a reference the policy allows
     return LaunchRequest(
         backend=backend,
         backend_kind=kind,
         image=image,
+        image_ref=image_ref,
         profile=profile.key if profile else None,
         max_runtime=max_runtime,
-        image_settings=catalog.images[image].per_kind.get(kind),
+        image_settings=(conf.parse_image_ref(image, {"image": image}, "image") if image_ref
+                        else catalog.images[image].per_kind.get(kind)),
         choices=MappingProxyType({k: v for k, v in checked.items() if k not in _ATTRIBUTES}),
         **{k: v for k, v in checked.items() if k in _ATTRIBUTES},
     )

@@ -79,9 +79,13 @@ class CatalogSettings(Configurable):
         help="""
         What members of a JupyterHub group may choose, by group name. Each value may set
         ``backends`` and ``images`` (lists of names, or ``"*"`` for all), ``max_gpus`` and
-        ``free_choice`` (``False``: members may only start the profiles offered to them).
-        A user in several listed groups gets the union of their policies; a user in none of
-        them gets `default_policy`.
+        ``free_choice`` (``False``: members may only start the profiles offered to them) and
+        ``image_refs``: patterns of the container image references members may type instead
+        of choosing an image (custom images, e.g. ``["registry.example.edu/*"]``; fnmatch
+        syntax, ``*`` also matches ``/``; default none). A reference runs on kubernetes
+        backends and on ssh backends whose every host has a container runtime; see
+        docs/admin/policy.md. A user in several listed groups gets the union of their
+        policies; a user in none of them gets `default_policy`.
 
         Example (a course that may use one GPU, only through its profile)::
 

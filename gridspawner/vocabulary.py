@@ -115,6 +115,13 @@ REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 #: S3 bucket naming rules (lower case, no "..", not an IP address); the length (3-63) apart
 BUCKET = re.compile(r"(?!\d+\.\d+\.\d+\.\d+$)(?!xn--)[a-z0-9](?:[a-z0-9-]|\.(?!\.))*[a-z0-9]")
 BUCKET_LENGTH = (3, 63)
+#: a container image reference a user may type instead of an image key (a custom image):
+#: registry/path[:tag][@digest], starting with a letter or digit — no whitespace, no
+#: leading '-' (never an option to a runtime), nothing a shell reads
+IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+#: an admin's pattern of allowed image references (``image_refs``): fnmatch syntax, where
+#: ``*`` also matches '/' (``registry.example.edu/*``), ``?`` one character
+IMAGE_REF_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@*?-]{0,254}")
 #: a control character (no setting that is one line of text may hold one)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: "90", "90s", "15m", "8h", "2d"

@@ -275,6 +275,13 @@ class Backend(ABC):
         return {}
 
     @classmethod
+    def image_ref_problem(cls, settings: Any) -> str | None:
+        """Why a backend with these (parsed) settings cannot run an image reference a user
+        typed (a custom image, where the policy's ``image_refs`` allow one); None when it
+        can: `parse_image` then takes ``{"image": reference}``. Default: it cannot."""
+        return f"backend kind {cls.kind!r} runs no container images"
+
+    @classmethod
     def resource_limits(cls, settings: Any) -> str:
         """Whether servers on a backend with these (parsed) settings are held to the user's
         ``cpu`` / ``memory`` choices: ``"all"`` (every server), ``"some"`` (on some hosts) or

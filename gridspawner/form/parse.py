@@ -24,6 +24,9 @@ EMPTY_IS_A_CHOICE = tuple(f.name for f in FIELDS if f.form_text == "choice")
 #: these say which of them to leave out, so the profile's own values apply.
 FIXED_PREFIX = "_fixed."
 _MAX_NUMBER_CHARS = 40
+#: the "your own image" text input (where the policy allows image references): when filled
+#: in, its text is the ``image`` option instead of the image select's key
+IMAGE_REF_INPUT = "image_ref"
 #: one data mount row's input: ``mounts-<row>-<key>`` (see `_mount_rows`)
 MOUNT_FIELD = re.compile(r"mounts-([0-9]{1,3})-([a-z_]{1,20})")
 #: a row with none of these filled in is an unused row and is skipped
@@ -85,6 +88,8 @@ def parse_form(formdata: Mapping[str, list]) -> dict[str, Any]:
         value = _first(values)
         if value is None:
             continue
+        if key == IMAGE_REF_INPUT:
+            continue  # below: it replaces the image select when filled in
         if key.startswith(FIXED_PREFIX):
             fixed[key[len(FIXED_PREFIX) :]] = value.split()
         elif key in NUMBER_FIELDS:
@@ -108,6 +113,9 @@ def parse_form(formdata: Mapping[str, list]) -> dict[str, Any]:
         value = _first(values)
         if value is not None:
             rows.setdefault(int(m.group(1)), {})[m.group(2)] = value
+    ref = _first(formdata.get(IMAGE_REF_INPUT)) if hasattr(formdata, "get") else None
+    if ref is not None and ref.strip():
+        options["image"] = ref.strip()  # an image reference (custom image): checked as `image`
     mounts = _mount_rows(rows)
     if mounts:
         options["mounts"] = mounts

@@ -155,7 +155,18 @@ def _context(catalog: Catalog, groups: list[str], capacity: Mapping, values: Any
         "no_fit": NO_FIT,
         "note_after": gpu_group[-1] if gpu_shown else None,
         "script": _script_data(catalog, backend_names, selects, choices, chosen),
+        "image_ref": _image_ref_input(catalog, policy, values, "image" in rendered),
     }
+
+
+def _image_ref_input(catalog: Catalog, policy: Policy, values: Mapping, image_shown: bool) -> dict | None:
+    """The "your own image" text input, where the user's policy allows image references
+    (``image_refs``): the allowed patterns for its help, and a reference sent before."""
+    if not policy.image_refs or not image_shown:
+        return None
+    value = values.get("image")
+    return {"patterns": list(policy.image_refs),
+            "value": value if isinstance(value, str) and value not in catalog.images else ""}
 
 
 class _Selects:

@@ -52,12 +52,12 @@ they share). Import every name from here.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from ..vocabulary import (
+    IMAGE_REF,
     NAME,
     CatalogError,
     check_keys,
@@ -100,7 +100,6 @@ __all__ = [
     "parse_storage",
 ]
 
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
 
 
 # --------------------------------------------------------------------------- values
@@ -238,7 +237,7 @@ def _parse_kubernetes(conf: Any, key: str) -> KubernetesMounts:
     conf = require_dict(conf, key)
     check_keys(conf, ("copy_image", "csi", "copy_resources"), key)
     image = conf.get("copy_image", KubernetesMounts.copy_image)
-    if not isinstance(image, str) or not _IMAGE.fullmatch(image):
+    if not isinstance(image, str) or not IMAGE_REF.fullmatch(image):
         raise CatalogError(f"{key}.copy_image", f"must be an image reference (got {image!r})")
     csi = {}
     for mtype, tmpl in require_dict(conf.get("csi", {}), f"{key}.csi").items():

@@ -53,7 +53,7 @@ def _backend_api_calls() -> set[tuple[str, str, str]]:
     """
     source = "\n".join(p.read_text() for p in (ROOT / "gridspawner" / "backends" / "kubernetes").glob("*.py"))
     verbs = {"read": ["get"], "list": ["list", "watch"], "create": ["create"], "delete": ["delete"], "patch": ["patch"], "replace": ["update"]}
-    plural = {"pod": "pods", "event": "events", "secret": "secrets", "persistent_volume_claim": "persistentvolumeclaims",
+    plural = {"pod": "pods", "pod_log": "pods/log", "event": "events", "secret": "secrets", "persistent_volume_claim": "persistentvolumeclaims",
               "node": "nodes", "service": "services", "config_map": "configmaps", "namespace": "namespaces"}
     calls = set()
     for m in re.finditer(r"\bcore\.(read|list|create|delete|patch|replace)_(namespaced_)?([a-z_]+?)(_for_all_namespaces)?\b", source):

@@ -42,7 +42,8 @@ class Cluster(ClusterControls):
                  schedule_delay: float = 0.0, gc_delay: float = 0.02, pvc_bind_delay: float = 0.0,
                  retry_interval: float = 0.2, crash_backoff: float = 1.0, workdir: str | None = None,
                  image_entrypoints: dict[str, list[str]] | None = None, runner_env: dict[str, str] | None = None,
-                 log_bodies: bool = False, scheduler_seed: int | None = None):
+                 log_bodies: bool = False, scheduler_seed: int | None = None,
+                 pull_errors: dict[str, str] | None = None):
         self.log = log
         self.k8s_version = k8s_version
         self.store = Store(history_window)
@@ -61,7 +62,7 @@ class Cluster(ClusterControls):
         self.scheduler = Scheduler(self, delay=schedule_delay, seed=scheduler_seed)
         self.kubelet = Kubelet(self, run_pods=run_pods, runner=self.runner, pull_delay=pull_delay,
                                start_delay=start_delay, kill_delay=kill_delay, retry_interval=retry_interval,
-                               crash_backoff=crash_backoff)
+                               crash_backoff=crash_backoff, pull_errors=pull_errors)
         self._initial_nodes = list(nodes or [])
         self._initial_namespaces = namespaces
         self._ips: dict[str, str] = {}

@@ -14,8 +14,11 @@ import base64
 import time
 from typing import TYPE_CHECKING
 
+import fnmatch
+
 from . import downward
-from .runner import PodProcess, Runner, expand
+from .images import pull_fails
+from .runner import PodProcess, Runner, expand, materialize
 from .util import rfc3339
 
 if TYPE_CHECKING:
@@ -50,8 +53,12 @@ def set_condition(pod: dict, type_: str, ok: bool, reason: str | None = None, me
 class Kubelet:
     def __init__(self, cluster: "Cluster", *, run_pods: bool, runner: Runner, pull_delay: float = 0.02,
                  start_delay: float = 0.02, kill_delay: float = 0.02, retry_interval: float = 0.2,
-                 crash_backoff: float = 1.0, readiness_interval: float = 0.05):
+                 crash_backoff: float = 1.0, readiness_interval: float = 0.05,
+                 pull_errors: dict[str, str] | None = None):
         self.cluster = cluster
+        #: image pattern (fnmatch) → the registry's answer: pulls of it fail (ErrImagePull,
+        #: then ImagePullBackOff, retried every retry_interval while the pod exists)
+        self.pull_errors = dict(pull_errors or {})
         self.run_pods = run_pods
         self.runner = runner
         self.pull_delay = pull_delay
@@ -72,18 +79,18 @@ class Kubelet:
     def store(self):
         return self.cluster.store
 
-    def _current(self, ns: str, name: str, uid: str) -> dict | None:
+    def current(self, ns: str, name: str, uid: str) -> dict | None:
         p = self.store.peek("pods", ns, name)
         if p is None or p["metadata"]["uid"] != uid or p["metadata"].get("deletionTimestamp"):
             return None
         return p
 
     def _update(self, ns: str, name: str, uid: str, fn) -> dict | None:
-        if self._current(ns, name, uid) is None:
+        if self.current(ns, name, uid) is None:
             return None
         return self.store.mutate("pods", ns, name, fn)
 
-    def _event(self, pod: dict, type_: str, reason: str, message: str, container: str | None = None) -> None:
+    def event(self, pod: dict, type_: str, reason: str, message: str, container: str | None = None) -> None:
         fp = f"spec.containers{{{container}}}" if container else None
         self.cluster.recorder.kubelet(pod, type_, reason, message, pod["spec"].get("nodeName", ""), fp)
 
@@ -211,7 +218,7 @@ class Kubelet:
         return st
 
     async def _run_inner(self, ns: str, name: str, uid: str) -> None:
-        pod = self._current(ns, name, uid)
+        pod = self.current(ns, name, uid)
         if pod is None:
             return
         node = pod["spec"]["nodeName"]
@@ -246,13 +253,13 @@ class Kubelet:
             return
         # volumes must be mountable first
         while True:
-            pod = self._current(ns, name, uid)
+            pod = self.current(ns, name, uid)
             if pod is None:
                 return
             missing = self.missing_volume(pod)
             if missing is None:
                 break
-            self._event(pod, "Warning", "FailedMount",
+            self.event(pod, "Warning", "FailedMount",
                         f'MountVolume.SetUp failed for volume "{missing[0]}" : {missing[1]}')
             await asyncio.sleep(self.retry_interval)
         if self.run_pods:  # downwardAPI volumes: their files, refreshed by `pod_changed`
@@ -275,13 +282,13 @@ class Kubelet:
                                init_index: int | None = None, restart: bool = False) -> int | None:
         """Start one container; for init containers wait for its exit code. None = pod went away."""
         key = "initContainerStatuses" if init_index is not None else "containerStatuses"
-        pod = self._current(ns, name, uid)
+        pod = self.current(ns, name, uid)
         if pod is None:
             return None
         # CreateContainerConfigError until every referenced secret/key exists
         last_msg = None
         while True:
-            pod = self._current(ns, name, uid)
+            pod = self.current(ns, name, uid)
             if pod is None:
                 return None
             try:
@@ -290,44 +297,48 @@ class Kubelet:
             except ConfigError as e:
                 msg = str(e)
                 if msg != last_msg:
-                    self._set_cstatus(ns, name, uid, key, c, lambda s: s.update(
+                    self.set_cstatus(ns, name, uid, key, c, lambda s: s.update(
                         state={"waiting": {"reason": "CreateContainerConfigError", "message": msg}}))
                     last_msg = msg
-                self._event(pod, "Warning", "Failed", f"Error: {msg}", c["name"])
+                self.event(pod, "Warning", "Failed", f"Error: {msg}", c["name"])
                 await asyncio.sleep(self.retry_interval)
         node = pod["spec"]["nodeName"]
         image = c.get("image", "")
         present = self.pulled.setdefault(node, set())
         if image in present and c.get("imagePullPolicy") != "Always" or restart:
-            self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', c["name"])
+            self.event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', c["name"])
         else:
-            self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', c["name"])
+            self.event(pod, "Normal", "Pulling", f'Pulling image "{image}"', c["name"])
+            failure = next((m for pat, m in self.pull_errors.items() if fnmatch.fnmatchcase(image, pat)), None)
+            if failure is not None:
+                return await pull_fails(self, ns, name, uid, c, key, image, failure)
             t0 = time.monotonic()
             await asyncio.sleep(self.pull_delay)
-            if self._current(ns, name, uid) is None:
+            if self.current(ns, name, uid) is None:
                 return None
             took = f"{(time.monotonic() - t0) * 1000:.0f}ms"
-            self._event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took} ({took} '
+            self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took} ({took} '
                                                  "including waiting). Image size: 104857600 bytes.", c["name"])
             present.add(image)
-        self._event(pod, "Normal", "Created", f"Created container: {c['name']}", c["name"])
+        self.event(pod, "Normal", "Created", f"Created container: {c['name']}", c["name"])
         await asyncio.sleep(self.start_delay)
-        pod = self._current(ns, name, uid)
+        pod = self.current(ns, name, uid)
         if pod is None:
             return None
         pp = None
         if self.run_pods:
             try:
                 env = downward.map_env(env, pod, c, self.runner.pod_dir(uid))
-                pp = await self.cluster.runner.start(uid, c, env, ip)
+                mounts = materialize(pod, c, self.store.peek, self.runner.pod_dir(uid))
+                pp = await self.cluster.runner.start(uid, c, env, ip, mounts)
             except Exception as e:  # the runtime could not start it: RunContainerError
                 msg = str(e)
-                self._set_cstatus(ns, name, uid, key, c, lambda s: s.update(
+                self.set_cstatus(ns, name, uid, key, c, lambda s: s.update(
                     state={"waiting": {"reason": "RunContainerError", "message": msg}}))
-                self._event(pod, "Warning", "Failed", f"Error: {msg}", c["name"])
+                self.event(pod, "Warning", "Failed", f"Error: {msg}", c["name"])
                 return 128
             self.procs.setdefault(uid, {})[c["name"]] = pp
-        self._event(pod, "Normal", "Started", f"Started container {c['name']}", c["name"])
+        self.event(pod, "Normal", "Started", f"Started container {c['name']}", c["name"])
         started = rfc3339()
         cid = f"containerd://{uid.replace('-', '')}{c['name']}"
         ready_now = (not self.run_pods or not (c.get("ports") or [])) and init_index is None
@@ -336,13 +347,13 @@ class Kubelet:
             s.update(state={"running": {"startedAt": started}}, started=True, ready=ready_now,
                      containerID=cid, imageID=f"docker.io/library/{image}@sha256:{'0' * 64}")
 
-        self._set_cstatus(ns, name, uid, key, c, running, phase="Running" if init_index is None else None)
+        self.set_cstatus(ns, name, uid, key, c, running, phase="Running" if init_index is None else None)
         if init_index is not None:
             code = await pp.proc.wait() if pp else 0
             code = 128 - code if code < 0 else code
-            if self._current(ns, name, uid) is None:
+            if self.current(ns, name, uid) is None:
                 return None
-            self._set_cstatus(ns, name, uid, key, c, lambda s: s.update(
+            self.set_cstatus(ns, name, uid, key, c, lambda s: s.update(
                 state={"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                                       "startedAt": started, "finishedAt": rfc3339(), "containerID": cid}},
                 ready=code == 0, started=False))
@@ -353,7 +364,7 @@ class Kubelet:
             asyncio.get_running_loop().create_task(self._watch_process(ns, name, uid, c, pp, ip, started, cid))
         return 0
 
-    def _set_cstatus(self, ns, name, uid, key, c, fn, phase: str | None = None) -> dict | None:
+    def set_cstatus(self, ns, name, uid, key, c, fn, phase: str | None = None) -> dict | None:
         def mut(p: dict) -> None:
             for s in p["status"].setdefault(key, []):
                 if s["name"] == c["name"]:
@@ -387,7 +398,7 @@ class Kubelet:
             async def probe() -> None:
                 while pp.proc.returncode is None:
                     if await self.cluster.runner.tcp_ready(ip, ports[0]):
-                        self._set_cstatus(ns, name, uid, "containerStatuses", c, lambda s: s.update(ready=True))
+                        self.set_cstatus(ns, name, uid, "containerStatuses", c, lambda s: s.update(ready=True))
                         self._maybe_ready(ns, name, uid)
                         return
                     await asyncio.sleep(self.readiness_interval)
@@ -403,7 +414,7 @@ class Kubelet:
         await self.container_exited(ns, name, uid, c, code, started, cid)
 
     async def container_exited(self, ns, name, uid, c, code: int, started: str, cid: str) -> None:
-        pod = self._current(ns, name, uid)
+        pod = self.current(ns, name, uid)
         if pod is None:
             return
         term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
@@ -416,7 +427,7 @@ class Kubelet:
             others = [s for s in pod["status"].get("containerStatuses", [])
                       if s["name"] != c["name"] and "terminated" not in s.get("state", {})]
             phase = None if others else ("Succeeded" if code == 0 else "Failed")
-            self._set_cstatus(ns, name, uid, "containerStatuses", c, final, phase=phase)
+            self.set_cstatus(ns, name, uid, "containerStatuses", c, final, phase=phase)
             self.cluster.scheduler.kick()
             return
         restarts = next((s.get("restartCount", 0) for s in pod["status"].get("containerStatuses", [])
@@ -429,12 +440,12 @@ class Kubelet:
                      state={"waiting": {"reason": "CrashLoopBackOff", "message":
                                         f"back-off {delay:g}s restarting failed container={c['name']} pod={pod_ref}"}})
 
-        self._set_cstatus(ns, name, uid, "containerStatuses", c, backoff)
-        self._event(pod, "Warning", "BackOff", f"Back-off restarting failed container {c['name']} in pod {pod_ref}",
+        self.set_cstatus(ns, name, uid, "containerStatuses", c, backoff)
+        self.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {c['name']} in pod {pod_ref}",
                     c["name"])
         await asyncio.sleep(delay)
         ip = self.ips.get(uid, "")
-        if self._current(ns, name, uid) is not None:
+        if self.current(ns, name, uid) is not None:
             await self._start_container(ns, name, uid, c, ip, restart=True)
 
     # ---------------------------------------------------------------- termination
@@ -451,7 +462,7 @@ class Kubelet:
             task.cancel()
         for s in pod["status"].get("containerStatuses") or []:
             if "running" in s.get("state", {}):
-                self._event(pod, "Normal", "Killing", f"Stopping container {s['name']}", s["name"])
+                self.event(pod, "Normal", "Killing", f"Stopping container {s['name']}", s["name"])
         if self.run_pods:
             codes = await self.stop_processes(uid, grace)
         else:

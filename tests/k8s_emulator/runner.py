@@ -9,12 +9,17 @@ What stands in for what:
   `status.podIP` and the container port (http://podIP:8888) then reaches the process.
 - the container filesystem → `workingDir` when it exists here, else a per-pod scratch directory
   (also HOME). Only a few variables of the emulator's own environment pass through (PATH...).
+- volume mounts of secret, configMap and (disk) emptyDir volumes → directories under the pod's
+  scratch directory (`materialize`: a secret's keys, or its ``items``, as files; an emptyDir
+  empty and shared by the pod's containers); a mountPath in command, args, env values or
+  workingDir is rewritten to that directory, as "0.0.0.0" is rewritten to the pod IP.
 Stop = SIGTERM to the process group, SIGKILL after the grace period (kubelet's order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import shutil
@@ -47,6 +52,47 @@ def expand(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", sub, value)
 
 
+def materialize(pod: dict, container: dict, peek, pod_dir: str) -> dict[str, str]:
+    """mountPath → local directory for ``container``'s secret/configMap/emptyDir mounts (see
+    the module); ``peek(resource, ns, name)`` reads the store."""
+    ns = pod["metadata"]["namespace"]
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+    out: dict[str, str] = {}
+    for m in container.get("volumeMounts") or []:
+        v = volumes.get(m.get("name"))
+        if v is None or m["mountPath"].startswith("/dev/"):
+            continue
+        local = os.path.join(pod_dir, "volumes", m["name"])
+        if "emptyDir" in v and (v["emptyDir"] or {}).get("medium") != "Memory":
+            os.makedirs(local, exist_ok=True)
+        elif "secret" in v or "configMap" in v:
+            src = v.get("secret") or v.get("configMap") or {}
+            obj = peek("secrets", ns, src.get("secretName")) if "secret" in v else peek("configmaps", ns, src.get("name"))
+            if "secret" in v:
+                data = {k: base64.b64decode(x) for k, x in ((obj or {}).get("data") or {}).items()}
+            else:
+                data = {k: x.encode() for k, x in ((obj or {}).get("data") or {}).items()}
+            items = src.get("items") or [{"key": k, "path": k} for k in data]
+            os.makedirs(local, exist_ok=True)
+            for item in items:
+                if item["key"] in data:
+                    path = os.path.join(local, item["path"])
+                    with open(path, "wb") as f:
+                        f.write(data[item["key"]])
+                    os.chmod(path, item.get("mode", src.get("defaultMode", 0o644)) & 0o777 | 0o400)
+        else:
+            continue
+        out[m["mountPath"]] = local
+    return out
+
+
+def _rewrite(value: str, mounts: dict[str, str]) -> str:
+    for path in sorted(mounts, key=len, reverse=True):
+        if value == path or value.startswith(path + "/"):
+            return mounts[path] + value[len(path):]
+    return value
+
+
 class Runner:
     def __init__(self, workdir: str | None = None, passthrough_env: tuple[str, ...] = PASSTHROUGH_ENV,
                  image_entrypoints: dict[str, list[str]] | None = None, extra_env: dict[str, str] | None = None):
@@ -66,11 +112,13 @@ class Runner:
         os.makedirs(d, exist_ok=True)
         return d
 
-    async def start(self, uid: str, container: dict, env: dict[str, str], ip: str) -> PodProcess:
-        env = {k: v.replace("0.0.0.0", ip) for k, v in env.items()}
+    async def start(self, uid: str, container: dict, env: dict[str, str], ip: str,
+                    mounts: dict[str, str] | None = None) -> PodProcess:
+        mounts = mounts or {}
+        env = {k: _rewrite(v.replace("0.0.0.0", ip), mounts) for k, v in env.items()}
         argv = list(container.get("command") or self.image_entrypoints.get(container.get("image", ""), []))
         argv += list(container.get("args") or [])
-        argv = [expand(a, env).replace("0.0.0.0", ip) for a in argv]
+        argv = [_rewrite(expand(a, env).replace("0.0.0.0", ip), mounts) for a in argv]
         if not argv:
             raise RuntimeError(f"container {container.get('name')} has no command to run "
                                f"(set command, or image_entrypoints[{container.get('image')!r}])")
@@ -80,7 +128,7 @@ class Runner:
         full_env.setdefault("HOME", d)
         full_env["POD_IP"] = ip
         full_env.update(env)
-        cwd = container.get("workingDir")
+        cwd = _rewrite(container.get("workingDir") or "", mounts)
         if not cwd or not os.path.isdir(cwd):
             cwd = d
         log_path = os.path.join(d, f"{container['name']}.log")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import aiohttp
 
 from ...gpu import GPU, describe
-from ..base import Backend, BackendError, Capacity, Launch, LaunchContext, Reconciled
+from ..base import Backend, BackendError, BatchJob, BatchResult, Capacity, Launch, LaunchContext, Reconciled
 from . import objects
 from .api import ApiError
 from .capacity import CapacityTracker
@@ -47,6 +47,7 @@ from .gpu_scheduling import mig_memory_gb
 from .home_volume import HomeVolumes
 from .in_flight import BackgroundTasks, LaunchesInFlight
 from .objects import BuildError, ServerNames
+from .batch import BatchRuns
 from .pod_reconcile import PodReconciler
 from .readiness import Readiness
 from .secret_cleanup import SecretCleanup
@@ -79,6 +80,8 @@ class KubernetesBackend(Backend):
     kind = "kubernetes"
     #: a pod's container exit code tells a clean exit from a failure (usage records)
     exit_status_known = True
+    #: notebook runs as bare pods (`batch`)
+    runs_batch = True
 
     def __init__(self, name: str, settings: KubernetesSettings, *, tolerance: float = 0.07):
         super().__init__(name, settings, tolerance=tolerance)
@@ -93,6 +96,7 @@ class KubernetesBackend(Backend):
         self.homes = HomeVolumes(self.connection, settings)
         self.readiness = Readiness(settings, tolerance, self.capacity, self.watches, self.removal, self.homes)
         self.reconciler = PodReconciler(name, self.watches, self.removal, self.in_flight, self.log)
+        self.batch = BatchRuns(self.connection, self.watches, self.readiness, self.removal, self.secrets, self.homes)
 
     @property
     def namespace(self) -> str | None:
@@ -107,6 +111,11 @@ class KubernetesBackend(Backend):
     @classmethod
     def parse_image(cls, image: str, raw: dict, key: str) -> KubernetesImage:
         return parse_image(image, raw, key)
+
+    @classmethod
+    def image_ref_problem(cls, settings: KubernetesSettings) -> str | None:
+        """Every pod runs an image: a user's reference runs as any image entry would."""
+        return None
 
     @classmethod
     def gpu_type_choices(cls, settings: KubernetesSettings) -> dict[str, str]:
@@ -159,10 +168,11 @@ class KubernetesBackend(Backend):
         return self.capacity.gpu_node_vram()
 
     def _build(self, ctx: LaunchContext, request: LaunchRequest, image: KubernetesImage, gpu_type: GPUType | None,
-               node_vram: tuple[int, ...]) -> PodLaunch:
-        """The manifests of ``ctx``'s server (pure: `objects` builds them)."""
+               node_vram: tuple[int, ...], names: ServerNames | None = None) -> PodLaunch:
+        """The manifests of ``ctx``'s server (pure: `objects` builds them); ``names``: other
+        names than the server's (a notebook run's)."""
         s = self.settings
-        names = objects.server_names(ctx.user, ctx.server_name, s)
+        names = names or objects.server_names(ctx.user, ctx.server_name, s)
         launch_id = secrets.token_hex(8)
         try:
             pod = objects.build_pod(
@@ -330,6 +340,8 @@ class KubernetesBackend(Backend):
         state = self._check_state(launch.state)
         ns = state.get("namespace")
         grace = 0 if now else self.settings.termination_grace_seconds
+        if isinstance(state.get("nonce"), str):  # a notebook run being cancelled: keep its log
+            await self.batch.before_cancel(state)
         self.secrets.handled(state["uid"])  # the Secret is deleted just below, not by the pod watch
         delete = self.connection.delete
         try:
@@ -360,6 +372,29 @@ class KubernetesBackend(Backend):
         except _NETWORK_ERRORS as e:
             raise BackendError(f"could not announce the stops to pod {state['pod']}: the cluster did not answer "
                                f"({e or type(e).__name__})") from None
+
+    # ------------------------------------------------------------------ notebook runs
+    async def start_batch(self, ctx: LaunchContext, request: LaunchRequest, job: BatchJob) -> Launch:
+        """A run's pod: the server's placement and objects, running ``job.argv`` (`batch`)."""
+        image, gpu_type = self._image(request), self._gpu_type(request)
+        node_vram = await self._gpu_node_vram(request)
+        launch_id = ""
+
+        def server_objects(names: ServerNames):
+            nonlocal launch_id
+            built = self._build(ctx, request, image, gpu_type, node_vram, names)
+            launch_id = built.launch_id
+            return built.pod, built.secret, list(built.mount_secrets)
+
+        built = self.batch.build(ctx, job, server_objects)
+        with self.in_flight.launching(built[0].pod):
+            return await self.batch.start(ctx, request, job, built, launch_id, gpu_type)
+
+    async def poll_batch(self, launch: Launch) -> int | None:
+        return await self.batch.poll(launch)
+
+    async def finish_batch(self, launch: Launch) -> BatchResult:
+        return await self.batch.finish(launch)
 
     async def delete_forever(self, user: str, server_name: str, slug: str) -> None:
         home = self.settings.home_volume

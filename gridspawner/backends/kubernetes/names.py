@@ -43,6 +43,11 @@ REQUEST_ANNOTATION = "gridspawner.io/request"
 STOPS_ANNOTATION = "gridspawner.io/stops"
 STOPS_VOLUME = "gridspawner-stops"
 STOPS_DIR = "/etc/gridspawner"
+#: label on a notebook run's pod and Secrets (the run id): the hub's pod reconciler, the
+#: ended-server removal and the Secret sweep leave these alone (the runs executor owns them)
+RUN_LABEL = "gridspawner.io/run"
+#: ``component`` of a run's Secrets (not ``singleuser-secret``: out of the hub's sweep)
+RUN_SECRET_COMPONENT = "notebook-run-secret"
 
 _LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
@@ -137,6 +142,19 @@ def common_labels(settings: KubernetesSettings, user: str, server_name: str) -> 
         }
     )
     return labels
+
+
+def is_run(manifest: Mapping) -> bool:
+    """Whether ``manifest`` (a pod or Secret) belongs to a notebook run, not a server."""
+    return bool(((manifest.get("metadata") or {}).get("labels") or {}).get(RUN_LABEL))
+
+
+def run_names(run_id: str) -> ServerNames:
+    """The pod and Secret of a notebook run (no home claim of its own: ``home_claim`` is
+    the user's, filled in by the caller). Unique per run id, at most 63 characters."""
+    readable = _readable(run_id, 40)
+    pod = f"run-{readable}-{_digest('run', run_id)}" if readable else f"run-{_digest('run', run_id)}"
+    return ServerNames(pod=pod, secret=secret_name(pod), home_claim="")
 
 
 def mark_hub(manifest: dict, hub_id: str) -> dict:

@@ -8,6 +8,7 @@ is reclaimed (`remove_server_pod`: the pod, at once, and its Secrets, each by ui
 - it carries this hub's label (`names.HUB_LABEL`), or no hub label at all (made before hubs
   had ids: two hubs cannot share a namespace and backend name anyway, their pods would have
   the same names),
+- it is not a notebook run's (`names.RUN_LABEL`: the runs executor reconciles those),
 - its uid is in no saved state the hub knows and no launch of its name is in flight here,
 - and it was created at least ``grace`` seconds ago.
 
@@ -27,7 +28,7 @@ from typing import Callable, Iterable, Mapping
 from ..base import Reconciled
 from .cluster_watches import ClusterWatches
 from .in_flight import LaunchesInFlight
-from .names import HUB_LABEL, label_value
+from .names import HUB_LABEL, is_run, label_value
 from .server_cleanup import ServerRemoval
 
 
@@ -54,6 +55,8 @@ def orphan_pods(pods: Iterable[Mapping], *, hub: str, known_uids: set[str], laun
         name, uid = meta.get("name") or "", meta.get("uid") or ""
         if (meta.get("labels") or {}).get(HUB_LABEL, mine) != mine:
             continue  # another hub's
+        if is_run(pod):
+            continue  # a notebook run's: the runs executor reconciles its own
         if not uid or uid in known_uids or launching.get(name):
             continue
         born = created_at(pod)

@@ -45,12 +45,17 @@ def pod_terminated(pod: Mapping | None) -> tuple[int, str] | None:
     return None
 
 
+#: an image pull error no retry fixes (the registry said so): the verdict at once
+_PULL_NEVER = ("not found", "manifest unknown", "unauthorized", "denied", "forbidden", "401 ", "403 ")
+
+
 def container_waiting_problem(pod: Mapping) -> str | None:
     """A reason the container will never start by itself (bad image, bad config)."""
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"):
-            if waiting.get("reason") == "ErrImagePull" and "not found" not in (waiting.get("message") or ""):
+            message = (waiting.get("message") or "").lower()
+            if waiting.get("reason") == "ErrImagePull" and not any(w in message for w in _PULL_NEVER):
                 continue  # pulls are retried; ImagePullBackOff is the verdict
             return f"{waiting.get('reason')}: {waiting.get('message', '')}".rstrip(": ")
     return None

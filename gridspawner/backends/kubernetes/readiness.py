@@ -40,6 +40,8 @@ _PROGRESS = {
     "SuccessfulAttachVolume": "Storage attached",
 }
 _SCHEDULER_REASONS = re.compile(r", (?=\d+ )")
+#: the phases of a batch pod whose container started (or that is over)
+_STARTED = ("Running", "Succeeded", "Failed")
 
 
 class Readiness:
@@ -65,9 +67,10 @@ class Readiness:
         return gpu_fit.need_text(self.settings, request, gpu_type, self.tolerance)
 
     async def until_ready(self, ctx: LaunchContext, request: LaunchRequest, names: ServerNames, uid: str,
-                          gpu_type: GPUType | None, follower: PodFollower) -> dict:
+                          gpu_type: GPUType | None, follower: PodFollower, *, batch: bool = False) -> dict:
         """The pod ``uid`` once it is ready (`NoCapacity` / BackendError: why it never will
-        be), with progress from its events as ``follower`` hears them."""
+        be), with progress from its events as ``follower`` hears them. ``batch`` (a notebook
+        run's pod): once its container started, or the pod already ended."""
         s = self.settings
         pods = self.watches.pods
         key = self.watches.pod_key(names.pod)
@@ -98,14 +101,16 @@ class Readiness:
                     ctx.progress(f"{reason}: {message}")
             pod = pods.get(key)
             if pod is not None and (pod.get("metadata") or {}).get("uid") == uid:
-                if objects.pod_ready(pod):
+                if objects.pod_ready(pod) or (batch and (pod.get("status") or {}).get("phase") in _STARTED):
                     return pod
                 term = objects.pod_terminated(pod)
                 if term is not None:
                     raise BackendError(f"the server stopped while starting ({term[1]})")
                 problem = objects.container_waiting_problem(pod)
                 if problem:
-                    raise BackendError(f"the server cannot start: {problem}")
+                    why = pull_failure(events, uid) if "ImagePull" in problem else ""
+                    what = "the run" if batch else "the server"
+                    raise BackendError(f"{what} cannot start: {problem}" + (f" ({why})" if why and why not in problem else ""))
                 scheduled = bool((pod.get("spec") or {}).get("nodeName"))
             elif pod is None and pods.synced and self.removal.end_of(uid) is not None:
                 raise BackendError(f"the server's pod went away while starting: {self.removal.end_of(uid).why}")
@@ -123,6 +128,19 @@ class Readiness:
                 await asyncio.wait_for(changed.wait(), max(0.05, limit))
             except asyncio.TimeoutError:
                 pass
+
+
+def pull_failure(events: list[dict], uid: str) -> str:
+    """The registry's reason from the latest "Failed to pull image" event of pod ``uid``
+    (ImagePullBackOff's own message only says that the kubelet backs off)."""
+    for event in reversed(events):
+        involved = event.get("involvedObject") or {}
+        if involved.get("uid") and involved.get("uid") != uid:
+            continue
+        message = event.get("message") or ""
+        if event.get("reason") == "Failed" and message.startswith("Failed to pull image"):
+            return message
+    return ""
 
 
 def scheduler_says_never(message: str) -> bool:

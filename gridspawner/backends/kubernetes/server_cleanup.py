@@ -113,8 +113,8 @@ class ServerRemoval:
         background, once per uid. None otherwise. A pod whose launch is still in flight is
         left to the launch, which cleans up after itself."""
         meta = pod.get("metadata") or {}
-        if not objects.pod_finished(pod) or meta.get("deletionTimestamp"):
-            return None
+        if not objects.pod_finished(pod) or meta.get("deletionTimestamp") or objects.is_run(pod):
+            return None  # a notebook run's pod is the runs executor's to collect (`batch`)
         uid = meta.get("uid") or ""
         status, why = objects.pod_terminated(pod) or (1, "ended")
         end = self.remember_end(uid, status, why)

@@ -53,6 +53,15 @@ class SSHBackend(HostBackend):
     def parse_image(cls, image: str, raw: dict, key: str) -> SSHImage:
         return parse_ssh_image(image, raw, key)
 
+    @classmethod
+    def image_ref_problem(cls, settings: SSHSettings) -> str | None:
+        """A user's image reference runs only where every host starts servers in a
+        container (runtime apptainer, podman or docker): the placement picks any host."""
+        bare = [h.name for h in settings.hosts if not settings.runtime_of(h).is_container]
+        if bare:
+            return f"host{'s' if len(bare) > 1 else ''} {', '.join(bare)} of this backend run{'s' if len(bare) == 1 else ''} no container runtime"
+        return None
+
     # ------------------------------------------------------------------ hosts and accounts
     def hosts(self) -> Sequence[str]:
         return tuple(h.name for h in self.settings.hosts)

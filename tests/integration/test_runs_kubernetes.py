@@ -1,0 +1,135 @@
+"""Notebook runs through the runs executor (gridspawner.runs) on the Kubernetes backend,
+against the API emulator in run mode: the run's pod is a local process, so real papermill
+executes the notebook; the real runs table and run store (SQLite) and usage records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gridspawner.backends.kubernetes.objects import RUN_LABEL
+from gridspawner.request import OptionsError
+from gridspawner.runs.files import OUTPUT
+from gridspawner.runs.runtime import RunsRuntime
+from gridspawner.runs.submit import build_draft
+from gridspawner.usage.config import build_usage_config
+from gridspawner.usage.runtime import UsageRuntime
+
+NS = "jhub"
+GPU_TAINT = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+NODES = [
+    {"name": "cpu-1", "cpu": "16", "memory": "64Gi"},
+    {"name": "gpu-a10", "cpu": "32", "memory": "128Gi", "gpus": 1, "gpu_product": "NVIDIA-A10", "gpu_memory": 23028,
+     "taints": GPU_TAINT},
+]
+
+
+def notebook(body: str, params: str = "value = 1") -> bytes:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.writes(nb).encode()
+
+
+class Lab:
+    def __init__(self, root: Path, emu):
+        self.emu = emu
+        self.db = f"sqlite:///{root}/usage.sqlite"
+        self.usage = UsageRuntime(build_usage_config(), self.db)
+        self.usage.upgrade_now()
+        catalog = {
+            "backends": {"cluster": {"kind": "kubernetes", "namespace": NS, "kubeconfig": emu.kubeconfig_path}},
+            "images": {"scipy": {"kubernetes": {"image": "quay.io/jupyter/scipy-notebook:2025-01-01"}}},
+            "max_gpus": 1, "default_options": {"backend": "cluster", "image": "scipy"},
+            "default_policy": {"image_refs": ["registry.example.edu/*"]},
+        }
+        self.settings = {"catalog": catalog, "hub_id": "test-hub", "runs_dir": str(root / "runs"),
+                         "runs_poll_interval": 0.3, "runs_queue_retry": 0.5}
+        self.runs = RunsRuntime(self.settings, self.usage.store.engine, self.db, self.usage)
+
+    async def submit(self, nb: bytes, params=None, gpus=0, user="alice", **options) -> str:
+        draft = build_draft({"notebook": nb, "options": {"gpus": gpus, **options}, "parameters": params or {}},
+                            self.runs.catalog, [], user)
+        return await self.runs.submit(draft, user, [])
+
+    async def wait(self, run_id: str, statuses, timeout=150.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = await self.runs.store.get(run_id)
+            if row["status"] in statuses:
+                return row
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"run {run_id} still {row['status']} after {timeout} s: {row}")
+
+    def run_objects(self):
+        return [o for kind in ("pods", "secrets") for o in self.emu.list(kind, NS)
+                if (o["metadata"].get("labels") or {}).get(RUN_LABEL)]
+
+
+@pytest.fixture
+async def lab():
+    from k8s_emulator import Emulator
+
+    emu = Emulator(NODES, namespaces=("default", NS), run_pods=True).start()
+    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsrk-"))
+    lab = Lab(root, emu)
+    await lab.runs.start()
+    yield lab
+    await lab.runs.close()
+    lab.usage.store.close()
+    failures = emu.validation_failures
+    emu.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    assert failures == [], failures
+
+
+async def test_a_gpu_run_succeeds_on_kubernetes_with_its_output_notebook(lab):
+    run_id = await lab.submit(notebook("print('value is', value * 2)"),
+                              {"value": 21}, gpus=1)
+    row = await lab.wait(run_id, ("succeeded", "failed", "cancelled"))
+    assert row["status"] == "succeeded", row
+    out = json.loads(lab.runs.files.read(run_id, OUTPUT))
+    texts = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", ()))
+    assert "value is 42" in texts
+    assert row["host"] == "gpu-a10"
+    assert "value is 42" in row["log_tail"]
+    assert lab.run_objects() == []  # pod and Secrets removed
+    record = await lab.usage.store.record(row["record_id"])
+    assert record["kind"] == "run" and record["gpus"] == 1
+
+
+async def test_a_failing_run_on_kubernetes_names_its_cell_and_error(lab):
+    run_id = await lab.submit(notebook("print('before the error')\nx = 1 / 0"))
+    row = await lab.wait(run_id, ("succeeded", "failed", "cancelled"))
+    assert row["status"] == "failed", row
+    error = json.loads(row["error"])
+    assert error["cell_index"] == 1 and error["ename"] == "ZeroDivisionError"
+    assert "before the error" in row["log_tail"]
+    assert lab.run_objects() == []
+
+
+async def test_a_run_in_the_user_s_own_image(lab):
+    ref = "registry.example.edu/lab/nb:1"
+    seen = []
+
+    def watch():
+        seen.extend(p["spec"]["containers"][0]["image"] for p in lab.emu.list("pods", NS))
+        return seen
+
+    run_id = await lab.submit(notebook("print('hi')"), image=ref)
+    await asyncio.get_running_loop().run_in_executor(None, lambda: lab.emu.wait_for(watch, timeout=60))
+    row = await lab.wait(run_id, ("succeeded", "failed", "cancelled"))
+    assert row["status"] == "succeeded", row
+    assert seen == [ref]  # the run's pod ran the user's image
+    with pytest.raises(OptionsError) as e:  # a reference the policy does not allow: a field error naming image
+        await lab.submit(notebook("1"), image="docker.io/evil/x:1")
+    assert list(e.value.errors) == ["image"], e.value.errors
