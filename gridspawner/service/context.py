@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -24,6 +25,8 @@ class ServiceContext:
     #: the service's URL prefix (``/services/gridspawner/``) and the hub's (``/hub/``)
     prefix: str
     hub_prefix: str
+    #: notebook runs (None: not enabled)
+    runs: Any = None
 
 
 def templates() -> Environment:
