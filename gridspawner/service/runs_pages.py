@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from tornado import web
 
 from .. import form as spawn_form
@@ -128,9 +129,10 @@ class NewRunPage(RunsBase):
     async def get(self) -> None:
         self.new_page({}, {}, name="", parameters="{}", bindings="{}")
 
-    def form_html(self, values: dict, errors: dict[str, str]) -> str:
-        return render_form(catalog=self.runs.catalog, groups=list(self.current_user.get("groups") or ()),
-                           capacity=self.runs.capacity(), values=values, errors=errors, username=self.user_name)
+    def form_html(self, values: dict, errors: dict[str, str]) -> Markup:
+        """The spawn form's fields (its own autoescaped template), errors next to them."""
+        return Markup(render_form(catalog=self.runs.catalog, groups=list(self.current_user.get("groups") or ()),
+                           capacity=self.runs.capacity(), values=values, errors=errors, username=self.user_name))
 
     def new_page(self, values: dict, errors: dict[str, str], *, name: str, parameters: str, bindings: str,
                  resubmit: bool = False) -> None:
@@ -179,7 +181,7 @@ class NewRunPage(RunsBase):
                 return
         self.set_status(400)
         if self.wants_json():
-            self.finish({"errors": errors, "form": self.form_html(options, self.form_errors(errors))})
+            self.finish({"errors": errors, "form": str(self.form_html(options, self.form_errors(errors)))})
         else:
             self.new_page(options, errors, name=name, parameters=texts["parameters"], bindings=texts["bindings"],
                           resubmit=True)

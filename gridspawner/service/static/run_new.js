@@ -116,7 +116,7 @@
       nameEl.readOnly = true;
       row.setAttribute("data-gs-declared", p.name);
       typeEl.value = p.parsed.type;
-      row.querySelector("[data-gs-param-default]").textContent = "Default in the notebook: " + p.def;
+      row.querySelector("[data-gs-param-default]").textContent = "Notebook: " + p.def;
       row.querySelector("[data-gs-param-remove]").hidden = true;
       row.querySelector("[data-gs-param-legend]").textContent = "Parameter " + p.name;
     }
