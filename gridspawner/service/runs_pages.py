@@ -9,19 +9,27 @@ What a run is, who may see it and how it is checked and queued is the runs API's
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
+from jupyterhub.services.auth import HubOAuthenticated
 from markupsafe import Markup
 from tornado import web
 
 from .. import form as spawn_form
+from ..backends.base import Capacity
+from ..capacity import CapacityMonitor
 from ..form import parse_form, render_form
-from .handlers import ApiBase, Base
+from ..runs.files import OUTPUT
+from ..runs.view import ACTIVE, positions, run_json
+from .handlers import ApiBase
+from .runs_api import RunsAPI
+from .runs_api import RunsBase as ApiRunsBase
 from .runs_view import HTML_VIEW_HEADERS, notebook_html, run_row
 
 #: a live update resends what changed this long before the last answer too (a run written
@@ -33,6 +41,11 @@ RUN_INPUTS = ("notebook", "name", "parameters", "bindings")
 #: (and serves it as ``runs/form.js`` to run again over a form re-rendered with errors)
 FORM_JS = (Path(spawn_form.__file__).parent / "static" / "form.js").read_text("utf-8")
 FORM_JS_CSP = "'sha256-" + base64.b64encode(hashlib.sha256(FORM_JS.encode("utf-8")).digest()).decode() + "'"
+#: the submit page's capacity lines: probed when it is shown and the last probe is older
+#: than this, each backend's probe bounded by CAPACITY_TIMEOUT_S (then "capacity unknown")
+CAPACITY_MAX_AGE_S = 15.0
+CAPACITY_TIMEOUT_S = 5.0
+_MONITORS: WeakKeyDictionary = WeakKeyDictionary()
 
 
 def size_text(n: int) -> str:
@@ -40,12 +53,22 @@ def size_text(n: int) -> str:
     return f"{n / 1e6:g} MB" if n >= 1_000_000 else f"{n / 1e3:g} kB"
 
 
-class RunsBase(Base):
-    @property
-    def runs(self) -> Any:
-        if self.ctx.runs is None:
-            raise web.HTTPError(404, "notebook runs are not enabled on this hub")
-        return self.ctx.runs
+async def capacity_of(runs: Any) -> dict[str, Capacity]:
+    """The backends' capacity for the submit page's form (a recent probe, or a new one)."""
+    monitor = _MONITORS.get(runs)
+    if monitor is None:
+        monitor = _MONITORS[runs] = CapacityMonitor(runs.backends, timeout=CAPACITY_TIMEOUT_S)
+    snapshot = monitor.snapshot()
+    if all(c.updated > time.time() - CAPACITY_MAX_AGE_S for c in snapshot.values()):
+        return snapshot
+    return await monitor.refresh()
+
+
+class PageBase(ApiRunsBase):
+    """What the run pages share: the runs runtime (404 when runs are off), the run JSON of
+    the API, and the hub's login for a visitor without one (pages, unlike the API)."""
+
+    get_login_url = HubOAuthenticated.get_login_url
 
     def row(self, run: dict, now: float) -> dict:
         return run_row(run, self.ctx.config.timezone, self.ctx.prefix, now)
@@ -54,29 +77,36 @@ class RunsBase(Base):
         return self.is_admin and self.get_argument("all", "") == "1"
 
     async def visible_runs(self, since: float | None = None) -> list[dict]:
-        return await self.runs.list_runs(None if self.show_all() else self.user_name, since=since)
+        """The runs the page lists (the API's JSON, newest first); with ``since``: those
+        changed after it and every active one (their durations and queue places move)."""
+        store, user = self.runs.store, None if self.show_all() else self.user_name
+        rows = await store.list(user, since)
+        if since is not None:
+            seen = {r["id"] for r in rows}
+            rows += [r for r in await store.in_states(ACTIVE)
+                     if r["id"] not in seen and (user is None or r["username"] == user)]
+        queue = positions(await store.queued()) if any(r["status"] == "queued" for r in rows) else {}
+        now = time.time()
+        return [run_json(r, now, queue.get(r["id"])) for r in rows]
 
-    async def own_run(self, run_id: str) -> dict:
-        run = await self.runs.get_run(run_id)
-        if run is None or (run["user"] != self.user_name and not self.is_admin):
-            raise web.HTTPError(404, f"no run {run_id}")
-        return run
 
-
-class RunsPage(RunsBase):
+class RunsPage(PageBase):
     """``runs``: every run of the user (an admin: ``?all=1``, everyone's), newest first."""
 
     @web.authenticated
     async def get(self) -> None:
         now = time.time()
         rows = [self.row(r, now) for r in await self.visible_runs()]
+        new = self.get_argument("submitted", "")
         self.page("runs.html.j2", errors={}, rows=rows, show_user=self.show_all(), cursor=now - OVERLAP_S,
-                  xsrf=self.xsrf_token.decode(), submitted=self.get_argument("submitted", ""))
+                  xsrf=self.xsrf_token.decode(), submitted=next((r["name"] for r in rows if r["id"] == new), ""))
 
 
-class RunRows(RunsBase, ApiBase):
+class RunRows(PageBase):
     """``runs/rows?since=T``: the results page's live update — the rows (rendered HTML, by
     run id) of the runs changed since T and of every active run, and the next ``cursor``."""
+
+    get_login_url = ApiBase.get_login_url
 
     @web.authenticated
     async def get(self) -> None:
@@ -88,29 +118,28 @@ class RunRows(RunsBase, ApiBase):
         runs = await self.visible_runs(since=since)
         macro = self.ctx.templates.get_template("runs_macros.html.j2").module.run_rows
         show_user = self.show_all()
-        self.set_header("Cache-Control", "no-store")
-        self.finish({"cursor": now - OVERLAP_S,
+        self.answer({"cursor": now - OVERLAP_S,
                      "rows": {str(r["id"]): str(macro(self.row(r, now), show_user)) for r in runs}})
 
 
-class RunHtml(RunsBase):
+class RunHtml(PageBase):
     """``runs/ID/html``: the executed notebook through nbconvert, served so that nothing in
     it runs in the service's origin (`HTML_VIEW_HEADERS`: a CSP sandbox without scripts or
     ``allow-same-origin``)."""
 
     @web.authenticated
     async def get(self, run_id: str) -> None:
-        run = await self.own_run(run_id)
-        data = await self.runs.read_notebook(run_id)
+        row = await self.own_run(run_id)
+        data = self.runs.files.read(run_id, OUTPUT)
         if data is None:
-            raise web.HTTPError(404, f"run {run_id} has no executed notebook (yet)")
-        html = await self.runs.in_thread(notebook_html, data, run.get("name") or f"run {run_id}")
+            raise web.HTTPError(404, f"run {run_id} has no executed notebook ({row['status']})")
+        html = await asyncio.to_thread(notebook_html, data, row.get("name") or f"run {run_id}")
         for k, v in HTML_VIEW_HEADERS.items():
             self.set_header(k, v)
         self.finish(html)
 
 
-class FormScript(RunsBase):
+class FormScript(PageBase):
     """``runs/form.js``: the spawn form's script, to run again over a re-rendered form."""
 
     @web.authenticated
@@ -119,72 +148,76 @@ class FormScript(RunsBase):
         self.finish(FORM_JS)
 
 
-class NewRunPage(RunsBase):
-    """``runs/new``: the submit page. GET shows it; POST (multipart) sends it to the runs API's
-    submit — the page's script posts it with fetch and gets JSON (201 with the run, or 400 with
-    the field errors and the spawn form re-rendered with them); without the script the
-    browser posts it and gets the page again (errors) or a redirect to ``runs``."""
+class NewRunPage(PageBase, RunsAPI):
+    """``runs/new``: the submit page. GET shows it; POST (multipart: the spawn form's fields,
+    the notebook file, ``parameters`` and ``bindings`` as JSON, ``name``) is the runs API's
+    submit (`RunsAPI.post`: the same checks, the same queue) with the spawn form's fields
+    read as the hub reads them (`parse_form`). The page's script posts it with fetch and gets
+    JSON: 201 and the run, or 400 with the field errors and the spawn form re-rendered with
+    them. Without the script the browser gets the page again (errors) or a redirect to ``runs``."""
+
+    options: dict | None = None
 
     @web.authenticated
     async def get(self) -> None:
-        self.new_page({}, {}, name="", parameters="{}", bindings="{}")
+        await self.new_page({}, {}, name="", parameters="{}", bindings="{}")
 
-    def form_html(self, values: dict, errors: dict[str, str]) -> Markup:
+    async def form_html(self, values: dict, errors: dict[str, str]) -> Markup:
         """The spawn form's fields (its own autoescaped template), errors next to them."""
+        capacity = await capacity_of(self.runs)
         return Markup(render_form(catalog=self.runs.catalog, groups=list(self.current_user.get("groups") or ()),
-                           capacity=self.runs.capacity(), values=values, errors=errors, username=self.user_name))
-
-    def new_page(self, values: dict, errors: dict[str, str], *, name: str, parameters: str, bindings: str,
-                 resubmit: bool = False) -> None:
-        own = {k: v for k, v in errors.items() if k in ("notebook", "name")}
-        page_errors = [(k, v) for k, v in errors.items() if k.split(".")[0] in ("parameters", "bindings")]
-        limit = self.runs.max_notebook_bytes
-        self.page("run_new.html.j2", script_hashes=(FORM_JS_CSP,), errors={}, errors_for=own,
-                  page_errors=page_errors, form_html=self.form_html(values, self.form_errors(errors)),
-                  max_bytes=limit, max_text=size_text(limit), xsrf=self.xsrf_token.decode(), name=name,
-                  parameters_json=parameters, bindings_json=bindings, resubmit=resubmit)
+                                  capacity=capacity, values=values, errors=self.form_errors(errors),
+                                  username=self.user_name))
 
     @staticmethod
     def form_errors(errors: dict[str, str]) -> dict[str, str]:
         """The errors the spawn form part shows (next to its fields, or at its top)."""
         return {k: v for k, v in errors.items() if k.split(".")[0] not in RUN_INPUTS}
 
+    async def new_page(self, values: dict, errors: dict[str, str], *, name: str, parameters: str, bindings: str,
+                       resubmit: bool = False) -> None:
+        own = {k: v for k, v in errors.items() if k in ("notebook", "name")}
+        page_errors = [(k, v) for k, v in errors.items() if k.split(".")[0] in ("parameters", "bindings")]
+        limit = self.runs.config.max_bytes
+        self.page("run_new.html.j2", script_hashes=(FORM_JS_CSP,), errors={}, errors_for=own,
+                  page_errors=page_errors, form_html=await self.form_html(values, errors),
+                  max_bytes=limit, max_text=size_text(limit), xsrf=self.xsrf_token.decode(), name=name,
+                  parameters_json=parameters, bindings_json=bindings, resubmit=resubmit)
+
     def wants_json(self) -> bool:
         return "application/json" in self.request.headers.get("Accept", "")
 
-    @web.authenticated
-    async def post(self) -> None:
-        args = {k: v for k, v in self.arguments().items() if k not in RUN_INPUTS}
-        options = parse_form(args)
-        files = self.request.files.get("notebook") or []
-        upload = files[0] if files else None
-        name = self.get_body_argument("name", "")
-        texts = {k: self.get_body_argument(k, "") or "{}" for k in ("parameters", "bindings")}
-        decoded: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        for key, text in texts.items():
-            try:
-                decoded[key] = json.loads(text)
-            except ValueError:
-                errors[key] = "is not JSON"
-        if not errors:
-            run, errors = await self.runs.submit(
-                self.current_user, notebook=upload["body"] if upload else None,
-                filename=upload["filename"] if upload else "", options=options,
-                parameters=decoded["parameters"], bindings=decoded["bindings"], name=name)
-            if run is not None:
-                if self.wants_json():
-                    self.set_status(201)
-                    self.finish({"run": run})
-                else:
-                    self.redirect(f"{self.ctx.prefix}runs?submitted={run['id']}", status=303)
-                return
-        self.set_status(400)
-        if self.wants_json():
-            self.finish({"errors": errors, "form": str(self.form_html(options, self.form_errors(errors)))})
+    def submitted(self) -> dict:
+        """The run as the API's submit takes it, from the page's form."""
+        self.options = parse_form({k: v for k, v in self.arguments().items() if k not in RUN_INPUTS})
+        form: dict[str, Any] = {k: self.get_body_argument(k, "") for k in ("name", "parameters", "bindings")}
+        files = self.request.files.get("notebook")
+        form.update(options=self.options, notebook=files[0]["body"] if files else None)
+        return form
+
+    def answer(self, value: Any, status: int = 200) -> None:
+        if status == 201 and not self.wants_json():
+            self.redirect(f"{self.ctx.prefix}runs?submitted={value['id']}", status=303)
         else:
-            self.new_page(options, errors, name=name, parameters=texts["parameters"], bindings=texts["bindings"],
-                          resubmit=True)
+            super().answer(value, status)
+
+    async def post(self) -> None:
+        try:
+            await super().post()
+        except web.HTTPError as e:
+            errors = getattr(self, "_param_errors", None)
+            if e.status_code != 400 or errors is None:
+                raise
+            self.clear()
+            self.set_status(400)
+            options = self.options or {}
+            if self.wants_json():
+                form = await self.form_html(options, errors)
+                self.answer({"status": 400, "message": e.log_message, "errors": errors, "form": str(form)}, 400)
+            else:
+                await self.new_page(options, errors, name=self.get_body_argument("name", ""),
+                                    parameters=self.get_body_argument("parameters", "") or "{}",
+                                    bindings=self.get_body_argument("bindings", "") or "{}", resubmit=True)
 
 
 def routes(prefix: str, shared: dict) -> list[tuple]:

@@ -261,9 +261,9 @@
                          headers: { "Accept": "application/json", "X-XSRFToken": data.get("_xsrf") } })
       .then(function (r) {
         return r.json().catch(function () { return { message: "status " + r.status }; }).then(function (j) {
-          if (r.status === 201 && j.run) {
+          if (r.status === 201 && j.id) {
             sending.textContent = "Submitted.";
-            window.location.assign(form.getAttribute("data-gs-runs-url") + "?submitted=" + encodeURIComponent(j.run.id));
+            window.location.assign(form.getAttribute("data-gs-runs-url") + "?submitted=" + encodeURIComponent(j.id));
             return;
           }
           btn.disabled = false;
