@@ -32,6 +32,7 @@ from .recovery_traits import CrashRecoverySettings
 from .progress_feed import ProgressFeed
 from .refusals import drop_repeated_banner, launch_failure, no_capacity_message, refusal
 from .request import LaunchRequest
+from .runs.traits import RunsSettings
 from .server_env import parse_stop_warnings, request_env
 from .shared_backends import SharedBackends, catalog_for
 from .startup import schedule_startup_check
@@ -45,7 +46,7 @@ from .vocabulary import OptionsError, Problems
 _form_feedback = FormFeedback()
 
 
-class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, Spawner):
+class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, RunsSettings, Spawner):
     """Spawn a user's server on a backend the user picks: Kubernetes, SSH hosts or this machine."""
 
     @default("port")

@@ -97,7 +97,12 @@ def start_usage(app, spawner) -> None:
         sys.exit(1)
     from .service.settings import hand_over
 
-    if hand_over(app, usage.url, spawner.usage_settings()):
+    runs = None
+    if spawner.notebook_runs:  # the service runs notebooks: it builds the same catalog and backends
+        from .hub_identity import resolve_hub_id
+
+        runs = {**spawner.runs_settings(), "catalog": spawner.raw_catalog(), "hub_id": resolve_hub_id(spawner.hub_id)}
+    if hand_over(app, usage.url, spawner.usage_settings(), runs=runs):
         app.log.info("gridspawner: the usage service gets the usage database's settings")
     try:
         asyncio.get_running_loop()

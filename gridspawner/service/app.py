@@ -13,12 +13,14 @@ from urllib.parse import urlsplit
 
 from tornado.web import Application, StaticFileHandler
 
+from ..runs.runtime import RunsRuntime
 from ..usage.config import build_usage_config
 from ..usage.runtime import UsageRuntime
 from ..usage.store import safe_url
 from . import handlers as h
 from . import runs_pages
 from .context import HERE, ServiceContext, templates
+from .runs_api import routes as runs_routes
 from .settings import BIND_ENV, SETTINGS_ENV
 
 log = logging.getLogger("gridspawner.service")
@@ -35,6 +37,7 @@ def make_app(context: ServiceContext) -> Application:
             (rf"{p}admin", h.AdminPage, shared),
             (rf"{p}api/records", h.RecordsAPI, shared),
             (rf"{p}api/summary", h.SummaryAPI, shared),
+            *runs_routes(p, shared),
             *runs_pages.routes(p, shared),
             (rf"{p}oauth_callback", HubOAuthCallbackHandler),
             (rf"{p}static/(.*)", StaticFileHandler, {"path": str(HERE / "static")}),
@@ -55,8 +58,11 @@ def context_from_env() -> ServiceContext:
     config = build_usage_config(**settings["usage"], usage_db_url=settings["db_url"])
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/gridspawner/")
     base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
-    return ServiceContext(config, UsageRuntime(config, settings["db_url"]), templates(), prefix,
-                          base.rstrip("/") + "/hub/")
+    usage = UsageRuntime(config, settings["db_url"])
+    runs = None
+    if settings.get("runs"):
+        runs = RunsRuntime(settings["runs"], usage.store.engine, settings["db_url"], usage)
+    return ServiceContext(config, usage, templates(), prefix, base.rstrip("/") + "/hub/", runs)
 
 
 def main() -> None:
@@ -70,11 +76,15 @@ def main() -> None:
         # all of the hub pod's, so the proxy pod reaches it by the hub's Service)
         app.listen(url.port or 80, os.environ.get(BIND_ENV) or url.hostname or "127.0.0.1")
         log.info("gridspawner service on %s (usage records in %s)", url.geturl(), safe_url(context.usage.url))
+        if context.runs is not None:
+            await context.runs.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        if context.runs is not None:
+            await context.runs.close()
         context.usage.store.close()
 
     asyncio.run(serve())

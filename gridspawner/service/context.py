@@ -25,7 +25,7 @@ class ServiceContext:
     #: the service's URL prefix (``/services/gridspawner/``) and the hub's (``/hub/``)
     prefix: str
     hub_prefix: str
-    #: notebook runs (None: not enabled)
+    #: notebook runs (`gridspawner.runs.runtime.RunsRuntime`); None when they are off
     runs: Any = None
 
 

@@ -11,7 +11,7 @@ the migrated schema with these models).
 
 from __future__ import annotations
 
-from sqlalchemy import Double, Float, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import Double, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: stable constraint and index names on every dialect (Alembic compares them)
@@ -114,3 +114,62 @@ class UsageGroup(Base):
 
 RECORDS = UsageRecord.__table__
 GROUPS = UsageGroup.__table__
+
+
+#: a notebook run's states (`gridspawner.runs`); the first three are active
+RUN_STATES = ("queued", "preparing", "running", "succeeded", "failed", "cancelled", "timed_out")
+
+
+class RunRow(Base):
+    """One notebook run (`gridspawner.runs`): what was asked (options without secrets,
+    parameters), where it is in its life, where it ran and how it ended. The rows in state
+    ``queued`` are the queue (oldest ``submitted_at`` first, per backend). JSON columns are
+    Text; ``launch_state`` is the backend's `Launch.state` (no secret)."""
+
+    __tablename__ = "gridspawner_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(255))
+    backend_kind: Mapped[str] = mapped_column(String(32), default="")
+    profile: Mapped[str] = mapped_column(String(255), default="")
+    image: Mapped[str] = mapped_column(String(255), default="")
+    #: JSON: the spawn options (no secret), the parameters, parameter → mount bindings,
+    #: the submit's warnings, the user's groups at submit time
+    options: Mapped[str] = mapped_column(Text, default="{}")
+    parameters: Mapped[str] = mapped_column(Text, default="{}")
+    bindings: Mapped[str] = mapped_column(Text, default="{}")
+    warnings: Mapped[str] = mapped_column(Text, default="[]")
+    groups: Mapped[str] = mapped_column(Text, default="[]")
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_memory_gb: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_model: Mapped[str] = mapped_column(String(255), default="")
+    host: Mapped[str] = mapped_column(String(255), default="")
+    #: seconds the run may take once running (the profile's or the hub's maximum run time)
+    max_runtime: Mapped[float | None] = mapped_column(Double, nullable=True)
+    submitted_at: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    #: changed on every update (``?since=`` reads it)
+    updated_at: Mapped[float] = mapped_column(Double)
+    #: 1 once someone asked to cancel an active run (the executor stops it)
+    cancel_requested: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    launch_state: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: JSON {cell_index, ename, evalue, message} of a run that did not succeed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    #: its usage record (`UsageRecord.id`), once it ran
+    record_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        Index(None, "username", "submitted_at"),
+        Index(None, "status", "backend", "submitted_at"),
+        Index(None, "updated_at"),
+    )
+
+
+RUNS = RunRow.__table__

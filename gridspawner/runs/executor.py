@@ -1,0 +1,323 @@
+"""The executor: a task in the service process that takes runs from the queue (the
+``queued`` rows, oldest first per backend), starts them as batch jobs on their backend,
+polls them, and finishes them (outputs into the run store, status, usage record).
+
+- **Queue**: per backend, only the oldest queued run is tried (FIFO, no overtaking). A
+  backend that answered NoCapacity is tried again after ``queue_retry`` seconds, or at once
+  when a run of the service ends (it freed its GPUs); while a run waits, the backend's
+  running runs are polled every `FAST_POLL` seconds, so a GPU freed by a run starts the
+  next within a second.
+- **Restart safety**: the state is in the database. On start, running runs are re-attached
+  from their saved launch state and collected when they end; queued ones stay queued; a run
+  cut in ``preparing`` goes back to the queue (what its start left on a host is reclaimed
+  by the backend's look for orphans, which knows the running runs' states).
+- Mount credentials typed by the user are kept in memory only, until the run started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..backends.base import BackendError, Launch, LaunchContext, NoCapacity
+from ..gpu import GPU
+from ..mounts.resolve import resolve_mounts
+from ..mounts.specs import strip_secrets
+from ..request import build_request
+from ..vocabulary import OptionsError
+from . import outcome
+from .files import INPUT, LOG, OUTPUT, RunFiles
+from .papermill_cmd import batch_job
+from .store import RunStore
+
+log = logging.getLogger("gridspawner.runs")
+
+#: seconds between polls of a backend's running runs while a run waits for that backend
+FAST_POLL = 0.25
+#: seconds between two looks for orphaned run sessions on the backends
+RECONCILE_INTERVAL = 600.0
+#: seconds an orphaned run session must be unchanged before it is reclaimed
+RECONCILE_GRACE = 120.0
+
+
+def run_slug(run_id: str) -> str:
+    """The session name of a run on a backend (letters, digits, '-')."""
+    return f"run-{run_id}"
+
+
+def launch_from_state(state: dict) -> Launch:
+    gpus = tuple(GPU.from_dict(g) for g in state.get("gpus") or () if isinstance(g, dict))
+    return Launch(url="", state=state, gpus=gpus)
+
+
+@dataclass
+class Active:
+    """A run the executor is running (or starting)."""
+
+    row: dict
+    launch: Launch | None = None
+    next_poll: float = 0.0
+    stopping: str = ""  # "cancelled" | "timed_out" once a stop was decided
+
+
+@dataclass
+class Recorder:
+    """Usage records of runs: ``open(row, launch) -> record id``, ``close(record id, reason)``."""
+
+    open: Callable[..., Any] | None = None
+    close: Callable[..., Any] | None = None
+
+
+class Executor:
+    def __init__(self, store: RunStore, files: RunFiles, catalog: Any, backends: dict, *, queue_retry: float = 2.0,
+                 poll_interval: float = 5.0, kernel: str = "", recorder: Recorder | None = None):
+        self.store, self.files, self.catalog, self.backends = store, files, catalog, backends
+        self.queue_retry, self.poll_interval, self.kernel = queue_retry, poll_interval, kernel
+        self.recorder = recorder or Recorder()
+        self.active: dict[str, Active] = {}
+        #: typed mount secrets of queued runs (run id → options with secrets), memory only
+        self.secrets: dict[str, Any] = {}
+        self._blocked: dict[str, float] = {}  # backend → when its head may be tried again
+        self._starting: set[str] = set()  # backends with a start in flight
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._reconciled = 0.0
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ control
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self.recover()
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        for t in list(self._tasks):
+            t.cancel()
+
+    def keep(self, run_id: str, options: Any) -> None:
+        """Remember a queued run's typed mount secrets until it starts (memory only)."""
+        if strip_secrets(options or {})[1]:
+            self.secrets[run_id] = options
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def recover(self) -> None:
+        """After a restart: re-attach running runs, put runs cut in ``preparing`` back."""
+        for row in await self.store.in_states(("preparing", "running")):
+            state = json.loads(row["launch_state"]) if row.get("launch_state") else None
+            if row["status"] == "preparing" and state is None:
+                await self.store.move(row["id"], ("preparing",), status="queued")
+                log.info("run %s: its start was cut short by a restart; queued again", row["id"])
+                continue
+            if row["status"] == "preparing":
+                await self.store.move(row["id"], ("preparing",), status="running", started_at=row.get("started_at") or time.time())
+                row["status"] = "running"
+            self.active[row["id"]] = Active(row, launch_from_state(state))
+            log.info("run %s: re-attached on backend %s", row["id"], row["backend"])
+
+    # ------------------------------------------------------------------ the loop
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._tick()
+            except Exception:  # noqa: BLE001 - the executor must go on
+                log.exception("runs executor: a round failed")
+            delay = self._next_delay()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _waiting(self, backend: str) -> bool:
+        return backend in self._blocked
+
+    def _next_delay(self) -> float:
+        now = time.monotonic()
+        times = [a.next_poll for a in self.active.values() if a.launch is not None]
+        times += list(self._blocked.values())
+        return max(0.01, min(times, default=now + 3600) - now)
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        for run_id, a in list(self.active.items()):
+            if a.launch is None or a.stopping or now < a.next_poll:
+                continue
+            a.next_poll = now + (FAST_POLL if self._waiting(a.row["backend"]) else self.poll_interval)
+            self._spawn(self._check(run_id, a))
+        for row in await self.store.heads():
+            b = row["backend"]
+            if b in self._starting or self._blocked.get(b, 0) > now:
+                continue
+            self._starting.add(b)
+            self._spawn(self._start(row))
+        if time.time() - self._reconciled > RECONCILE_INTERVAL:
+            self._reconciled = time.time()
+            self._spawn(self.reconcile())
+
+    # ------------------------------------------------------------------ start
+    async def _start(self, row: dict) -> None:
+        run_id, b = row["id"], row["backend"]
+        try:
+            if not await self.store.move(run_id, ("queued",), status="preparing"):
+                return  # cancelled meanwhile
+            a = Active(row)
+            self.active[run_id] = a
+            try:
+                launch = await self._launch(row)
+            except NoCapacity as e:
+                self.active.pop(run_id, None)
+                await self.store.move(run_id, ("preparing",), status="queued", log_tail="")
+                self._blocked[b] = time.monotonic() + self.queue_retry
+                log.debug("run %s waits: %s", run_id, e)
+                return
+            except (BackendError, OptionsError) as e:
+                self.active.pop(run_id, None)
+                self.secrets.pop(run_id, None)
+                message = "; ".join(f"{k}: {v}" for k, v in e.errors.items()) if isinstance(e, OptionsError) else str(e)
+                await self._final(row, "failed", {"cell_index": None, "ename": "", "evalue": "",
+                                                  "message": f"could not start: {message}"}, None, "")
+                return
+            self._blocked.pop(b, None)
+            self.secrets.pop(run_id, None)
+            a.launch = launch
+            a.next_poll = time.monotonic() + FAST_POLL
+            st = launch.state or {}
+            models = sorted({g.name for g in launch.gpus})
+            started = time.time()
+            values = {"launch_state": json.dumps(st), "started_at": started, "host": str(st.get("host") or st.get("node") or ""),
+                      "gpu_model": " + ".join(models), "exit_code": None}
+            if launch.gpus:
+                values["gpu_memory_gb"] = min(g.memory_gb for g in launch.gpus)
+            if not await self.store.move(run_id, ("preparing",), status="running", **values):
+                # cancelled while it started
+                a.stopping = "cancelled"
+            a.row.update(values, status="running")
+            if self.recorder.open is not None:
+                with contextlib.suppress(Exception):
+                    a.row["record_id"] = await self.recorder.open(a.row, launch)
+                    await self.store.move(run_id, None, record_id=a.row["record_id"])
+            fresh = await self.store.get(run_id)
+            if a.stopping or (fresh and fresh.get("cancel_requested")):
+                await self._stop(run_id, a, "cancelled")
+        finally:
+            self._starting.discard(b)
+            self.wake()
+
+    async def _launch(self, row: dict) -> Launch:
+        backend = self.backends[row["backend"]]
+        options = self.secrets.get(row["id"]) or json.loads(row["options"] or "{}")
+        groups = json.loads(row.get("groups") or "[]")
+        request = build_request(options, self.catalog, groups, username=row["username"])
+        mounts: tuple = ()
+        if request.mounts:
+            _, secrets = strip_secrets(options)
+            mounts = await resolve_mounts(request.mounts, secrets, self.catalog.storage, row["username"])
+        notebook = self.files.read(row["id"], INPUT)
+        if notebook is None:
+            raise BackendError("the submitted notebook is missing from the run store")
+        job = batch_job(row["id"], notebook, json.loads(row["parameters"] or "{}"), self.kernel)
+        ctx = LaunchContext(user=row["username"], server_name=run_slug(row["id"]), slug=run_slug(row["id"]), env={},
+                            cmd=(), args=(), log=log, mounts=mounts,
+                            storage=self.catalog.storage if mounts else None)
+        return await backend.start_batch(ctx, request, job)
+
+    # ------------------------------------------------------------------ poll / stop / finish
+    async def _check(self, run_id: str, a: Active) -> None:
+        backend = self.backends[a.row["backend"]]
+        try:
+            code = await backend.poll_batch(a.launch)
+        except BackendError as e:
+            log.warning("run %s: poll failed: %s", run_id, e)
+            return
+        if code is None:
+            limit = a.row.get("max_runtime")
+            if limit and a.row.get("started_at") and time.time() - a.row["started_at"] > limit:
+                await self._stop(run_id, a, "timed_out")
+            return
+        await self._finish(run_id, a, code)
+
+    async def cancel(self, run_id: str) -> None:
+        """Stop an active run someone asked to cancel (the row's flag is set already)."""
+        a = self.active.get(run_id)
+        if a is None or a.stopping:
+            return
+        if a.launch is None:
+            a.stopping = "cancelled"  # the start sees it when it returns
+            return
+        await self._stop(run_id, a, "cancelled")
+
+    async def _stop(self, run_id: str, a: Active, why: str) -> None:
+        a.stopping = why
+        backend = self.backends[a.row["backend"]]
+        try:
+            await backend.stop(a.launch, now=True)
+        except BackendError as e:
+            log.warning("run %s: stop: %s", run_id, e)
+        await self._finish(run_id, a, None)
+
+    async def _finish(self, run_id: str, a: Active, code: int | None) -> None:
+        backend = self.backends[a.row["backend"]]
+        try:
+            result = await backend.finish_batch(a.launch)
+        except BackendError as e:
+            log.warning("run %s: collecting its outputs failed: %s", run_id, e)
+            result = None
+        self.active.pop(run_id, None)
+        output = result.files.get(OUTPUT) if result else None
+        tail = result.log_tail if result else ""
+        exit_code = result.exit_code if result and result.exit_code is not None else code
+        status, error = outcome.judge(exit_code, output, tail, a.row.get("image") or "",
+                                      cancelled=a.stopping == "cancelled", timed_out=a.stopping == "timed_out",
+                                      lost="" if result else "the run's outputs could not be collected")
+        if output is not None:
+            self.files.write(run_id, OUTPUT, output)
+        self.files.write(run_id, LOG, tail.encode())
+        await self._final(a.row, status, error, exit_code, tail)
+        self.wake()  # its GPUs are free: the next queued run may start now
+
+    async def _final(self, row: dict, status: str, error: dict | None, exit_code: int | None, tail: str) -> None:
+        now = time.time()
+        await self.store.move(row["id"], ("preparing", "running"), status=status, finished_at=now,
+                              error=outcome.as_json(error), exit_code=exit_code, log_tail=outcome.db_tail(tail))
+        record = row.get("record_id")
+        if record and self.recorder.close is not None:
+            reason = {"succeeded": "ended", "failed": "failure", "timed_out": "max_runtime"}.get(status)
+            if reason is None:
+                fresh = await self.store.get(row["id"]) or {}
+                by = fresh.get("cancelled_by") or ""
+                reason = "user" if by == row["username"] else "admin"
+            with contextlib.suppress(Exception):
+                await self.recorder.close(record, now, reason, (await self.store.get(row["id"]) or {}).get("cancelled_by"))
+        log.info("run %s of %s: %s", row["id"], row["username"], status)
+
+    # ------------------------------------------------------------------ orphans
+    async def reconcile(self) -> None:
+        """Reclaim run sessions on the backends that no running run uses (a start cut short
+        by a crash of the service)."""
+        for name, backend in self.backends.items():
+            if not getattr(backend, "runs_batch", False):
+                continue
+
+            def known(name: str = name) -> list[dict]:
+                return [a.launch.state for a in self.active.values() if a.launch is not None and a.row["backend"] == name]
+
+            try:
+                report = await backend.reconcile(known, RECONCILE_GRACE)
+            except Exception as e:  # noqa: BLE001 - a look for orphans never stops the executor
+                log.warning("runs: looking for orphaned runs on %s failed: %s", name, e)
+                continue
+            for line in report.reclaimed:
+                log.warning("runs: reclaimed on %s: %s", name, line)
