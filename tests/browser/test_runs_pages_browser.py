@@ -1,0 +1,256 @@
+"""The notebook-run pages in Chromium, through a real hub: the gridspawner service (managed,
+hub OAuth) with notebook runs on, real papermill runs on the local backend (fake GPUs).
+
+A user logs in, uploads a parameterised notebook on "Run a notebook", sets its parameters
+in the inputs the page made from the notebook's parameters cell, and executes it; the
+results page follows it through queued/running to succeeded without a reload; the HTML view
+is sandboxed (a script in an output does not run); the executed .ipynb downloads with the
+parameters injected. A failing notebook shows its failing cell, error and log tail; a
+running one is cancelled from the page; field errors come back next to their fields with
+the chosen file kept; axe-core finds no serious violation on either page."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from browsing import log_in
+from hubtools import Hub, default_grid_config, free_port
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.timeout(420)]
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / ".node" / "node_modules" / "axe-core" / "axe.min.js"
+SERVICE = "/services/gridspawner/"
+#: a run on the local backend: papermill start-up and a kernel, on a loaded 2-core machine
+RUN_TIMEOUT_MS = 180_000
+
+
+def notebook(path: Path, *cells: str, params: str = "") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if params:
+        cell = nbformat.v4.new_code_cell(params)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("runs-hub")
+    extra = ("from gridspawner.service.settings import enable_service\n"
+             f"enable_service(c, port={free_port()})\n")
+    h = Hub(default_grid_config(workdir), workdir=workdir, spawner={"notebook_runs": True}, extra_config=extra)
+    try:
+        h.start()
+        wait_service(h)
+        yield h
+    finally:
+        h.close()
+    assert not h.leftover_pids()
+
+
+def wait_service(hub: Hub, timeout: float = 90) -> None:
+    """Until the hub's proxy routes to the service (the hub starts it after itself)."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{hub.url}{SERVICE}static/runs.js", timeout=5, allow_redirects=False).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the gridspawner service did not come up in {timeout} s:\n{hub.log()[-3000:]}")
+
+
+def assert_accessible(page, what: str) -> None:
+    # through the devtools protocol: the pages' CSP (rightly) refuses an injected <script>
+    page.evaluate("() => {" + AXE.read_text("utf-8") + "\n}")
+    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+        .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))""")
+    bad = [v for v in found if v["impact"] in ("serious", "critical")]
+    assert bad == [], f"{what}: " + json.dumps(bad, indent=1)
+
+
+def open_page(chromium, hub: Hub, user: str):
+    hub.create_user(user)
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    log_in(page, hub, user)
+    return context, page
+
+
+def submit(page, hub: Hub, path: Path, values: dict[str, str] | None = None) -> None:
+    """Fill in "Run a notebook" (custom: the local backend, no GPU unless ``gpus``) and execute."""
+    page.goto(f"{hub.url}{SERVICE}runs/new")
+    page.set_input_files("#gs-notebook", str(path))
+    for name, value in (values or {}).items():
+        row = page.locator(f"[data-gs-declared='{name}']")
+        row.locator("[data-gs-param-value]").fill(value)
+    page.click("#gs-execute")
+
+
+def wait_submitted(page) -> None:
+    """Until the results page shows the new run (the submit page's errors, if it stays)."""
+    try:
+        page.wait_for_url("**/runs?submitted=*", timeout=60_000)
+    except Exception:
+        errors = page.eval_on_selector_all(".invalid-feedback, #gs-run-errors, .gs-top-errors",
+                                           "els => els.map(e => e.textContent.trim()).filter(Boolean)")
+        raise AssertionError(f"not submitted: {errors}") from None
+
+
+def run_row(page):
+    return page.locator("#gs-runs tbody[data-gs-run]").first
+
+
+def watch_statuses(page, until: str, timeout_ms: int = RUN_TIMEOUT_MS) -> list[str]:
+    """The statuses the first row shows, in order, until ``until`` (read every 100 ms: the
+    page updates itself; nothing here reloads it)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        status = run_row(page).get_attribute("data-gs-status")
+        if status and (not seen or seen[-1] != status):
+            seen.append(status)
+        if status == until:
+            return seen
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the run did not become {until}; it went {seen}")
+
+
+def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
+    context, page = open_page(chromium, hub, "ada")
+    nb = notebook(tmp_path / "greet.ipynb",
+                  "import time; time.sleep(4)",
+                  "print(label * n)",
+                  "from IPython.display import HTML, display\n"
+                  "display(HTML('<b id=\"out\">shown</b><script>document.title = \"pwned\"</script>'\n"
+                  "             '<img src=x onerror=\"document.body.dataset.pwned = 1\">'))",
+                  params="n = 2  # repeats\nlabel = 'ab'\nflag = True\n")
+    page.goto(f"{hub.url}{SERVICE}runs")
+    expect(page.locator("h1")).to_have_text("Notebook runs")
+    expect(page.locator("#gs-runs-empty")).to_be_visible()
+    # the hub's look: its stylesheet loads
+    assert page.evaluate("getComputedStyle(document.querySelector('nav.navbar')).display") == "flex"
+
+    # ---- submit: the notebook's parameters become typed inputs
+    page.goto(f"{hub.url}{SERVICE}runs/new")
+    page.set_input_files("#gs-notebook", str(nb))
+    expect(page.locator("[data-gs-declared]")).to_have_count(3)
+    expect(page.locator("#gs-run-name")).to_have_value("greet")
+    n_row = page.locator("[data-gs-declared='n']")
+    assert n_row.locator("[data-gs-param-type]").input_value() == "int"
+    assert n_row.locator("[data-gs-param-value]").get_attribute("type") == "number"
+    assert page.locator("[data-gs-declared='flag'] [data-gs-param-value]").get_attribute("type") == "checkbox"
+    expect(page.locator("[data-gs-declared='label']")).to_contain_text("Notebook: 'ab'")
+    n_row.locator("[data-gs-param-value]").fill("3")
+    # the spawn form's own fields, its script running (under the page's CSP, by its hash)
+    expect(page.locator("#gs-form[data-gs-ready]")).to_be_attached()
+    expect(page.locator("select[name=backend]")).to_have_value("local")
+    assert_accessible(page, "the submit page")
+    page.screenshot(path=str(artifacts_dir / "runs-new-page.png"), full_page=True)
+    page.click("#gs-execute")
+
+    # ---- the results page follows the run without a reload
+    wait_submitted(page)
+    expect(page.locator("#gs-submitted")).to_contain_text("greet")
+    page.evaluate("window.gsNoReload = 1")
+    seen = watch_statuses(page, "succeeded")
+    assert seen[-1] == "succeeded" and "running" in seen, seen
+    assert page.evaluate("window.gsNoReload") == 1  # the same document all along
+    row = run_row(page)
+    expect(row).to_contain_text("n = 3")
+    expect(row).to_contain_text("local")
+    assert row.locator("td").nth(6).inner_text() != ""  # the duration
+    assert_accessible(page, "the results page")
+    page.screenshot(path=str(artifacts_dir / "runs-page.png"), full_page=True)
+
+    # ---- view as HTML: the outputs, sandboxed (the output's script and handler do not run)
+    with context.expect_page() as info:
+        row.locator("[data-gs-view]").click()
+    view = info.value
+    view.wait_for_load_state()
+    expect(view.locator("#out")).to_have_text("shown")
+    expect(view.locator("body")).to_contain_text("ababab")
+    view.wait_for_timeout(500)
+    assert view.title() != "pwned"
+    assert view.locator("body").get_attribute("data-pwned") is None
+    response = page.request.get(row.locator("[data-gs-view]").get_attribute("href"))
+    csp = response.headers["content-security-policy"]
+    assert csp.startswith("sandbox;") and "allow-same-origin" not in csp and "allow-scripts" not in csp
+    view.close()
+
+    # ---- the executed notebook downloads, with the parameters papermill injected
+    with page.expect_download() as dl:
+        row.locator("[data-gs-download]").click()
+    executed = nbformat.read(dl.value.path(), as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "n = 3" in injected[0].source
+    assert any("ababab" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    context.close()
+
+
+def test_field_errors_failure_cancel_and_delete(hub, chromium, tmp_path, artifacts_dir):
+    context, page = open_page(chromium, hub, "bob")
+    nb = notebook(tmp_path / "fails.ipynb", "x = 1", "print('before'); 1 / 0", params="n = 1\n")
+
+    # ---- a bad value: the errors come back next to their fields, the file stays chosen
+    submit(page, hub, nb, {"n": ""})
+    page.select_option("select[name=gpus]", "4")
+    page.select_option("select[name=gpu_memory]", "80")  # the fake GPUs have 40 GB
+    page.locator("[data-gs-declared='n'] [data-gs-param-type]").select_option("str")
+    page.locator("[data-gs-declared='n'] [data-gs-param-type]").select_option("int")
+    page.locator("[data-gs-declared='n'] [data-gs-param-value]").fill("")
+    page.click("#gs-execute")
+    expect(page.locator("[data-gs-declared='n'] [data-gs-param-error]")).not_to_be_empty()
+    expect(page.locator("[data-gs-field=gpu_memory] .invalid-feedback, #gs-run-errors").first).to_be_visible()
+    assert page.url.endswith("/runs/new")
+    assert page.eval_on_selector("#gs-notebook", "e => e.files.length") == 1
+    assert_accessible(page, "the submit page with errors")
+    page.screenshot(path=str(artifacts_dir / "runs-new-errors.png"), full_page=True)
+
+    # ---- a failing notebook: its cell, error and log tail under its row
+    submit(page, hub, nb)
+    wait_submitted(page)
+    watch_statuses(page, "failed")
+    failure = page.locator("#gs-runs tbody[data-gs-run]").first.locator("[data-gs-failure]")
+    expect(failure).to_contain_text("ZeroDivisionError")
+    expect(failure.locator("[data-gs-failed-cell]")).to_have_text("cell 3")
+    expect(failure.locator("[data-gs-evalue]")).to_contain_text("division by zero")
+    failure.locator("summary").click()
+    expect(failure.locator("[data-gs-log-tail]")).not_to_be_empty()
+    assert_accessible(page, "the results page with a failed run")
+
+    # ---- cancel a running run from the page
+    slow = notebook(tmp_path / "slow.ipynb", "import time; time.sleep(300)")
+    submit(page, hub, slow)
+    wait_submitted(page)
+    watch_statuses(page, "running")
+    page.evaluate("window.gsNoReload = 1")
+    run_row(page).locator("[data-gs-action=cancel]").click()
+    watch_statuses(page, "cancelled", timeout_ms=60_000)
+    assert page.evaluate("window.gsNoReload") == 1
+    page.screenshot(path=str(artifacts_dir / "runs-page-failed-cancelled.png"), full_page=True)
+
+    # ---- delete it
+    page.on("dialog", lambda d: d.accept())
+    rows = page.locator("#gs-runs tbody[data-gs-run]")
+    expect(rows).to_have_count(2)
+    run_row(page).locator("[data-gs-action=delete]").click()
+    expect(rows).to_have_count(1)
+    page.reload()
+    expect(rows).to_have_count(1)
+    context.close()
