@@ -49,8 +49,8 @@ _MONITORS: WeakKeyDictionary = WeakKeyDictionary()
 
 
 def size_text(n: int) -> str:
-    """1048576 → "1 MB", 524288 → "512 kB"."""
-    return f"{n / 1e6:g} MB" if n >= 1_000_000 else f"{n / 1e3:g} kB"
+    """16777216 → "16 MB", 524288 → "512 kB" (binary units, as the runs API counts them)."""
+    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n / 2**10:g} kB"
 
 
 async def capacity_of(runs: Any) -> dict[str, Capacity]:

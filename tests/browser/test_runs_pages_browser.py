@@ -92,10 +92,18 @@ def open_page(chromium, hub: Hub, user: str):
     return context, page
 
 
-def submit(page, hub: Hub, path: Path, values: dict[str, str] | None = None) -> None:
+def choose_custom(page, gpus: str) -> None:
+    """The Custom card (the default profile stops runs after 10 s), the local backend."""
+    page.check("input[name=profile][value='']")
+    page.select_option("select[name=backend]", "local")
+    page.select_option("select[name=gpus]", gpus)
+
+
+def submit(page, hub: Hub, path: Path, values: dict[str, str] | None = None, gpus: str = "0") -> None:
     """Fill in "Run a notebook" (custom: the local backend, no GPU unless ``gpus``) and execute."""
     page.goto(f"{hub.url}{SERVICE}runs/new")
     page.set_input_files("#gs-notebook", str(path))
+    choose_custom(page, gpus)
     for name, value in (values or {}).items():
         row = page.locator(f"[data-gs-declared='{name}']")
         row.locator("[data-gs-param-value]").fill(value)
@@ -157,9 +165,9 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     assert page.locator("[data-gs-declared='flag'] [data-gs-param-value]").get_attribute("type") == "checkbox"
     expect(page.locator("[data-gs-declared='label']")).to_contain_text("Notebook: 'ab'")
     n_row.locator("[data-gs-param-value]").fill("3")
+    choose_custom(page, "1")
     # the spawn form's own fields, its script running (under the page's CSP, by its hash)
     expect(page.locator("#gs-form[data-gs-ready]")).to_be_attached()
-    expect(page.locator("select[name=backend]")).to_have_value("local")
     assert_accessible(page, "the submit page")
     page.screenshot(path=str(artifacts_dir / "runs-new-page.png"), full_page=True)
     page.click("#gs-execute")
@@ -174,6 +182,7 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     row = run_row(page)
     expect(row).to_contain_text("n = 3")
     expect(row).to_contain_text("local")
+    expect(row).to_contain_text("1 × NVIDIA")  # the fake GPU it ran on
     assert row.locator("td").nth(6).inner_text() != ""  # the duration
     assert_accessible(page, "the results page")
     page.screenshot(path=str(artifacts_dir / "runs-page.png"), full_page=True)
@@ -208,15 +217,21 @@ def test_field_errors_failure_cancel_and_delete(hub, chromium, tmp_path, artifac
     nb = notebook(tmp_path / "fails.ipynb", "x = 1", "print('before'); 1 / 0", params="n = 1\n")
 
     # ---- a bad value: the errors come back next to their fields, the file stays chosen
-    submit(page, hub, nb, {"n": ""})
-    page.select_option("select[name=gpus]", "4")
-    page.select_option("select[name=gpu_memory]", "80")  # the fake GPUs have 40 GB
+    page.goto(f"{hub.url}{SERVICE}runs/new")
+    page.set_input_files("#gs-notebook", str(nb))
+    choose_custom(page, "1")
+    # more GPUs than the admin allows (4), as a crafted form would send
+    page.eval_on_selector("select[name=gpus]", "s => { s.add(new Option('9', '9')); s.value = '9'; }")
     page.locator("[data-gs-declared='n'] [data-gs-param-type]").select_option("str")
+    page.locator("[data-gs-declared='n'] [data-gs-param-value]").fill("many")
     page.locator("[data-gs-declared='n'] [data-gs-param-type]").select_option("int")
-    page.locator("[data-gs-declared='n'] [data-gs-param-value]").fill("")
     page.click("#gs-execute")
     expect(page.locator("[data-gs-declared='n'] [data-gs-param-error]")).not_to_be_empty()
-    expect(page.locator("[data-gs-field=gpu_memory] .invalid-feedback, #gs-run-errors").first).to_be_visible()
+    expect(page.locator("[data-gs-declared='n'] [data-gs-param-value]")).to_have_attribute("aria-invalid", "true")
+    # the spawn form part, rendered again by the server with the error next to the field
+    expect(page.locator("#gs-gpus-error")).to_be_visible()
+    expect(page.locator("select[name=gpus]")).to_have_value("9")
+    expect(page.locator("#gs-form[data-gs-ready]")).to_be_attached()  # its script ran again
     assert page.url.endswith("/runs/new")
     assert page.eval_on_selector("#gs-notebook", "e => e.files.length") == 1
     assert_accessible(page, "the submit page with errors")

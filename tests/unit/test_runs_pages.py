@@ -132,4 +132,4 @@ def test_form_script_hash_matches_the_inline_script_the_form_renders():
 
 
 def test_size_text():
-    assert size_text(10_000_000) == "10 MB" and size_text(512_000) == "512 kB"
+    assert size_text(16 * 1024 * 1024) == "16 MB" and size_text(512 * 1024) == "512 kB"
