@@ -102,8 +102,10 @@ class Executor:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        for t in list(self._tasks):
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def keep(self, run_id: str, options: Any) -> None:
         """Remember a queued run's typed mount secrets until it starts (memory only)."""
@@ -171,15 +173,16 @@ class Executor:
     async def _start(self, row: dict) -> None:
         run_id, b = row["id"], row["backend"]
         try:
-            if not await self.store.move(run_id, ("queued",), status="preparing"):
-                return  # cancelled meanwhile
+            # the run stays queued while its backend looks for room (most tries of a waiting
+            # run end in NoCapacity); it is "preparing" from the backend's first step past
+            # placement (`_progress`) until it runs
             a = Active(row)
             self.active[run_id] = a
             try:
                 launch = await self._launch(row)
             except NoCapacity as e:
                 self.active.pop(run_id, None)
-                await self.store.move(run_id, ("preparing",), status="queued", log_tail="")
+                await self.store.move(run_id, ("preparing",), status="queued")
                 self._blocked[b] = time.monotonic() + self.queue_retry
                 log.debug("run %s waits: %s", run_id, e)
                 return
@@ -201,7 +204,7 @@ class Executor:
                       "gpu_model": " + ".join(models), "exit_code": None}
             if launch.gpus:
                 values["gpu_memory_gb"] = min(g.memory_gb for g in launch.gpus)
-            if not await self.store.move(run_id, ("preparing",), status="running", **values):
+            if not await self.store.move(run_id, ("queued", "preparing"), status="running", **values):
                 # cancelled while it started
                 a.stopping = "cancelled"
             a.row.update(values, status="running")
@@ -230,9 +233,22 @@ class Executor:
             raise BackendError("the submitted notebook is missing from the run store")
         job = batch_job(row["id"], notebook, json.loads(row["parameters"] or "{}"), self.kernel)
         ctx = LaunchContext(user=row["username"], server_name=run_slug(row["id"]), slug=run_slug(row["id"]), env={},
-                            cmd=(), args=(), log=log, mounts=mounts,
+                            cmd=(), args=(), log=log, mounts=mounts, progress=self._progress(row["id"]),
                             storage=self.catalog.storage if mounts else None)
         return await backend.start_batch(ctx, request, job)
+
+    def _progress(self, run_id: str) -> Callable[[str], None]:
+        """The launch's progress: past its placement (not a probe), the run is preparing."""
+        marked = False
+
+        def progress(message: str) -> None:
+            nonlocal marked
+            log.debug("run %s: %s", run_id, message)
+            if not marked and not message.startswith("probing"):
+                marked = True
+                self._spawn(self.store.move(run_id, ("queued",), status="preparing"))
+
+        return progress
 
     # ------------------------------------------------------------------ poll / stop / finish
     async def _check(self, run_id: str, a: Active) -> None:
@@ -290,7 +306,7 @@ class Executor:
 
     async def _final(self, row: dict, status: str, error: dict | None, exit_code: int | None, tail: str) -> None:
         now = time.time()
-        await self.store.move(row["id"], ("preparing", "running"), status=status, finished_at=now,
+        await self.store.move(row["id"], ("queued", "preparing", "running"), status=status, finished_at=now,
                               error=outcome.as_json(error), exit_code=exit_code, log_tail=outcome.db_tail(tail))
         record = row.get("record_id")
         if record and self.recorder.close is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,16 @@ from typing import Any
 from ..backends import backend_class
 from ..catalog import build_catalog
 from .executor import Executor, Recorder
-from .files import RunFiles, default_dir
-from .store import RunStore
+from ..mounts.specs import strip_secrets
+from .files import INPUT, RunFiles, default_dir
+from .store import LimitReached, RunStore
 
 log = logging.getLogger("gridspawner.runs")
+
+
+def new_run_id() -> str:
+    """A run's id: 16 random hex digits (a path and a session name: `files.RUN_ID`)."""
+    return secrets.token_hex(8)
 
 
 def runs_hub_id(hub_id: str) -> str:
@@ -103,6 +110,30 @@ class RunsRuntime:
         self.executor = Executor(self.store, self.files, self.catalog, self.backends,
                                  queue_retry=self.config.runs_queue_retry, poll_interval=self.config.runs_poll_interval,
                                  kernel=self.config.runs_kernel, recorder=usage_recorder(usage))
+
+    async def submit(self, draft: Any, user: str, groups: list[str]) -> str:
+        """Queue a checked run (`submit.Draft`) for ``user``; its id. LimitReached when a
+        runs limit is reached (nothing is kept then)."""
+        run_id, now, req = new_run_id(), time.time(), draft.request
+        clean, _ = strip_secrets(draft.options)
+        values = {
+            "id": run_id, "username": user, "name": draft.name, "status": "queued", "backend": req.backend,
+            "backend_kind": req.backend_kind, "profile": req.profile or "", "image": req.image,
+            "options": json.dumps(clean, default=str), "parameters": json.dumps(draft.parameters),
+            "bindings": json.dumps(draft.bindings), "warnings": json.dumps(list(draft.warnings)),
+            "groups": json.dumps(sorted(groups)), "gpus": req.gpus, "gpu_memory_gb": req.gpu_memory,
+            "gpu_model": "", "host": "", "max_runtime": req.max_runtime, "submitted_at": now, "updated_at": now,
+            "cancel_requested": 0, "log_tail": "",
+        }
+        self.files.write(run_id, INPUT, draft.notebook)
+        try:
+            await self.store.submit(values, self.config.limits_for(user, groups))
+        except LimitReached:
+            self.files.remove(run_id)
+            raise
+        self.executor.keep(run_id, draft.options)
+        self.executor.wake()
+        return run_id
 
     async def start(self) -> None:
         self.files.ensure()

@@ -17,24 +17,18 @@ every run.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from typing import Any
 
 from tornado import web
 
-from ..mounts.specs import strip_secrets
 from ..preparation import prepare
-from ..runs.files import INPUT, OUTPUT
+from ..runs.files import OUTPUT
 from ..runs.store import LimitReached
 from ..runs.submit import build_draft
 from ..runs.view import ACTIVE, positions, run_json
 from ..vocabulary import OptionsError
 from .handlers import ApiBase
-
-
-def new_run_id() -> str:
-    return secrets.token_hex(8)
 
 
 class RunsBase(ApiBase):
@@ -101,26 +95,10 @@ class RunsAPI(RunsBase):
             await prepare(draft.options, runs.catalog, groups, user)
         except OptionsError as e:
             self.field_errors(e.errors)
-        run_id, now = new_run_id(), time.time()
-        req = draft.request
-        clean, _ = strip_secrets(draft.options)
-        values = {
-            "id": run_id, "username": user, "name": draft.name, "status": "queued", "backend": req.backend,
-            "backend_kind": req.backend_kind, "profile": req.profile or "", "image": req.image,
-            "options": json.dumps(clean, default=str), "parameters": json.dumps(draft.parameters),
-            "bindings": json.dumps(draft.bindings), "warnings": json.dumps(list(draft.warnings)),
-            "groups": json.dumps(sorted(groups)), "gpus": req.gpus, "gpu_memory_gb": req.gpu_memory,
-            "gpu_model": "", "host": "", "max_runtime": req.max_runtime, "submitted_at": now, "updated_at": now,
-            "cancel_requested": 0, "log_tail": "",
-        }
-        runs.files.write(run_id, INPUT, draft.notebook)
         try:
-            await runs.store.submit(values, runs.config.limits_for(user, groups))
+            run_id = await runs.submit(draft, user, groups)
         except LimitReached as e:
-            runs.files.remove(run_id)
             self.field_errors({"runs": e.message})
-        runs.executor.keep(run_id, draft.options)
-        runs.executor.wake()
         self.set_header("Location", f"{self.ctx.prefix}api/runs/{run_id}")
         self.answer(await self.with_position(await runs.store.get(run_id)), 201)
 
@@ -168,6 +146,7 @@ class RunCancelAPI(RunsBase):
         if row["status"] == "queued" and await store.move(run_id, ("queued",), status="cancelled", finished_at=time.time(),
                                                           cancelled_by=self.user_name, cancel_requested=1):
             self.runs.executor.secrets.pop(run_id, None)
+            await self.runs.executor.cancel(run_id)  # a start in flight stops when it returns
         elif row["status"] in ACTIVE:
             await store.move(run_id, ACTIVE, cancel_requested=1, cancelled_by=self.user_name)
             await self.runs.executor.cancel(run_id)

@@ -21,6 +21,7 @@ from ...gpu import GPUProbeError, describe, place
 from ...mounts.resolved import S3Secret
 from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext
 from . import ledger, scripts
+from .batch import HostBatchMixin
 from .down_hosts import DownHosts
 from .forwards import SessionForwards
 from .gpu_use import GpuUse, parse_use, use_lines
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from ...request import LaunchRequest
 
 
-class HostBackend(HostReconcileMixin, Backend):
+class HostBackend(HostReconcileMixin, HostBatchMixin, Backend):
     """The host backend, generic over its transport. ``settings`` is a `HostSettings`.
 
     Each step is given where it runs as a value: a `HostLogin` (host and account) for a
@@ -434,6 +435,7 @@ class HostBackend(HostReconcileMixin, Backend):
 
     async def stop(self, launch: Launch, now: bool = False) -> None:
         s, st = self.settings, launch.state
+        await self._end_batch_tree(st)  # a batch job's kernel is in a process group of its own
         self._down.answered(st.get("session_dir"))
         script = scripts.stop_script(
             st["session_dir"], st.get("pid"), ledger_dir=st.get("ledger_dir"), ledger_entry=st.get("ledger_entry"),

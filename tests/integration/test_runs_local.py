@@ -1,0 +1,184 @@
+"""Notebook runs on the local backend, end to end below the REST API: real papermill and
+ipykernel, real processes, the real GPU ledger (fake nvidia-smi: ONE GPU, so a second GPU
+run queues), the real runs table and run store (SQLite), usage records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gridspawner.runs.files import OUTPUT
+from gridspawner.runs.runtime import RunsRuntime
+from gridspawner.runs.submit import build_draft
+from gridspawner.usage.config import build_usage_config
+from gridspawner.usage.runtime import UsageRuntime
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FAKE_SMI = str(FIXTURES / "fake_nvidia_smi")
+ONE_GPU = "NVIDIA A100-SXM4-80GB,81920"
+
+
+def notebook(body: str, params: str = "seconds = 0.0\nvalue = 1\nout = 'x'") -> bytes:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.writes(nb).encode()
+
+
+class Lab:
+    def __init__(self, root: Path, **runs):
+        self.root = root
+        self.db = f"sqlite:///{root}/usage.sqlite"
+        self.usage = UsageRuntime(build_usage_config(), self.db)
+        self.usage.upgrade_now()
+        self.catalog = {
+            "backends": {"here": {"kind": "local", "session_root": str(root / "s"), "ledger_dir": str(root / "l"),
+                                  "notebook_dir": str(root / "nb" / "{username}"),
+                                  "nvidia_smi": ["env", f"FAKE_NVIDIA_SMI_GPUS={ONE_GPU}", FAKE_SMI],
+                                  "interrupt_timeout": 2, "term_timeout": 2, "kill_timeout": 2}},
+            "images": {"base": {"local": {}}},
+            "max_gpus": 1, "default_options": {"backend": "here", "image": "base"},
+            "default_policy": {"backends": "*", "images": "*", "max_gpus": 1},
+        }
+        self.runs_settings = {"catalog": self.catalog, "hub_id": "test-hub", "runs_dir": str(root / "runs"),
+                              "runs_poll_interval": 0.5, "runs_queue_retry": 0.5, **runs}
+        self.runs = self.new_runtime()
+
+    def new_runtime(self) -> RunsRuntime:
+        return RunsRuntime(self.runs_settings, self.usage.store.engine, self.db, self.usage)
+
+    async def submit(self, nb: bytes, params=None, gpus=1, user="alice") -> str:
+        draft = build_draft({"notebook": nb, "options": {"gpus": gpus}, "parameters": params or {}},
+                            self.runs.catalog, [], user)
+        return await self.runs.submit(draft, user, [])
+
+    async def wait(self, run_id: str, statuses, timeout=120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = await self.runs.store.get(run_id)
+            if row["status"] in statuses:
+                return row
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"run {run_id} still {row['status']} after {timeout} s: {row}")
+
+    def ledger(self) -> list[str]:
+        d = self.root / "l"
+        return [p.name for p in d.iterdir() if not p.name.startswith(".")] if d.exists() else []
+
+    def sessions(self) -> list[str]:
+        d = self.root / "s"
+        return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+@pytest.fixture
+async def lab():
+    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsr-"))
+    lab = Lab(root)
+    await lab.runs.start()
+    yield lab
+    await lab.runs.close()
+    lab.usage.store.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie (a container's init may not reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+SLEEPER = "import time, os\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(seconds)\nprint('done', value)"
+
+
+async def test_a_parameterised_run_succeeds_with_its_outputs_and_a_usage_record(lab):
+    run_id = await lab.submit(notebook("import os\nprint('value is', value * 2, os.environ['CUDA_VISIBLE_DEVICES'])"),
+                              {"value": 21})
+    row = await lab.wait(run_id, ("succeeded", "failed"))
+    assert row["status"] == "succeeded", row
+    out = json.loads(lab.runs.files.read(run_id, OUTPUT))
+    texts = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", ()))
+    assert "value is 42 GPU-" in texts  # the parameter reached the notebook; the GPU was placed
+    assert row["host"] and row["gpu_model"].startswith("NVIDIA A100") and row["started_at"] and row["finished_at"]
+    assert "value is 42" in row["log_tail"]  # papermill --log-output
+    assert lab.ledger() == [] and lab.sessions() == []  # GPU freed, session removed
+    record = await lab.usage.store.record(row["record_id"])
+    assert record["kind"] == "run" and record["run_id"] == run_id and record["gpus"] == 1
+    assert record["stopped_at"] and record["stop_reason"] == "ended"
+
+
+async def test_a_failing_notebook_names_its_cell_and_error(lab):
+    run_id = await lab.submit(notebook("print('before the error')\nx = 1 / 0"), gpus=0)
+    row = await lab.wait(run_id, ("succeeded", "failed"))
+    assert row["status"] == "failed"
+    error = json.loads(row["error"])
+    assert error["cell_index"] == 1 and error["ename"] == "ZeroDivisionError" and "division by zero" in error["evalue"]
+    assert "before the error" in row["log_tail"]
+    assert lab.runs.files.read(run_id, OUTPUT)  # the executed notebook is kept for reading
+
+
+async def test_no_papermill_in_the_environment_is_named(lab, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    await lab.runs.close()  # the image's env replaces PATH: no papermill there
+    lab.catalog["images"]["base"] = {"local": {"env": {"PATH": f"{empty}:/usr/bin:/bin"}}}
+    lab.runs = lab.new_runtime()
+    await lab.runs.start()
+    row = await lab.wait(await lab.submit(notebook("1"), gpus=0), ("succeeded", "failed"))
+    assert row["status"] == "failed" and "needs papermill and ipykernel" in json.loads(row["error"])["message"]
+
+
+async def test_queued_run_starts_when_the_gpu_is_freed_and_cancel_works(lab):
+    first = await lab.submit(notebook(SLEEPER), {"seconds": 3.0})
+    await lab.wait(first, ("running",))
+    second = await lab.submit(notebook(SLEEPER), {"seconds": 60.0})
+    third = await lab.submit(notebook(SLEEPER), {"seconds": 0.0})
+    await asyncio.sleep(1.0)
+    assert (await lab.runs.store.get(second))["status"] == "queued"
+    queue = [r["id"] for r in await lab.runs.store.queued("here")]
+    assert queue == [second, third]  # FIFO: positions 1 and 2
+    # the first ends: the second (not the third) starts, soon after the release
+    done = await lab.wait(first, ("succeeded", "failed"), 60)
+    assert done["status"] == "succeeded"
+    running = await lab.wait(second, ("running",), 10)
+    assert running["started_at"] - done["finished_at"] < 2.0
+    # cancel the queued one: it never starts
+    await lab.runs.store.move(third, ("queued",), status="cancelled", cancel_requested=1, cancelled_by="alice")
+    # cancel the running one: its process goes, its GPU is freed
+    work = lab.root / "s" / f"run-{second}" / "work" / "pid"
+    for _ in range(100):
+        if work.exists() and work.read_text():
+            break
+        await asyncio.sleep(0.1)
+    pid = int(work.read_text())
+    await lab.runs.store.move(second, ("running",), cancel_requested=1, cancelled_by="alice")
+    await lab.runs.executor.cancel(second)
+    row = await lab.wait(second, ("cancelled",), 30)
+    assert row["status"] == "cancelled"
+    assert gone(pid)  # the kernel (in a session of its own) went with the job
+    assert lab.ledger() == [] and lab.sessions() == []
+    assert (await lab.runs.store.get(third))["status"] == "cancelled"
+    record = await lab.usage.store.record(row["record_id"])
+    assert record["stop_reason"] == "user"
+
+
+async def test_a_restart_of_the_service_keeps_the_run_and_collects_it(lab):
+    run_id = await lab.submit(notebook(SLEEPER), {"seconds": 4.0, "value": 7})
+    await lab.wait(run_id, ("running",))
+    await lab.runs.close()  # the service goes away; the run goes on
+    lab.runs = lab.new_runtime()
+    await lab.runs.start()
+    row = await lab.wait(run_id, ("succeeded", "failed"), 60)
+    assert row["status"] == "succeeded" and "done 7" in row["log_tail"]
+    assert lab.ledger() == [] and lab.sessions() == []
