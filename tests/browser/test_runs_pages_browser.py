@@ -182,7 +182,7 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     row = run_row(page)
     expect(row).to_contain_text("n = 3")
     expect(row).to_contain_text("local")
-    expect(row).to_contain_text("1 × NVIDIA")  # the fake GPU it ran on
+    expect(row).to_contain_text("1 × Tesla T4")  # the fake GPU it ran on
     assert row.locator("td").nth(6).inner_text() != ""  # the duration
     assert_accessible(page, "the results page")
     page.screenshot(path=str(artifacts_dir / "runs-page.png"), full_page=True)
@@ -197,7 +197,7 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     view.wait_for_timeout(500)
     assert view.title() != "pwned"
     assert view.locator("body").get_attribute("data-pwned") is None
-    response = page.request.get(row.locator("[data-gs-view]").get_attribute("href"))
+    response = page.request.get(hub.url + row.locator("[data-gs-view]").get_attribute("href"))
     csp = response.headers["content-security-policy"]
     assert csp.startswith("sandbox;") and "allow-same-origin" not in csp and "allow-scripts" not in csp
     view.close()
