@@ -15,8 +15,8 @@ from .views import duration, hours, when
 #: a run's status → (the words the page uses, the badge's Bootstrap class)
 STATUS = {
     "queued": ("queued", "text-bg-secondary"),
-    "preparing": ("preparing", "text-bg-info"),
-    "running": ("running", "text-bg-primary"),
+    "preparing": ("preparing", "text-bg-light border"),
+    "running": ("running", "text-bg-info"),
     "succeeded": ("succeeded", "text-bg-success"),
     "failed": ("failed", "text-bg-danger"),
     "cancelled": ("cancelled", "text-bg-warning"),

@@ -197,6 +197,7 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     view.wait_for_timeout(500)
     assert view.title() != "pwned"
     assert view.locator("body").get_attribute("data-pwned") is None
+    view.screenshot(path=str(artifacts_dir / "runs-html-view.png"), full_page=True)
     response = page.request.get(hub.url + row.locator("[data-gs-view]").get_attribute("href"))
     csp = response.headers["content-security-policy"]
     assert csp.startswith("sandbox;") and "allow-same-origin" not in csp and "allow-scripts" not in csp
