@@ -197,6 +197,8 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     view.wait_for_timeout(500)
     assert view.title() != "pwned"
     assert view.locator("body").get_attribute("data-pwned") is None
+    # an opaque origin (sandbox without allow-same-origin): no access to the service's cookies or API
+    assert view.evaluate("() => window.origin") == "null"
     view.screenshot(path=str(artifacts_dir / "runs-html-view.png"), full_page=True)
     response = page.request.get(hub.url + row.locator("[data-gs-view]").get_attribute("href"))
     csp = response.headers["content-security-policy"]
