@@ -30,7 +30,7 @@ from ..runs.view import ACTIVE, positions, run_json
 from .handlers import ApiBase
 from .runs_api import RunsAPI
 from .runs_api import RunsBase as ApiRunsBase
-from .runs_view import HTML_VIEW_HEADERS, notebook_html, run_row
+from .runs_view import HTML_VIEW_HEADERS, notebook_html, queueing_capacity, run_row
 
 #: a live update resends what changed this long before the last answer too (a run written
 #: while the previous answer was being read is not missed; a row sent twice is swapped twice)
@@ -54,14 +54,15 @@ def size_text(n: int) -> str:
 
 
 async def capacity_of(runs: Any) -> dict[str, Capacity]:
-    """The backends' capacity for the submit page's form (a recent probe, or a new one)."""
+    """The backends' capacity for the submit page's form (a recent probe, or a new one), as
+    a queued run needs it (`QueueingCapacity`)."""
     monitor = _MONITORS.get(runs)
     if monitor is None:
         monitor = _MONITORS[runs] = CapacityMonitor(runs.backends, timeout=CAPACITY_TIMEOUT_S)
     snapshot = monitor.snapshot()
-    if all(c.updated > time.time() - CAPACITY_MAX_AGE_S for c in snapshot.values()):
-        return snapshot
-    return await monitor.refresh()
+    if not all(c.updated > time.time() - CAPACITY_MAX_AGE_S for c in snapshot.values()):
+        snapshot = await monitor.refresh()
+    return queueing_capacity(snapshot)
 
 
 class PageBase(ApiRunsBase):

@@ -7,9 +7,11 @@ dicts (one renderer: the script only swaps rows the server rendered)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
+from ..backends.base import Capacity
 from .views import duration, hours, when
 
 #: a run's status → (the words the page uses, the badge's Bootstrap class)
@@ -141,3 +143,32 @@ def notebook_html(notebook: bytes | str, title: str) -> str:
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return body
+
+
+@dataclass(frozen=True)
+class QueueingCapacity(Capacity):
+    """A backend's capacity as the submit page's form weighs it. A run whose GPUs are busy
+    waits in the queue instead of failing, so the form offers every choice that fits the
+    backend's hosts when idle (only what can never fit is refused) — while its capacity line
+    and state still say what is free now (``now``)."""
+
+    now: Capacity | None = None
+
+    @property
+    def free_gpus(self) -> int:
+        return self.now.free_gpus if self.now is not None else super().free_gpus
+
+    def summary(self) -> str:
+        if self.now is None:
+            return super().summary()
+        text = self.now.summary()
+        if self.now.known and self.now.total_gpus:
+            text += "; a run waits in the queue until its GPUs are free"
+        return text
+
+
+def queueing_capacity(caps: Mapping[str, Capacity]) -> dict[str, Capacity]:
+    """`QueueingCapacity` of every backend: its hosts with all their GPUs free."""
+    return {name: QueueingCapacity(cap.backend, tuple(replace(h, free=frozenset(g.uuid for g in h.gpus))
+                                                      for h in cap.hosts), cap.updated, cap.error, now=cap)
+            for name, cap in caps.items()}

@@ -252,23 +252,58 @@ def test_field_errors_failure_cancel_and_delete(hub, chromium, tmp_path, artifac
     expect(failure.locator("[data-gs-log-tail]")).not_to_be_empty()
     assert_accessible(page, "the results page with a failed run")
 
-    # ---- cancel a running run from the page
+    # ---- all 4 GPUs held by one run: the next waits in the queue (its place shown); both
+    # are cancelled from the page, the queued one and the running one
     slow = notebook(tmp_path / "slow.ipynb", "import time; time.sleep(300)")
-    submit(page, hub, slow)
+    submit(page, hub, slow, gpus="4")
     wait_submitted(page)
     watch_statuses(page, "running")
+    submit(page, hub, notebook(tmp_path / "waits.ipynb", "print('never')"), gpus="4")
+    wait_submitted(page)
     page.evaluate("window.gsNoReload = 1")
-    run_row(page).locator("[data-gs-action=cancel]").click()
-    watch_statuses(page, "cancelled", timeout_ms=60_000)
+    waiting = page.locator("#gs-runs tbody[data-gs-run]").nth(0)
+    running = page.locator("#gs-runs tbody[data-gs-run]").nth(1)
+    expect(waiting.locator("[data-gs-status-text]")).to_have_text("queued (position 1)")
+    expect(running).to_have_attribute("data-gs-status", "running")
+    waiting.locator("[data-gs-action=cancel]").click()
+    expect(waiting).to_have_attribute("data-gs-status", "cancelled")
+    running.locator("[data-gs-action=cancel]").click()
+    expect(running).to_have_attribute("data-gs-status", "cancelled", timeout=60_000)
     assert page.evaluate("window.gsNoReload") == 1
     page.screenshot(path=str(artifacts_dir / "runs-page-failed-cancelled.png"), full_page=True)
 
-    # ---- delete it
+    # ---- delete one
     page.on("dialog", lambda d: d.accept())
     rows = page.locator("#gs-runs tbody[data-gs-run]")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     run_row(page).locator("[data-gs-action=delete]").click()
-    expect(rows).to_have_count(1)
+    expect(rows).to_have_count(2)
     page.reload()
-    expect(rows).to_have_count(1)
+    expect(rows).to_have_count(2)
+    context.close()
+
+
+def test_submit_page_without_javascript(hub, chromium, tmp_path):
+    """The form works as a plain form post too: errors come back on the page (next to the
+    file input), a good run is queued and the browser lands on the results page."""
+    hub.create_user("cy")
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    log_in(page, hub, "cy")
+    page.goto(f"{hub.url}{SERVICE}runs/new")
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("this is not JSON")
+    page.set_input_files("#gs-notebook", str(broken))
+    page.check("input[name=profile][value='']")
+    page.click("#gs-execute")
+    expect(page.locator("#gs-notebook-error")).to_contain_text("is not a notebook")
+    expect(page.locator("#gs-notebook")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#gs-notebook-help")).to_contain_text("Choose the notebook again")
+    expect(page.locator("input[name=profile][value='']")).to_be_checked()  # the choices kept
+    page.set_input_files("#gs-notebook", str(notebook(tmp_path / "plain.ipynb", "print(1)")))
+    page.click("#gs-execute")
+    page.wait_for_url("**/runs?submitted=*")
+    expect(page.locator("#gs-submitted")).to_contain_text("plain")
+    expect(page.locator("#gs-runs tbody[data-gs-run]")).to_have_count(1)
     context.close()

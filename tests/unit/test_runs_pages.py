@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import nbformat
@@ -133,3 +134,27 @@ def test_form_script_hash_matches_the_inline_script_the_form_renders():
 
 def test_size_text():
     assert size_text(16 * 1024 * 1024) == "16 MB" and size_text(512 * 1024) == "512 kB"
+
+
+def test_the_submit_form_offers_gpus_that_are_busy_now_but_not_more_than_exist():
+    """A run waits for busy GPUs (queued), so the form must not disable them as the spawn
+    form does; GPUs the backend does not have stay refused; the capacity line tells both."""
+    from gridspawner.backends.base import Capacity, HostCapacity
+    from gridspawner.form.fit import capacity_state
+    from gridspawner.gpu import GPU
+    from gridspawner.service.runs_view import queueing_capacity
+
+    gpus = tuple(GPU(i, f"GPU-{i}", "Tesla T4", 16384) for i in range(4))
+    busy = Capacity("hub", (HostCapacity("h1", gpus, frozenset()),), updated=T0)
+    assert not busy.fits(4, 16, 0.05)[0]
+    cap = queueing_capacity({"hub": busy})["hub"]
+    assert cap.fits(4, 16, 0.05)[0] and not cap.fits(5, 16, 0.05)[0]
+    assert cap.summary() == "0 of 4 GPUs free; a run waits in the queue until its GPUs are free"
+    assert capacity_state(cap) == "busy"
+    catalog = make_catalog()
+    now = {name: replace(busy, backend=name) for name in catalog.backends}
+    html = render_form(catalog=catalog, groups=[], capacity=now, values={"backend": "hub"}, errors=None)
+    qhtml = render_form(catalog=catalog, groups=[], capacity=queueing_capacity(now), values={"backend": "hub"},
+                        errors=None)
+    disabled = lambda h: [o["value"] for o in BeautifulSoup(h, "html.parser").select("select[name=gpus] option[disabled]")]
+    assert "4" in disabled(html) and "4" not in disabled(qhtml)
