@@ -194,6 +194,8 @@ class NewRunPage(PageBase, RunsAPI):
         form: dict[str, Any] = {k: self.get_body_argument(k, "") for k in ("name", "parameters", "bindings")}
         files = self.request.files.get("notebook")
         form.update(options=self.options, notebook=files[0]["body"] if files else None)
+        if not form["name"].strip() and files:  # the file's name, as the page's script fills it in
+            form["name"] = Path(files[0]["filename"]).name.removesuffix(".ipynb")[:100]
         return form
 
     def answer(self, value: Any, status: int = 200) -> None:
