@@ -72,7 +72,8 @@ class PageBase(ApiRunsBase):
     get_login_url = HubOAuthenticated.get_login_url
 
     def row(self, run: dict, now: float) -> dict:
-        return run_row(run, self.ctx.config.timezone, self.ctx.prefix, now)
+        output = run["status"] not in ACTIVE and self.runs.files.path(run["id"], OUTPUT).is_file()
+        return run_row(run, self.ctx.config.timezone, self.ctx.prefix, now, output=output)
 
     def show_all(self) -> bool:
         return self.is_admin and self.get_argument("all", "") == "1"

@@ -61,6 +61,8 @@ def run_gpu_text(gpus: Any) -> str:
         return "none"
     model = gpus.get("model") or ""
     gb = gpus.get("vram") or 0
+    if " + " in model:  # GPUs of different models: "4 GPUs (A + B)"
+        return f"{n} GPUs ({model})"
     size = f" ({gb:g} GB)" if gb and model else (f" (≥ {gb:g} GB)" if gb else "")
     return f"{n} × {model}{size}" if model else f"{n} GPU{'s' if n != 1 else ''}{size}"
 
@@ -91,8 +93,9 @@ def failure(run: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float) -> dict[str, Any]:
-    """A run (the API's JSON) as a row of the results page."""
+def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float, output: bool | None = None) -> dict[str, Any]:
+    """A run (the API's JSON) as a row of the results page; ``output``: whether its executed
+    notebook is there to view and download (None: a finished run that started has one)."""
     status = str(run.get("status") or "")
     started, finished = run.get("started"), run.get("finished")
     secs = run.get("duration")
@@ -109,7 +112,7 @@ def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float) -> di
         "badge": STATUS.get(status, ("", "text-bg-light"))[1],
         "active": status in ACTIVE,
         "finished_ok": status == "succeeded",
-        "has_output": status in ("succeeded", "failed", "timed_out", "cancelled") and run.get("started") is not None,
+        "has_output": status not in ACTIVE and (output if output is not None else run.get("started") is not None),
         "submitted": when(run.get("submitted"), tz),
         "started": when(started, tz),
         "finished": when(finished, tz),

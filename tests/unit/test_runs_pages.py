@@ -52,6 +52,7 @@ def test_gpu_text_before_and_after_placement():
     assert run_gpu_text({"count": 2, "model": "NVIDIA A100-SXM4-80GB", "vram": 80}) == "2 × NVIDIA A100-SXM4-80GB (80 GB)"
     assert run_gpu_text({"count": 1, "model": "", "vram": 16}) == "1 GPU (≥ 16 GB)"
     assert run_gpu_text({"count": 0}) == "none"
+    assert run_gpu_text({"count": 2, "model": "Tesla T4 + NVIDIA A10", "vram": 16}) == "2 GPUs (Tesla T4 + NVIDIA A10)"
     assert run_gpu_text(None) == "none"
 
 
@@ -79,6 +80,8 @@ def test_run_row_times_where_duration_and_urls():
                    PREFIX, now=T0 + 9999)
     assert done["duration"] == "1 h 00 min" and done["gpu_hours"] == "1.00" and done["has_output"] and not done["active"]
     assert run_row(run(name=""), UTC, PREFIX, T0)["name"] == "run r1"
+    # a run cancelled before papermill wrote anything: nothing to view or download
+    assert not run_row(run(status="cancelled", started=T0), UTC, PREFIX, T0, output=False)["has_output"]
 
 
 def rows_html(r: dict, show_user=False) -> BeautifulSoup:
