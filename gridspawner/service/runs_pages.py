@@ -25,12 +25,12 @@ from .. import form as spawn_form
 from ..backends.base import Capacity
 from ..capacity import CapacityMonitor
 from ..form import parse_form, render_form
-from ..runs.files import OUTPUT
+from ..runs.files import INPUT, OUTPUT
 from ..runs.view import ACTIVE, positions, run_json
 from .handlers import ApiBase
 from .runs_api import RunsAPI
 from .runs_api import RunsBase as ApiRunsBase
-from .runs_view import HTML_VIEW_HEADERS, notebook_html, queueing_capacity, run_row
+from .runs_view import HTML_VIEW_HEADERS, cell_source, notebook_html, queueing_capacity, run_row
 
 #: a live update resends what changed this long before the last answer too (a run written
 #: while the previous answer was being read is not missed; a row sent twice is swapped twice)
@@ -46,6 +46,9 @@ FORM_JS_CSP = "'sha256-" + base64.b64encode(hashlib.sha256(FORM_JS.encode("utf-8
 CAPACITY_MAX_AGE_S = 15.0
 CAPACITY_TIMEOUT_S = 5.0
 _MONITORS: WeakKeyDictionary = WeakKeyDictionary()
+#: failing cells' sources already read (run store, run id) → source; the oldest go first
+_SOURCES: dict[tuple[str, str], str] = {}
+MAX_SOURCES = 1000
 
 
 def size_text(n: int) -> str:
@@ -73,7 +76,19 @@ class PageBase(ApiRunsBase):
 
     def row(self, run: dict, now: float) -> dict:
         output = run["status"] not in ACTIVE and self.runs.files.path(run["id"], OUTPUT).is_file()
-        return run_row(run, self.ctx.config.timezone, self.ctx.prefix, now, output=output)
+        row = run_row(run, self.ctx.config.timezone, self.ctx.prefix, now, output=output)
+        if row["failure"] is not None and not row["failure"]["source"] and isinstance(run.get("error"), dict):
+            row["failure"]["source"] = self.failed_source(run["id"], run["error"].get("cell_index"))
+        return row
+
+    def failed_source(self, run_id: str, index: Any) -> str:
+        """The failing cell's source, from the submitted notebook (read once per run)."""
+        key = (str(self.runs.files.root), run_id)
+        if key not in _SOURCES:
+            if len(_SOURCES) >= MAX_SOURCES:
+                _SOURCES.pop(next(iter(_SOURCES)))
+            _SOURCES[key] = cell_source(self.runs.files.read(run_id, INPUT), index)
+        return _SOURCES[key]
 
     def show_all(self) -> bool:
         return self.is_admin and self.get_argument("all", "") == "1"

@@ -88,9 +88,28 @@ def failure(run: Mapping[str, Any]) -> dict[str, Any] | None:
         "cell": f"cell {cell + 1}" if isinstance(cell, int) and not isinstance(cell, bool) else "",
         "ename": str(error.get("ename") or ""),
         "evalue": str(error.get("evalue") or ""),
+        # why, where no cell failed (timed out, no papermill in the image, lost)
+        "message": "" if error.get("ename") else str(error.get("message") or ""),
         "source": str(error.get("source") or ""),
         "log_tail": _tail(run.get("log_tail")),
     }
+
+
+#: the longest failing-cell source shown, in characters
+MAX_SOURCE = 2000
+
+
+def cell_source(notebook: bytes | None, index: Any) -> str:
+    """The source of cell ``index`` of a submitted notebook ("" when there is none)."""
+    if not notebook or not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        return ""
+    try:
+        cells = json.loads(notebook).get("cells") or []
+        source = cells[index].get("source", "")
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return ""
+    text = "".join(source) if isinstance(source, list) else str(source)
+    return text if len(text) <= MAX_SOURCE else text[: MAX_SOURCE - 1] + "…"
 
 
 def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float, output: bool | None = None) -> dict[str, Any]:

@@ -248,6 +248,7 @@ def test_field_errors_failure_cancel_and_delete(hub, chromium, tmp_path, artifac
     expect(failure).to_contain_text("ZeroDivisionError")
     expect(failure.locator("[data-gs-failed-cell]")).to_have_text("cell 3")
     expect(failure.locator("[data-gs-evalue]")).to_contain_text("division by zero")
+    expect(failure.locator("[data-gs-failed-source]")).to_have_text("print('before'); 1 / 0")
     failure.locator("summary").click()
     expect(failure.locator("[data-gs-log-tail]")).not_to_be_empty()
     assert_accessible(page, "the results page with a failed run")

@@ -19,6 +19,7 @@ from gridspawner.service.context import templates
 from gridspawner.service.runs_pages import FORM_JS_CSP, size_text
 from gridspawner.service.runs_view import (
     HTML_VIEW_HEADERS,
+    cell_source,
     failure,
     notebook_html,
     run_gpu_text,
@@ -64,6 +65,23 @@ def test_failed_run_shows_cell_error_and_log_tail():
     assert failure(run(status="succeeded")) is None
     # an error without a cell (papermill could not start): no cell, still the log
     assert failure(run(status="failed", error=None, log_tail="boom"))["cell"] == ""
+
+
+def test_failures_without_a_cell_say_why_and_the_failing_cells_source():
+    timed = rows_html(run(status="timed_out", started=T0, error={"cell_index": None, "ename": "", "evalue": "",
+                                                                  "message": "the run took longer than its maximum run time"}))
+    assert timed.find(attrs={"data-gs-failure-message": True}).text == "the run took longer than its maximum run time"
+    assert not timed.find(attrs={"data-gs-failed-cell": True})
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("1 / 0  # <b>")]
+    data = nbformat.writes(nb).encode()
+    assert cell_source(data, 1) == "1 / 0  # <b>"
+    assert cell_source(data, 5) == "" and cell_source(data, None) == "" and cell_source(b"junk", 0) == ""
+    assert cell_source(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x" * 5000)])).encode(),
+                       0).endswith("…")
+    shown = rows_html(run(status="failed", started=T0, error={"cell_index": 1, "ename": "ZeroDivisionError",
+                                                               "evalue": "division by zero", "source": "1 / 0  # <b>"}))
+    assert shown.find(attrs={"data-gs-failed-source": True}).text == "1 / 0  # <b>"
 
 
 def test_run_row_times_where_duration_and_urls():
