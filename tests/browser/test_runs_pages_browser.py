@@ -49,7 +49,11 @@ def hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("runs-hub")
     extra = ("from gridspawner.service.settings import enable_service\n"
              f"enable_service(c, port={free_port()})\n")
-    h = Hub(default_grid_config(workdir), workdir=workdir, spawner={"notebook_runs": True}, extra_config=extra)
+    grid = default_grid_config(workdir)
+    # data mounts on offer (an S3 endpoint nothing listens on: the binding test stops before a check)
+    grid["storage"] = {"s3": {"campus": {"display_name": "Campus S3", "url": "http://127.0.0.1:9",
+                                         "buckets": ["lab-*"], "credentials": ["keys"]}}}
+    h = Hub(grid, workdir=workdir, spawner={"notebook_runs": True}, extra_config=extra)
     try:
         h.start()
         wait_service(h)
@@ -307,4 +311,31 @@ def test_submit_page_without_javascript(hub, chromium, tmp_path):
     page.wait_for_url("**/runs?submitted=*")
     expect(page.locator("#gs-submitted")).to_contain_text("plain")
     expect(page.locator("#gs-runs tbody[data-gs-run]")).to_have_count(1)
+    context.close()
+
+
+def test_a_parameter_bound_to_a_data_mount(hub, chromium, tmp_path):
+    """"Value from: data mount N" sends the binding with the index the run's mounts have (the
+    filled rows, in order): a bad sub-path comes back next to that parameter, not as a
+    wrong mount index."""
+    context, page = open_page(chromium, hub, "dee")
+    page.goto(f"{hub.url}{SERVICE}runs/new")
+    page.set_input_files("#gs-notebook", str(notebook(tmp_path / "data.ipynb", "print(table)",
+                                                      params="table = 'x.csv'\n")))
+    choose_custom(page, "0")
+    # the second mount row filled in, the first left empty: it is the run's mount 0
+    page.fill("[name=mounts-1-bucket]", "lab-data")
+    page.fill("[name=mounts-1-target]", "inputs")
+    page.fill("[name=mounts-1-access_key]", "AKIAEXAMPLE")
+    page.fill("[name=mounts-1-secret_key]", "secret")
+    row = page.locator("[data-gs-declared='table']")
+    source = row.locator("[data-gs-param-source]")
+    source.focus()
+    source.select_option(label="data mount 2")
+    expect(row.locator("[data-gs-value-box]")).to_be_hidden()
+    row.locator("[data-gs-param-path]").fill("../secrets")
+    page.click("#gs-execute")
+    expect(row.locator("[data-gs-param-error]")).to_contain_text("relative path inside the mount")
+    expect(row.locator("[data-gs-param-path]")).to_have_attribute("aria-invalid", "true")
+    assert_accessible(page, "the submit page with a bound parameter")
     context.close()
