@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from .runs_view import HTML_VIEW_HEADERS, cell_source, notebook_html, queueing_c
 #: a live update resends what changed this long before the last answer too (a run written
 #: while the previous answer was being read is not missed; a row sent twice is swapped twice)
 OVERLAP_S = 5.0
+#: runs per page of the results page (newest first; live updates swap the rows shown)
+PER_PAGE = 100
 #: the page's own inputs, which are not spawn-form fields (left out before `parse_form`)
 RUN_INPUTS = ("notebook", "name", "parameters", "bindings")
 #: the spawn form's script, inlined by its template: the submit page allows it by its hash
@@ -113,10 +116,18 @@ class RunsPage(PageBase):
     @web.authenticated
     async def get(self) -> None:
         now = time.time()
-        rows = [self.row(r, now) for r in await self.visible_runs()]
+        runs = await self.visible_runs()
+        pages = max(1, math.ceil(len(runs) / PER_PAGE))
+        try:
+            page = min(pages, max(1, int(self.get_argument("page", "1"))))
+        except ValueError:
+            page = 1
+        rows = [self.row(r, now) for r in runs[(page - 1) * PER_PAGE:page * PER_PAGE]]
         new = self.get_argument("submitted", "")
         self.page("runs.html.j2", errors={}, rows=rows, show_user=self.show_all(), cursor=now - OVERLAP_S,
-                  xsrf=self.xsrf_token.decode(), submitted=next((r["name"] for r in rows if r["id"] == new), ""))
+                  xsrf=self.xsrf_token.decode(), submitted=next((r["name"] for r in rows if r["id"] == new), ""),
+                  count=len(runs), page_no=page, pages=pages, page_base=f"{self.ctx.prefix}runs?"
+                  + ("all=1&" if self.show_all() else ""))
 
 
 class RunRows(PageBase):

@@ -54,7 +54,7 @@
         var focused = old.contains(document.activeElement) ? document.activeElement.getAttribute("data-gs-action") : null;
         old.replaceWith(fresh);
         if (focused) { var again = fresh.querySelector("[data-gs-action='" + focused + "']"); if (again) again.focus(); }
-      } else {
+      } else if (table.getAttribute("data-gs-insert") === "1") {  // a new run: on the first page only
         var first = table.querySelector("tbody[data-gs-run]");
         table.insertBefore(fresh, first || empty);
         changed.push(fresh);
