@@ -92,6 +92,9 @@ class BatchJob:
     names are plain file names. ``outputs``: work-directory-relative files brought back to the
     hub when the job has ended (`BatchResult.files`). ``env``: extra environment for ``argv``
     (no secrets: mount credentials travel in ``LaunchContext.mounts`` as for servers).
+    The data mounts must be reachable from the work directory as ``<data_dir>/<target>``
+    (``data_dir``: ``LaunchContext.storage.data_dir``, default ``data``): a run's parameter
+    bound to a mount is given that relative path (`gridspawner.runs.submit`).
     """
 
     run_id: str  # safe and unique: letters, digits, '-'

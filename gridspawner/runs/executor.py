@@ -3,8 +3,9 @@
 polls them, and finishes them (outputs into the run store, status, usage record).
 
 - **Queue**: per backend, only the oldest queued run is tried (FIFO, no overtaking). A
-  backend that answered NoCapacity is tried again after ``queue_retry`` seconds, or at once
-  when a run of the service ends (it freed its GPUs); while a run waits, the backend's
+  backend that answered NoCapacity is tried again after ``queue_retry`` seconds, doubling
+  while it keeps answering so (up to ``queue_retry_max``), or at once when a run of the
+  service on it ends (it freed its GPUs); while a run waits, the backend's
   running runs are polled every `FAST_POLL` seconds, so a GPU freed by a run starts the
   next within a second.
 - **Restart safety**: the state is in the database. On start, running runs are re-attached
@@ -75,9 +76,12 @@ class Recorder:
 
 class Executor:
     def __init__(self, store: RunStore, files: RunFiles, catalog: Any, backends: dict, *, queue_retry: float = 2.0,
-                 poll_interval: float = 5.0, kernel: str = "", recorder: Recorder | None = None):
+                 queue_retry_max: float = 30.0, poll_interval: float = 5.0, kernel: str = "",
+                 recorder: Recorder | None = None):
         self.store, self.files, self.catalog, self.backends = store, files, catalog, backends
-        self.queue_retry, self.poll_interval, self.kernel = queue_retry, poll_interval, kernel
+        self.queue_retry, self.queue_retry_max = queue_retry, queue_retry_max
+        self.poll_interval, self.kernel = poll_interval, kernel
+        self._misses: dict[str, int] = {}  # backend → NoCapacity answers in a row
         self.recorder = recorder or Recorder()
         self.active: dict[str, Active] = {}
         #: typed mount secrets of queued runs (run id → options with secrets), memory only
@@ -183,7 +187,12 @@ class Executor:
             except NoCapacity as e:
                 self.active.pop(run_id, None)
                 await self.store.move(run_id, ("preparing",), status="queued")
-                self._blocked[b] = time.monotonic() + self.queue_retry
+                # tried again after queue_retry, doubling while nothing of ours frees GPUs
+                # there (up to queue_retry_max): each try probes the hosts
+                misses = self._misses.get(b, 0)
+                self._misses[b] = misses + 1
+                self._blocked[b] = time.monotonic() + min(self.queue_retry * 2 ** misses,
+                                                          max(self.queue_retry, self.queue_retry_max))
                 log.debug("run %s waits: %s", run_id, e)
                 return
             except (BackendError, OptionsError) as e:
@@ -194,6 +203,7 @@ class Executor:
                                                   "message": f"could not start: {message}"}, None, "")
                 return
             self._blocked.pop(b, None)
+            self._misses.pop(b, None)
             self.secrets.pop(run_id, None)
             a.launch = launch
             a.next_poll = time.monotonic() + FAST_POLL
@@ -302,7 +312,10 @@ class Executor:
             self.files.write(run_id, OUTPUT, output)
         self.files.write(run_id, LOG, tail.encode())
         await self._final(a.row, status, error, exit_code, tail)
-        self.wake()  # its GPUs are free: the next queued run may start now
+        # its GPUs are free: the backend's next queued run is tried now
+        self._blocked.pop(a.row["backend"], None)
+        self._misses.pop(a.row["backend"], None)
+        self.wake()
 
     async def _final(self, row: dict, status: str, error: dict | None, exit_code: int | None, tail: str) -> None:
         now = time.time()

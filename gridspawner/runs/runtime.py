@@ -45,6 +45,7 @@ class RunsConfig:
     runs_per_user: int = 10
     runs_per_group: dict = field(default_factory=dict)
     runs_queue_retry: float = 2.0
+    runs_queue_retry_max: float = 30.0
     runs_poll_interval: float = 5.0
     runs_max_notebook_mb: int = 16
     runs_kernel: str = ""
@@ -108,7 +109,9 @@ class RunsRuntime:
         self.store = RunStore(engine)
         self.files = RunFiles(self.config.runs_dir or default_dir(db_url))
         self.executor = Executor(self.store, self.files, self.catalog, self.backends,
-                                 queue_retry=self.config.runs_queue_retry, poll_interval=self.config.runs_poll_interval,
+                                 queue_retry=self.config.runs_queue_retry,
+                                 queue_retry_max=self.config.runs_queue_retry_max,
+                                 poll_interval=self.config.runs_poll_interval,
                                  kernel=self.config.runs_kernel, recorder=usage_recorder(usage))
 
     async def submit(self, draft: Any, user: str, groups: list[str]) -> str:

@@ -54,8 +54,19 @@ class RunsSettings(Configurable):
         2.0,
         help="""
         Seconds between two tries to start the oldest queued run of a backend while nothing
-        fits. A GPU freed by a run of the service starts the next run at once; one freed by an
-        interactive server is found by the next try. Each try probes the backend's hosts.
+        fits (doubling up to `runs_queue_retry_max` while nothing fits). A GPU freed by a run of
+        the service starts the next run at once; one freed by an interactive server is found by
+        the next try. Each try probes the backend's hosts.
+        """,
+    ).tag(config=True)
+
+    runs_queue_retry_max = Float(
+        30.0,
+        help="""
+        The longest wait between two tries of a backend whose queue cannot start: the wait
+        after `runs_queue_retry` doubles with every try that finds no room, up to this, so a
+        long queue costs next to nothing while it waits (a run of the service that ends still
+        starts the next at once). A GPU freed by an interactive server is found within this.
         """,
     ).tag(config=True)
 
@@ -89,6 +100,7 @@ class RunsSettings(Configurable):
             "runs_per_user": self.runs_per_user,
             "runs_per_group": dict(self.runs_per_group),
             "runs_queue_retry": self.runs_queue_retry,
+            "runs_queue_retry_max": self.runs_queue_retry_max,
             "runs_poll_interval": self.runs_poll_interval,
             "runs_max_notebook_mb": self.runs_max_notebook_mb,
             "runs_kernel": self.runs_kernel,
