@@ -173,6 +173,9 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     # the spawn form's own fields, its script running (under the page's CSP, by its hash)
     expect(page.locator("#gs-form[data-gs-ready]")).to_be_attached()
     assert_accessible(page, "the submit page")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_accessible(page, "the submit page on a phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.screenshot(path=str(artifacts_dir / "runs-new-page.png"), full_page=True)
     page.click("#gs-execute")
 
@@ -190,6 +193,9 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
     assert row.locator("td").nth(6).inner_text() != ""  # the duration
     assert_accessible(page, "the results page")
     page.screenshot(path=str(artifacts_dir / "runs-page.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the table scrolls sideways
+    assert_accessible(page, "the results page on a phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # ---- view as HTML: the outputs, sandboxed (the output's script and handler do not run)
     with context.expect_page() as info:

@@ -206,7 +206,7 @@
     document.getElementById("gs-parameters").value = JSON.stringify(params);
     document.getElementById("gs-bindings").value = JSON.stringify(bindings);
   }
-  function showErrors(errors) {
+  function showErrors(errors, formShown) {
     var rest = [];
     form.querySelectorAll("[data-gs-param-error]").forEach(function (e) { e.textContent = ""; });
     form.querySelectorAll("[data-gs-param] .is-invalid").forEach(function (e) { e.classList.remove("is-invalid"); e.removeAttribute("aria-invalid"); });
@@ -227,8 +227,9 @@
           return;
         }
       }
-      if (!form.querySelector("#gs-run-options [aria-invalid='true'][name='" + key + "']") &&
-          !(key === "profile" && form.querySelector("#gs-profile-error"))) rest.push([key, msg]);
+      // the spawn form's fields: the server rendered the form again with these errors in it
+      if (formShown && !/^(notebook|name|parameters|bindings)(\.|$)/.test(key)) return;
+      rest.push([key, msg]);
     });
     errorsBox.textContent = "";
     rest.forEach(function (kv) {
@@ -269,13 +270,13 @@
           btn.disabled = false;
           sending.textContent = "";
           if (j.form) replaceOptions(j.form);
-          showErrors(j.errors || { "": j.message || ("status " + r.status) });
+          showErrors(j.errors || { "": j.message || ("status " + r.status) }, !!j.form);
         });
       })
       .catch(function (e) {
         btn.disabled = false;
         sending.textContent = "";
-        showErrors({ "": "The run was not sent: " + e.message });
+        showErrors({ "": "The run was not sent: " + e.message }, false);
       });
   });
 })();
