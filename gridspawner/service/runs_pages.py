@@ -185,6 +185,8 @@ class NewRunPage(PageBase, RunsAPI):
     them. Without the script the browser gets the page again (errors) or a redirect to ``runs``."""
 
     options: dict | None = None
+    #: the submit's field errors (`field_errors`), for the page that comes back
+    submit_errors: dict | None = None
 
     @web.authenticated
     async def get(self) -> None:
@@ -225,6 +227,10 @@ class NewRunPage(PageBase, RunsAPI):
             form["name"] = Path(files[0]["filename"]).name.removesuffix(".ipynb")[:100]
         return form
 
+    def field_errors(self, errors: dict) -> None:
+        self.submit_errors = dict(errors)
+        super().field_errors(errors)
+
     def answer(self, value: Any, status: int = 200) -> None:
         if status == 201 and not self.wants_json():
             self.redirect(f"{self.ctx.prefix}runs?submitted={value['id']}", status=303)
@@ -235,7 +241,7 @@ class NewRunPage(PageBase, RunsAPI):
         try:
             await super().post()
         except web.HTTPError as e:
-            errors = getattr(self, "_param_errors", None)
+            errors = self.submit_errors
             if e.status_code != 400 or errors is None:
                 raise
             self.clear()
