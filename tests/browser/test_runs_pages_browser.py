@@ -152,7 +152,10 @@ def test_submit_watch_view_and_download(hub, chromium, tmp_path, artifacts_dir):
                   "display(HTML('<b id=\"out\">shown</b><script>document.title = \"pwned\"</script>'\n"
                   "             '<img src=x onerror=\"document.body.dataset.pwned = 1\">'))",
                   params="n = 2  # repeats\nlabel = 'ab'\nflag = True\n")
-    page.goto(f"{hub.url}{SERVICE}runs")
+    # the hub's home page leads to the runs
+    page.goto(f"{hub.url}/hub/home")
+    page.click("#gs-runs-link >> text=My notebook runs")
+    page.wait_for_url(f"**{SERVICE}runs")
     expect(page.locator("h1")).to_have_text("Notebook runs")
     expect(page.locator("#gs-runs-empty")).to_be_visible()
     # the hub's look: its stylesheet loads
