@@ -89,13 +89,15 @@ def spawn_ready(hub: Hub, user: str, options: dict) -> float:
     return time.perf_counter() - t0
 
 
-def service_pid() -> int:
+def service_pid(hub: Hub) -> int:
+    """The gridspawner service this hub started (its child; other hubs may run on the machine)."""
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if b"gridspawner.service" in (p / "cmdline").read_bytes():
+                parent = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == hub.process.pid and b"gridspawner.service" in (p / "cmdline").read_bytes():
                     return int(p.name)
-            except OSError:
+            except (OSError, ValueError, IndexError):
                 pass
     raise RuntimeError("no gridspawner service process")
 
@@ -166,7 +168,7 @@ def main() -> int:
             submit(hub, s, big, {"seconds": 0.0})
         print(f"  1,000 submits: {time.perf_counter() - t0:.1f} s", flush=True)
         time.sleep(45)  # the retries of the blocked queue back off to runs_queue_retry_max
-        pid = service_pid()
+        pid = service_pid(hub)
         c0, w0 = cpu_seconds(pid), time.monotonic()
         time.sleep(args.idle)
         cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
