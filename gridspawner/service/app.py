@@ -18,6 +18,7 @@ from ..usage.config import build_usage_config
 from ..usage.runtime import UsageRuntime
 from ..usage.store import safe_url
 from . import handlers as h
+from . import runs_pages
 from .context import HERE, ServiceContext, templates
 from .runs_api import routes as runs_routes
 from .settings import BIND_ENV, SETTINGS_ENV
@@ -37,6 +38,7 @@ def make_app(context: ServiceContext) -> Application:
             (rf"{p}api/records", h.RecordsAPI, shared),
             (rf"{p}api/summary", h.SummaryAPI, shared),
             *runs_routes(p, shared),
+            *runs_pages.routes(p, shared),
             (rf"{p}oauth_callback", HubOAuthCallbackHandler),
             (rf"{p}static/(.*)", StaticFileHandler, {"path": str(HERE / "static")}),
         ],

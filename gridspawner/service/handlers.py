@@ -61,13 +61,16 @@ class Base(HubOAuthenticated, web.RequestHandler):
             self._param_errors = e.errors
             raise web.HTTPError(400, str(e)) from None
 
-    def page(self, template: str, **values: Any) -> None:
+    def page(self, template: str, script_hashes: tuple[str, ...] = (), **values: Any) -> None:
+        """Render a page; ``script_hashes``: CSP hashes of inline scripts it may run."""
         self.set_header("Content-Type", "text/html; charset=utf-8")
+        scripts = f"; script-src 'self' {' '.join(script_hashes)}" if script_hashes else ""
         self.set_header("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                                   "img-src 'self' data:; frame-ancestors 'self'")
+                                                   f"img-src 'self' data:; frame-ancestors 'self'{scripts}")
         html = self.ctx.templates.get_template(template).render(
             prefix=self.ctx.prefix, hub_prefix=self.ctx.hub_prefix, user=self.user_name, is_admin=self.is_admin,
-            currency=self.ctx.config.prices.currency, money=self.money, hours=hours, **values)
+            currency=self.ctx.config.prices.currency, money=self.money, hours=hours,
+            runs_enabled=self.ctx.runs is not None, **values)
         self.finish(html)
 
     def money(self, amount: float | None) -> str:
