@@ -56,6 +56,14 @@ class RunsBase(ApiBase):
             raise web.HTTPError(404, f"no run {run_id!r}")
         return row
 
+    async def own_output(self, run_id: str) -> tuple[dict, bytes]:
+        """The run (as `own_run`) and its executed notebook; 404 when there is none yet."""
+        row = await self.own_run(run_id)
+        data = self.runs.files.read(run_id, OUTPUT)
+        if data is None:
+            raise web.HTTPError(404, f"run {run_id} has no executed notebook ({row['status']})")
+        return row, data
+
     async def with_position(self, row: dict) -> dict:
         pos = None
         if row["status"] == "queued":
@@ -164,10 +172,7 @@ class RunCancelAPI(RunsBase):
 class RunNotebookAPI(RunsBase):
     @web.authenticated
     async def get(self, run_id: str) -> None:
-        row = await self.own_run(run_id)
-        data = self.runs.files.read(run_id, OUTPUT)
-        if data is None:
-            raise web.HTTPError(404, f"run {run_id} has no executed notebook ({row['status']})")
+        row, data = await self.own_output(run_id)
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (row.get("name") or run_id))[:80]
         self.set_header("Content-Type", "application/x-ipynb+json")
         self.set_header("Content-Disposition", f'attachment; filename="{name}-{run_id}.ipynb"')

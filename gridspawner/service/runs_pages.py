@@ -157,10 +157,7 @@ class RunHtml(PageBase):
 
     @web.authenticated
     async def get(self, run_id: str) -> None:
-        row = await self.own_run(run_id)
-        data = self.runs.files.read(run_id, OUTPUT)
-        if data is None:
-            raise web.HTTPError(404, f"run {run_id} has no executed notebook ({row['status']})")
+        row, data = await self.own_output(run_id)
         html = await asyncio.to_thread(notebook_html, data, row.get("name") or f"run {run_id}")
         for k, v in HTML_VIEW_HEADERS.items():
             self.set_header(k, v)

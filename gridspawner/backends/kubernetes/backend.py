@@ -51,7 +51,7 @@ from .batch import BatchRuns
 from .pod_reconcile import PodReconciler
 from .readiness import Readiness
 from .secret_cleanup import SecretCleanup
-from .server_cleanup import PodEnd, ServerRemoval
+from .server_cleanup import PodEnd, ServerRemoval, delete_pod_and_secrets
 from .settings import GPUType, KubernetesImage, KubernetesSettings, parse_image, parse_settings
 
 if TYPE_CHECKING:
@@ -338,24 +338,10 @@ class KubernetesBackend(Backend):
 
     async def stop(self, launch: Launch, now: bool = False) -> None:
         state = self._check_state(launch.state)
-        ns = state.get("namespace")
         grace = 0 if now else self.settings.termination_grace_seconds
         if isinstance(state.get("nonce"), str):  # a notebook run being cancelled: keep its log
             await self.batch.before_cancel(state)
-        self.secrets.handled(state["uid"])  # the Secret is deleted just below, not by the pod watch
-        delete = self.connection.delete
-        try:
-            deleted = await delete("pod", state["pod"], grace=grace, uid=state["uid"], namespace=ns)
-            if state.get("secret"):
-                # with its uid when known: never the Secret of a newer server of the same name
-                await delete("secret", state["secret"], uid=state.get("secret_uid"), namespace=ns)
-            for item in state.get("mount_secrets") or ():
-                if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
-                    await delete("secret", item[0], uid=item[1] or None, namespace=ns)
-        except ApiError as e:
-            raise BackendError(f"could not stop the server: {e.message}") from None
-        except _NETWORK_ERRORS as e:
-            raise BackendError(f"could not stop the server: the cluster did not answer ({e or type(e).__name__})") from None
+        deleted = await delete_pod_and_secrets(self.connection, self.secrets, state, grace, "could not stop the server")
         if deleted and not await self.watches.wait_pod_gone(state["pod"], state["uid"], self.settings.stop_timeout + grace):
             self.log.warning("pod %s was not gone %g s after deletion", state["pod"], self.settings.stop_timeout + grace)
 

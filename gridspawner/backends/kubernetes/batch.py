@@ -36,7 +36,7 @@ from .home_volume import HomeVolumes
 from .names import server_names
 from .readiness import Readiness
 from .secret_cleanup import SecretCleanup
-from .server_cleanup import ServerRemoval
+from .server_cleanup import ServerRemoval, delete_pod_and_secrets
 
 if TYPE_CHECKING:
     from ...request import LaunchRequest
@@ -248,17 +248,4 @@ class BatchRuns:
 
     async def remove(self, state: dict) -> None:
         """Delete the run's pod and Secrets, each by the uid its state names."""
-        ns = state.get("namespace")
-        self.secrets.handled(state["uid"])
-        delete = self.connection.delete
-        try:
-            await delete("pod", state["pod"], grace=0, uid=state["uid"], namespace=ns)
-            if state.get("secret"):
-                await delete("secret", state["secret"], uid=state.get("secret_uid"), namespace=ns)
-            for item in state.get("mount_secrets") or ():
-                if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
-                    await delete("secret", item[0], uid=item[1] or None, namespace=ns)
-        except ApiError as e:
-            raise BackendError(f"could not remove the run's pod: {e.message}") from None
-        except _NETWORK_ERRORS as e:
-            raise BackendError(f"could not remove the run's pod: the cluster did not answer ({e or type(e).__name__})") from None
+        await delete_pod_and_secrets(self.connection, self.secrets, state, 0, "could not remove the run's pod")

@@ -25,16 +25,45 @@ ended and which pods are being removed now. The pod watch tells it every change 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
+import aiohttp
+
+from ..base import BackendError
 from . import objects
+from .api import ApiError
 from .connection import ClusterConnection
 from .in_flight import BackgroundTasks, LaunchesInFlight
 from .secret_cleanup import SecretCleanup
+
+_NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+async def delete_pod_and_secrets(connection: ClusterConnection, secrets: SecretCleanup, state: dict,
+                                 grace: float, failure: str) -> bool:
+    """Delete a server's or run's pod, its Secret and its mounts' Secrets, each by the uid
+    ``state`` names (never the objects of a newer server of the same name); True when the pod
+    was there to delete. Raises BackendError starting with ``failure`` ("could not …")."""
+    ns = state.get("namespace")
+    secrets.handled(state["uid"])  # the Secrets are deleted just below, not by the pod watch
+    try:
+        deleted = await connection.delete("pod", state["pod"], grace=grace, uid=state["uid"], namespace=ns)
+        if state.get("secret"):
+            await connection.delete("secret", state["secret"], uid=state.get("secret_uid"), namespace=ns)
+        for item in state.get("mount_secrets") or ():
+            if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
+                await connection.delete("secret", item[0], uid=item[1] or None, namespace=ns)
+    except ApiError as e:
+        raise BackendError(f"{failure}: {e.message}") from None
+    except _NETWORK_ERRORS as e:
+        raise BackendError(f"{failure}: the cluster did not answer ({e or type(e).__name__})") from None
+    return bool(deleted)
+
 
 _REMEMBERED = 10000  # ended pods whose exit is kept (a bounded memory; polls come within minutes)
 
