@@ -154,7 +154,7 @@ def _guard(session_dir: str, *, hub: str, backend: str, grace: float, claim_file
     owner, launcher = OWNER_FILE, LAUNCHER_FILE
     marked_by_claims = bool(claim_files)
     files = " ".join(q(f) for f in claim_files)
-    return scripts._FUNCS + f"""S={q(session_dir)}
+    return scripts.SH_FUNCS + f"""S={q(session_dir)}
 gs_t=$(date +%s)
 if [ ! -e "$S" ] && [ ! -L "$S" ]; then
   gs_left=""
