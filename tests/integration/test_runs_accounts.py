@@ -21,7 +21,7 @@ from relayhttp import http_get  # tests/ is on sys.path (tests/conftest.py)
 from sshhosts.accounts import let_accounts_run
 from test_runs_local import Lab, lab_root, notebook
 
-from gridspawner.backends.base import LaunchContext
+from gridspawner.backends.base import BatchJob, LaunchContext
 from gridspawner.backends.host import confine
 from gridspawner.backends.local import LocalBackend
 from gridspawner.request import LaunchRequest
@@ -69,18 +69,29 @@ async def until(check, timeout: float = 60.0, what: str = ""):
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-async def bobs_server(lab: Lab) -> tuple[LocalBackend, object]:
-    """A server of another user (bob) in the same session root, as the hub would start it."""
+def backend_of(lab: Lab) -> LocalBackend:
+    """Another LocalBackend with the lab's settings (same session root, ledger, accounts)."""
     raw = {**lab.catalog["backends"]["here"], "notebook_dir": "~/notebooks", "start_wait": 20}
     raw.pop("kind")
-    b = LocalBackend("here", LocalBackend.parse_settings("here", raw, "c.GridSpawner.backends['here']"))
-    image = LocalBackend.parse_image("test", {"cmd": [sys.executable, SERVER]}, "img")
-    req = LaunchRequest(backend="here", backend_kind="local", image="test", gpus=0, gpu_memory=0, image_settings=image)
-    slug = "bob-" + hashlib.sha256(b"bob").hexdigest()[:10]
-    ctx = LaunchContext(user="bob", server_name="", slug=slug,
-                        env={"JUPYTERHUB_API_TOKEN": "t", "PATH": os.environ["PATH"], "JUPYTERHUB_USER": "bob"},
-                        cmd=("jupyterhub-singleuser",), args=(), log=logging.getLogger("test"), progress=lambda m: None)
-    return b, await b.launch(ctx, req)
+    return LocalBackend("here", LocalBackend.parse_settings("here", raw, "c.GridSpawner.backends['here']"))
+
+
+def request(cmd=(sys.executable, SERVER), memory=None) -> LaunchRequest:
+    image = LocalBackend.parse_image("test", {"cmd": list(cmd)}, "img")
+    return LaunchRequest(backend="here", backend_kind="local", image="test", gpus=0, gpu_memory=0,
+                         image_settings=image, memory=memory)
+
+
+def context(user: str, slug: str) -> LaunchContext:
+    return LaunchContext(user=user, server_name="", slug=slug,
+                         env={"JUPYTERHUB_API_TOKEN": "t", "PATH": os.environ["PATH"], "JUPYTERHUB_USER": user},
+                         cmd=("jupyterhub-singleuser",), args=(), log=logging.getLogger("test"), progress=lambda m: None)
+
+
+async def bobs_server(lab: Lab) -> tuple[LocalBackend, object]:
+    """A server of another user (bob) in the same session root, as the hub would start it."""
+    b = backend_of(lab)
+    return b, await b.launch(context("bob", "bob-" + hashlib.sha256(b"bob").hexdigest()[:10]), request())
 
 
 # the kernel's parent is papermill: its uid, and the uid the notebook's files get
@@ -157,3 +168,38 @@ async def test_a_runs_memory_choice_is_its_cgroups_limit_while_it_runs(lab):
     row = await lab.wait(run_id, ("succeeded", "failed"), 60)
     assert row["status"] == "succeeded", row
     assert cgroup_dirs(sdir) == [] and lab.sessions() == []
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+async def test_crash_recovery_of_a_run_session_empties_and_removes_its_cgroup(lab):
+    """A runs service killed after a job started (its database never saw it): the next look
+    for orphans stops the job — as its account — and removes its cgroup, with the process
+    that left the job's session (as papermill's kernel does)."""
+    b = backend_of(lab)
+    b.hub_id = "hub-crashed+runs"
+    escaped = "import subprocess, sys, time; subprocess.Popen(['setsid', sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)"
+    job = BatchJob(run_id="r1", argv=(sys.executable, "-c", escaped), files={"input.ipynb": b"{}"}, outputs=(), env={})
+    launch = await b.start_batch(context("alice", "run-crashed"), request(memory=1), job)
+    sdir = Path(launch.state["session_dir"])
+    dirs = await until(lambda: cgroup_dirs(sdir), 20, "the job's cgroup")
+    procs = await until(lambda: {int(p) for d in dirs for p in (d / "cgroup.procs").read_text().split()}
+                        if len({int(p) for d in dirs for p in (d / "cgroup.procs").read_text().split()}) >= 2 else None,
+                        20, "the job and the process that left its session")
+    assert os.stat(sdir).st_uid == pwd.getpwnam(lab.account("alice")).pw_uid
+    assert "kind=run" in (sdir / "owner").read_text().splitlines()
+    await b.close()
+    later = backend_of(lab)
+    later.hub_id = "hub-crashed+runs"
+    try:
+        report = await later.reconcile(lambda: [], 0)
+        assert len(report.reclaimed) == 1 and not report.errors, report
+        assert not [p for p in procs if alive(p)]
+        assert cgroup_dirs(sdir) == [] and not sdir.exists()
+    finally:
+        await later.close()
