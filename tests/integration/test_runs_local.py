@@ -8,12 +8,15 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from sshhosts.accounts import let_accounts_run, remove_accounts, run_prefix  # tests/ is on sys.path
 
 from gridspawner.runs.files import OUTPUT
 from gridspawner.runs.runtime import RunsRuntime
@@ -35,9 +38,21 @@ def notebook(body: str, params: str = "seconds = 0.0\nvalue = 1\nout = 'x'") -> 
     return nbformat.writes(nb).encode()
 
 
+def lab_root() -> Path:
+    """The lab's directory: traversable (never listable) by the accounts runs run as."""
+    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsr-"))
+    os.chmod(root, 0o711)
+    return root
+
+
 class Lab:
+    """The runs service with one local backend. As root, the product default: each user's
+    runs run as the user's own Unix account (made at the first run with a prefix unique to
+    this lab, removed by `close`)."""
+
     def __init__(self, root: Path, max_runtime=None, **runs):
         self.root = root
+        self.prefix = run_prefix()
         self.db = f"sqlite:///{root}/usage.sqlite"
         self.usage = UsageRuntime(build_usage_config(), self.db)
         self.usage.upgrade_now()
@@ -45,7 +60,9 @@ class Lab:
             "backends": {"here": {"kind": "local", "session_root": str(root / "s"), "ledger_dir": str(root / "l"),
                                   "notebook_dir": str(root / "nb" / "{username}"),
                                   "nvidia_smi": ["env", f"FAKE_NVIDIA_SMI_GPUS={ONE_GPU}", FAKE_SMI],
-                                  "interrupt_timeout": 2, "term_timeout": 2, "kill_timeout": 2}},
+                                  "interrupt_timeout": 2, "term_timeout": 2, "kill_timeout": 2,
+                                  **({"account": self.prefix + "{username}", "create_accounts": True}
+                                     if os.geteuid() == 0 else {})}},
             "images": {"base": {"local": {}}},
             "max_gpus": 1, "default_options": {"backend": "here", "image": "base"},
             "default_policy": {"backends": "*", "images": "*", "max_gpus": 1},
@@ -56,11 +73,23 @@ class Lab:
                               "runs_poll_interval": 0.5, "runs_queue_retry": 0.5, **runs}
         self.runs = self.new_runtime()
 
+    def account(self, user: str) -> str:
+        return self.prefix + user
+
+    async def close(self) -> None:
+        # (awaited in a task of its own: awaited directly, a close in pytest-asyncio's teardown
+        # has been seen to wait forever, which a plain asyncio.run never does)
+        await asyncio.wait_for(self.runs.close(), 30)
+        self.usage.store.close()
+        if os.geteuid() == 0:
+            remove_accounts(self.prefix)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def new_runtime(self) -> RunsRuntime:
         return RunsRuntime(self.runs_settings, self.usage.store.engine, self.db, self.usage)
 
-    async def submit(self, nb: bytes, params=None, gpus=1, user="alice") -> str:
-        draft = build_draft({"notebook": nb, "options": {"gpus": gpus}, "parameters": params or {}},
+    async def submit(self, nb: bytes, params=None, gpus=1, user="alice", **options) -> str:
+        draft = build_draft({"notebook": nb, "options": {"gpus": gpus, **options}, "parameters": params or {}},
                             self.runs.catalog, [], user)
         return await self.runs.submit(draft, user, [])
 
@@ -84,15 +113,11 @@ class Lab:
 
 @pytest.fixture
 async def lab():
-    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsr-"))
-    lab = Lab(root)
+    let_accounts_run(sys.executable)  # runs of per-user accounts start the test's Python
+    lab = Lab(lab_root())
     await lab.runs.start()
     yield lab
-    # (awaited in a task of its own: awaited directly, a close in pytest-asyncio's teardown
-    # has been seen to wait forever, which a plain asyncio.run never does)
-    await asyncio.wait_for(lab.runs.close(), 30)
-    lab.usage.store.close()
-    shutil.rmtree(root, ignore_errors=True)
+    await lab.close()
 
 
 def gone(pid: int) -> bool:
@@ -132,9 +157,9 @@ async def test_a_failing_notebook_names_its_cell_and_error(lab):
     assert lab.runs.files.read(run_id, OUTPUT)  # the executed notebook is kept for reading
 
 
-async def test_no_papermill_in_the_environment_is_named(lab, tmp_path):
-    empty = tmp_path / "bin"
-    empty.mkdir()
+async def test_no_papermill_in_the_environment_is_named(lab):
+    empty = lab.root / "bin"  # (where the run's account may look)
+    empty.mkdir(mode=0o755)
     await lab.runs.close()  # the image's env replaces PATH: no papermill there
     lab.catalog["images"]["base"] = {"local": {"env": {"PATH": f"{empty}:/usr/bin:/bin"}}}
     lab.runs = lab.new_runtime()
@@ -190,8 +215,8 @@ async def test_a_restart_of_the_service_keeps_the_run_and_collects_it(lab):
 
 
 async def test_runs_per_user_holds_under_concurrent_submits_and_max_runtime_stops_a_run():
-    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsr-"))
-    lab = Lab(root, max_runtime=3, runs_per_user=2)
+    let_accounts_run(sys.executable)
+    lab = Lab(lab_root(), max_runtime=3, runs_per_user=2)
     await lab.runs.start()
     try:
         from gridspawner.runs.store import LimitReached
@@ -211,9 +236,7 @@ async def test_runs_per_user_holds_under_concurrent_submits_and_max_runtime_stop
         # the limit counts active runs only: a new one is accepted now
         assert isinstance(await asyncio.wait_for(lab.submit(notebook("1"), gpus=0), 30), str)
     finally:
-        await asyncio.wait_for(lab.runs.close(), 30)
-        lab.usage.store.close()
-        shutil.rmtree(root, ignore_errors=True)
+        await lab.close()
 
 
 from s3.fixtures import s3, s3_server  # noqa: E402,F401
@@ -229,8 +252,8 @@ async def test_a_run_with_an_s3_mount_bound_to_a_parameter(s3):  # noqa: F811
     c = s3.client()
     c.create_bucket(Bucket="lab-runs")
     c.put_object(Bucket="lab-runs", Key="alice/in/hello.txt", Body=b"hello from s3")
-    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsr-"))
-    lab = Lab(root)
+    let_accounts_run(sys.executable)
+    lab = Lab(lab_root())
     lab.catalog["storage"] = {"s3": {"campus": {"url": s3.url, "buckets": ["lab-*"], "user_prefix": "{username}/",
                                                 "credentials": ["keys"]}},
                               "access": {"*": {"s3": ["campus"]}}}
@@ -252,6 +275,4 @@ async def test_a_run_with_an_s3_mount_bound_to_a_parameter(s3):  # noqa: F811
         assert json.loads(row["parameters"])["out"] == "data/inputs"
         assert lab.sessions() == [] and run_id not in lab.runs.executor.secrets
     finally:
-        await asyncio.wait_for(lab.runs.close(), 30)
-        lab.usage.store.close()
-        shutil.rmtree(root, ignore_errors=True)
+        await lab.close()

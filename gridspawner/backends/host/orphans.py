@@ -154,7 +154,7 @@ def _guard(session_dir: str, *, hub: str, backend: str, grace: float, claim_file
     owner, launcher = OWNER_FILE, LAUNCHER_FILE
     marked_by_claims = bool(claim_files)
     files = " ".join(q(f) for f in claim_files)
-    return scripts._FUNCS + f"""S={q(session_dir)}
+    return scripts.SH_FUNCS + f"""S={q(session_dir)}
 gs_t=$(date +%s)
 if [ ! -e "$S" ] && [ ! -L "$S" ]; then
   gs_left=""
@@ -179,12 +179,12 @@ if [ -e "$S" ] || [ -L "$S" ]; then
   gs_m=$(stat -c %Y "$S" "$S/pid" "$S/{launcher}" 2>/dev/null | sort -n | tail -n 1)
   gs_age=$((gs_t - ${{gs_m:-0}}))
   if [ "$gs_age" -lt {max(0, int(grace))} ]; then echo "@@kept recent $gs_age"; exit 0; fi
-  p=""
-  {{ read -r p <"$S/pid"; }} 2>/dev/null
+  # read as the directory's owner, like every file in it
+  p=$(as_account head -n 1 "$S/pid" 2>/dev/null)
   # not a process id (0 or 1 would signal far more than a server): no server to stop
   case $p in ''|*[!0-9]*|0|1) p=""; rm -f "$S/pid" ;; esac
   if [ -z "$p" ]; then
-    l=$(head -c 32 "$S/{launcher}" 2>/dev/null)
+    l=$(as_account head -c 32 "$S/{launcher}" 2>/dev/null)
     case $l in ''|*[!0-9]*) ;; *) alive "$l" && {{ echo "@@kept launching"; exit 0; }} ;; esac
   elif [ -r "/proc/$p/stat" ] && alive "$p" && [ "$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f4)" != "$p" ]; then
     # a server leads its own session (setsid): this pid was reused by another process

@@ -68,7 +68,7 @@ _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 #: sh functions shared by the scripts. ``alive PID``: the process exists and is no zombie
 #: (an orphan may wait long for a reaper in a container). ``group_alive PGID``: any process
 #: of the group exists. ``nap``: 0.1 s.
-_FUNCS = r"""alive() {
+SH_FUNCS = r"""alive() {
   [ -n "$1" ] || return 1
   if [ -r "/proc/$1/stat" ]; then
     case "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" in Z*|X*|'') return 1 ;; esac
@@ -235,23 +235,20 @@ def export_lines(env: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def launch_script(spec: LaunchSpec) -> str:
-    """Start the server in its own session (pid = session id = process group id), listening on a unix socket in a fresh 0700
-    session directory; print ``@@pid <pid>``. Exits `EXIT_BUSY` (printing ``@@busy <pid>``)
-    when a server of this session still runs. CONTAINS SECRETS: never log it."""
-    root = q(spec.session_root)
-    sdir = q(spec.session_dir)
-    server = " ".join(q(a) for a in (*spec.cmd, *spec.extra_args))
-    take_over = record_pid = ""
+def session_setup_lines(spec: LaunchSpec, *, mark: str = "") -> str:
+    """The start of a launch (a server's or a batch job's): the sh functions, ``R`` / ``S``,
+    the session root checked (0711 with an account, else 0700), a live session refused
+    (``@@busy``), a fresh 0700 session directory with the owner marks (+ ``mark``, a line
+    such as ``kind=run``) handed to ``spec.account``, its cgroup (``gs_cgroups``) and data
+    mounts (made as the account). Ends in the session directory's parent's working directory."""
+    take_over = ""
     if spec.ledger_dir and spec.ledger_entry and spec.ledger_claims:
         take_over = ledger.take_over_lines(spec.ledger_dir, spec.ledger_entry, spec.ledger_claims)
-        record_pid = ledger.hold_lines(spec.ledger_dir, spec.ledger_claims)
-    prefix = f"{{\n{spec.prefix.rstrip()}\n}} >&2\n" if spec.prefix.strip() else ""
     limits = cgroup_setup_lines(spec.session_dir, spec.limits) if spec.limits else 'gs_cgroups=""\n'
-    # as its own account the server needs no --allow-root (and must not get it)
-    allow_root = "set --" if spec.account else 'if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi'
-    become = "".join(q(w) + " " for w in become_words(spec.account)) if spec.account else ""
-    mount = link = unlink = ""
+    marks = owner_lines(spec.hub, spec.backend) if spec.hub else ""
+    if mark:
+        marks += f'echo {q(mark)} >>"$S/owner"\n'
+    mount = ""
     if spec.mounts:
         # in a subshell: its `exit` on a failure ends the mount step only, and the script
         # removes the session directory (unmounting first) before it exits
@@ -266,12 +263,9 @@ def launch_script(spec: LaunchSpec) -> str:
             mount = f"{first}{on_failure}\n{rest}"
         else:
             mount = f"(\n{fragment.rstrip()}\n){on_failure}\n"
-        if spec.data_link:
-            link = data_link_lines(spec.data_link)
-            unlink = '  [ "$(readlink "$G" 2>/dev/null)" = "$S/data" ] && rm -f "$G"\n'
-    body = f"""{_FUNCS}umask 077
-R={root}
-S={sdir}
+    return f"""{SH_FUNCS}umask 077
+R={q(spec.session_root)}
+S={q(spec.session_dir)}
 {remove_session_func(spec.session_dir, spec.flush_wait)}{_MOUNT_CHECK if spec.mounts else ""}mkdir -p "$R" 2>/dev/null
 if [ -L "$R" ] || [ ! -d "$R" ] || [ ! -O "$R" ]; then
   echo "session root $R is not a directory owned by $(id -un)" >&2
@@ -287,22 +281,50 @@ chmod {"711" if spec.account else "700"} "$R" || exit {EXIT_ROOT}
   remove_session || exit {EXIT_MOUNTS_LEFT}
 fi
 mkdir -m 700 "$S" || exit {EXIT_ROOT}
-{owner_lines(spec.hub, spec.backend) if spec.hub else ""}{hand_over_lines(spec.account) if spec.account else ""}{limits}{mount}{export_lines(spec.env)}N={sh_path(spec.notebook_dir)}
-as_account mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
-{link}{prefix}{allow_root}
-setsid -f /bin/sh -c {q(JOIN_CGROUPS)} sh "$gs_cgroups" {become}/bin/sh -c {q(_EXEC_RECORDING_PID)} sh "$S" {server} "$@" --ServerApp.sock="$S/{SOCKET_NAME}" --ServerApp.sock_mode=0600 >/dev/null 2>&1 </dev/null
+{marks}{hand_over_lines(spec.account) if spec.account else ""}{limits}{mount}"""
+
+
+def start_lines(spec: LaunchSpec, wrapper: str, argv: str, log: str, what: str, on_fail: str = "") -> str:
+    """sh: start ``wrapper`` (an sh ``-c`` text that gets ``"$S"`` and then ``argv``, already
+    quoted words) in a session of its own, in the cgroups ``gs_cgroups``, as
+    ``spec.account`` (when set); wait for its pid file ``$S/pid``; print ``@@pid <pid>``,
+    or the ``log``'s last lines, run ``on_fail`` (sh lines), remove the session and exit
+    `EXIT_NO_START`."""
+    become = "".join(q(w) + " " for w in become_words(spec.account)) if spec.account else ""
+    record_pid = ledger.hold_lines(spec.ledger_dir, spec.ledger_claims) if (
+        spec.ledger_dir and spec.ledger_entry and spec.ledger_claims) else ""
+    return f"""setsid -f /bin/sh -c {q(JOIN_CGROUPS)} sh "$gs_cgroups" {become}/bin/sh -c {q(wrapper)} sh "$S" {argv} >/dev/null 2>&1 </dev/null
 n=100
 while [ ! -s "$S/pid" ] && [ "$n" -gt 0 ]; do nap; n=$((n - 1)); done
 pid=$(as_account cat "$S/pid" 2>/dev/null)
 case $pid in *[!0-9]*) pid="" ;; esac
 if [ -z "$pid" ]; then
-  echo "the server process did not start:" >&2
-  as_account tail -n 20 "$S/server.log" >&2 2>/dev/null
-{unlink}  remove_session
+  echo "the {what} did not start:" >&2
+  as_account tail -n 20 "$S/{log}" >&2 2>/dev/null
+{on_fail}  remove_session
   exit {EXIT_NO_START}
 fi
 {record_pid}echo "@@pid $pid"
 """
+
+
+def launch_script(spec: LaunchSpec) -> str:
+    """Start the server in its own session (pid = session id = process group id), listening on a unix socket in a fresh 0700
+    session directory; print ``@@pid <pid>``. Exits `EXIT_BUSY` (printing ``@@busy <pid>``)
+    when a server of this session still runs. CONTAINS SECRETS: never log it."""
+    server = " ".join(q(a) for a in (*spec.cmd, *spec.extra_args))
+    prefix = f"{{\n{spec.prefix.rstrip()}\n}} >&2\n" if spec.prefix.strip() else ""
+    # as its own account the server needs no --allow-root (and must not get it)
+    allow_root = "set --" if spec.account else 'if [ "$(id -u)" = 0 ]; then set -- --allow-root; else set --; fi'
+    link = unlink = ""
+    if spec.mounts and spec.data_link:
+        link = data_link_lines(spec.data_link)
+        unlink = '  [ "$(readlink "$G" 2>/dev/null)" = "$S/data" ] && rm -f "$G"\n'
+    body = f"""{session_setup_lines(spec)}{export_lines(spec.env)}N={sh_path(spec.notebook_dir)}
+as_account mkdir -p "$N" && cd "$N" || {{ echo "cannot use notebook directory $N" >&2; remove_session; exit {EXIT_NOTEBOOK_DIR}; }}
+{link}{prefix}{allow_root}
+{start_lines(spec, _EXEC_RECORDING_PID, server + ' "$@" --ServerApp.sock="$S/' + SOCKET_NAME + '" --ServerApp.sock_mode=0600',
+             "server.log", "server process", unlink)}"""
     return _wrap(body)
 
 
@@ -362,7 +384,7 @@ def parse_marker(stdout: str, marker: str) -> str | None:
 def wait_script(session_dir: str, pid: int, timeout: float, log_lines: int = 30) -> str:
     """Wait up to ``timeout`` s for the server's socket. Prints ``@@ready``, ``@@waiting``
     (still starting) or ``@@dead`` followed by the last ``log_lines`` lines of server.log."""
-    body = f"""{_FUNCS}S={q(session_dir)}
+    body = f"""{SH_FUNCS}S={q(session_dir)}
 p={int(pid)}
 n={_ticks(timeout)}
 while :; do
@@ -390,7 +412,7 @@ def poll_script(
     waiting up to ``flush_wait`` s for their uploads —, remove the session directory, the
     data link and the ledger entry) and print ``@@gone``."""
     release = ledger.release_lines(ledger_dir, ledger_claims, ledger_entry, indent="    ")
-    body = f"""{_FUNCS}S={q(session_dir)}
+    body = f"""{SH_FUNCS}S={q(session_dir)}
 {remove_session_func(session_dir, flush_wait)}p={int(pid)}
 cur=$(as_account cat "$S/pid" 2>/dev/null)
 if [ "$cur" = "$p" ] && alive "$p"; then
@@ -432,7 +454,7 @@ def stop_script(
     ladder = [("KILL", kill_timeout)] if now else [("INT", interrupt_timeout), ("TERM", term_timeout), ("KILL", kill_timeout)]
     steps = "".join(f"    [ -n \"$done\" ] || ladder {sig} {_ticks(t)}\n" for sig, t in ladder)
     pid_line = f"p={int(pid)}" if pid else 'p=$(as_account cat "$S/pid" 2>/dev/null); case $p in *[!0-9]*) p="" ;; esac'
-    body = f"""{_FUNCS}S={q(session_dir)}
+    body = f"""{SH_FUNCS}S={q(session_dir)}
 {remove_session_func(session_dir, flush_wait)}{pid_line}
 done=""
 ladder() {{
