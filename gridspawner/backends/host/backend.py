@@ -44,11 +44,9 @@ if TYPE_CHECKING:
 
 
 class HostBackend(HostReconcileMixin, HostBatchMixin, Backend):
-    """The host backend, generic over its transport. ``settings`` is a `HostSettings`.
-
-    Each step is given where it runs as a value: a `HostLogin` (host and account) for a
-    script, a `Placement` (login, GPUs, claim files) for a launch; a running server's login
-    is read back from its saved state (`login_of`)."""
+    """The host backend, generic over its transport (``settings``: a `HostSettings`). Each step
+    gets where it runs as a value: a `HostLogin` (host, account) for a script, a `Placement`
+    for a launch; a running server's login is read back from its saved state (`login_of`)."""
 
     settings: HostSettings
     #: how often a claim that lost a race (another hub took a GPU meanwhile) is re-placed
@@ -252,9 +250,8 @@ class HostBackend(HostReconcileMixin, HostBatchMixin, Backend):
             await self._wait_reclaim(ctx.slug)
             return await self._launch(ctx, request)
 
-    async def _launch(self, ctx: LaunchContext, request: LaunchRequest) -> Launch:
-        s = self.settings
-        image = request.image_settings or HostImage()
+    async def _place_session(self, ctx: LaunchContext, request: LaunchRequest) -> tuple[str, str, Placement, str]:
+        """A session's name checked, its placement and GPU claims (servers and batch jobs)."""
         try:
             slug = scripts.check_slug(ctx.slug)
         except ValueError as e:
@@ -263,9 +260,14 @@ class HostBackend(HostReconcileMixin, HostBatchMixin, Backend):
             raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
         entry = self._ledger_entry(slug)
         placement = await self._place_and_claim(ctx, request, entry)
+        return slug, entry, placement, self.session_root(placement.login)
+
+    async def _launch(self, ctx: LaunchContext, request: LaunchRequest) -> Launch:
+        s = self.settings
+        image = request.image_settings or HostImage()
+        slug, entry, placement, session_root = await self._place_session(ctx, request)
         login, gpus, claims = placement.login, placement.gpus, placement.claims
         host = login.host
-        session_root = self.session_root(login)
         session_dir = session_root.rstrip("/") + "/" + slug
         pid: int | None = None
         data_link: str | None = None

@@ -21,7 +21,7 @@ from . import batch_scripts, scripts
 from .mount_reports import describe_mount, spec_of
 from .launch_env import data_dir_name, launch_spec, server_environment
 from .saved_state import claims_of
-from .settings import MAX_SLUG, HostImage
+from .settings import HostImage
 from .start_answers import started
 from .transport import RunResult
 
@@ -42,16 +42,8 @@ class HostBatchMixin:
     async def _start_batch(self, ctx: LaunchContext, request: LaunchRequest, job: BatchJob) -> Launch:
         s = self.settings
         image = request.image_settings or HostImage()
-        try:
-            slug = scripts.check_slug(ctx.slug)
-        except ValueError as e:
-            raise BackendError(str(e)) from None
-        if len(slug) > MAX_SLUG:
-            raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
-        entry = self._ledger_entry(slug)
-        placement = await self._place_and_claim(ctx, request, entry)
+        slug, entry, placement, session_root = await self._place_session(ctx, request)
         login, claims = placement.login, placement.claims
-        session_root = self.session_root(login)
         session_dir = session_root.rstrip("/") + "/" + slug
         try:
             env, _ = server_environment(ctx.env, s.env, image.env, placement, session_dir)
