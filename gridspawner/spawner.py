@@ -104,6 +104,8 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, RunsSett
         with problems.collect():
             resolve_hub_id(self.hub_id)
         check_usage_config(self, problems)
+        with problems.collect():
+            self.check_runs_store()
         problems.raise_any()
 
     def _groups(self) -> list[str]:

@@ -140,6 +140,7 @@ def start_usage(app, spawner) -> None:
         app.log.critical("gridspawner: invalid configuration: c.GridSpawner.usage_db_url: %s cannot be used: %s",
                          url, e)
         sys.exit(1)
+    from .runs.s3files import service_environment
     from .service.settings import hand_over
 
     runs = None
@@ -147,7 +148,8 @@ def start_usage(app, spawner) -> None:
         from .hub_identity import resolve_hub_id
 
         runs = {**spawner.runs_settings(), "catalog": spawner.raw_catalog(), "hub_id": resolve_hub_id(spawner.hub_id)}
-    if hand_over(app, usage.url, spawner.usage_settings(), runs=runs):
+    if hand_over(app, usage.url, spawner.usage_settings(), runs=runs,
+                 env=service_environment(runs) if runs is not None else None):
         app.log.info("gridspawner: the usage service gets the usage database's settings")
     try:
         asyncio.get_running_loop()

@@ -32,7 +32,7 @@ from ..mounts.specs import strip_secrets
 from ..request import build_request
 from ..vocabulary import OptionsError
 from . import outcome
-from .files import INPUT, LOG, OUTPUT, RunFiles
+from .files import INPUT, LOG, OUTPUT, RunStoreError
 from .papermill_cmd import batch_job
 from .store import RunStore
 
@@ -75,7 +75,7 @@ class Recorder:
 
 
 class Executor:
-    def __init__(self, store: RunStore, files: RunFiles, catalog: Any, backends: dict, *, queue_retry: float = 2.0,
+    def __init__(self, store: RunStore, files: Any, catalog: Any, backends: dict, *, queue_retry: float = 2.0,
                  queue_retry_max: float = 30.0, poll_interval: float = 5.0, kernel: str = "",
                  recorder: Recorder | None = None):
         self.store, self.files, self.catalog, self.backends = store, files, catalog, backends
@@ -238,7 +238,10 @@ class Executor:
         if request.mounts:
             _, secrets = strip_secrets(options)
             mounts = await resolve_mounts(request.mounts, secrets, self.catalog.storage, row["username"])
-        notebook = self.files.read(row["id"], INPUT)
+        try:
+            notebook = await self.files.read(row["id"], INPUT)
+        except RunStoreError as e:
+            raise BackendError(f"the submitted notebook could not be read: {e}") from None
         if notebook is None:
             raise BackendError("the submitted notebook is missing from the run store")
         job = batch_job(row["id"], notebook, json.loads(row["parameters"] or "{}"), self.kernel)
@@ -308,9 +311,15 @@ class Executor:
         status, error = outcome.judge(exit_code, output, tail, a.row.get("image") or "",
                                       cancelled=a.stopping == "cancelled", timed_out=a.stopping == "timed_out",
                                       lost="" if result else "the run's outputs could not be collected")
-        if output is not None:
-            self.files.write(run_id, OUTPUT, output)
-        self.files.write(run_id, LOG, tail.encode())
+        try:
+            if output is not None:
+                await self.files.write(run_id, OUTPUT, output)
+            await self.files.write(run_id, LOG, tail.encode())
+        except RunStoreError as e:
+            log.warning("run %s: saving its outputs failed: %s", run_id, e)
+            if status != "cancelled":
+                status, error = "failed", {"cell_index": None, "ename": "", "evalue": "",
+                                           "message": f"the run ended ({status}) but its outputs could not be saved: {e}"}
         await self._final(a.row, status, error, exit_code, tail)
         # its GPUs are free: the backend's next queued run is tried now
         self._blocked.pop(a.row["backend"], None)

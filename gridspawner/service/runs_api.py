@@ -23,7 +23,7 @@ from typing import Any
 from tornado import web
 
 from ..preparation import prepare
-from ..runs.files import OUTPUT
+from ..runs.files import OUTPUT, RunStoreError
 from ..runs.store import LimitReached
 from ..runs.submit import build_draft
 from ..runs.view import ACTIVE, positions, run_json
@@ -59,7 +59,10 @@ class RunsBase(ApiBase):
     async def own_output(self, run_id: str) -> tuple[dict, bytes]:
         """The run (as `own_run`) and its executed notebook; 404 when there is none yet."""
         row = await self.own_run(run_id)
-        data = self.runs.files.read(run_id, OUTPUT)
+        try:
+            data = await self.runs.files.read(run_id, OUTPUT)
+        except RunStoreError as e:
+            raise web.HTTPError(503, f"run {run_id}: {e}") from None
         if data is None:
             raise web.HTTPError(404, f"run {run_id} has no executed notebook ({row['status']})")
         return row, data
@@ -113,6 +116,8 @@ class RunsAPI(RunsBase):
             run_id = await runs.submit(draft, user, groups)
         except LimitReached as e:
             self.field_errors({"runs": e.message})
+        except RunStoreError as e:
+            raise web.HTTPError(503, f"the run could not be queued: {e}") from None
         self.set_header("Location", f"{self.ctx.prefix}api/runs/{run_id}")
         self.answer(await self.with_position(await runs.store.get(run_id)), 201)
 
@@ -146,8 +151,11 @@ class RunAPI(RunsBase):
         row = await self.own_run(run_id)
         if row["status"] in ACTIVE:
             raise web.HTTPError(409, f"run {run_id} is {row['status']}: cancel it first")
-        if await self.runs.store.delete(run_id):
-            self.runs.files.remove(run_id)
+        try:  # the files first: a run store that cannot answer keeps the run (delete again)
+            await self.runs.files.remove(run_id)
+        except RunStoreError as e:
+            raise web.HTTPError(503, f"run {run_id} was not deleted: {e}") from None
+        await self.runs.store.delete(run_id)
         self.set_status(204)
         self.finish()
 
