@@ -82,6 +82,7 @@ class Executor:
         self.queue_retry, self.queue_retry_max = queue_retry, queue_retry_max
         self.poll_interval, self.kernel = poll_interval, kernel
         self._misses: dict[str, int] = {}  # backend → NoCapacity answers in a row
+        self._nudged: set[str] = set()  # backends nudged while a start was in flight
         self.recorder = recorder or Recorder()
         self.active: dict[str, Active] = {}
         #: typed mount secrets of queued runs (run id → options with secrets), memory only
@@ -96,6 +97,15 @@ class Executor:
     # ------------------------------------------------------------------ control
     def wake(self) -> None:
         self._wake.set()
+
+    def nudge(self, backend: str) -> None:
+        """A server on ``backend`` stopped (the hub said so, `gridspawner.runs.nudge`): its
+        queue is tried at once — again right after a start in flight that found no room."""
+        if backend in self._starting:
+            self._nudged.add(backend)
+        self._blocked.pop(backend, None)
+        self._misses.pop(backend, None)
+        self.wake()
 
     async def start(self) -> None:
         await self.recover()
@@ -193,6 +203,9 @@ class Executor:
                 self._misses[b] = misses + 1
                 self._blocked[b] = time.monotonic() + min(self.queue_retry * 2 ** misses,
                                                           max(self.queue_retry, self.queue_retry_max))
+                if b in self._nudged:  # a server stopped while this try probed: try again now
+                    self._nudged.discard(b)
+                    self._blocked[b] = time.monotonic()
                 log.debug("run %s waits: %s", run_id, e)
                 return
             except (BackendError, OptionsError) as e:
@@ -204,6 +217,7 @@ class Executor:
                 return
             self._blocked.pop(b, None)
             self._misses.pop(b, None)
+            self._nudged.discard(b)
             self.secrets.pop(run_id, None)
             a.launch = launch
             a.next_poll = time.monotonic() + FAST_POLL

@@ -121,8 +121,9 @@ class RunsSettings(Configurable):
         help="""
         Seconds between two tries to start the oldest queued run of a backend while nothing
         fits (doubling up to `runs_queue_retry_max` while nothing fits). A GPU freed by a run of
-        the service starts the next run at once; one freed by an interactive server is found by
-        the next try. Each try probes the backend's hosts.
+        the service starts the next run at once, and so does one freed by an interactive
+        server the hub stops (the hub tells the service: `gridspawner.runs.nudge`); one freed
+        otherwise is found by the next try. Each try probes the backend's hosts.
         """,
     ).tag(config=True)
 
@@ -132,7 +133,8 @@ class RunsSettings(Configurable):
         The longest wait between two tries of a backend whose queue cannot start: the wait
         after `runs_queue_retry` doubles with every try that finds no room, up to this, so a
         long queue costs next to nothing while it waits (a run of the service that ends still
-        starts the next at once). A GPU freed by an interactive server is found within this.
+        starts the next at once, as does an interactive server the hub stops). A GPU freed
+        otherwise (a server that ended by itself) is found within this.
         """,
     ).tag(config=True)
 

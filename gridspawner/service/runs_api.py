@@ -7,7 +7,9 @@
 - ``GET api/runs`` (own runs; an admin: ``?user=NAME``, or everyone's with ``?user=*``;
   ``?since=<epoch seconds>``: only runs changed after it), ``GET api/runs/ID``,
   ``POST api/runs/ID/cancel``, ``DELETE api/runs/ID`` (409 while active),
-  ``GET api/runs/ID/notebook`` (the executed notebook, as a download).
+  ``GET api/runs/ID/notebook`` (the executed notebook, as a download);
+- ``POST api/runs/nudge`` ``{"backend": NAME}``, for the hub only (its token of
+  `gridspawner.runs.nudge`, not a user's): a server on NAME stopped, try its queue now → 204.
 
 Tokens (``Authorization: token …``) or the hub's login cookie; a user sees only their own
 runs (another's is a 404, as a missing one), an admin (``custom:gridspawner:usage:admin``)
@@ -16,7 +18,9 @@ every run.
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
 import time
 from typing import Any
 
@@ -24,6 +28,7 @@ from tornado import web
 
 from ..preparation import prepare
 from ..runs.files import OUTPUT, RunStoreError
+from ..runs.nudge import NUDGE_ENV
 from ..runs.store import LimitReached
 from ..runs.submit import build_draft
 from ..runs.view import ACTIVE, positions, run_json
@@ -188,10 +193,39 @@ class RunNotebookAPI(RunsBase):
         self.finish(data)
 
 
+class RunsNudgeAPI(web.RequestHandler):
+    """The hub's nudge (`gridspawner.runs.nudge`): no hub login, its own token only."""
+
+    def initialize(self, context: Any) -> None:
+        self.ctx = context
+
+    def check_xsrf_cookie(self) -> None:
+        """A header token, never a cookie: no cross-site request can carry it."""
+
+    async def post(self) -> None:
+        expected = os.environ.get(NUDGE_ENV, "")
+        given = self.request.headers.get("Authorization", "")
+        if not expected or not hmac.compare_digest(given.encode(), f"token {expected}".encode()):
+            raise web.HTTPError(403, "only the hub may nudge the runs executor")
+        runs = getattr(self.ctx, "runs", None)
+        if runs is None:
+            raise web.HTTPError(404, "notebook runs are not enabled on this hub")
+        try:
+            backend = json.loads(self.request.body or b"{}").get("backend")
+        except (ValueError, AttributeError):
+            backend = None
+        if not isinstance(backend, str) or backend not in runs.backends:
+            raise web.HTTPError(400, "backend: not a backend of this hub")
+        runs.executor.nudge(backend)
+        self.set_status(204)
+        self.finish()
+
+
 def routes(prefix: str, shared: dict) -> list:
     """The runs API's routes for the service's application."""
     rid = r"([a-z0-9]{12,32})"
     return [
+        (rf"{prefix}api/runs/nudge", RunsNudgeAPI, shared),
         (rf"{prefix}api/runs", RunsAPI, shared),
         (rf"{prefix}api/runs/{rid}", RunAPI, shared),
         (rf"{prefix}api/runs/{rid}/cancel", RunCancelAPI, shared),

@@ -119,3 +119,11 @@ def hand_over(app: Any, db_url: str, usage_settings: dict, name: str = SERVICE_N
             spec["environment"] = environment
             return True
     return False
+
+
+def service_url(app: Any, name: str = SERVICE_NAME) -> str:
+    """The URL the hub's managed service ``name`` listens on ("" when there is none)."""
+    for spec in getattr(app, "services", None) or []:
+        if isinstance(spec, dict) and spec.get("name") == name and spec.get("command"):
+            return str(spec.get("url") or "")
+    return ""
