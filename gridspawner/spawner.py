@@ -32,6 +32,7 @@ from .recovery_traits import CrashRecoverySettings
 from .progress_feed import ProgressFeed
 from .refusals import drop_repeated_banner, launch_failure, no_capacity_message, refusal
 from .request import LaunchRequest
+from .runs.nudge import nudge
 from .runs.traits import RunsSettings
 from .server_env import parse_stop_warnings, request_env
 from .shared_backends import SharedBackends, catalog_for
@@ -104,6 +105,8 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, RunsSett
         with problems.collect():
             resolve_hub_id(self.hub_id)
         check_usage_config(self, problems)
+        with problems.collect():
+            self.check_runs_store()
         problems.raise_any()
 
     def _groups(self) -> list[str]:
@@ -399,6 +402,7 @@ class GridSpawner(CatalogSettings, CrashRecoverySettings, SpawnerUsage, RunsSett
             if launch is None:
                 return
             await self._backend().stop(launch, now=now)
+            nudge(self._backend_name)  # its GPUs are free: a queued run may start now
             self._launch = None
             self._saved_launch_state = None
             # recorded before the capacity poke, so that the refresh it starts comes last: a

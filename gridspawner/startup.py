@@ -140,14 +140,23 @@ def start_usage(app, spawner) -> None:
         app.log.critical("gridspawner: invalid configuration: c.GridSpawner.usage_db_url: %s cannot be used: %s",
                          url, e)
         sys.exit(1)
-    from .service.settings import hand_over
+    from .runs.nudge import NUDGE_ENV, configure, new_token, nudge_url
+    from .runs.s3files import service_environment
+    from .service.settings import SERVICE_NAME, hand_over, service_url
 
     runs = None
     if spawner.notebook_runs:  # the service runs notebooks: it builds the same catalog and backends
         from .hub_identity import resolve_hub_id
 
         runs = {**spawner.runs_settings(), "catalog": spawner.raw_catalog(), "hub_id": resolve_hub_id(spawner.hub_id)}
-    if hand_over(app, usage.url, spawner.usage_settings(), runs=runs):
+    env = None
+    if runs is not None:
+        env = {**service_environment(runs), NUDGE_ENV: new_token()}
+    if hand_over(app, usage.url, spawner.usage_settings(), runs=runs, env=env):
+        if env is not None:  # the service is told when servers stop (queued runs start at once)
+            url = service_url(app)
+            configure(nudge_url(url, getattr(app, "base_url", "/") or "/", SERVICE_NAME) if url else None,
+                      env[NUDGE_ENV])
         app.log.info("gridspawner: the usage service gets the usage database's settings")
     try:
         asyncio.get_running_loop()

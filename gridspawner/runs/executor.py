@@ -32,7 +32,7 @@ from ..mounts.specs import strip_secrets
 from ..request import build_request
 from ..vocabulary import OptionsError
 from . import outcome
-from .files import INPUT, LOG, OUTPUT, RunFiles
+from .files import INPUT, LOG, OUTPUT, RunStoreError
 from .papermill_cmd import batch_job
 from .store import RunStore
 
@@ -75,13 +75,14 @@ class Recorder:
 
 
 class Executor:
-    def __init__(self, store: RunStore, files: RunFiles, catalog: Any, backends: dict, *, queue_retry: float = 2.0,
+    def __init__(self, store: RunStore, files: Any, catalog: Any, backends: dict, *, queue_retry: float = 2.0,
                  queue_retry_max: float = 30.0, poll_interval: float = 5.0, kernel: str = "",
                  recorder: Recorder | None = None):
         self.store, self.files, self.catalog, self.backends = store, files, catalog, backends
         self.queue_retry, self.queue_retry_max = queue_retry, queue_retry_max
         self.poll_interval, self.kernel = poll_interval, kernel
         self._misses: dict[str, int] = {}  # backend → NoCapacity answers in a row
+        self._nudged: set[str] = set()  # backends nudged while a start was in flight
         self.recorder = recorder or Recorder()
         self.active: dict[str, Active] = {}
         #: typed mount secrets of queued runs (run id → options with secrets), memory only
@@ -96,6 +97,15 @@ class Executor:
     # ------------------------------------------------------------------ control
     def wake(self) -> None:
         self._wake.set()
+
+    def nudge(self, backend: str) -> None:
+        """A server on ``backend`` stopped (the hub said so, `gridspawner.runs.nudge`): its
+        queue is tried at once — again right after a start in flight that found no room."""
+        if backend in self._starting:
+            self._nudged.add(backend)
+        self._blocked.pop(backend, None)
+        self._misses.pop(backend, None)
+        self.wake()
 
     async def start(self) -> None:
         await self.recover()
@@ -193,6 +203,9 @@ class Executor:
                 self._misses[b] = misses + 1
                 self._blocked[b] = time.monotonic() + min(self.queue_retry * 2 ** misses,
                                                           max(self.queue_retry, self.queue_retry_max))
+                if b in self._nudged:  # a server stopped while this try probed: try again now
+                    self._nudged.discard(b)
+                    self._blocked[b] = time.monotonic()
                 log.debug("run %s waits: %s", run_id, e)
                 return
             except (BackendError, OptionsError) as e:
@@ -204,6 +217,7 @@ class Executor:
                 return
             self._blocked.pop(b, None)
             self._misses.pop(b, None)
+            self._nudged.discard(b)
             self.secrets.pop(run_id, None)
             a.launch = launch
             a.next_poll = time.monotonic() + FAST_POLL
@@ -238,7 +252,10 @@ class Executor:
         if request.mounts:
             _, secrets = strip_secrets(options)
             mounts = await resolve_mounts(request.mounts, secrets, self.catalog.storage, row["username"])
-        notebook = self.files.read(row["id"], INPUT)
+        try:
+            notebook = await self.files.read(row["id"], INPUT)
+        except RunStoreError as e:
+            raise BackendError(f"the submitted notebook could not be read: {e}") from None
         if notebook is None:
             raise BackendError("the submitted notebook is missing from the run store")
         job = batch_job(row["id"], notebook, json.loads(row["parameters"] or "{}"), self.kernel)
@@ -308,9 +325,15 @@ class Executor:
         status, error = outcome.judge(exit_code, output, tail, a.row.get("image") or "",
                                       cancelled=a.stopping == "cancelled", timed_out=a.stopping == "timed_out",
                                       lost="" if result else "the run's outputs could not be collected")
-        if output is not None:
-            self.files.write(run_id, OUTPUT, output)
-        self.files.write(run_id, LOG, tail.encode())
+        try:
+            if output is not None:
+                await self.files.write(run_id, OUTPUT, output)
+            await self.files.write(run_id, LOG, tail.encode())
+        except RunStoreError as e:
+            log.warning("run %s: saving its outputs failed: %s", run_id, e)
+            if status != "cancelled":
+                status, error = "failed", {"cell_index": None, "ename": "", "evalue": "",
+                                           "message": f"the run ended ({status}) but its outputs could not be saved: {e}"}
         await self._final(a.row, status, error, exit_code, tail)
         # its GPUs are free: the backend's next queued run is tried now
         self._blocked.pop(a.row["backend"], None)

@@ -21,7 +21,8 @@ from ..backends import backend_class
 from ..catalog import build_catalog
 from .executor import Executor, Recorder
 from ..mounts.specs import strip_secrets
-from .files import INPUT, RunFiles, default_dir
+from .files import INPUT
+from .s3files import open_store
 from .store import LimitReached, RunStore
 
 log = logging.getLogger("gridspawner.runs")
@@ -42,6 +43,14 @@ class RunsConfig:
     """The runs settings (`gridspawner.runs.traits.RunsSettings`), as the service gets them."""
 
     runs_dir: str = ""
+    runs_store_url: str = ""
+    runs_store_endpoint_url: str = ""
+    runs_store_region: str = ""
+    runs_store_access_key_env: str = ""
+    runs_store_secret_key_env: str = ""
+    runs_store_session_token_env: str = ""
+    runs_store_timeout: float = 10.0
+    runs_store_attempts: int = 3
     runs_per_user: int = 10
     runs_per_group: dict = field(default_factory=dict)
     runs_queue_retry: float = 2.0
@@ -107,7 +116,7 @@ class RunsRuntime:
             backend.hub_id = self.hub_id
             self.backends[name] = backend
         self.store = RunStore(engine)
-        self.files = RunFiles(self.config.runs_dir or default_dir(db_url))
+        self.files = open_store(raw, db_url)
         self.executor = Executor(self.store, self.files, self.catalog, self.backends,
                                  queue_retry=self.config.runs_queue_retry,
                                  queue_retry_max=self.config.runs_queue_retry_max,
@@ -116,7 +125,8 @@ class RunsRuntime:
 
     async def submit(self, draft: Any, user: str, groups: list[str]) -> str:
         """Queue a checked run (`submit.Draft`) for ``user``; its id. LimitReached when a
-        runs limit is reached (nothing is kept then)."""
+        runs limit is reached, RunStoreError when the run store cannot take the notebook
+        (nothing is kept then)."""
         run_id, now, req = new_run_id(), time.time(), draft.request
         clean, _ = strip_secrets(draft.options)
         values = {
@@ -128,20 +138,20 @@ class RunsRuntime:
             "gpu_model": "", "host": "", "max_runtime": req.max_runtime, "submitted_at": now, "updated_at": now,
             "cancel_requested": 0, "log_tail": "",
         }
-        self.files.write(run_id, INPUT, draft.notebook)
+        await self.files.write(run_id, INPUT, draft.notebook)  # RunStoreError: nothing is kept
         try:
             await self.store.submit(values, self.config.limits_for(user, groups))
         except LimitReached:
-            self.files.remove(run_id)
+            await self.files.remove(run_id)
             raise
         self.executor.keep(run_id, draft.options)
         self.executor.wake()
         return run_id
 
     async def start(self) -> None:
-        self.files.ensure()
+        await self.files.ensure()
         await self.executor.start()
-        log.info("notebook runs: run store %s, executor started", self.files.root)
+        log.info("notebook runs: run store %s, executor started", self.files.location)
 
     async def close(self) -> None:
         await self.executor.close()
@@ -151,3 +161,4 @@ class RunsRuntime:
             except Exception:  # noqa: BLE001 - shutting down
                 pass
         self.store.close()
+        self.files.close()

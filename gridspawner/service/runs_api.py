@@ -7,7 +7,9 @@
 - ``GET api/runs`` (own runs; an admin: ``?user=NAME``, or everyone's with ``?user=*``;
   ``?since=<epoch seconds>``: only runs changed after it), ``GET api/runs/ID``,
   ``POST api/runs/ID/cancel``, ``DELETE api/runs/ID`` (409 while active),
-  ``GET api/runs/ID/notebook`` (the executed notebook, as a download).
+  ``GET api/runs/ID/notebook`` (the executed notebook, as a download);
+- ``POST api/runs/nudge`` ``{"backend": NAME}``, for the hub only (its token of
+  `gridspawner.runs.nudge`, not a user's): a server on NAME stopped, try its queue now → 204.
 
 Tokens (``Authorization: token …``) or the hub's login cookie; a user sees only their own
 runs (another's is a 404, as a missing one), an admin (``custom:gridspawner:usage:admin``)
@@ -16,14 +18,17 @@ every run.
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
 import time
 from typing import Any
 
 from tornado import web
 
 from ..preparation import prepare
-from ..runs.files import OUTPUT
+from ..runs.files import OUTPUT, RunStoreError
+from ..runs.nudge import NUDGE_ENV
 from ..runs.store import LimitReached
 from ..runs.submit import build_draft
 from ..runs.view import ACTIVE, positions, run_json
@@ -59,7 +64,10 @@ class RunsBase(ApiBase):
     async def own_output(self, run_id: str) -> tuple[dict, bytes]:
         """The run (as `own_run`) and its executed notebook; 404 when there is none yet."""
         row = await self.own_run(run_id)
-        data = self.runs.files.read(run_id, OUTPUT)
+        try:
+            data = await self.runs.files.read(run_id, OUTPUT)
+        except RunStoreError as e:
+            raise web.HTTPError(503, f"run {run_id}: {e}") from None
         if data is None:
             raise web.HTTPError(404, f"run {run_id} has no executed notebook ({row['status']})")
         return row, data
@@ -113,6 +121,8 @@ class RunsAPI(RunsBase):
             run_id = await runs.submit(draft, user, groups)
         except LimitReached as e:
             self.field_errors({"runs": e.message})
+        except RunStoreError as e:
+            raise web.HTTPError(503, f"the run could not be queued: {e}") from None
         self.set_header("Location", f"{self.ctx.prefix}api/runs/{run_id}")
         self.answer(await self.with_position(await runs.store.get(run_id)), 201)
 
@@ -146,8 +156,11 @@ class RunAPI(RunsBase):
         row = await self.own_run(run_id)
         if row["status"] in ACTIVE:
             raise web.HTTPError(409, f"run {run_id} is {row['status']}: cancel it first")
-        if await self.runs.store.delete(run_id):
-            self.runs.files.remove(run_id)
+        try:  # the files first: a run store that cannot answer keeps the run (delete again)
+            await self.runs.files.remove(run_id)
+        except RunStoreError as e:
+            raise web.HTTPError(503, f"run {run_id} was not deleted: {e}") from None
+        await self.runs.store.delete(run_id)
         self.set_status(204)
         self.finish()
 
@@ -180,10 +193,39 @@ class RunNotebookAPI(RunsBase):
         self.finish(data)
 
 
+class RunsNudgeAPI(web.RequestHandler):
+    """The hub's nudge (`gridspawner.runs.nudge`): no hub login, its own token only."""
+
+    def initialize(self, context: Any) -> None:
+        self.ctx = context
+
+    def check_xsrf_cookie(self) -> None:
+        """A header token, never a cookie: no cross-site request can carry it."""
+
+    async def post(self) -> None:
+        expected = os.environ.get(NUDGE_ENV, "")
+        given = self.request.headers.get("Authorization", "")
+        if not expected or not hmac.compare_digest(given.encode(), f"token {expected}".encode()):
+            raise web.HTTPError(403, "only the hub may nudge the runs executor")
+        runs = getattr(self.ctx, "runs", None)
+        if runs is None:
+            raise web.HTTPError(404, "notebook runs are not enabled on this hub")
+        try:
+            backend = json.loads(self.request.body or b"{}").get("backend")
+        except (ValueError, AttributeError):
+            backend = None
+        if not isinstance(backend, str) or backend not in runs.backends:
+            raise web.HTTPError(400, "backend: not a backend of this hub")
+        runs.executor.nudge(backend)
+        self.set_status(204)
+        self.finish()
+
+
 def routes(prefix: str, shared: dict) -> list:
     """The runs API's routes for the service's application."""
     rid = r"([a-z0-9]{12,32})"
     return [
+        (rf"{prefix}api/runs/nudge", RunsNudgeAPI, shared),
         (rf"{prefix}api/runs", RunsAPI, shared),
         (rf"{prefix}api/runs/{rid}", RunAPI, shared),
         (rf"{prefix}api/runs/{rid}/cancel", RunCancelAPI, shared),

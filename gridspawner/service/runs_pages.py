@@ -26,7 +26,7 @@ from .. import form as spawn_form
 from ..backends.base import Capacity
 from ..capacity import CapacityMonitor
 from ..form import parse_form, render_form
-from ..runs.files import INPUT, OUTPUT
+from ..runs.files import INPUT, OUTPUT, RunStoreError
 from ..runs.view import ACTIVE, positions, run_json
 from .handlers import ApiBase
 from .runs_api import RunsAPI
@@ -51,7 +51,16 @@ CAPACITY_TIMEOUT_S = 5.0
 _MONITORS: WeakKeyDictionary = WeakKeyDictionary()
 #: failing cells' sources already read (run store, run id) → source; the oldest go first
 _SOURCES: dict[tuple[str, str], str] = {}
+#: whether ended runs have an executed notebook: (run store, run id) → bool
+_OUTPUTS: dict[tuple[str, str], bool] = {}
 MAX_SOURCES = 1000
+
+
+def remember(cache: dict, key: tuple[str, str], value: Any) -> None:
+    """Keep ``value`` in ``cache`` (at most MAX_SOURCES entries; the oldest go first)."""
+    if len(cache) >= MAX_SOURCES:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def size_text(n: int) -> str:
@@ -77,20 +86,37 @@ class PageBase(ApiRunsBase):
 
     get_login_url = HubOAuthenticated.get_login_url
 
-    def row(self, run: dict, now: float) -> dict:
-        output = run["status"] not in ACTIVE and self.runs.files.path(run["id"], OUTPUT).is_file()
+    async def row(self, run: dict, now: float) -> dict:
+        output = run["status"] not in ACTIVE and await self.has_output(run["id"])
         row = run_row(run, self.ctx.config.timezone, self.ctx.prefix, now, output=output)
         if row["failure"] is not None and not row["failure"]["source"] and isinstance(run.get("error"), dict):
-            row["failure"]["source"] = self.failed_source(run["id"], run["error"].get("cell_index"))
+            row["failure"]["source"] = await self.failed_source(run["id"], run["error"].get("cell_index"))
         return row
 
-    def failed_source(self, run_id: str, index: Any) -> str:
+    async def rows(self, runs: list[dict], now: float) -> list[dict]:
+        return list(await asyncio.gather(*(self.row(r, now) for r in runs)))
+
+    async def has_output(self, run_id: str) -> bool:
+        """Whether an ended run has its executed notebook (asked once per run: a run's
+        outputs are saved before it ends; a run store that cannot answer: no link, asked again)."""
+        key = (self.runs.files.location, run_id)
+        if key not in _OUTPUTS:
+            try:
+                found = await self.runs.files.exists(run_id, OUTPUT)
+            except RunStoreError:
+                return False
+            remember(_OUTPUTS, key, found)
+        return _OUTPUTS[key]
+
+    async def failed_source(self, run_id: str, index: Any) -> str:
         """The failing cell's source, from the submitted notebook (read once per run)."""
-        key = (str(self.runs.files.root), run_id)
+        key = (self.runs.files.location, run_id)
         if key not in _SOURCES:
-            if len(_SOURCES) >= MAX_SOURCES:
-                _SOURCES.pop(next(iter(_SOURCES)))
-            _SOURCES[key] = cell_source(self.runs.files.read(run_id, INPUT), index)
+            try:
+                source = cell_source(await self.runs.files.read(run_id, INPUT), index)
+            except RunStoreError:
+                return ""
+            remember(_SOURCES, key, source)
         return _SOURCES[key]
 
     def show_all(self) -> bool:
@@ -122,7 +148,7 @@ class RunsPage(PageBase):
             page = min(pages, max(1, int(self.get_argument("page", "1"))))
         except ValueError:
             page = 1
-        rows = [self.row(r, now) for r in runs[(page - 1) * PER_PAGE:page * PER_PAGE]]
+        rows = await self.rows(runs[(page - 1) * PER_PAGE:page * PER_PAGE], now)
         new = self.get_argument("submitted", "")
         self.page("runs.html.j2", errors={}, rows=rows, show_user=self.show_all(), cursor=now - OVERLAP_S,
                   xsrf=self.xsrf_token.decode(), submitted=next((r["name"] for r in rows if r["id"] == new), ""),
@@ -146,8 +172,9 @@ class RunRows(PageBase):
         runs = await self.visible_runs(since=since)
         macro = self.ctx.templates.get_template("runs_macros.html.j2").module.run_rows
         show_user = self.show_all()
+        rows = await self.rows(runs, now)
         self.answer({"cursor": now - OVERLAP_S,
-                     "rows": {str(r["id"]): str(macro(self.row(r, now), show_user)) for r in runs}})
+                     "rows": {str(r["id"]): str(macro(row, show_user)) for r, row in zip(runs, rows)}})
 
 
 class RunHtml(PageBase):

@@ -102,17 +102,28 @@ def enable_service(c: Any, *, port: int = DEFAULT_PORT, name: str = SERVICE_NAME
             jh.template_paths = paths + [HUB_TEMPLATES]
 
 
-def hand_over(app: Any, db_url: str, usage_settings: dict, name: str = SERVICE_NAME, runs: dict | None = None) -> bool:
+def hand_over(app: Any, db_url: str, usage_settings: dict, name: str = SERVICE_NAME, runs: dict | None = None,
+              env: dict[str, str] | None = None) -> bool:
     """Put what the service needs into its environment (the hub starts it later in its
     start-up); False when the hub runs no gridspawner service. ``runs``: the notebook-run
-    settings with the raw catalog and the hub id (`gridspawner.runs.traits`), when runs are on."""
+    settings with the raw catalog and the hub id (`gridspawner.runs.traits`), when runs are on;
+    ``env``: variables of the hub's environment the service needs as they are (the run
+    store's credentials, `gridspawner.runs.s3files.service_environment`)."""
     for spec in getattr(app, "services", None) or []:
         if isinstance(spec, dict) and spec.get("name") == name and spec.get("command"):
             settings = {"db_url": db_url, "usage": {k: v for k, v in usage_settings.items() if k != "usage_db_url"}}
             if runs is not None:
                 settings["runs"] = runs
-            env = dict(spec.get("environment") or {})
-            env[SETTINGS_ENV] = json.dumps(settings, default=list)
-            spec["environment"] = env
+            environment = {**(spec.get("environment") or {}), **(env or {})}
+            environment[SETTINGS_ENV] = json.dumps(settings, default=list)
+            spec["environment"] = environment
             return True
     return False
+
+
+def service_url(app: Any, name: str = SERVICE_NAME) -> str:
+    """The URL the hub's managed service ``name`` listens on ("" when there is none)."""
+    for spec in getattr(app, "services", None) or []:
+        if isinstance(spec, dict) and spec.get("name") == name and spec.get("command"):
+            return str(spec.get("url") or "")
+    return ""

@@ -97,7 +97,7 @@ async def test_a_gpu_run_succeeds_on_kubernetes_with_its_output_notebook(lab):
                               {"value": 21}, gpus=1)
     row = await lab.wait(run_id, ("succeeded", "failed", "cancelled"))
     assert row["status"] == "succeeded", row
-    out = json.loads(lab.runs.files.read(run_id, OUTPUT))
+    out = json.loads(await lab.runs.files.read(run_id, OUTPUT))
     texts = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", ()))
     assert "value is 42" in texts
     assert row["host"] == "gpu-a10"

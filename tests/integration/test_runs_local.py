@@ -136,7 +136,7 @@ async def test_a_parameterised_run_succeeds_with_its_outputs_and_a_usage_record(
                               {"value": 21})
     row = await lab.wait(run_id, ("succeeded", "failed"))
     assert row["status"] == "succeeded", row
-    out = json.loads(lab.runs.files.read(run_id, OUTPUT))
+    out = json.loads(await lab.runs.files.read(run_id, OUTPUT))
     texts = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", ()))
     assert "value is 42 GPU-" in texts  # the parameter reached the notebook; the GPU was placed
     assert row["host"] and row["gpu_model"].startswith("NVIDIA A100") and row["started_at"] and row["finished_at"]
@@ -154,7 +154,7 @@ async def test_a_failing_notebook_names_its_cell_and_error(lab):
     error = json.loads(row["error"])
     assert error["cell_index"] == 1 and error["ename"] == "ZeroDivisionError" and "division by zero" in error["evalue"]
     assert "before the error" in row["log_tail"]
-    assert lab.runs.files.read(run_id, OUTPUT)  # the executed notebook is kept for reading
+    assert await lab.runs.files.read(run_id, OUTPUT)  # the executed notebook is kept for reading
 
 
 async def test_no_papermill_in_the_environment_is_named(lab):
