@@ -147,7 +147,7 @@ async def test_a_job_symlinking_its_log_and_output_to_a_root_only_file_gets_noth
     run_id = await lab.submit(notebook(PLANT, "secret = ''"), {"secret": str(secret)}, gpus=0)
     row = await lab.wait(run_id, ("succeeded", "failed"), 120)
     assert SECRET not in (row["log_tail"] or "") and SECRET not in (row["error"] or "")
-    out = lab.runs.files.read(run_id, OUTPUT)
+    out = await lab.runs.files.read(run_id, OUTPUT)
     assert out is None or SECRET.encode() not in out
     assert secret.read_text() == SECRET + "\n"  # and nothing wrote through the links
     assert lab.sessions() == []
