@@ -155,7 +155,8 @@ def test_kubernetes_node_reaches_the_server(tmp_path_factory, username):
             assert env["GRIDSPAWNER_GPU_MODELS"] == "NVIDIA-A10,NVIDIA-A10"
             assert env["GRIDSPAWNER_DEADLINE"] == ""  # no maximum run time
             assert env["GRIDSPAWNER_STOP_WARNINGS"] == "1200"
-            assert "GRIDSPAWNER_STOPS_FILE" not in env  # the hook exists on host backends only
+            # the pod's downwardAPI file of its stops annotation (the emulator maps its path to a local file)
+            assert env["GRIDSPAWNER_STOPS_FILE"].endswith("/stops.json")
             url = f"{hub.url}/user/{username}/gridspawner/stops"
             r = wait_answer(hub, url)
             assert r.status_code == 200, (r.status_code, r.text[:1000])
