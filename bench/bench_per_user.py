@@ -19,30 +19,16 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_spawn_local import one_spawn  # noqa: E402 - the same timed spawn as that bench
 from hubtools import Hub  # noqa: E402
 from hubtools.hub import default_grid_config  # noqa: E402
 
 TARGET = 1.1
 LIMITS = "c.GridSpawner.cpu_choices = [1, 2]\nc.GridSpawner.memory_choices = [2, 4]"
-
-
-def one_spawn(hub: Hub, user: str, options: dict) -> float:
-    t0 = time.perf_counter()
-    r = hub.spawn(user, options)
-    if r.status_code not in (201, 202):
-        raise RuntimeError(f"spawn failed: {r.status_code} {r.text[:300]}")
-    while not (hub.server(user) or {}).get("ready"):
-        time.sleep(0.02)
-    while hub.server_status(user).status_code != 200:
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - t0
-    hub.stop_server(user)
-    return elapsed
 
 
 def hub_with(workdir: Path, **backend) -> Hub:
