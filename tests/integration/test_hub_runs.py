@@ -33,13 +33,17 @@ def runs_hub(tmp_path_factory):
     extra = ("from gridspawner.service.settings import enable_service\n"
              f"enable_service(c, port={free_port()}, admin_users=['runadmin'])\n")
     with Hub(grid, workdir=workdir, extra_config=extra) as hub:
-        # the hub routes the service once it answers (its start takes seconds)
-        deadline = time.monotonic() + 90
-        while hub.session.get(api(hub), allow_redirects=False, timeout=30).status_code == 302:
-            assert time.monotonic() < deadline, hub.log()[-3000:]
-            time.sleep(0.5)
+        wait_service_routed(hub)
         yield hub
     assert not hub.leftover_pids()
+
+
+def wait_service_routed(hub: Hub, timeout: float = 90) -> None:
+    """Until the hub routes the service: it does once the service answers (its start takes seconds)."""
+    deadline = time.monotonic() + timeout
+    while hub.session.get(api(hub), allow_redirects=False, timeout=30).status_code == 302:
+        assert time.monotonic() < deadline, hub.log()[-3000:]
+        time.sleep(0.5)
 
 
 def client(hub: Hub, name: str) -> requests.Session:

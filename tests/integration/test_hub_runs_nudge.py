@@ -12,7 +12,7 @@ import time
 
 import pytest
 import requests
-from test_hub_runs import api, client, notebook, wait_status
+from test_hub_runs import api, client, notebook, wait_service_routed, wait_status
 
 from hubtools import Hub, default_grid_config, free_port
 
@@ -30,10 +30,7 @@ def nudge_hub(tmp_path_factory):
     extra = ("from gridspawner.service.settings import enable_service\n"
              f"enable_service(c, port={free_port()})\n")
     with Hub(grid, workdir=workdir, extra_config=extra, gpus=ONE_GPU) as hub:
-        deadline = time.monotonic() + 90
-        while hub.session.get(api(hub), allow_redirects=False, timeout=30).status_code == 302:
-            assert time.monotonic() < deadline, hub.log()[-3000:]
-            time.sleep(0.5)
+        wait_service_routed(hub)
         yield hub
     assert not hub.leftover_pids()
 

@@ -8,11 +8,10 @@ stays up; a bad setting stops the hub at start-up naming the key."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from s3.fixtures import s3_server  # noqa: F401
-from test_hub_runs import api, client, notebook, wait_status
+from test_hub_runs import api, client, notebook, wait_service_routed, wait_status
 
 from gridspawner.runs.files import INPUT, LOG, OUTPUT
 from hubtools import Hub, default_grid_config, free_port
@@ -47,10 +46,7 @@ def s3_hub(tmp_path_factory, s3_server):  # noqa: F811
              f"enable_service(c, port={free_port()})\n")
     with Hub(s3_grid(workdir, s3_server.url), workdir=workdir, extra_config=extra,
              env={"GS_RUNS_KEY_ID": "testing", "GS_RUNS_SECRET": SECRET}) as hub:
-        deadline = time.monotonic() + 90
-        while hub.session.get(api(hub), allow_redirects=False, timeout=30).status_code == 302:
-            assert time.monotonic() < deadline, hub.log()[-3000:]
-            time.sleep(0.5)
+        wait_service_routed(hub)
         yield hub
     assert not hub.leftover_pids()
 
