@@ -204,6 +204,7 @@ async def test_watch_without_rv_sends_synthetic_added_and_bookmarks(api, emu):
 
 async def test_selector_transition_reads_as_deleted(api, emu):
     await api.create_namespaced_pod(NS, pod("t1", labels={"app": "jupyterhub", "stage": "a"}))
+    await wait_pod(api, "t1", ready)  # no scheduler/kubelet MODIFIED left to race the relabel
     rv = (await api.list_namespaced_pod(NS)).metadata.resource_version
     await api.patch_namespaced_pod("t1", NS, {"metadata": {"labels": {"stage": "b"}}})
     async with watch.Watch().stream(api.list_namespaced_pod, NS, label_selector="stage=a", resource_version=rv,
@@ -223,7 +224,9 @@ async def test_410_after_compaction(api, emu):
             async for _ in stream:
                 pass
     assert e.value.status == 410 and "too old resource version" in e.value.reason
-    # a fresh list gives a usable resourceVersion again
+    # a fresh list gives a usable resourceVersion again; c1 must have settled first, or its
+    # scheduling and kubelet updates (MODIFIED c1) race ahead of ADDED c2
+    await wait_pod(api, "c1", ready)
     rv2 = (await api.list_namespaced_pod(NS)).metadata.resource_version
     await api.create_namespaced_pod(NS, pod("c2"))
     async with watch.Watch().stream(api.list_namespaced_pod, NS, resource_version=rv2,
