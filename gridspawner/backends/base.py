@@ -108,11 +108,13 @@ class BatchJob:
 class BatchResult:
     """What a finished batch job left: its exit code (None when it is not known, e.g. the
     job was lost), the ``outputs`` that exist (name → bytes) and the tail of its combined
-    stdout/stderr (at most ``BATCH_LOG_TAIL`` bytes, decoded with replacement)."""
+    stdout/stderr (at most ``BATCH_LOG_TAIL`` bytes, decoded with replacement).
+    ``timed_out``: the backend's scheduler ended the job at its time limit (Slurm's TIMEOUT)."""
 
     exit_code: int | None
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
     log_tail: str = ""
+    timed_out: bool = False
 
 
 #: the most bytes of a batch job's log kept in `BatchResult.log_tail`
@@ -280,6 +282,12 @@ class Backend(ABC):
         typed (a custom image, where the policy's ``image_refs`` allow one); None when it
         can: `parse_image` then takes ``{"image": reference}``. Default: it cannot."""
         return f"backend kind {cls.kind!r} runs no container images"
+
+    @classmethod
+    def mounts_problem(cls, settings: Any) -> str | None:
+        """Why servers and runs on a backend with these (parsed) settings cannot have data
+        mounts (a field error at a run's submit); None when they can (the default)."""
+        return None
 
     @classmethod
     def resource_limits(cls, settings: Any) -> str:

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from ..backends import backend_class
 from ..catalog_values import Catalog
 from ..request import LaunchRequest, build_request
 from ..vocabulary import OptionsError
@@ -149,6 +150,11 @@ def build_draft(form: Mapping[str, Any], catalog: Catalog, groups: Iterable[str]
         request = build_request(options if options is not None else {}, catalog, groups, username=username)
     except OptionsError as e:
         errors.update(e.errors)
+    if request is not None and request.mounts:
+        # a kind whose servers take no data mounts (Slurm) refuses them here, not at the start
+        problem = backend_class(request.backend_kind).mounts_problem(catalog.backends[request.backend].settings)
+        if problem:
+            errors["mounts"] = problem
     values, perrors, warnings = params.check_parameters(raw_params, cell)
     errors.update(perrors)
     data_dir = getattr(catalog.storage, "data_dir", None) or "data"

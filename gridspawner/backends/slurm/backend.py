@@ -39,6 +39,7 @@ from ..host.transport import TransportError
 from ..ssh.runtimes import combined_prefix
 from ..ssh.settings import ACCOUNT
 from . import jobs
+from .batch import SlurmBatchMixin
 from .board import BOARDS, BoardError
 from .capacity import QueueCapacity
 from .connections import ClusterSSH
@@ -52,7 +53,7 @@ _STATE_KEYS = ("job_id", "account", "node", "node_address", "session_dir", "sock
 _HUB_URL_ENV = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(SlurmBatchMixin, Backend):
     """Servers as Slurm jobs reached through a login node (docs/admin/slurm-backend.md)."""
 
     kind = "slurm"
@@ -88,6 +89,10 @@ class SlurmBackend(Backend):
     @classmethod
     def gpu_type_memory(cls, settings: SlurmSettings) -> dict[str, int]:
         return {t.key: t.memory for t in settings.gpu_types if t.memory}
+
+    @classmethod
+    def mounts_problem(cls, settings: SlurmSettings) -> str | None:
+        return "data mounts are not available on Slurm backends yet; remove the mounts"
 
     @classmethod
     def resource_limits(cls, settings: SlurmSettings) -> str:
@@ -134,7 +139,7 @@ class SlurmBackend(Backend):
         if len(slug) > MAX_SLUG:
             raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
         if getattr(request, "mounts", ()):
-            raise BackendError("data mounts are not available on Slurm backends yet; remove the mounts")
+            raise BackendError(self.mounts_problem(s) or "")
         account = self.account_for(ctx.user)
         image: HostImage = getattr(request, "image_settings", None) or HostImage()
         try:
@@ -176,9 +181,10 @@ class SlurmBackend(Backend):
         finally:
             self._orphans.in_flight.discard(job_id)
 
-    async def _wait_running(self, ctx: LaunchContext, job_id: int) -> JobInfo:
-        """Until the job runs: progress with Slurm's pending reason and estimated start when
-        they change; fail at once for a reason that never clears, after ``queue_wait``."""
+    async def _wait_running(self, ctx: LaunchContext, job_id: int, batch: bool = False) -> JobInfo:
+        """Until the job runs (or, for a ``batch`` job, ran: a short one may end between two
+        looks): progress with Slurm's pending reason and estimated start when they change;
+        fail at once for a reason that never clears, after ``queue_wait``."""
         s = self.settings
         deadline = time.monotonic() + s.queue_wait
         said = ""
@@ -200,6 +206,8 @@ class SlurmBackend(Backend):
                     said = text
                 if info.reason in NEVER_RUNS:
                     raise BackendError(f"Slurm cannot run job {job_id} as asked: {info.reason}")
+            elif info is not None and info.ended and batch:
+                return info
             elif info is not None and info.ended:
                 raise BackendError(f"job {job_id} {info.ended_text()} before the server started"
                                    f"{await self._output_tail(self.account_for(ctx.user), job_id)}")

@@ -21,18 +21,25 @@ from ..base import BackendError, Reconciled
 ORPHAN_SQUEUE = shlex.join(["squeue", "-h", "-t", "PENDING,RUNNING,SUSPENDED", "-o", "%i|%u|%k"])
 
 
-def job_comment(hub_id: str, backend: str) -> str:
-    return f"gridspawner hub={hub_id} backend={backend}"
+#: the comment's last word on a notebook run's job (servers' jobs carry none)
+RUN_MARK = "kind=run"
+
+
+def job_comment(hub_id: str, backend: str, run: bool = False) -> str:
+    """``gridspawner hub=ID backend=NAME`` (+ `` kind=run`` for a notebook run's job: the
+    runs service writes its own hub id, so a hub's look never takes a run for a server)."""
+    return f"gridspawner hub={hub_id} backend={backend}" + (f" {RUN_MARK}" if run else "")
 
 
 def ours(text: str, hub_id: str, backend: str) -> list[tuple[int, str]]:
-    """(job id, account) of the jobs in ``ORPHAN_SQUEUE``'s output that carry our comment."""
-    want = job_comment(hub_id, backend)
+    """(job id, account) of the jobs in ``ORPHAN_SQUEUE``'s output that carry our comment
+    (a server's or a run's)."""
+    want = (job_comment(hub_id, backend), job_comment(hub_id, backend, run=True))
     out = []
     for line in text.splitlines():
         job, _, rest = line.strip().partition("|")
         account, _, comment = rest.partition("|")
-        if job.isdigit() and comment == want and account:
+        if job.isdigit() and comment in want and account:
             out.append((int(job), account))
     return out
 

@@ -98,6 +98,7 @@ class SlurmSettings:
     session_root: str = "/tmp/gridspawner-{account}"
     notebook_dir: str = "~"
     job_output: str = ".gridspawner/slurm-%j.out"
+    run_dir: str = ".gridspawner/runs"
     job_name: str = "gridspawner"
     extra_options: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
@@ -301,6 +302,7 @@ def parse_slurm_settings(raw: Mapping, key: str) -> SlurmSettings:
     out.update(parse_given(raw, key, {
         "notebook_dir": parse_notebook_dir,
         "job_output": _job_output,
+        "run_dir": _run_dir,
         "job_name": lambda v, k: _slurm_name(v, k, "job"),
         "extra_options": _options,
         "env": parse_env,
@@ -318,6 +320,14 @@ def _job_output(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value or value.startswith("-") or any(c in value for c in "\x00\n\r"):
         raise CatalogError(key, f"must be a file name for sbatch --output, e.g. '.gridspawner/slurm-%j.out' (got {value!r})")
     return value
+
+
+def _run_dir(value: Any, key: str) -> str:
+    if (not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.+/-]{1,200}", value) or value.startswith("-")
+            or ".." in value.split("/") or not value.strip("/")):
+        raise CatalogError(key, "must be a directory for notebook runs on the filesystem the login and compute nodes "
+                                f"share, absolute or relative to the account's home, e.g. '.gridspawner/runs' (got {value!r})")
+    return value.rstrip("/")
 
 
 def check_account(account: str, user: str) -> str:
