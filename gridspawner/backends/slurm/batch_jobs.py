@@ -65,6 +65,7 @@ if [ -L "$W" ] || [ ! -d "$W/{WORK}" ] || [ ! -O "$W" ]; then
   echo "gridspawner: the run directory $W is missing or not $(id -un)'s own" >&2
   exit 10
 fi
+W=$(cd "$W" && pwd -P) || exit 10
 {smi} >"$W/gpus.csv.new" 2>/dev/null || : >"$W/gpus.csv.new"
 mv -f "$W/gpus.csv.new" "$W/gpus.csv"
 . "$W/env" || exit 10
