@@ -118,3 +118,23 @@ def test_no_secret_of_the_environment_may_end_the_here_document():
     with pytest.raises(ValueError):
         batch_jobs.submit_batch_script([], "#!/bin/sh\n", "r/run-a.0a1b", {}, {"X": "a\nGS_ENV_END\nrm -rf ~"})
     assert os.path.exists("/bin/sh")
+
+
+def test_a_runs_data_mounts_on_a_slurm_backend_are_a_field_error_at_submit():
+    import nbformat
+
+    from gridspawner.catalog import build_catalog
+    from gridspawner.runs.submit import build_draft
+    from gridspawner.vocabulary import OptionsError
+
+    storage = {"ssh": {"lab": {"address": "lab.example", "known_hosts": "/kh", "paths": ["/data/*"],
+                               "auth": ["password"]}}}
+    catalog = build_catalog(backends={"hpc": {"kind": "slurm", "login_hosts": ["login.example"], "username": "alice"}},
+                            images={"base": {"slurm": {}}}, default_options={"backend": "hpc", "image": "base"},
+                            default_policy={"backends": ["hpc"], "images": ["base"]}, storage=storage)
+    nb = nbformat.writes(nbformat.v4.new_notebook()).encode()
+    assert build_draft({"notebook": nb, "options": {}}, catalog, [], "alice").request.backend_kind == "slurm"
+    row = {"type": "ssh", "path": "/data/alice", "target": "inputs", "mode": "copy", "password": "pw"}
+    with pytest.raises(OptionsError) as e:
+        build_draft({"notebook": nb, "options": {"mounts": [row]}}, catalog, [], "alice")
+    assert e.value.errors == {"mounts": "data mounts are not available on Slurm backends yet; remove the mounts"}
