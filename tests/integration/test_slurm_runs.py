@@ -5,7 +5,8 @@ its executed notebook and a declared output; a failing notebook's cell and error
 back; a running run is cancelled (scancel: its job ends CANCELLED, its GPU is free, what it
 wrote so far comes back); Slurm's time limit (the profile's max run time) ends a run as
 timed out; the runs executor's look for orphans cancels a run job no run uses, which the
-hub's own look never touches."""
+hub's own look never touches; and through the runs service (real runs table and run store),
+a run survives a restart of the service mid-run and is collected with its usage record."""
 
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from slurmlab import available  # noqa: E402
-from test_slurm_backend import SESSION_ROOTS, backend, context, remove_session_roots  # noqa: E402,F401
+from test_slurm_backend import SESSION_ROOTS, backend, context, remove_session_roots, settings  # noqa: E402,F401
 
 from gridspawner.backends.slurm import SlurmBackend  # noqa: E402
 from gridspawner.request import LaunchRequest  # noqa: E402
 from gridspawner.runs.outcome import judge  # noqa: E402
 from gridspawner.runs.papermill_cmd import OUTPUT, batch_job  # noqa: E402
+from gridspawner.runs.runtime import RunsRuntime  # noqa: E402
+from gridspawner.runs.submit import build_draft  # noqa: E402
+from gridspawner.usage.config import build_usage_config  # noqa: E402
+from gridspawner.usage.runtime import UsageRuntime  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(available() is not None, reason=available() or ""), pytest.mark.timeout(400)]
 
@@ -191,3 +196,49 @@ async def test_the_runs_look_for_orphans_cancels_a_run_job_no_run_uses(slurm_lab
     finally:
         await runs.close()
         await hub.close()
+
+
+async def test_the_runs_service_runs_a_notebook_on_slurm_across_a_restart(slurm_lab, tmp_path):
+    lab = slurm_lab
+    db = f"sqlite:///{tmp_path}/usage.sqlite"
+    usage = UsageRuntime(build_usage_config(), db)
+    usage.upgrade_now()
+    path = f"{lab.bin}:{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
+    catalog = {"backends": {"hpc": {"kind": "slurm", **settings(lab, poll_interval=0.5)}},
+               "images": {"py": {"slurm": {"env": {"PATH": path}}}}, "max_gpus": 1,
+               "default_options": {"backend": "hpc", "image": "py"},
+               "default_policy": {"backends": "*", "images": "*", "max_gpus": 1}}
+    runs_settings = {"catalog": catalog, "hub_id": "slurm-hub", "runs_dir": str(tmp_path / "runs"),
+                     "runs_poll_interval": 0.5, "runs_queue_retry": 0.5}
+    runs = RunsRuntime(runs_settings, usage.store.engine, db, usage)
+    await runs.start()
+    try:
+        nb = notebook("import time\ntime.sleep(float(seconds))\nprint('done', name)", "seconds = 0\nname = 'x'")
+        draft = build_draft({"notebook": nb, "options": {"gpus": 1}, "parameters": {"seconds": 6, "name": "svc-31"}},
+                            runs.catalog, [], "alice")
+        run_id = await runs.submit(draft, "alice", [])
+        row = await wait_status(runs, run_id, ("running",), 120)
+        state = json.loads(row["launch_state"])
+        assert row["host"] in ("gpu1", "gpu2") and row["gpu_model"] in ("Tesla T4", "NVIDIA A100-SXM4-80GB")
+        assert lab.job(state["job_id"])["comment"] == "gridspawner hub=slurm-hub+runs backend=hpc kind=run"
+        await asyncio.wait_for(runs.close(), 30)  # the service goes away; the job goes on
+        runs = RunsRuntime(runs_settings, usage.store.engine, db, usage)
+        await runs.start()
+        row = await wait_status(runs, run_id, ("succeeded", "failed", "timed_out", "cancelled"), 120)
+        assert row["status"] == "succeeded" and "done svc-31" in row["log_tail"], row
+        assert "done svc-31" in text_of(await runs.files.read(run_id, OUTPUT))
+        assert lab.job(state["job_id"])["job_state"] == "COMPLETED"
+        assert not list(lab.home().glob(f".gridspawner/runs/run-{run_id}*"))
+    finally:
+        await asyncio.wait_for(runs.close(), 30)
+        usage.store.close()
+
+
+async def wait_status(runs: RunsRuntime, run_id: str, statuses, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = await runs.store.get(run_id)
+        if row["status"] in statuses:
+            return row
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run {run_id} still {row['status']} after {timeout} s: {row}")
