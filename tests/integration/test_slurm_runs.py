@@ -149,21 +149,33 @@ async def test_cancel_of_a_running_run_ends_its_job_and_frees_its_gpu(slurm_lab)
 
 
 async def test_slurm_ends_a_run_at_its_max_run_time(slurm_lab):
-    """max_runtime 60 s → ``--time=1``: Slurm ends the job (TIMEOUT), the run reads timed out."""
+    """max_runtime 60 s → ``--time=1``: Slurm ends the jobs (TIMEOUT), the runs read timed out.
+    Two runs polled together cost one squeue per round (the board's), as servers do."""
     lab = slurm_lab
     b = backend(lab, poll_interval=1)
-    job = batch_job("33aa11bb22cc33dd", notebook("import time\ntime.sleep(600)"), {})
+    launches = []
     try:
-        launch = await b.start_batch(context(lab, "run-33aa11bb22cc33dd"), run_request(lab, max_runtime=60), job)
-        limit = lab.job(launch.state["job_id"])["time_limit"]  # minutes; a dict in newer Slurm
-        assert (limit if isinstance(limit, int) else limit["number"]) == 1
-        t0 = time.monotonic()
-        code = await until_ended(b, launch, 200)
-        result = await b.finish_batch(launch)
-        assert time.monotonic() - t0 > 30 and code != 0
-        assert result.timed_out and "TIMEOUT: reached its time limit" in result.log_tail
-        assert judge(result.exit_code, result.files.get(OUTPUT), result.log_tail, "py",
-                     timed_out=result.timed_out)[0] == "timed_out"
+        for i in range(2):
+            job = batch_job(f"33aa11bb22cc33d{i}", notebook("import time\ntime.sleep(600)"), {})
+            launches.append(await b.start_batch(context(lab, f"run-33aa11bb22cc33d{i}"), run_request(lab, max_runtime=60), job))
+        for launch in launches:
+            limit = lab.job(launch.state["job_id"])["time_limit"]  # minutes; a dict in newer Slurm
+            assert (limit if isinstance(limit, int) else limit["number"]) == 1
+        t0, before, rounds = time.monotonic(), b.commands.get("squeue", 0), 0
+        codes: list = [None, None]
+        while None in codes:
+            assert time.monotonic() - t0 < 200, "Slurm did not end the runs"
+            rounds += 1
+            polled = await asyncio.gather(*(b.poll_batch(la) for la, c in zip(launches, codes) if c is None))
+            codes = [c if c is not None else polled.pop(0) for c in codes]
+            await asyncio.sleep(0.5)
+        assert b.commands["squeue"] - before <= rounds, (b.commands, rounds)
+        assert time.monotonic() - t0 > 30 and 0 not in codes
+        for launch in launches:
+            result = await b.finish_batch(launch)
+            assert result.timed_out and "TIMEOUT: reached its time limit" in result.log_tail
+            assert judge(result.exit_code, result.files.get(OUTPUT), result.log_tail, "py",
+                         timed_out=result.timed_out)[0] == "timed_out"
     finally:
         await b.close()
 
