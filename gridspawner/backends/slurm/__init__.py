@@ -1,5 +1,5 @@
 """The ``slurm`` backend kind: servers as Slurm batch jobs, submitted and reached through a
-login node over SSH (docs/admin/slurm-backend.md)."""
+login node over SSH, and notebook runs as batch jobs (`batch`) (docs/admin/slurm-backend.md)."""
 
 from .backend import SlurmBackend
 

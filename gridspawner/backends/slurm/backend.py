@@ -17,7 +17,7 @@ What a careful user of a cluster does by hand, done by the hub (docs/admin/slurm
    loopback (or ``hub_api_url``).
 
 Poll = the board's view of the job; stop = ``scancel``; the saved state (job id, node,
-socket, relay port) lets a restarted hub re-attach.
+socket, relay port) lets a restarted hub re-attach. Notebook runs: `batch.SlurmBatchMixin`.
 """
 
 from __future__ import annotations
