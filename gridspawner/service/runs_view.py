@@ -149,6 +149,9 @@ def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float, outpu
             "notebook": f"{prefix}api/runs/{run_id}/notebook",
             "cancel": f"{prefix}api/runs/{run_id}/cancel",
             "delete": f"{prefix}api/runs/{run_id}",
+            # the same, as plain form posts (pages without JavaScript: `runs_actions`)
+            "cancel_form": f"{prefix}runs/{run_id}/cancel",
+            "delete_form": f"{prefix}runs/{run_id}/delete",
         },
         "updated": run.get("updated"),
     }
