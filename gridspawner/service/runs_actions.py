@@ -67,7 +67,8 @@ class RunAction(RunsBase):
         try:
             if action == "cancel":
                 await self.cancel_run(row)
-                text = (f"{name}: cancelled." if row["status"] in ("queued", "cancelled")
+                now = await self.runs.store.get(run_id)
+                text = (f"{name}: cancelled." if now is None or now["status"] == "cancelled"
                         else f"{name}: cancelling (its process stops in a moment).")
             else:
                 await self.delete_run(row)

@@ -1,6 +1,7 @@
 """The notebook-run pages of the service: ``runs`` (the results page and its live rows),
 ``runs/new`` (submit: a notebook, the spawn form's choices, parameters) and ``runs/ID/html``
-(the executed notebook as HTML, sandboxed).
+(the executed notebook as HTML, sandboxed; kept once rendered: `html_views`); the rows'
+cancel/delete form posts are `runs_actions`'.
 
 Pages authenticate like the usage pages (the hub's login cookie via OAuth; requests from
 the pages' scripts carry the XSRF token JupyterHub checks on cookie-authenticated fetches).

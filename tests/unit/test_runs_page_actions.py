@@ -38,6 +38,16 @@ def test_cancel_and_delete_are_post_forms_with_the_xsrf_token():
     assert not done.find("form", attrs={"data-gs-form": "cancel"})
 
 
+def test_a_run_being_cancelled_says_so_and_offers_no_second_cancel():
+    stopping = rows(run(status="running", started=T0, cancel_requested=True))
+    assert stopping.find(attrs={"data-gs-status-text": True}).text == "cancelling"
+    assert stopping.find("tbody")["data-gs-status"] == "running" and stopping.find("tbody")["data-gs-active"] == "1"
+    assert not stopping.find("form")  # neither cancel again nor delete while it stops
+    # a cancel asked for a run that ended anyway: its end is what it shows
+    assert rows(run(status="succeeded", started=T0, cancel_requested=True)).find(
+        attrs={"data-gs-status-text": True}).text == "succeeded"
+
+
 def test_the_way_back_is_never_a_url_from_the_form():
     assert back_query("1", "2") == "?all=1&page=2"
     assert back_query("", "") == "" and back_query("", "1") == ""
