@@ -7,7 +7,9 @@ post without it has no user, a 403), so another site cannot make a logged-in bro
 them. There is no GET (405): nothing changes on a link. The checks are the REST API's
 (`RunsBase.own_run`, `cancel_run`, `delete_run`): a user's own runs only (another's is a
 404, as a missing one), an admin every run; a run that cannot be cancelled or deleted now
-(409, 503) comes back as a message. The browser is sent back to the list it came from (303)
+(409, 503) comes back as a message. Delete asks first: a post without ``confirm=1`` is
+answered with a page that asks (its button posts again, confirmed), as the page's script
+asks before its REST call. The browser is then sent back to the list it came from (303)
 with a one-time message in a signed cookie (`set_flash` / `take_flash`). Where the page's
 script runs, it sends the REST calls itself and the page is not reloaded (``runs.js``)."""
 
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs
 
 from tornado import web
 
+from ..runs.view import ACTIVE
 from .runs_api import RunsBase
 
 #: the one-time message after a form post: a signed cookie on the results page's path
@@ -70,6 +74,9 @@ class RunAction(RunsBase):
                 now = await self.runs.store.get(run_id)
                 text = (f"{name}: cancelled." if now is None or now["status"] == "cancelled"
                         else f"{name}: cancelling (its process stops in a moment).")
+            elif self.get_body_argument("confirm", "") != "1" and row["status"] not in ACTIVE:
+                self.confirm_page(row, name, path)
+                return
             else:
                 await self.delete_run(row)
                 text = f"{name}: deleted, with its notebooks."
@@ -79,8 +86,18 @@ class RunAction(RunsBase):
                 raise
             done = "cancelled" if action == "cancel" else "deleted"
             set_flash(self, path, "danger", f"{name} could not be {done}: {e.log_message}")
-        self.redirect(path + back_query(self.get_body_argument("all", ""), self.get_body_argument("page", "")),
-                      status=303)
+        self.redirect(path + self.back_query(), status=303)
+
+    def back_query(self) -> str:
+        return back_query(self.get_body_argument("all", ""), self.get_body_argument("page", ""))
+
+    def confirm_page(self, row: dict, name: str, path: str) -> None:
+        """Delete's question, as a page: its button posts the form again, confirmed."""
+        query = self.back_query()
+        back = {k: v[0] for k, v in parse_qs(query.lstrip("?")).items()}
+        self.set_header("Cache-Control", "no-store")
+        self.page("run_delete.html.j2", errors={}, name=name, action=f"{path}/{row['id']}/delete",
+                  xsrf=self.xsrf_token.decode(), back=back, back_url=path + query)
 
 
 def routes(prefix: str, shared: dict[str, Any]) -> list[tuple]:

@@ -344,6 +344,9 @@ def test_submit_cancel_and_delete_without_javascript(hub, chromium, tmp_path, ar
         page.reload()
     expect(plain.locator("[data-gs-action=delete]")).to_be_visible()
     plain.locator("[data-gs-action=delete]").click()
+    expect(page.locator("h1")).to_have_text("Delete the run plain?")  # asked first
+    page.screenshot(path=str(artifacts_dir / "runs-delete-confirm-nojs.png"), full_page=True)
+    page.click("#gs-delete-confirm")
     page.wait_for_url(f"**{SERVICE}runs")
     expect(page.locator("#gs-flash")).to_contain_text("plain: deleted")
     expect(page.locator("#gs-runs tbody[data-gs-run]")).to_have_count(1)

@@ -2,8 +2,8 @@
 and gridspawner service, with a plain HTTP client logged in as a browser is (the hub's
 login cookie, the service's OAuth cookie, the XSRF token from the page's forms):
 
-- the cancel/delete forms a page renders cancel a queued run and delete an ended one, and
-  answer with a redirect to the list and a one-time message; a post without the token is
+- the cancel/delete forms a page renders cancel a queued run and delete an ended one (after
+  a page that asks), and answer with a redirect to the list and a one-time message; a post without the token is
   refused (nothing changes), another user's run is a 404 as on REST, a GET changes nothing;
 - the HTML view of an ended run is rendered once (served again with its file gone), with a
   weak ETag the browser revalidates (304), ``Cache-Control: private``, and — fresh, kept
@@ -126,12 +126,18 @@ def cancel_and_delete(hub: Hub, alice: requests.Session, holder: dict, username:
     assert r.status_code == 303
     wait_status(alice, api(hub, f"/{holder['id']}"), ("cancelled",), 90)
     listing = page.get(f"{hub.url}{SERVICE}runs", timeout=60).text
+    # delete asks first: the row's form answers with a page whose button posts it confirmed
     r = post_form(page, hub, waiting["id"], "delete", form_of(listing, waiting["id"], "delete"))
+    assert r.status_code == 200 and "cannot be undone" in r.text, r.text[:500]
+    assert alice.get(api(hub, f"/{waiting['id']}"), timeout=30).status_code == 200
+    confirm = form_of(r.text, waiting["id"], "delete")
+    assert confirm["confirm"] == "1" and confirm["_xsrf"]
+    r = post_form(page, hub, waiting["id"], "delete", confirm)
     assert r.status_code == 303
     assert alice.get(api(hub, f"/{waiting['id']}"), timeout=30).status_code == 404
     assert re.search(r'id="gs-flash">[^<]*: deleted, with its notebooks\.<',
                      page.get(f"{hub.url}{SERVICE}runs", timeout=60).text)
-    assert post_form(page, hub, holder["id"], "delete", {"_xsrf": fields["_xsrf"]}).status_code == 303
+    assert post_form(page, hub, holder["id"], "delete", {"_xsrf": fields["_xsrf"], "confirm": "1"}).status_code == 303
     assert alice.get(api(hub, f"/{holder['id']}"), timeout=30).status_code == 404
 
 
