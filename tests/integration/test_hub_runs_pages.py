@@ -36,7 +36,7 @@ def pages_hub(tmp_path_factory):
     grid.update({"notebook_runs": True, "runs_poll_interval": 0.5, "runs_dir": str(workdir / "run-store"),
                  "default_quota": {"gpus_at_once": 2}})
     extra = ("from gridspawner.service.settings import enable_service\n"
-             f"enable_service(c, port={free_port()})\n")
+             f"enable_service(c, port={free_port()}, admin_users=['pgadmin'])\n")
     with Hub(grid, workdir=workdir, extra_config=extra, gpus=ONE_GPU) as hub:
         wait_service_routed(hub)
         yield hub
@@ -137,7 +137,11 @@ def cancel_and_delete(hub: Hub, alice: requests.Session, holder: dict, username:
     assert alice.get(api(hub, f"/{waiting['id']}"), timeout=30).status_code == 404
     assert re.search(r'id="gs-flash">[^<]*: deleted, with its notebooks\.<',
                      page.get(f"{hub.url}{SERVICE}runs", timeout=60).text)
-    assert post_form(page, hub, holder["id"], "delete", {"_xsrf": fields["_xsrf"], "confirm": "1"}).status_code == 303
+    # an admin may delete anyone's run, by the same form
+    admin = browser(hub, "pgadmin")
+    token = form_of_any(admin.get(f"{hub.url}{SERVICE}runs?all=1", timeout=60).text, admin)
+    r = post_form(admin, hub, holder["id"], "delete", {"_xsrf": token, "confirm": "1", "all": "1"})
+    assert r.status_code == 303 and r.headers["Location"] == f"{SERVICE}runs?all=1", r.text[:300]
     assert alice.get(api(hub, f"/{holder['id']}"), timeout=30).status_code == 404
 
 
