@@ -34,6 +34,7 @@ from ..runs.submit import build_draft
 from ..runs.view import ACTIVE, positions, run_json
 from ..vocabulary import OptionsError
 from .handlers import ApiBase
+from .html_views import HTML_VIEWS
 
 
 class RunsBase(ApiBase):
@@ -61,9 +62,10 @@ class RunsBase(ApiBase):
             raise web.HTTPError(404, f"no run {run_id!r}")
         return row
 
-    async def own_output(self, run_id: str) -> tuple[dict, bytes]:
-        """The run (as `own_run`) and its executed notebook; 404 when there is none yet."""
-        row = await self.own_run(run_id)
+    async def own_output(self, run_id: str, row: dict | None = None) -> tuple[dict, bytes]:
+        """The run (as `own_run`, or ``row`` when it was read so) and its executed notebook;
+        404 when there is none yet."""
+        row = row if row is not None else await self.own_run(run_id)
         try:
             data = await self.runs.files.read(run_id, OUTPUT)
         except RunStoreError as e:
@@ -71,6 +73,33 @@ class RunsBase(ApiBase):
         if data is None:
             raise web.HTTPError(404, f"run {run_id} has no executed notebook ({row['status']})")
         return row, data
+
+    async def cancel_run(self, row: dict) -> None:
+        """Cancel the run (`own_run`'s row): a queued one at once, an active one when its
+        process or pod has stopped; 409 when it ended otherwise (cancelled again: nothing)."""
+        run_id, store = row["id"], self.runs.store
+        if row["status"] == "queued" and await store.move(run_id, ("queued",), status="cancelled", finished_at=time.time(),
+                                                          cancelled_by=self.user_name, cancel_requested=1):
+            self.runs.executor.secrets.pop(run_id, None)
+            await self.runs.executor.cancel(run_id)  # a start in flight stops when it returns
+        elif row["status"] in ACTIVE:
+            await store.move(run_id, ACTIVE, cancel_requested=1, cancelled_by=self.user_name)
+            await self.runs.executor.cancel(run_id)
+        elif row["status"] != "cancelled":
+            raise web.HTTPError(409, f"run {run_id} is {row['status']} already")
+
+    async def delete_run(self, row: dict) -> None:
+        """Delete the run (`own_run`'s row) and its files; 409 while it is active, 503 when
+        the run store cannot answer (the run stays: delete again)."""
+        run_id = row["id"]
+        if row["status"] in ACTIVE:
+            raise web.HTTPError(409, f"run {run_id} is {row['status']}: cancel it first")
+        try:  # the files first: a run store that cannot answer keeps the run (delete again)
+            await self.runs.files.remove(run_id)
+        except RunStoreError as e:
+            raise web.HTTPError(503, f"run {run_id} was not deleted: {e}") from None
+        await self.runs.store.delete(run_id)
+        HTML_VIEWS.forget(self.runs.files.location, run_id)
 
     async def with_position(self, row: dict) -> dict:
         pos = None
@@ -153,14 +182,7 @@ class RunAPI(RunsBase):
 
     @web.authenticated
     async def delete(self, run_id: str) -> None:
-        row = await self.own_run(run_id)
-        if row["status"] in ACTIVE:
-            raise web.HTTPError(409, f"run {run_id} is {row['status']}: cancel it first")
-        try:  # the files first: a run store that cannot answer keeps the run (delete again)
-            await self.runs.files.remove(run_id)
-        except RunStoreError as e:
-            raise web.HTTPError(503, f"run {run_id} was not deleted: {e}") from None
-        await self.runs.store.delete(run_id)
+        await self.delete_run(await self.own_run(run_id))
         self.set_status(204)
         self.finish()
 
@@ -168,18 +190,8 @@ class RunAPI(RunsBase):
 class RunCancelAPI(RunsBase):
     @web.authenticated
     async def post(self, run_id: str) -> None:
-        row = await self.own_run(run_id)
-        store = self.runs.store
-        if row["status"] == "queued" and await store.move(run_id, ("queued",), status="cancelled", finished_at=time.time(),
-                                                          cancelled_by=self.user_name, cancel_requested=1):
-            self.runs.executor.secrets.pop(run_id, None)
-            await self.runs.executor.cancel(run_id)  # a start in flight stops when it returns
-        elif row["status"] in ACTIVE:
-            await store.move(run_id, ACTIVE, cancel_requested=1, cancelled_by=self.user_name)
-            await self.runs.executor.cancel(run_id)
-        elif row["status"] != "cancelled":
-            raise web.HTTPError(409, f"run {run_id} is {row['status']} already")
-        self.answer(await self.with_position(await store.get(run_id)))
+        await self.cancel_run(await self.own_run(run_id))
+        self.answer(await self.with_position(await self.runs.store.get(run_id)))
 
 
 class RunNotebookAPI(RunsBase):

@@ -1,6 +1,7 @@
 """The notebook-run pages of the service: ``runs`` (the results page and its live rows),
 ``runs/new`` (submit: a notebook, the spawn form's choices, parameters) and ``runs/ID/html``
-(the executed notebook as HTML, sandboxed).
+(the executed notebook as HTML, sandboxed; kept once rendered: `html_views`); the rows'
+cancel/delete form posts are `runs_actions`'.
 
 Pages authenticate like the usage pages (the hub's login cookie via OAuth; requests from
 the pages' scripts carry the XSRF token JupyterHub checks on cookie-authenticated fetches).
@@ -29,6 +30,9 @@ from ..form import parse_form, render_form
 from ..runs.files import INPUT, OUTPUT, RunStoreError
 from ..runs.view import ACTIVE, positions, run_json
 from .handlers import ApiBase
+from .html_views import HTML_VIEWS, view_etag
+from .runs_actions import take_flash
+from .runs_actions import routes as action_routes
 from .runs_api import RunsAPI
 from .runs_api import RunsBase as ApiRunsBase
 from .runs_view import HTML_VIEW_HEADERS, cell_source, notebook_html, queueing_capacity, run_row
@@ -122,6 +126,10 @@ class PageBase(ApiRunsBase):
     def show_all(self) -> bool:
         return self.is_admin and self.get_argument("all", "") == "1"
 
+    def back(self, page: int) -> dict[str, str]:
+        """The fields a row's cancel/delete form sends to come back to this list (`back_query`)."""
+        return {"all": "1" if self.show_all() else "", "page": str(page) if page > 1 else ""}
+
     async def visible_runs(self, since: float | None = None) -> list[dict]:
         """The runs the page lists (the API's JSON, newest first); with ``since``: those
         changed after it and every active one (their durations and queue places move)."""
@@ -152,6 +160,7 @@ class RunsPage(PageBase):
         new = self.get_argument("submitted", "")
         self.page("runs.html.j2", errors={}, rows=rows, show_user=self.show_all(), cursor=now - OVERLAP_S,
                   xsrf=self.xsrf_token.decode(), submitted=next((r["name"] for r in rows if r["id"] == new), ""),
+                  flash=take_flash(self, f"{self.ctx.prefix}runs"), back=self.back(page),
                   count=len(runs), page_no=page, pages=pages, page_base=f"{self.ctx.prefix}runs?"
                   + ("all=1&" if self.show_all() else ""))
 
@@ -171,24 +180,48 @@ class RunRows(PageBase):
             raise web.HTTPError(400, "since: a time (seconds since 1970) is needed") from None
         runs = await self.visible_runs(since=since)
         macro = self.ctx.templates.get_template("runs_macros.html.j2").module.run_rows
-        show_user = self.show_all()
+        show_user, xsrf = self.show_all(), self.xsrf_token.decode()
+        try:
+            back = self.back(int(self.get_argument("page", "1")))
+        except ValueError:
+            back = self.back(1)
         rows = await self.rows(runs, now)
         self.answer({"cursor": now - OVERLAP_S,
-                     "rows": {str(r["id"]): str(macro(row, show_user)) for r, row in zip(runs, rows)}})
+                     "rows": {str(r["id"]): str(macro(row, show_user, xsrf, back)) for r, row in zip(runs, rows)}})
 
 
 class RunHtml(PageBase):
     """``runs/ID/html``: the executed notebook through nbconvert, served so that nothing in
     it runs in the service's origin (`HTML_VIEW_HEADERS`: a CSP sandbox without scripts or
-    ``allow-same-origin``)."""
+    ``allow-same-origin``). An ended run's view is rendered once and kept (`html_views`),
+    with an ETag the browser revalidates (``Cache-Control: private, no-cache``: a 304 after
+    the same checks of who may see the run, nothing read or rendered)."""
 
     @web.authenticated
     async def get(self, run_id: str) -> None:
-        row, data = await self.own_output(run_id)
-        html = await asyncio.to_thread(notebook_html, data, row.get("name") or f"run {run_id}")
+        row = await self.own_run(run_id)
+        title = row.get("name") or f"run {run_id}"
+
+        async def render() -> bytes:
+            _, data = await self.own_output(run_id, row)
+            return (await asyncio.to_thread(notebook_html, data, title)).encode("utf-8")
+
         for k, v in HTML_VIEW_HEADERS.items():
             self.set_header(k, v)
-        self.finish(html)
+        if row["status"] in ACTIVE:  # not final yet: neither kept here nor by the browser
+            html = await render()
+            self.set_header("Cache-Control", "no-store")
+            self.finish(html)
+            return
+        location = self.runs.files.location
+        etag = view_etag(location, run_id, row.get("finished_at"))
+        self.set_header("Cache-Control", "private, no-cache")
+        self.set_header("Etag", etag)
+        if self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return
+        self.finish(await HTML_VIEWS.html((location, run_id), etag, render))
 
 
 class FormScript(PageBase):
@@ -288,4 +321,5 @@ def routes(prefix: str, shared: dict) -> list[tuple]:
         (rf"{prefix}runs/new", NewRunPage, shared),
         (rf"{prefix}runs/form\.js", FormScript, shared),
         (rf"{prefix}runs/([A-Za-z0-9_-]{{1,64}})/html", RunHtml, shared),
+        *action_routes(prefix, shared),
     ]

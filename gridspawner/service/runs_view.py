@@ -41,9 +41,16 @@ HTML_VIEW_HEADERS = {
 }
 
 
+def cancelling(run: Mapping[str, Any]) -> bool:
+    """Whether the run was asked to stop and has not yet (its process or pod is stopping)."""
+    return bool(run.get("cancel_requested")) and run.get("status") in ACTIVE
+
+
 def status_text(run: Mapping[str, Any]) -> str:
-    """``queued (position 3)``, ``running``, ``timed out``."""
+    """``queued (position 3)``, ``running``, ``timed out``, ``cancelling``."""
     status = str(run.get("status") or "")
+    if cancelling(run):
+        return "cancelling"
     text = STATUS.get(status, (status, ""))[0]
     position = run.get("queue_position")
     if status == "queued" and isinstance(position, int) and position > 0:
@@ -128,8 +135,9 @@ def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float, outpu
         "user": str(run.get("user") or ""),
         "status": status,
         "status_text": status_text(run),
-        "badge": STATUS.get(status, ("", "text-bg-light"))[1],
+        "badge": STATUS["cancelled"][1] if cancelling(run) else STATUS.get(status, ("", "text-bg-light"))[1],
         "active": status in ACTIVE,
+        "cancelling": cancelling(run),
         "finished_ok": status == "succeeded",
         "has_output": status not in ACTIVE and (output if output is not None else run.get("started") is not None),
         "submitted": when(run.get("submitted"), tz),
@@ -149,6 +157,9 @@ def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float, outpu
             "notebook": f"{prefix}api/runs/{run_id}/notebook",
             "cancel": f"{prefix}api/runs/{run_id}/cancel",
             "delete": f"{prefix}api/runs/{run_id}",
+            # the same, as plain form posts (pages without JavaScript: `runs_actions`)
+            "cancel_form": f"{prefix}runs/{run_id}/cancel",
+            "delete_form": f"{prefix}runs/{run_id}/delete",
         },
         "updated": run.get("updated"),
     }

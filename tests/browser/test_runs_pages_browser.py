@@ -297,9 +297,10 @@ def test_field_errors_failure_cancel_and_delete(hub, chromium, tmp_path, artifac
     context.close()
 
 
-def test_submit_page_without_javascript(hub, chromium, tmp_path):
+def test_submit_cancel_and_delete_without_javascript(hub, chromium, tmp_path, artifacts_dir):
     """The form works as a plain form post too: errors come back on the page (next to the
-    file input), a good run is queued and the browser lands on the results page."""
+    file input), a good run is queued and the browser lands on the results page; a run is
+    cancelled and another deleted by their rows' form posts, each with its message."""
     hub.create_user("cy")
     context = chromium.new_context(java_script_enabled=False)
     page = context.new_page()
@@ -320,6 +321,38 @@ def test_submit_page_without_javascript(hub, chromium, tmp_path):
     page.wait_for_url("**/runs?submitted=*")
     expect(page.locator("#gs-submitted")).to_contain_text("plain")
     expect(page.locator("#gs-runs tbody[data-gs-run]")).to_have_count(1)
+
+    # cancel and delete are form posts: back on the list with a message, no script needed
+    page.goto(f"{hub.url}{SERVICE}runs/new")
+    page.set_input_files("#gs-notebook", str(notebook(tmp_path / "sleeper.ipynb", "import time; time.sleep(300)")))
+    page.check("input[name=profile][value='']")
+    page.click("#gs-execute")
+    page.wait_for_url("**/runs?submitted=*")
+    sleeper = page.locator("#gs-runs tbody[data-gs-run]").first
+    expect(sleeper.locator(".gs-run-name")).to_contain_text("sleeper")
+    expect(sleeper.locator("[data-gs-action=cancel]")).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / "runs-page-nojs.png"), full_page=True)
+    sleeper.locator("[data-gs-action=cancel]").click()
+    page.wait_for_url(f"**{SERVICE}runs")
+    expect(page.locator("#gs-flash")).to_contain_text("sleeper: cancel")
+    page.screenshot(path=str(artifacts_dir / "runs-page-nojs-cancelled.png"), full_page=True)
+    plain = page.locator("#gs-runs tbody[data-gs-run]").nth(1)
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while plain.get_attribute("data-gs-status") in ("queued", "preparing", "running"):  # no live updates: reload
+        assert time.monotonic() < deadline, "the run did not end"
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(plain.locator("[data-gs-action=delete]")).to_be_visible()
+    plain.locator("[data-gs-action=delete]").click()
+    expect(page.locator("h1")).to_have_text("Delete the run plain?")  # asked first
+    page.screenshot(path=str(artifacts_dir / "runs-delete-confirm-nojs.png"), full_page=True)
+    page.click("#gs-delete-confirm")
+    page.wait_for_url(f"**{SERVICE}runs")
+    expect(page.locator("#gs-flash")).to_contain_text("plain: deleted")
+    expect(page.locator("#gs-runs tbody[data-gs-run]")).to_have_count(1)
+    page.screenshot(path=str(artifacts_dir / "runs-page-nojs-deleted.png"), full_page=True)
+    page.reload()
+    expect(page.locator("#gs-flash")).to_have_count(0)  # shown once
     context.close()
 
 

@@ -1,4 +1,4 @@
-/* gridspawner notebook runs: the results page's live updates, cancel and delete.
+/* gridspawner notebook runs: the results page's live updates, and cancel and delete without a reload.
    Live updates poll runs/rows?since=<cursor>: the server answers with the rows of the runs
    that changed since (and of every run still active: their durations grow), rendered by the
    same template as the page, and a new cursor; this script only swaps those <tbody>s in.
@@ -19,10 +19,6 @@
   var empty = document.getElementById("gs-runs-empty");
   var timer = null, inFlight = null, failures = 0;
 
-  function showJsOnly(root) {
-    var els = root.querySelectorAll(".gs-js-only");
-    for (var i = 0; i < els.length; i++) els[i].hidden = false;
-  }
   function anyActive() { return !!table.querySelector("tbody[data-gs-active='1']"); }
   function updateEmpty() { empty.hidden = !!table.querySelector("tbody[data-gs-run]"); }
   function showError(text) { errorBox.textContent = text; errorBox.hidden = !text; }
@@ -46,7 +42,6 @@
       tpl.innerHTML = rows[id];
       var fresh = tpl.content.querySelector("tbody[data-gs-run]");
       if (!fresh) return;
-      showJsOnly(fresh);
       var old = table.querySelector("tbody[data-gs-run='" + CSS.escape(id) + "']");
       if (old) {
         if (old.getAttribute("data-gs-status") !== fresh.getAttribute("data-gs-status")) changed.push(fresh);
@@ -100,9 +95,13 @@
       });
   }
 
-  table.addEventListener("click", function (ev) {
-    var btn = ev.target.closest("[data-gs-action]");
+  // cancel and delete are plain form posts (they work without this script); here they
+  // become REST calls and the row changes in place, without a reload
+  table.addEventListener("submit", function (ev) {
+    var btn = ev.target.querySelector("[data-gs-action]");
     if (!btn) return;
+    ev.preventDefault();
+    if (btn.disabled) return;
     var action = btn.getAttribute("data-gs-action");
     var body = btn.closest("tbody[data-gs-run]");
     var name = body.querySelector(".gs-run-name").firstChild.textContent.trim();
@@ -136,6 +135,5 @@
     if (document.hidden) { clearTimeout(timer); timer = null; }
     else schedule(0);
   });
-  showJsOnly(table);
   schedule(anyActive() ? ACTIVE_MS : IDLE_MS);
 })();
