@@ -10,7 +10,10 @@ test_local_backend), and the server's /proc/PID/status must show none of them ig
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,17 +70,35 @@ def test_child_argv_is_unchanged_when_nothing_is_ignored_or_blocked():
         assert transport.child_argv(["/bin/sh", "-s"]) == ["/bin/sh", "-s"]
 
 
+def test_a_wrapped_child_gets_every_default_back_and_nothing_blocked():
+    """The wrapper's own interpreter ignores SIGPIPE and SIGXFSZ as it starts: what it execs
+    must not inherit that (nor the hub's ignored and blocked signals)."""
+    with Dispositions(signal.SIG_IGN, *HUB_IGNORES):
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+        try:
+            argv = transport.child_argv(["/bin/sh", "-c", "exec grep -E '^Sig(Ign|Blk):' /proc/self/status"])
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": os.defpath})
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
+    assert argv[0] == sys.executable, argv
+    masks = {line.split(":")[0]: int(line.split()[1], 16) for line in out.stdout.splitlines()}
+    assert set(masks) == {"SigIgn", "SigBlk"}, out
+    for name, mask in masks.items():
+        held = {n for n in range(1, 65) if mask & (1 << (n - 1))} & set(transport.WRAPPER_RESETS)
+        assert not held, f"{name}: {sorted(held)}"
+
+
 @pytest.mark.parametrize("sig", HUB_IGNORES)
 def test_child_argv_wraps_for_each_ignored_or_blocked_signal(sig):
     others = [s for s in HUB_IGNORES if s != sig]
     with Dispositions(signal.SIG_DFL, *others), Dispositions(signal.SIG_IGN, sig):
         argv = transport.child_argv(["/bin/sh", "-s"])
-    assert argv[-3:] == [str(int(sig)), "/bin/sh", "-s"]
+    assert argv[-2:] == ["/bin/sh", "-s"] and str(int(sig)) in argv[-3].split(",")
     with Dispositions(signal.SIG_DFL, *HUB_IGNORES):
         signal.pthread_sigmask(signal.SIG_BLOCK, [sig])
         try:
             argv = transport.child_argv(["/bin/sh", "-s"])
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-    assert argv[-3:] == [str(int(sig)), "/bin/sh", "-s"]
+    assert argv[-2:] == ["/bin/sh", "-s"] and str(int(sig)) in argv[-3].split(",")
     assert set(transport.CHILD_DEFAULT_SIGNALS) >= set(HUB_IGNORES)

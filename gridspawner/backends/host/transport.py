@@ -80,6 +80,11 @@ BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "
 #: shrug off the ladder's SIGINT and every stop would wait for the escalation.
 CHILD_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
 
+#: what the exec wrapper resets: those, and SIGXFSZ, which subprocess's ``restore_signals``
+#: resets for any child but the wrapper's own interpreter ignores again as it starts (as it
+#: does SIGPIPE)
+WRAPPER_RESETS = (*CHILD_DEFAULT_SIGNALS, signal.SIGXFSZ)
+
 #: the exec wrapper that gives them back (argv: the signal numbers joined by ",", then the
 #: command): default actions, unblocked, then exec.
 RESET_SIGNALS_AND_EXEC = (
@@ -104,7 +109,8 @@ def signals_to_reset() -> tuple[int, ...]:
 def child_argv(argv: Sequence[str]) -> list[str]:
     """``argv`` to start a child with default dispositions of `CHILD_DEFAULT_SIGNALS`: as is
     when it gets them anyway (nothing to pay), else behind `RESET_SIGNALS_AND_EXEC` run by
-    this interpreter (``-I -S``: no site, no environment; about 10 ms).
+    this interpreter (``-I -S``: no site, no environment; about 10 ms), resetting all of
+    `WRAPPER_RESETS`.
 
     Why an exec wrapper: ``preexec_fn`` is not safe in a process with threads (the hub
     has executor threads: a child may deadlock between fork and exec) and `signal.signal`
@@ -115,7 +121,7 @@ def child_argv(argv: Sequence[str]) -> list[str]:
     reset = signals_to_reset()
     if not reset or not sys.executable:
         return list(argv)
-    return [sys.executable, "-I", "-S", "-c", RESET_SIGNALS_AND_EXEC, ",".join(str(int(s)) for s in reset), *argv]
+    return [sys.executable, "-I", "-S", "-c", RESET_SIGNALS_AND_EXEC, ",".join(str(int(s)) for s in WRAPPER_RESETS), *argv]
 
 
 async def run_script(transport: Transport, script: str, timeout: float, what: str, host: str) -> RunResult:
