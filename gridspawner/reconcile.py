@@ -24,6 +24,8 @@ host backends in `backends.host.reconcile`, Kubernetes in
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 from collections import defaultdict
 from typing import Any
@@ -32,6 +34,28 @@ from . import metrics
 from .backends.base import Reconciled
 
 log = logging.getLogger("gridspawner.reconcile")
+
+
+@functools.lru_cache(maxsize=None)
+def _states_query() -> Any:
+    """``SELECT state FROM spawners`` with the column typed as plain Text. JupyterHub's
+    ``orm.Spawner.state`` column is its ``JSONDict`` TypeDecorator, which sets no
+    ``cache_ok``: SQLAlchemy then will not cache the statement and warns (SAWarning) on every
+    query through it. That type is not ours to change (setting ``cache_ok`` on JupyterHub's
+    class would alter the hub's process), so this query reads the JSON text and decodes it
+    here: a constant statement, cached once. (JSONDict's only extra is a wrapper for bytes,
+    which a launch state never holds.)"""
+    from jupyterhub import orm
+    from sqlalchemy import Text, column, select, table
+
+    return select(column("state", Text)).select_from(table(orm.Spawner.__table__.name))
+
+
+def _json_or_none(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _add(out: dict[str, list[dict]], state: Any) -> None:
@@ -43,13 +67,11 @@ def known_launch_states(app: Any) -> dict[str, list[dict]]:
     """backend name → the launch states of every server the hub ``app`` knows there: saved
     in its database, or returned by a launch of this process and not saved yet. Reads the
     hub's own database session (no await: one consistent moment for the caller)."""
-    from jupyterhub import orm
-
     out: dict[str, list[dict]] = defaultdict(list)
     db = getattr(app, "db", None)
     if db is not None:
-        for (state,) in db.query(orm.Spawner.state):
-            _add(out, state)
+        for (text,) in db.execute(_states_query()):
+            _add(out, _json_or_none(text))
     for user in list(getattr(app, "users", {}).values()):
         for spawner in list(getattr(user, "spawners", {}).values()):
             launch = getattr(spawner, "_launch", None)

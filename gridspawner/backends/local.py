@@ -30,7 +30,7 @@ from .host.accounts import account_name, hub_is_root, parse_account_settings, re
 from .host.backend import HostBackend
 from .host.confine import account_env, limits_of
 from .host.placement import HostLogin, Placement
-from .host.scripts import LaunchSpec
+from .host.launch_scripts import LaunchSpec
 from .host.settings import HostImage, HostSettings, parse_host_image, parse_host_settings
 from .host.transport import LocalTransport, Transport
 

@@ -42,7 +42,7 @@ import os as _os
 import signal as _signal
 
 import gridspawner.backends.host.backend as _host
-import gridspawner.backends.host.ledger as _ledger
+import gridspawner.backends.host.ledger_claim as _ledger
 import gridspawner.backends.host.ssh_transport as _ssh_transport
 import gridspawner.backends.host.transport as _transport
 import gridspawner.backends.kubernetes.backend as _k8s

@@ -22,7 +22,7 @@ from relayhttp import http_get  # tests/ is on sys.path (tests/conftest.py)
 from sshhosts.accounts import account_command, let_accounts_run, run_as, unix_accounts
 
 from gridspawner.backends.base import BackendError, Launch, LaunchContext
-from gridspawner.backends.host import confine, scripts
+from gridspawner.backends.host import confine, probe_scripts, scripts
 from gridspawner.backends.local import LocalBackend
 from gridspawner.request import LaunchRequest
 
@@ -162,7 +162,7 @@ async def test_planted_pid_file_symlinked_log_and_stops_file_get_the_user_nothin
     assert r.returncode == 0, r.stderr
     assert await b.announce_stops(la, [{"at": 1, "reason": "x"}])
     assert victim.read_text() == "root's\n"
-    shown = await b._run(b.login_of(la.state), scripts.wait_script(a_dir, 999999999, 0), "wait")
+    shown = await b._run(b.login_of(la.state), probe_scripts.wait_script(a_dir, 999999999, 0), "wait")
     assert "@@dead" in shown.stdout and "root:" not in shown.stdout
     # her pid file names bob's server; stopping her server must not signal his
     r = run_as(alice, "sh", "-c", f"echo {lb.state['pid']} > {a_dir}/pid")

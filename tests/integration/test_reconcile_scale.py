@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gridspawner.backends.host import ledger  # noqa: E402
+from gridspawner.backends.host import ledger, ledger_claim, ledger_hold  # noqa: E402
 from gridspawner.backends.host.session_marks import owner_lines  # noqa: E402
 from gridspawner.backends.kubernetes import KubernetesBackend  # noqa: E402
 from gridspawner.backends.kubernetes.settings import parse_settings  # noqa: E402
@@ -49,7 +49,7 @@ def make_sessions(backend, gpus, session_root: Path, ledger_dir: str, server_pid
     for name, gpu in zip(names, gpus):
         session = f"{session_root}/{name}"
         entry = backend._ledger_entry(name)
-        parts.append(ledger.claim_script(ledger_dir, entry, [gpu.uuid], session_dir=session, owner="test", user=name,
+        parts.append(ledger_claim.claim_script(ledger_dir, entry, [gpu.uuid], session_dir=session, owner="test", user=name,
                                          grace=120, shared=False, hub=HUB, backend=backend.name))
         states.append({"host": "a", "session_dir": session, "pid": server_pid, "socket": f"{session}/jupyter.sock",
                        "relay_port": 0, "ledger_dir": ledger_dir})
@@ -58,7 +58,7 @@ def make_sessions(backend, gpus, session_root: Path, ledger_dir: str, server_pid
     body = [f"umask 077\nmkdir -p {session_root}\n"]
     for name, files in zip(names, claims):
         body.append(f"S={session_root}/{name}\nmkdir -m 700 \"$S\"\n{owner_lines(HUB, backend.name)}"
-                    f"echo {server_pid} >\"$S/pid\"\npid={server_pid}\n{ledger.hold_lines(ledger_dir, files)}")
+                    f"echo {server_pid} >\"$S/pid\"\npid={server_pid}\n{ledger_hold.hold_lines(ledger_dir, files)}")
         states[names.index(name)]["ledger_claims"] = files
     sh("".join(body))
     return states

@@ -8,17 +8,16 @@ import asyncio
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from hubtools import runs_lab  # tests/ is on sys.path
+from hubtools.runs_lab import notebook
 
 from gridspawner.backends.kubernetes.objects import RUN_LABEL
 from gridspawner.request import OptionsError
 from gridspawner.runs.files import OUTPUT
 from gridspawner.runs.runtime import RunsRuntime
-from gridspawner.runs.submit import build_draft
 from gridspawner.usage.config import build_usage_config
 from gridspawner.usage.runtime import UsageRuntime
 
@@ -29,15 +28,6 @@ NODES = [
     {"name": "gpu-a10", "cpu": "32", "memory": "128Gi", "gpus": 1, "gpu_product": "NVIDIA-A10", "gpu_memory": 23028,
      "taints": GPU_TAINT},
 ]
-
-
-def notebook(body: str, params: str = "value = 1") -> bytes:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nbformat.writes(nb).encode()
 
 
 class Lab:
@@ -57,18 +47,10 @@ class Lab:
         self.runs = RunsRuntime(self.settings, self.usage.store.engine, self.db, self.usage)
 
     async def submit(self, nb: bytes, params=None, gpus=0, user="alice", **options) -> str:
-        draft = build_draft({"notebook": nb, "options": {"gpus": gpus, **options}, "parameters": params or {}},
-                            self.runs.catalog, [], user)
-        return await self.runs.submit(draft, user, [])
+        return await runs_lab.submit(self.runs, nb, params, gpus, user, **options)
 
     async def wait(self, run_id: str, statuses, timeout=150.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            row = await self.runs.store.get(run_id)
-            if row["status"] in statuses:
-                return row
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"run {run_id} still {row['status']} after {timeout} s: {row}")
+        return await runs_lab.wait(self.runs, run_id, statuses, timeout, 0.1)
 
     def run_objects(self):
         return [o for kind in ("pods", "secrets") for o in self.emu.list(kind, NS)

@@ -10,13 +10,12 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from sshhosts.accounts import let_accounts_run, remove_accounts, run_prefix  # tests/ is on sys.path
+from hubtools import runs_lab  # tests/ is on sys.path
+from sshhosts.accounts import let_accounts_run, remove_accounts, run_prefix
 
 from gridspawner.runs.files import OUTPUT
 from gridspawner.runs.runtime import RunsRuntime
@@ -30,12 +29,7 @@ ONE_GPU = "NVIDIA A100-SXM4-80GB,81920"
 
 
 def notebook(body: str, params: str = "seconds = 0.0\nvalue = 1\nout = 'x'") -> bytes:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nbformat.writes(nb).encode()
+    return runs_lab.notebook(body, params)
 
 
 def lab_root() -> Path:
@@ -89,18 +83,10 @@ class Lab:
         return RunsRuntime(self.runs_settings, self.usage.store.engine, self.db, self.usage)
 
     async def submit(self, nb: bytes, params=None, gpus=1, user="alice", **options) -> str:
-        draft = build_draft({"notebook": nb, "options": {"gpus": gpus, **options}, "parameters": params or {}},
-                            self.runs.catalog, [], user)
-        return await self.runs.submit(draft, user, [])
+        return await runs_lab.submit(self.runs, nb, params, gpus, user, **options)
 
     async def wait(self, run_id: str, statuses, timeout=120.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            row = await self.runs.store.get(run_id)
-            if row["status"] in statuses:
-                return row
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"run {run_id} still {row['status']} after {timeout} s: {row}")
+        return await runs_lab.wait(self.runs, run_id, statuses, timeout, 0.05)
 
     def ledger(self) -> list[str]:
         d = self.root / "l"

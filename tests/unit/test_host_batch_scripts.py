@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from gridspawner.backends.host import batch_scripts as bs
-from gridspawner.backends.host.scripts import LaunchSpec
+from gridspawner.backends.host.launch_scripts import LaunchSpec
 
 
 def spec(tmp_path, cmd=("echo", "$(id); rm -rf /")) -> LaunchSpec:

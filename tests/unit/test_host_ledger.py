@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from gridspawner.backends.host import ledger, scripts
+from gridspawner.backends.host import ledger, ledger_claim, ledger_hold, ledger_problems, probe_scripts, scripts
 from gridspawner.backends.host.inventory import LedgerEntry, parse_claim, parse_probe
-from gridspawner.backends.host.ledger import LedgerProblem, gpu_key
+from gridspawner.backends.host.ledger import gpu_key
+from gridspawner.backends.host.ledger_problems import LedgerProblem
 from gridspawner.gpu import GPU
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -38,7 +39,7 @@ def tmp():
 
 
 def claim(tmp, entry, uuids, grace=120, user="u", shared=False, ledger_dir=None):
-    return sh(ledger.claim_script(str(ledger_dir or tmp / "l"), entry, uuids, session_dir=f"/s/{entry}",
+    return sh(ledger_claim.claim_script(str(ledger_dir or tmp / "l"), entry, uuids, session_dir=f"/s/{entry}",
                                   owner="test", user=user, grace=grace, shared=shared))
 
 
@@ -109,7 +110,7 @@ def test_parse_claim_tolerates_junk():
 
 def test_problem_messages_give_the_exact_fix():
     def msg(kind, shared=False, path="/tmp/gridspawner-ledger"):
-        return ledger.problem_message("gpu1", "/tmp/gridspawner-ledger", LedgerProblem(kind, path, "eve", "jupyter"),
+        return ledger_problems.problem_message("gpu1", "/tmp/gridspawner-ledger", LedgerProblem(kind, path, "eve", "jupyter"),
                                       shared=shared)
 
     assert "install -d -o root -g root -m 1777 /tmp/gridspawner-ledger" in msg("missing", shared=True)
@@ -131,7 +132,7 @@ def test_problem_messages_give_the_exact_fix():
 def test_claim_makes_a_private_ledger_and_one_file_per_gpu(tmp):
     r = claim(tmp, "a-1.x", ["GPU-2", "GPU-1"])
     assert (r.returncode, r.stdout) == (0, "@@claimed GPU-1@1 GPU-2@1\n"), r.stderr
-    assert ledger.claimed_files(r.stdout) == ("GPU-1@1", "GPU-2@1")
+    assert ledger_claim.claimed_files(r.stdout) == ("GPU-1@1", "GPU-2@1")
     d = tmp / "l"
     assert oct(d.stat().st_mode & 0o7777) == "0o700" and files(d) == ["GPU-1@1", "GPU-2@1"]
     assert oct((d / "GPU-1@1").stat().st_mode & 0o777) == "0o644"
@@ -183,18 +184,18 @@ def test_claim_states_decide_who_holds_a_gpu(tmp):
 
 def test_probe_lists_the_claims_of_the_gpus_it_found(tmp):
     smi = ("env", "FAKE_NVIDIA_SMI_GPUS=Tesla T4,15360;NVIDIA A10,23028", FAKE_SMI)
-    inv = parse_probe(sh(scripts.probe_script(smi, str(tmp / "l"))).stdout)
+    inv = parse_probe(sh(probe_scripts.probe_script(smi, str(tmp / "l"))).stdout)
     t4, a10 = inv.gpus
     assert claim(tmp, "a-1.x", [a10.uuid], user="alice").returncode == 0
     (tmp / "l" / "zzz@1").write_text("uuid=nothing-we-have\n")  # a GPU this host does not have: not listed
-    inv = parse_probe(sh(scripts.probe_script(smi, str(tmp / "l"))).stdout)
+    inv = parse_probe(sh(probe_scripts.probe_script(smi, str(tmp / "l"))).stdout)
     (entry,) = inv.entries
     assert (entry.name, entry.uuids, entry.state, entry.account, entry.user, entry.entry) == (
         f"{gpu_key(a10.uuid)}@1", (a10.uuid,), "pending", "root", "alice", "a-1.x")
     assert inv.free() == (t4,)
     # a server started before the per-GPU ledger (one file per server, pid= lines) keeps its GPU
     (tmp / "l" / "old-1.abcd1234").write_text(f"owner=o\nuser=bob\ncreated=1\nuuid={t4.uuid}\npid={os.getpid()}\n")
-    inv = parse_probe(sh(scripts.probe_script(smi, str(tmp / "l"))).stdout)
+    inv = parse_probe(sh(probe_scripts.probe_script(smi, str(tmp / "l"))).stdout)
     assert [(e.name, e.uuids, e.state, e.user) for e in inv.entries][1] == ("old-1.abcd1234", (t4.uuid,), "held", "bob")
     assert inv.free() == ()
     assert claim(tmp, "c-1.x", [t4.uuid]).returncode == ledger.EXIT_CONFLICT
@@ -208,7 +209,7 @@ def test_concurrent_claims_never_share_a_gpu(tmp):
             for _ in range(8)
         ]
         for i, p in enumerate(procs):
-            p.stdin.write(ledger.claim_script(str(tmp / "l"), f"s{round_}-{i}.x", [f"GPU-A{round_}", f"GPU-{round_}-{i}"],
+            p.stdin.write(ledger_claim.claim_script(str(tmp / "l"), f"s{round_}-{i}.x", [f"GPU-A{round_}", f"GPU-{round_}-{i}"],
                                               session_dir="/s", owner="t", user="u", grace=60, shared=False))
             p.stdin.close()
         codes = [p.wait(30) for p in procs]
@@ -232,13 +233,13 @@ def test_a_flooded_gpu_counts_as_taken(tmp):
 def test_take_over_and_hold_lines_need_the_claim_to_be_ours(tmp):
     assert claim(tmp, "a-1.x", ["GPU-1"]).returncode == 0
     d = tmp / "l"
-    take = ledger.take_over_lines(str(d), "a-1.x", ["GPU-1@1"])
-    r = sh(take + "pid=$$\n" + ledger.hold_lines(str(d), ["GPU-1@1"]) + "echo ok\n")
+    take = ledger_hold.take_over_lines(str(d), "a-1.x", ["GPU-1@1"])
+    r = sh(take + "pid=$$\n" + ledger_hold.hold_lines(str(d), ["GPU-1@1"]) + "echo ok\n")
     assert r.stdout == "ok\n", r
     holds = [ln for ln in (d / "GPU-1@1").read_text().splitlines() if ln.startswith("hold=")]
     assert len(holds) == 3 and all(len(h.split()) == 2 for h in holds)
     # another session's claim, or a missing one: lost
-    r = sh(ledger.take_over_lines(str(d), "b-1.x", ["GPU-1@1"]) + "echo ok\n")
+    r = sh(ledger_hold.take_over_lines(str(d), "b-1.x", ["GPU-1@1"]) + "echo ok\n")
     assert r.returncode == ledger.EXIT_CLAIM_LOST and "@@claim-lost GPU-1@1" in r.stdout
     (d / "GPU-1@1").unlink()
     r = sh(take + "echo ok\n")
@@ -249,11 +250,11 @@ def test_free_dead_claims_keeps_live_ones(tmp):
     assert claim(tmp, "a-1.x", ["GPU-1"]).returncode == 0
     d = tmp / "l"
     (d / "GPU-2@1").write_text(f"uuid=GPU-2\nentry=b\nhold={dead_pid()} 1\n")
-    r = sh(ledger.free_dead_claims_script(str(d), ["GPU-1@1", "GPU-2@1", "../etc"], grace=0, shared=False))
+    r = sh(ledger_hold.free_dead_claims_script(str(d), ["GPU-1@1", "GPU-2@1", "../etc"], grace=0, shared=False))
     # GPU-1's holder (the claim script) is gone too; grace 0: both are dead
     assert "@@freed GPU-1@1" in r.stdout and "@@freed GPU-2@1" in r.stdout and files(d) == []
     assert claim(tmp, "a-1.x", ["GPU-1"]).returncode == 0
-    r = sh(ledger.free_dead_claims_script(str(d), ["GPU-1@1"], grace=3600, shared=False))
+    r = sh(ledger_hold.free_dead_claims_script(str(d), ["GPU-1@1"], grace=3600, shared=False))
     assert r.stdout == "@@kept GPU-1@1 pending\n" and files(d) == ["GPU-1@1"]
 
 
@@ -268,7 +269,7 @@ def test_an_unsafe_ledger_is_refused_and_never_used(tmp, make, kind):
     r = claim(tmp, "a.x", ["GPU-1"])
     assert r.returncode == ledger.EXIT_LEDGER and r.stdout.startswith(f"@@ledger-unsafe {kind} {d} "), r.stdout
     smi = ("/nonexistent/nvidia-smi",)
-    inv = parse_probe(sh(scripts.probe_script(smi, str(d))).stdout)
+    inv = parse_probe(sh(probe_scripts.probe_script(smi, str(d))).stdout)
     assert inv.ledger_problem is not None and inv.ledger_problem.kind == kind
 
 
@@ -285,9 +286,9 @@ def test_hostile_values_run_nothing(tmp):
     values = ["$(touch {c})", "`touch {c}`", "x; touch {c}", "a\nb\ntouch {c}\n", "' ; touch {c} ; '", "-e"]
     for i, v in enumerate(values):
         v = v.format(c=canary)
-        r = sh(ledger.claim_script(str(tmp / "l d"), v, [v], session_dir=v, owner=v, user=v, grace=60, shared=False))
+        r = sh(ledger_claim.claim_script(str(tmp / "l d"), v, [v], session_dir=v, owner=v, user=v, grace=60, shared=False))
         assert r.returncode == 0, r.stderr
         assert not canary.exists(), v
-        (name,) = ledger.claimed_files(r.stdout)
+        (name,) = ledger_claim.claimed_files(r.stdout)
         text = (tmp / "l d" / name).read_text()
         assert text.count("\n") == 7  # a newline in a value cannot add a line (a forged hold=)

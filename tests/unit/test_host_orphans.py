@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gridspawner.backends.host import ledger, scripts
+from gridspawner.backends.host import launch_scripts, ledger_claim, probe_scripts, scripts
 from gridspawner.backends.host.inventory import Inventory, LedgerEntry, SessionDir, parse_probe
 from gridspawner.backends.host.orphans import find_orphans, parse_reclaim, reclaim_script
 from gridspawner.backends.host.session_marks import owner_lines, sessions_lines
@@ -49,7 +49,7 @@ class Host:
         self.pids: list[int] = []
 
     def probe(self, grace: float = 0) -> Inventory:
-        return parse_probe(sh(scripts.probe_script(SMI, str(self.ledger), grace=grace,
+        return parse_probe(sh(probe_scripts.probe_script(SMI, str(self.ledger), grace=grace,
                                                    session_root=str(self.sessions))).stdout)
 
     def launch(self, slug: str, gpus: int = 1, hub: str = HUB, backend: str = BACKEND) -> int:
@@ -58,14 +58,14 @@ class Host:
         claims: tuple[str, ...] = ()
         if gpus:
             free = [g.uuid for g in self.probe(grace=120).free()][:gpus]
-            r = sh(ledger.claim_script(str(self.ledger), entry, free, session_dir=session_dir, owner="test",
+            r = sh(ledger_claim.claim_script(str(self.ledger), entry, free, session_dir=session_dir, owner="test",
                                        user=slug, grace=120, shared=False, hub=hub, backend=backend))
             assert r.returncode == 0, r.stdout + r.stderr
-            claims = ledger.claimed_files(r.stdout)
-        spec = scripts.LaunchSpec(session_root=str(self.sessions), slug=slug, notebook_dir=str(self.root / "nb"),
+            claims = ledger_claim.claimed_files(r.stdout)
+        spec = launch_scripts.LaunchSpec(session_root=str(self.sessions), slug=slug, notebook_dir=str(self.root / "nb"),
                                   env={"GS_TEST": "1"}, cmd=SERVER, ledger_dir=str(self.ledger),
                                   ledger_entry=entry if claims else None, ledger_claims=claims, hub=hub, backend=backend)
-        r = sh(scripts.launch_script(spec))
+        r = sh(launch_scripts.launch_script(spec))
         pid = int(scripts.parse_marker(r.stdout, "pid") or 0)
         assert r.returncode == 0 and pid, r.stdout + r.stderr
         self.pids.append(pid)
@@ -234,12 +234,12 @@ def test_reclaim_never_removes_a_directory_with_a_mount_left_in_it(host):
 
 
 def test_the_launch_script_marks_its_session_right_after_making_it():
-    spec = scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb", env={}, cmd=SERVER,
+    spec = launch_scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb", env={}, cmd=SERVER,
                               hub=HUB, backend=BACKEND)
-    assert 'mkdir -m 700 "$S" || exit 10\n' + owner_lines(HUB, BACKEND) in scripts.launch_script(spec)
+    assert 'mkdir -m 700 "$S" || exit 10\n' + owner_lines(HUB, BACKEND) in launch_scripts.launch_script(spec)
     # without a hub id (a backend used outside a hub) nothing is marked: nothing is ever reclaimed
-    unmarked = scripts.launch_script(scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb",
+    unmarked = launch_scripts.launch_script(launch_scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb",
                                                         env={}, cmd=SERVER))
     assert "owner" not in unmarked and "launcher" not in unmarked
-    assert sessions_lines("/tmp/gs") in scripts.probe_script(SMI, "/l", session_root="/tmp/gs")
-    assert "@@sessions" not in scripts.probe_script(SMI, "/l")
+    assert sessions_lines("/tmp/gs") in probe_scripts.probe_script(SMI, "/l", session_root="/tmp/gs")
+    assert "@@sessions" not in probe_scripts.probe_script(SMI, "/l")

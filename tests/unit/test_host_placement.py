@@ -15,7 +15,7 @@ import pytest
 
 import gridspawner.backends
 from gridspawner.backends.base import AccessDenied, BackendError, LaunchContext, NoCapacity, Unreachable
-from gridspawner.backends.host import scripts
+from gridspawner.backends.host import launch_scripts, scripts
 from gridspawner.backends.host.inventory import Inventory
 from gridspawner.backends.host.launch_env import launch_spec, server_environment
 from gridspawner.backends.host.placement import HostLogin, Placement
@@ -101,7 +101,7 @@ def test_probe_all_raises_what_is_no_backend_error():
 
 
 def spec(tmp_path: Path, mounts: tuple = ()):
-    return scripts.LaunchSpec(session_root=str(tmp_path), slug="alice-1", notebook_dir=str(tmp_path / "nb"), env={},
+    return launch_scripts.LaunchSpec(session_root=str(tmp_path), slug="alice-1", notebook_dir=str(tmp_path / "nb"), env={},
                               cmd=("true",), mounts=mounts, data_link="data" if mounts else None)
 
 
@@ -126,7 +126,7 @@ def test_start_answers(tmp_path):
 def test_saved_state_round_trip_and_checks():
     gpus = (GPU(0, "GPU-a", "NVIDIA A10", A10),)
     placement = Placement(HostLogin("gpu-7", "alice"), gpus, ("k@1",))
-    s = scripts.LaunchSpec(session_root="/r", slug="alice-1", notebook_dir="/nb", env={}, cmd=("true",))
+    s = launch_scripts.LaunchSpec(session_root="/r", slug="alice-1", notebook_dir="/nb", env={}, cmd=("true",))
     state = saved_state(placement, s, 4242, "0.0.0.0", 40001, "/l", None, {"account": "alice"})
     assert (state["host"], state["session_dir"], state["socket"], state["account"]) == (
         "gpu-7", "/r/alice-1", "/r/alice-1/" + scripts.SOCKET_NAME, "alice")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gridspawner.backends.host import confine, ledger, scripts
+from gridspawner.backends.host import confine, launch_scripts, ledger, ledger_hold, probe_scripts, scripts
 from gridspawner.backends.host.inventory import Inventory, parse_probe
 from gridspawner.gpu import GPUProbeError
 
@@ -71,13 +71,13 @@ HOSTILE = [
 
 
 def test_release_script_exact():
-    assert ledger.release_script("/tmp/l/", ["GPU-a@1", "GPU-b@2"]) == (
+    assert ledger_hold.release_script("/tmp/l/", ["GPU-a@1", "GPU-b@2"]) == (
         "{\n[ -O /tmp/l/GPU-a@1 ] && rm -f /tmp/l/GPU-a@1\n[ -O /tmp/l/GPU-b@2 ] && rm -f /tmp/l/GPU-b@2\n} </dev/null\n"
     )
 
 
 def test_probe_script_exact():
-    text = scripts.probe_script(("nvidia-smi",), "/tmp/gridspawner ledger")
+    text = probe_scripts.probe_script(("nvidia-smi",), "/tmp/gridspawner ledger")
     assert text.startswith(
         "{\n"
         'gs_uuids=""\n'
@@ -92,11 +92,11 @@ def test_probe_script_exact():
         "L='/tmp/gridspawner ledger'\n"
     )
     assert text.endswith(ledger.probe_lines("/tmp/gridspawner ledger", shared=False, grace=120) + "} </dev/null\n")
-    assert "gs_shared=1\n" in scripts.probe_script(("nvidia-smi",), "/l", shared=True)
+    assert "gs_shared=1\n" in probe_scripts.probe_script(("nvidia-smi",), "/l", shared=True)
 
 
 def test_poll_script_exact():
-    assert scripts.poll_script("/tmp/s/a-1", 42, ledger_dir="/tmp/l", ledger_entry="a-1.x",
+    assert probe_scripts.poll_script("/tmp/s/a-1", 42, ledger_dir="/tmp/l", ledger_entry="a-1.x",
                                ledger_claims=("GPU-a@1",)) == (
         "{\n" + FUNCS + "S=/tmp/s/a-1\n"
         + scripts.remove_session_func("/tmp/s/a-1") +
@@ -117,7 +117,7 @@ def test_poll_script_exact():
 
 
 def test_wait_script_exact():
-    assert scripts.wait_script("/tmp/s/a-1", 7, 2.5, log_lines=5) == (
+    assert probe_scripts.wait_script("/tmp/s/a-1", 7, 2.5, log_lines=5) == (
         "{\n" + FUNCS + "S=/tmp/s/a-1\n"
         "p=7\n"
         "n=25\n"
@@ -138,7 +138,7 @@ def test_wait_script_exact():
 
 
 def test_launch_script_exact():
-    spec = scripts.LaunchSpec(
+    spec = launch_scripts.LaunchSpec(
         session_root="/tmp/gs",
         slug="alice-1",
         notebook_dir="~/nb/alice",
@@ -151,7 +151,7 @@ def test_launch_script_exact():
     )
     assert spec.session_dir == "/tmp/gs/alice-1"
     assert spec.socket_path == "/tmp/gs/alice-1/jupyter.sock"
-    assert scripts.launch_script(spec) == (
+    assert launch_scripts.launch_script(spec) == (
         "{\n" + FUNCS + "umask 077\n"
         "R=/tmp/gs\n"
         "S=/tmp/gs/alice-1\n"
@@ -162,7 +162,7 @@ def test_launch_script_exact():
         "  exit 10\n"
         "fi\n"
         'chmod 700 "$R" || exit 10\n'
-        + ledger.take_over_lines("/tmp/l", "alice-1.abcd", ("GPU-a@1", "GPU-b@3")) +
+        + ledger_hold.take_over_lines("/tmp/l", "alice-1.abcd", ("GPU-a@1", "GPU-b@3")) +
         'if [ -d "$S" ]; then\n'
         '  old=$(as_account cat "$S/pid" 2>/dev/null)\n'
         '  if alive "$old"; then\n'
@@ -195,7 +195,7 @@ def test_launch_script_exact():
         "  remove_session\n"
         "  exit 13\n"
         "fi\n"
-        + ledger.hold_lines("/tmp/l", ("GPU-a@1", "GPU-b@3")) +
+        + ledger_hold.hold_lines("/tmp/l", ("GPU-a@1", "GPU-b@3")) +
         'echo "@@pid $pid"\n'
         "} </dev/null\n"
     )
@@ -292,7 +292,7 @@ def test_parse_marker():
 def test_probe_runs_fake_nvidia_smi(tmp):
     spec = "Tesla T4,15360;NVIDIA A10,23028,100"
     smi = ("env", f"FAKE_NVIDIA_SMI_GPUS={spec}", FAKE_SMI)
-    inv = parse_probe(sh(scripts.probe_script(smi, str(tmp / "l"))).stdout)
+    inv = parse_probe(sh(probe_scripts.probe_script(smi, str(tmp / "l"))).stdout)
     assert [(g.index, g.name, g.memory_total_mib, g.memory_used_mib) for g in inv.gpus] == [
         (0, "Tesla T4", 15360, 0),
         (1, "NVIDIA A10", 23028, 100),
@@ -302,20 +302,20 @@ def test_probe_runs_fake_nvidia_smi(tmp):
 
 
 def test_probe_without_nvidia_smi_or_ledger(tmp):
-    inv = parse_probe(sh(scripts.probe_script(("/nonexistent/nvidia-smi",), str(tmp / "nope"))).stdout)
+    inv = parse_probe(sh(probe_scripts.probe_script(("/nonexistent/nvidia-smi",), str(tmp / "nope"))).stdout)
     assert inv == Inventory((), (), has_nvidia_smi=False)
 
 
 def test_probe_broken_driver(tmp):
     smi = ("env", "FAKE_NVIDIA_SMI_GPUS=!fail", FAKE_SMI)
     with pytest.raises(GPUProbeError, match="exit 9"):
-        parse_probe(sh(scripts.probe_script(smi, str(tmp))).stdout)
+        parse_probe(sh(probe_scripts.probe_script(smi, str(tmp))).stdout)
 
 
 def run_launch(tmp, *, env=None, cmd=None, notebook_dir=None, prefix=""):
     out = tmp / "out.json"
     dump = "import json, os, sys; json.dump({'env': dict(os.environ), 'argv': sys.argv[1:], 'cwd': os.getcwd()}, open(os.environ['OUT_FILE'], 'w'))"
-    spec = scripts.LaunchSpec(
+    spec = launch_scripts.LaunchSpec(
         session_root=str(tmp / "s"),
         slug="alice-1",
         notebook_dir=notebook_dir or str(tmp / "nb"),
@@ -323,7 +323,7 @@ def run_launch(tmp, *, env=None, cmd=None, notebook_dir=None, prefix=""):
         cmd=(sys.executable, "-c", dump, *(cmd or ())),
         prefix=prefix,
     )
-    r = sh(scripts.launch_script(spec))
+    r = sh(launch_scripts.launch_script(spec))
     assert r.returncode == 0, r.stderr
     pid = int(scripts.parse_marker(r.stdout, "pid"))
     for _ in range(100):
@@ -369,8 +369,8 @@ def test_launch_refuses_foreign_session_root(tmp):
     target = tmp / "elsewhere"
     target.mkdir()
     (tmp / "s").symlink_to(target)
-    spec = scripts.LaunchSpec(str(tmp / "s"), "a-1", str(tmp), {}, ("true",))
-    r = sh(scripts.launch_script(spec))
+    spec = launch_scripts.LaunchSpec(str(tmp / "s"), "a-1", str(tmp), {}, ("true",))
+    r = sh(launch_scripts.launch_script(spec))
     assert r.returncode == scripts.EXIT_ROOT and "not a directory owned by" in r.stderr
     assert list(target.iterdir()) == []
 
@@ -423,7 +423,7 @@ def test_poll_script(tmp):
     p, sdir = start_sleeper(tmp)
     (tmp / "l").mkdir()
     (tmp / "l" / "a-1.x").write_text("uuid=GPU-1\n")
-    poll = scripts.poll_script(str(sdir), p.pid, ledger_dir=str(tmp / "l"), ledger_entry="a-1.x")
+    poll = probe_scripts.poll_script(str(sdir), p.pid, ledger_dir=str(tmp / "l"), ledger_entry="a-1.x")
     assert sh(poll).stdout == "@@running\n"
     p.kill()
     p.wait()
@@ -448,7 +448,7 @@ def s3_host_mount(index=0, target="d", mode="mount", read_only=False):
 
 
 def mount_spec(**kw):
-    return scripts.LaunchSpec(
+    return launch_scripts.LaunchSpec(
         session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb/alice",
         env={"JUPYTERHUB_API_TOKEN": "t0k"}, cmd=("jupyterhub-singleuser",), **kw,
     )
@@ -456,7 +456,7 @@ def mount_spec(**kw):
 
 def test_launch_script_mounts_after_the_session_dir_and_before_the_server():
     spec = mount_spec(mounts=(s3_host_mount(0, "d"), s3_host_mount(1, "c", mode="copy")), data_link="data")
-    text = scripts.launch_script(spec)
+    text = launch_scripts.launch_script(spec)
     made, mounted = text.index('mkdir -m 700 "$S" || exit 10\n'), text.index("\n(\n")
     assert made < mounted < text.index("export JUPYTERHUB_API_TOKEN") < text.index("N=") < text.index("setsid -f")
     # the mount step runs in a subshell; any failure of it (or of a mount's first listing)
@@ -468,26 +468,26 @@ def test_launch_script_mounts_after_the_session_dir_and_before_the_server():
     assert 'ln -s "$S/data" "$G" && echo "@@data-link $PWD/$G"' in text
     assert text.index("G=data") > text.index('cd "$N"')
     # no mounts: no mount step, no link
-    plain = scripts.launch_script(mount_spec(data_link="data"))
+    plain = launch_scripts.launch_script(mount_spec(data_link="data"))
     assert "mount_check" not in plain and "@@data-link" not in plain and "hostcmd" not in plain
 
 
 def test_launch_script_refuses_what_the_mount_tools_cannot_express():
     with pytest.raises(ValueError):
-        scripts.launch_script(mount_spec(mounts=(s3_host_mount(target="../x"),)))
+        launch_scripts.launch_script(mount_spec(mounts=(s3_host_mount(target="../x"),)))
     with pytest.raises(ValueError):
-        scripts.launch_script(mount_spec(mounts=(s3_host_mount(),), data_link="a/b"))
+        launch_scripts.launch_script(mount_spec(mounts=(s3_host_mount(),), data_link="a/b"))
     with pytest.raises(ValueError):  # s3fs cannot take STS session tokens
         m = ResolvedMount(0, "d", "mount", False, S3Source("http://h:9", "lab-data"), S3Secret("a", "b", "tok"))
-        scripts.launch_script(mount_spec(mounts=(m,), mount_tool="s3fs"))
+        launch_scripts.launch_script(mount_spec(mounts=(m,), mount_tool="s3fs"))
 
 
 def test_every_session_removal_unmounts_first():
     for text in (
         scripts.stop_script("/tmp/s/a-1", 42),
-        scripts.poll_script("/tmp/s/a-1", 42),
+        probe_scripts.poll_script("/tmp/s/a-1", 42),
         scripts.remove_tree_script("/tmp/s/a-1"),
-        scripts.launch_script(mount_spec()),
+        launch_scripts.launch_script(mount_spec()),
     ):
         assert 'rm -rf "$S"' not in text.replace(scripts.remove_session_func(text.split("S=", 1)[1].split("\n", 1)[0]), "")
         assert "gs_unmount_all" in text and ("remove_session\n" in text or "remove_session ||" in text)
@@ -496,7 +496,7 @@ def test_every_session_removal_unmounts_first():
 def test_data_link_is_removed_only_when_it_points_into_the_session():
     text = scripts.stop_script("/tmp/s/a-1", 42, data_link="/home/alice/nb/data")
     assert '[ -L /home/alice/nb/data ] && [ "$(readlink /home/alice/nb/data)" = "$S/data" ] && rm -f /home/alice/nb/data\n' in text
-    assert "readlink" in scripts.poll_script("/tmp/s/a-1", 42, data_link="/x/data")
+    assert "readlink" in probe_scripts.poll_script("/tmp/s/a-1", 42, data_link="/x/data")
 
 
 def test_session_dirs_outside_the_mount_safe_characters_still_clean_up(tmp):

@@ -23,7 +23,7 @@ def test_repr_hides_the_token_and_mounts():
 
 
 def test_launch_spec_repr_hides_the_token():
-    from gridspawner.backends.host.scripts import LaunchSpec
+    from gridspawner.backends.host.launch_scripts import LaunchSpec
 
     spec = LaunchSpec(
         session_root="/tmp/gs", slug="alice-0123456789", notebook_dir="/tmp",

@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from gridspawner.backends.base import BackendError
-from gridspawner.backends.host import accounts, confine, scripts
+from gridspawner.backends.host import accounts, confine, launch_scripts
 from gridspawner.backends.local import LocalBackend
 from gridspawner.catalog import CatalogError
 
@@ -156,12 +156,12 @@ def test_as_account_runs_as_the_owner_of_the_session_directory():
 
 def test_the_launch_script_hands_the_session_over_and_never_allows_root():
     acct = confine.Account("alice", 1234, 1235, "/home/alice")
-    spec = scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb", env={}, cmd=("x",),
+    spec = launch_scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb", env={}, cmd=("x",),
                               account=acct, limits=confine.Limits(cpu=1))
-    text = scripts.launch_script(spec)
+    text = launch_scripts.launch_script(spec)
     assert 'chown 1234:1235 "$S"' in text and 'chmod 711 "$R"' in text
     assert "setpriv --reuid=1234 --regid=1235 --init-groups -- /bin/sh -c" in text
     assert "--allow-root" not in text and "gs_limits_fail" in text
-    plain = scripts.launch_script(scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb",
+    plain = launch_scripts.launch_script(launch_scripts.LaunchSpec(session_root="/tmp/gs", slug="alice-1", notebook_dir="~/nb",
                                                      env={}, cmd=("x",)))
     assert "chown" not in plain and "setpriv --reuid=1234" not in plain and 'gs_cgroups=""' in plain

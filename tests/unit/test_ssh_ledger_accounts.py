@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from gridspawner.backends.host import ledger
+from gridspawner.backends.host import ledger, ledger_claim
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="needs root and useradd")
 
@@ -45,7 +45,7 @@ def as_user(user: str | None, script: str) -> subprocess.CompletedProcess:
 
 
 def claim(d: str, entry: str, user: str | None, grace: float = 0) -> subprocess.CompletedProcess:
-    return as_user(user, ledger.claim_script(d, entry, [UUID], session_dir=f"/s/{entry}", owner="test",
+    return as_user(user, ledger_claim.claim_script(d, entry, [UUID], session_dir=f"/s/{entry}", owner="test",
                                              user=user or "root", grace=grace, shared=True))
 
 
@@ -53,7 +53,7 @@ def test_another_accounts_claim_cannot_be_removed_or_changed_but_a_stale_one_doe
     d = shared_ledger
     first = claim(d, "alice-1.aaaa", None, grace=3600)  # root's claim; its server never took it over
     assert first.returncode == 0, first
-    (name,) = ledger.claimed_files(first.stdout)
+    (name,) = ledger_claim.claimed_files(first.stdout)
     path = f"{d}/{name}"
     before = open(path).read()
     # the other account can neither delete, rename, overwrite nor append to it
@@ -68,12 +68,12 @@ def test_another_accounts_claim_cannot_be_removed_or_changed_but_a_stale_one_doe
     # cannot remove root's file (sticky), so it takes the next slot
     second = claim(d, "bob-1.bbbb", other_account, grace=0)
     assert second.returncode == 0, second
-    assert ledger.claimed_files(second.stdout) == (f"{ledger.gpu_key(UUID)}@2",)
+    assert ledger_claim.claimed_files(second.stdout) == (f"{ledger.gpu_key(UUID)}@2",)
     assert sorted(os.listdir(d)) == [name, f"{ledger.gpu_key(UUID)}@2"]
     # root's next claim (grace 0: both are stale) removes root's own stale file, never the
     # other account's, and reuses the freed slot
     third = claim(d, "carol-1.cccc", None, grace=0)
     assert third.returncode == 0, third
-    assert ledger.claimed_files(third.stdout) == (name,)
+    assert ledger_claim.claimed_files(third.stdout) == (name,)
     assert "entry=carol-1.cccc\n" in open(path).read()
     assert "entry=bob-1.bbbb\n" in open(f"{d}/{ledger.gpu_key(UUID)}@2").read()

@@ -19,7 +19,8 @@ import shlex
 from typing import Mapping, Sequence
 
 from .confine import AS_ACCOUNT, as_account_script
-from .scripts import EXIT_ROOT, SH_FUNCS, LaunchSpec, export_lines, session_setup_lines, start_lines
+from .launch_scripts import LaunchSpec, session_setup_lines, start_lines
+from .scripts import EXIT_ROOT, SH_FUNCS, export_lines
 
 q = shlex.quote
 

@@ -3,7 +3,7 @@ connection): each GPU's utilisation and the processes that use it, each with its
 parent processes, so the hub can tell which server a process belongs to (a kernel is a child
 of its server even where it runs in a session of its own, as jupyter_client starts them).
 
-`use_lines` is a pure builder of sh appended to `scripts.probe_script`'s output;
+`use_lines` is a pure builder of sh appended to `probe_scripts.probe_script`'s output;
 `parse_use` reads it back. Used by the idle policy (`gridspawner.usage.idle`).
 """
 

@@ -1,5 +1,5 @@
 """What a host has: its GPUs, the ledger's claims on them and the session directories of the
-probing account, parsed from `scripts.probe_script`'s output (the claims' states are decided
+probing account, parsed from `probe_scripts.probe_script`'s output (the claims' states are decided
 on the host: see `ledger`)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...gpu import GPU, GPUProbeError, parse_nvidia_smi
-from .ledger import BLOCKING, LedgerProblem, gpu_key
+from .ledger import BLOCKING, gpu_key
+from .ledger_problems import LedgerProblem
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Iterable, Mapping
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env, stops_file_env
 from ..base import LaunchContext
 from .placement import Placement
-from .scripts import LaunchSpec, env_name_ok
+from .launch_scripts import LaunchSpec
+from .scripts import env_name_ok
 from .settings import HostImage, HostSettings
 
 

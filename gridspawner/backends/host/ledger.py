@@ -1,4 +1,8 @@
-"""The on-host GPU ledger: pure builders of its sh code, and what its problems mean to an admin.
+"""The on-host GPU ledger: its rules, the sh code that checks the directory and judges a claim
+file (shared by every ledger script), and the probe's listing of the claims. The rooms beside
+it: `ledger_claim` (making claims), `ledger_hold` (a claim's life after it is made: taken over
+by the launch, held by the server, released, freed when dead) and `ledger_problems` (what an
+unsafe ledger means to an admin).
 
 The ledger is a directory on each host (``ledger_dir``) that says which GPU belongs to which
 server. It must hold when several hubs and several accounts use the host, and when any
@@ -50,8 +54,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
-from typing import Sequence
 
 q = shlex.quote
 
@@ -75,7 +77,7 @@ def gpu_key(uuid: str) -> str:
     return _KEY_BYTE.sub(b"_", uuid.encode()).decode("ascii")
 
 
-def _label(value: str) -> str:
+def label(value: str) -> str:
     """A ledger value on one line."""
     return re.sub(r"[\x00-\x1f\x7f]", "?", value)[:200]
 
@@ -85,7 +87,7 @@ def _label(value: str) -> str:
 #: ``gs_unsafe KIND PATH`` records why the ledger cannot be trusted (``$gs_problem``);
 #: ``gs_check_ledger`` returns 0 (usable), 1 (unsafe) or 2 (missing) for ``$L``; needs
 #: ``$gs_me`` (our uid) and ``$gs_shared`` (1: several accounts, so root must own it)
-_CHECK = r"""gs_unsafe() {
+CHECK_FUNCS = r"""gs_unsafe() {
   gs_problem="$1 $2 $(stat -c %U "$2" 2>/dev/null || echo '?') $(id -un 2>/dev/null || echo '?')"
   return 1
 }
@@ -120,7 +122,7 @@ gs_check_ledger() {
 #: ``gs_key UUID``; ``gs_start PID`` (its start time in clock ticks since boot, from /proc);
 #: ``gs_holder UID PID START`` → live | dead | foreign | hidden; ``gs_state FILE KEY`` →
 #: ``<state> <pid or -> <age>`` (KEY empty: an old-style file); needs ``$gs_now``, ``$gs_grace``
-_STATE = r"""gs_key() { printf '%s' "$1" | tr -c 'A-Za-z0-9-' '_'; }
+STATE_FUNCS = r"""gs_key() { printf '%s' "$1" | tr -c 'A-Za-z0-9-' '_'; }
 gs_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
 gs_holder() {
   case $2 in ''|*[!0-9]*) echo dead; return ;; esac
@@ -193,12 +195,14 @@ def prelude(ledger_dir: str, *, shared: bool, grace: float, entry: str = "") -> 
         f"gs_grace={max(0, int(grace + 0.999))}\n"
         "gs_me=$(id -u)\n"
         "gs_now=$(date +%s)\n"
-        + _CHECK
-        + _STATE
+        + CHECK_FUNCS
+        + STATE_FUNCS
     )
 
 
-def _wrap(body: str) -> str:
+def wrap(body: str) -> str:
+    """A script body as sent to a host: one ``{ … } </dev/null`` compound command (the shell
+    parses all of it before running any, and no command reads the rest from stdin)."""
     return "{\n" + body.rstrip("\n") + "\n} </dev/null\n"
 
 
@@ -241,255 +245,3 @@ fi
 echo "@@end"
 """
     return body
-
-
-# --------------------------------------------------------------------------- claim
-
-
-def claim_script(
-    ledger_dir: str,
-    entry: str,
-    uuids: Sequence[str],
-    *,
-    session_dir: str,
-    owner: str,
-    user: str,
-    grace: float,
-    shared: bool,
-    hub: str = "",
-    backend: str = "",
-) -> str:
-    """Claim ``uuids`` for session ``entry``: check (and in a private ledger, make) the
-    directory; for each GPU, in key order: refuse (``@@conflict <uuid>``, exit
-    `EXIT_CONFLICT`) when a valid claim of another session is there, remove our own stale
-    files, create the first free slot exclusively; then check every GPU again and back off
-    (removing what it made) if another valid claim appeared. Prints ``@@claimed <file>…``.
-    An unsafe ledger: ``@@ledger-unsafe <kind> <path> <owner> <account>``, exit `EXIT_LEDGER`.
-    ``hub`` / ``backend``: the claiming hub's id and backend name (the files' ``hub=`` and
-    ``backend=`` lines: only that hub's reconciler may reclaim them)."""
-    gpus = sorted({gpu_key(u): _label(u) for u in uuids}.items())
-    fields = [("entry", entry), ("session", session_dir), ("user", user), ("owner", owner)]
-    if hub:  # outside a hub (no id) claims carry no hub: nothing ever reclaims them
-        fields += [("hub", hub), ("backend", backend)]
-    header = "".join(f"{k}={_label(v)}\n" for k, v in fields)
-    pairs = " ".join(f"{q(k)} {q(u)}" for k, u in gpus)
-    if shared:  # several accounts: only root may make it (the admin's command is in the message)
-        missing = f'  echo "@@ledger-unsafe missing $L - $(id -un)"; exit {EXIT_LEDGER}\n'
-    else:
-        missing = (f'  (umask 077; mkdir -p "$L") 2>/dev/null || '
-                   f'{{ echo "@@ledger-unsafe cannot-create $L - $(id -un)"; exit {EXIT_LEDGER}; }}\n'
-                   "  gs_check_ledger\n  r=$?\n")
-    body = prelude(ledger_dir, shared=shared, grace=grace, entry=entry) + rf"""umask 022
-gs_made=""  # names of the files made so far (letters, digits, '_', '-', '@': safe to split)
-gs_undo() {{ for n in $gs_made; do rm -f "$L/$n"; done; }}
-# gs_busy KEY UUID: 0 when another session holds a valid claim on it (own stale files go)
-gs_busy() {{
-  n=0
-  for f in "$L/$1@"*; do
-    [ -e "$f" ] || [ -L "$f" ] || continue
-    n=$((n + 1))
-    [ "$n" -le {MAX_SLOTS} ] || return 0
-    [ -f "$f" ] && [ ! -L "$f" ] || continue
-    case " $gs_made " in *" ${{f##*/}} "*) continue ;; esac
-    gs_ours "$f" && continue
-    set -- "$1" "$2" $(gs_state "$f" "$1")
-    gs_valid "$3" && return 0
-    [ "$3" = stale ] && [ -O "$f" ] && rm -f "$f"
-  done
-  ! gs_legacy_each gs_legacy_free "$2"
-}}
-# gs_legacy_free FILE UUID: 1 when the old-style entry FILE validly holds UUID
-gs_legacy_free() {{
-  head -c 4096 "$1" 2>/dev/null | grep -qxF "uuid=$2" || return 0
-  set -- "$1" "$2" $(gs_state "$1" "")
-  gs_valid "$3" && return 1
-  [ "$3" = stale ] && [ -O "$1" ] && rm -f "$1"
-  return 0
-}}
-# gs_take KEY UUID: create the first free slot (an existing file there that is valid: refuse)
-gs_take() {{
-  i=1
-  while [ "$i" -le {MAX_SLOTS} ]; do
-    f="$L/$1@$i"
-    if [ ! -e "$f" ] && [ ! -L "$f" ]; then
-      if (set -C; {{ printf 'uuid=%s\n%s' "$2" {q(header)}; printf 'created=%s\nhold=%s %s\n' "$gs_now" "$$" "$(gs_start $$)"; }} >"$f") 2>/dev/null \
-        && [ -f "$f" ] && [ ! -L "$f" ] && [ -O "$f" ]; then
-        gs_made="$gs_made $1@$i"
-        return 0
-      fi
-      [ -e "$f" ] || [ -L "$f" ] || return 2
-    fi
-    if [ -f "$f" ] && [ ! -L "$f" ] && ! gs_ours "$f"; then
-      set -- "$1" "$2" $(gs_state "$f" "$1")
-      gs_valid "$3" && return 1
-    fi
-    i=$((i + 1))
-  done
-  return 1
-}}
-gs_check_ledger
-r=$?
-if [ "$r" = 2 ]; then
-{missing}fi
-[ "$r" = 0 ] || {{ echo "@@ledger-unsafe $gs_problem"; exit {EXIT_LEDGER}; }}
-set -- {pairs}
-while [ $# -ge 2 ]; do
-  if gs_busy "$1" "$2"; then echo "@@conflict $2"; gs_undo; exit {EXIT_CONFLICT}; fi
-  gs_take "$1" "$2"
-  case $? in
-    0) ;;
-    1) echo "@@conflict $2"; gs_undo; exit {EXIT_CONFLICT} ;;
-    *) echo "cannot write a claim file in $L" >&2; gs_undo; exit {EXIT_LEDGER} ;;
-  esac
-  shift 2
-done
-set -- {pairs}
-while [ $# -ge 2 ]; do
-  if gs_busy "$1" "$2"; then echo "@@conflict $2"; gs_undo; exit {EXIT_CONFLICT}; fi
-  shift 2
-done
-echo "@@claimed$gs_made"
-"""
-    return _wrap(body)
-
-
-def claimed_files(stdout: str) -> tuple[str, ...] | None:
-    """The claim files a successful claim script made (None: it did not claim)."""
-    for line in stdout.splitlines():
-        if line == "@@claimed" or line.startswith("@@claimed "):
-            return tuple(line.split()[1:])
-    return None
-
-
-# --------------------------------------------------------------------------- launch, release
-
-
-def take_over_lines(ledger_dir: str, entry: str, claims: Sequence[str]) -> str:
-    """sh lines for the launch script, before anything slow: each claim file must still be
-    ours (else ``@@claim-lost`` and exit `EXIT_CLAIM_LOST`), and this script's shell holds
-    it from now on (a data copy may take longer than ``ledger_grace``). Claim files of this
-    session's earlier server (one the hub lost, stopped by now) are removed. Variables and
-    functions are prefixed ``gs_`` (the launch script's own are not)."""
-    if not claims:
-        return ""
-    files = " ".join(q(ledger_dir.rstrip("/") + "/" + c) for c in claims)
-    names = q(" " + " ".join(claims) + " ")
-    has_entry = q("entry=" + entry)
-    return _STATE + f"""gs_L={q(ledger_dir.rstrip('/') or '/')}
-for gs_f in "$gs_L"/*@*; do
-  [ -f "$gs_f" ] && [ ! -L "$gs_f" ] && [ -O "$gs_f" ] || continue
-  case {names} in *" ${{gs_f##*/}} "*) continue ;; esac
-  grep -qx {has_entry} "$gs_f" 2>/dev/null || continue
-  gs_h=$(sed -n 's/^hold=//p' "$gs_f" | tail -n 1)
-  case $gs_h in *" "*) gs_s=${{gs_h#* }} ;; *) gs_s="" ;; esac
-  case $(gs_holder "$(id -u)" "${{gs_h%% *}}" "$gs_s") in live|hidden) ;; *) rm -f "$gs_f" ;; esac
-done
-for gs_c in {files}; do
-  if [ -f "$gs_c" ] && [ ! -L "$gs_c" ] && [ -O "$gs_c" ] && grep -qx {has_entry} "$gs_c"; then
-    printf 'hold=%s %s\n' "$$" "$(gs_start $$)" >>"$gs_c"
-  else echo "@@claim-lost ${{gs_c##*/}}"; exit {EXIT_CLAIM_LOST}; fi
-done
-"""
-
-
-def hold_lines(ledger_dir: str, claims: Sequence[str], pid_var: str = "pid") -> str:
-    """sh lines for the launch script once the server runs (after `take_over_lines`): the
-    server's process (``$<pid_var>``) holds the claims."""
-    if not claims:
-        return ""
-    files = " ".join(q(ledger_dir.rstrip("/") + "/" + c) for c in claims)
-    return f"""for gs_c in {files}; do
-  [ -f "$gs_c" ] && [ -O "$gs_c" ] && printf 'hold=%s %s\n' "${pid_var}" "$(gs_start "${pid_var}")" >>"$gs_c"
-done
-"""
-
-
-def release_lines(ledger_dir: str | None, claims: Sequence[str] = (), legacy_entry: str | None = None,
-                  indent: str = "") -> str:
-    """sh lines removing a server's claim files (only files this account owns)."""
-    if not ledger_dir:
-        return ""
-    names = list(claims) + ([legacy_entry] if legacy_entry else [])
-    return "".join(
-        f'{indent}[ -O {q(ledger_dir.rstrip("/") + "/" + n)} ] && rm -f {q(ledger_dir.rstrip("/") + "/" + n)}\n'
-        for n in names
-    )
-
-
-def release_script(ledger_dir: str, claims: Sequence[str]) -> str:
-    """Remove the claim files ``claims`` (missing is fine; other accounts' are never touched)."""
-    return _wrap(release_lines(ledger_dir, claims) or ":\n")
-
-
-def free_dead_claims_script(ledger_dir: str, claims: Sequence[str], *, grace: float, shared: bool,
-                            session: str | None = None) -> str:
-    """For a reconciler: remove each of ``claims`` that this account owns and that is still
-    ``stale`` or ``forged`` when looked at again (a claim that came back to life is kept).
-    ``session``: only files that still say ``session=<session>`` (a name is reused by the next
-    claim of its GPU). Prints ``@@freed <name>`` or ``@@kept <name> <state>`` for each (state
-    ``gone``, ``not-ours`` or ``other-session`` for a file it did not judge)."""
-    names = " ".join(q(c) for c in claims if "/" not in c and c not in (".", ".."))
-    mine = f'  grep -qxF {q("session=" + session)} "$f" 2>/dev/null || {{ echo "@@kept $n other-session"; continue; }}\n' \
-        if session else ""
-    body = prelude(ledger_dir, shared=shared, grace=grace) + f"""gs_check_ledger || {{ echo "@@ledger-unsafe $gs_problem"; exit {EXIT_LEDGER}; }}
-for n in {names}; do
-  f="$L/$n"
-  [ -e "$f" ] || [ -L "$f" ] || {{ echo "@@kept $n gone"; continue; }}
-  [ -f "$f" ] && [ ! -L "$f" ] && [ -O "$f" ] || {{ echo "@@kept $n not-ours"; continue; }}
-{mine}  case $n in *@*) k=${{n%@*}} ;; *) k="" ;; esac
-  set -- $(gs_state "$f" "$k")
-  case $1 in stale|forged) rm -f "$f" && echo "@@freed $n" ;; *) echo "@@kept $n $1" ;; esac
-done
-"""
-    return _wrap(body)
-
-
-# --------------------------------------------------------------------------- what a problem means
-
-
-@dataclass(frozen=True)
-class LedgerProblem:
-    """Why a host's ledger cannot be used, as the scripts report it."""
-
-    kind: str  # missing, cannot-create, owner, mode, symlink, notdir, parent-owner, parent-mode
-    path: str
-    owner: str = "?"
-    account: str = "?"
-
-    @classmethod
-    def parse(cls, text: str) -> "LedgerProblem":
-        parts = text.split()
-        parts += ["?"] * (4 - len(parts))
-        return cls(*parts[:4])
-
-
-def problem_message(host: str, ledger_dir: str, p: LedgerProblem, *, shared: bool) -> str:
-    """What an admin reads: why the ledger is unsafe and the exact command that fixes it."""
-    d = q(ledger_dir)
-    make = f"install -d -o root -g root -m 1777 {d}"
-    who = "root" if shared else f"root or {p.account}"
-    if p.kind == "missing":
-        why = ("it does not exist, and several accounts use this host, so it must be made by root "
-               "(if one of them made it, that account could delete every other's GPU claims)")
-        fix = f"{make}   (or -g GROUP -m 1770: only that group's accounts may then claim GPUs)"
-    elif p.kind == "cannot-create":
-        why = f"{p.account} cannot create it"
-        fix = make
-    elif p.kind == "owner":
-        why = (f"it is owned by {p.owner}, not by {who}, so {p.owner} could delete or forge every GPU claim in it"
-               + (" (several accounts use this host, so only root may own it)" if shared else ""))
-        fix = f"chown root:root {d} && chmod 1777 {d}   (after checking that no one but gridspawner used it)"
-    elif p.kind == "mode":
-        why = "other accounts may write to it and it has no sticky bit, so they could delete each other's GPU claims"
-        fix = f"chmod +t {d}"
-    elif p.kind in ("symlink", "notdir"):
-        why = "it is a symbolic link" if p.kind == "symlink" else "it is not a directory"
-        fix = f"rm -f {d} && {make}"
-    else:  # parent-owner, parent-mode
-        cause = (f"is owned by {p.owner}" if p.kind == "parent-owner"
-                 else "may be written by other accounts and has no sticky bit")
-        why = f"its parent directory {p.path} {cause}, so the whole ledger could be replaced"
-        fix = ("set ledger_dir to a directory whose parents only root can change, made with "
-               "install -d -o root -g root -m 1777 /var/lib/gridspawner/ledger")
-    return (f"the GPU ledger {ledger_dir} on {host} is not safe to use: {why}. No GPU is handed out on {host} "
-            f"until it is fixed; as root on {host}: {fix}")

@@ -14,7 +14,7 @@ it acts, and does only what is still right then:
   signalled), then the directory is removed through ``remove_session`` (data mounts are
   unmounted first; nothing is removed while a mount point is left below it);
 - each GPU claim is freed only when its holder is gone and it is ``grace`` old
-  (`ledger.free_dead_claims_script`): a GPU whose process still runs is never freed.
+  (`ledger_hold.free_dead_claims_script`): a GPU whose process still runs is never freed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from . import ledger, scripts
+from . import scripts
+from .ledger_hold import free_dead_claims_script
 from .inventory import Inventory
 from .session_marks import LAUNCHER_FILE, OWNER_FILE
 
@@ -217,10 +218,10 @@ def reclaim_script(
     <state>``)."""
     claims = tuple(c for c in claims if c and "/" not in c and c not in (".", ".."))
     files = tuple(ledger_dir.rstrip("/") + "/" + c for c in claims)
-    guard = scripts._wrap(_guard(session_dir, hub=hub, backend=backend, grace=grace, claim_files=files))
+    guard = scripts.wrap(_guard(session_dir, hub=hub, backend=backend, grace=grace, claim_files=files))
     stop = scripts.stop_script(session_dir, None, interrupt_timeout=interrupt_timeout, term_timeout=term_timeout,
                                kill_timeout=kill_timeout, flush_wait=flush_wait)
-    free = ledger.free_dead_claims_script(ledger_dir, claims, grace=grace, shared=shared,
+    free = free_dead_claims_script(ledger_dir, claims, grace=grace, shared=shared,
                                           session=session_dir) if claims else ""
     return guard + stop + free
 

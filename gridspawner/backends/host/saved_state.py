@@ -8,7 +8,7 @@ from typing import Any
 from ...gpu import GPU, describe
 from ..base import BackendError, Launch
 from .placement import Placement
-from .scripts import LaunchSpec
+from .launch_scripts import LaunchSpec
 
 STATE_VERSION = 1
 STATE_KEYS = ("host", "session_dir", "socket", "pid", "relay_port")

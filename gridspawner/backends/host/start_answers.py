@@ -9,7 +9,7 @@ from typing import Sequence
 from ..base import BackendError
 from . import scripts
 from .mount_reports import mount_failure
-from .scripts import LaunchSpec
+from .launch_scripts import LaunchSpec
 from .transport import RunResult
 
 

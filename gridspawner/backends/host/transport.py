@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import NamedTuple, Protocol, runtime_checkable
+import sys
+from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
 from ..base import AccessDenied, BackendError, Unreachable
 from .relay import Relay
@@ -71,6 +72,58 @@ class Transport(Protocol):
 BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
+#: signals a script and the servers it starts must get with their default action: the stop
+#: ladder's (INT, TERM; KILL cannot be ignored), a terminal's or service manager's (HUP,
+#: QUIT) and PIPE. A hub started by ``nohup``, from a shell without job control or by some
+#: service managers ignores some of them, an ignored disposition survives exec, and a
+#: non-interactive sh cannot reset a signal ignored on entry (POSIX) — so a server would
+#: shrug off the ladder's SIGINT and every stop would wait for the escalation.
+CHILD_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE)
+
+#: what the exec wrapper resets: those, and SIGXFSZ, which subprocess's ``restore_signals``
+#: resets for any child but the wrapper's own interpreter ignores again as it starts (as it
+#: does SIGPIPE)
+WRAPPER_RESETS = (*CHILD_DEFAULT_SIGNALS, signal.SIGXFSZ)
+
+#: the exec wrapper that gives them back (argv: the signal numbers joined by ",", then the
+#: command): default actions, unblocked, then exec.
+RESET_SIGNALS_AND_EXEC = (
+    "import os, signal, sys\n"
+    "sigs = [int(n) for n in sys.argv[1].split(',')]\n"
+    "for n in sigs: signal.signal(n, signal.SIG_DFL)\n"
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def signals_to_reset() -> tuple[int, ...]:
+    """The `CHILD_DEFAULT_SIGNALS` a child started now from this thread would not get with
+    their default action: ignored in this process, or blocked in this thread (what a fork
+    inherits). A handled signal is reset by exec, and SIGPIPE, which Python itself ignores,
+    by subprocess's ``restore_signals``: neither counts unless blocked."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return tuple(s for s in CHILD_DEFAULT_SIGNALS
+                 if s in blocked or (s != signal.SIGPIPE and signal.getsignal(s) == signal.SIG_IGN))
+
+
+def child_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` to start a child with default dispositions of `CHILD_DEFAULT_SIGNALS`: as is
+    when it gets them anyway (nothing to pay), else behind `RESET_SIGNALS_AND_EXEC` run by
+    this interpreter (``-I -S``: no site, no environment; about 10 ms), resetting all of
+    `WRAPPER_RESETS`.
+
+    Why an exec wrapper: ``preexec_fn`` is not safe in a process with threads (the hub
+    has executor threads: a child may deadlock between fork and exec) and `signal.signal`
+    works in the main thread only; subprocess offers no way to set dispositions
+    (``posix_spawn``'s ``setsigdef`` is out of asyncio's reach); the shell cannot do it; and
+    changing the hub's own dispositions is not ours to do. Without ``sys.executable`` (an
+    embedded interpreter) ``argv`` is returned as is."""
+    reset = signals_to_reset()
+    if not reset or not sys.executable:
+        return list(argv)
+    return [sys.executable, "-I", "-S", "-c", RESET_SIGNALS_AND_EXEC, ",".join(str(int(s)) for s in WRAPPER_RESETS), *argv]
+
+
 async def run_script(transport: Transport, script: str, timeout: float, what: str, host: str) -> RunResult:
     """Run ``script`` through ``transport``, its failure as the backend error that says what
     went wrong on ``host`` (unreachable, login refused, timed out). Never logs the script
@@ -99,8 +152,7 @@ class LocalTransport:
         env.setdefault("PATH", os.defpath)
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.shell,
-                "-s",
+                *child_argv((self.shell, "-s")),  # the servers it starts must obey the stop ladder
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

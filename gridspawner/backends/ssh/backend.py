@@ -20,7 +20,7 @@ from ..host.backend import HostBackend
 from ..host.inventory import Inventory
 from ..host.placement import Candidate, HostLogin, Placement
 from ..host.refusals import Refusals
-from ..host.scripts import LaunchSpec
+from ..host.launch_scripts import LaunchSpec
 from ..host.ssh_pool import SSHPool
 from ..host.ssh_target import SSHTarget
 from ..host.ssh_transport import SSHTransport
