@@ -63,7 +63,7 @@ def in_work_dir(session_dir: str, argv: Sequence[str]) -> tuple[str, ...]:
 def batch_script(spec: LaunchSpec, files: Mapping[str, bytes], job_env: Mapping[str, str],
                  data_name: str = "data") -> str:
     """Start ``spec.cmd`` in ``$S/work`` with ``files`` there; print ``@@pid <pid>``. The job
-    gets a server's confinement (`scripts.session_setup_lines`, `scripts.start_lines`): its
+    gets a server's confinement (`launch_scripts.session_setup_lines`, `launch_scripts.start_lines`): its
     session directory handed to ``spec.account``, its cgroup with ``spec.limits``, its mounts
     made, its files written and its command run as the account. Exit statuses as the
     server's launch script (`scripts`). CONTAINS SECRETS."""
