@@ -128,6 +128,7 @@ def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float, outpu
         "user": str(run.get("user") or ""),
         "status": status,
         "status_text": status_text(run),
+        "message": str(run.get("message") or "") if status in ACTIVE else "",
         "badge": STATUS.get(status, ("", "text-bg-light"))[1],
         "active": status in ACTIVE,
         "finished_ok": status == "succeeded",
