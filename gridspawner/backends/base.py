@@ -108,11 +108,14 @@ class BatchJob:
 class BatchResult:
     """What a finished batch job left: its exit code (None when it is not known, e.g. the
     job was lost), the ``outputs`` that exist (name → bytes) and the tail of its combined
-    stdout/stderr (at most ``BATCH_LOG_TAIL`` bytes, decoded with replacement)."""
+    stdout/stderr (at most ``BATCH_LOG_TAIL`` bytes, decoded with replacement). ``timed_out``:
+    the backend's own bound on the job's run time ended it (a Kubernetes pod's
+    activeDeadlineSeconds), so the run is timed out, not failed."""
 
     exit_code: int | None
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
     log_tail: str = ""
+    timed_out: bool = False
 
 
 #: the most bytes of a batch job's log kept in `BatchResult.log_tail`

@@ -380,7 +380,8 @@ class Executor:
         tail = result.log_tail if result else ""
         exit_code = result.exit_code if result and result.exit_code is not None else code
         status, error = outcome.judge(exit_code, output, tail, a.row.get("image") or "",
-                                      cancelled=a.stopping == "cancelled", timed_out=a.stopping == "timed_out",
+                                      cancelled=a.stopping == "cancelled",
+                                      timed_out=a.stopping == "timed_out" or bool(result and result.timed_out),
                                       lost="" if result else "the run's outputs could not be collected",
                                       quota=stop_message(a.why) if a.stopping == "quota" else "")
         try:
