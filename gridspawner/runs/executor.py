@@ -355,9 +355,9 @@ class Executor:
             a = running[run_id]
             if a.stopping:
                 continue
-            a.why = why
+            a.why, a.stopping = why, "quota"  # (no poll of it from now on)
             log.warning("run %s of %s: %s; stopping it (GPU quota)", run_id, a.row["username"], why)
-            await self._stop(run_id, a, "quota")
+            self._spawn(self._stop(run_id, a, "quota"))
 
     async def _stop(self, run_id: str, a: Active, why: str) -> None:
         a.stopping = why

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -43,8 +44,6 @@ def update_problem(old: dict, new: dict) -> str | None:
 
 async def watch(kubelet: "Kubelet", ns: str, name: str, uid: str) -> None:
     """End the pod at its deadline (see the module), unless it is over or gone first."""
-    import time
-
     while True:
         pod = kubelet.current(ns, name, uid)
         if pod is None or pod["status"].get("phase") in ("Succeeded", "Failed"):
