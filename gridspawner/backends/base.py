@@ -108,8 +108,9 @@ class BatchJob:
 class BatchResult:
     """What a finished batch job left: its exit code (None when it is not known, e.g. the
     job was lost), the ``outputs`` that exist (name → bytes) and the tail of its combined
-    stdout/stderr (at most ``BATCH_LOG_TAIL`` bytes, decoded with replacement).
-    ``timed_out``: the backend's scheduler ended the job at its time limit (Slurm's TIMEOUT)."""
+    stdout/stderr (at most ``BATCH_LOG_TAIL`` bytes, decoded with replacement). ``timed_out``:
+    the backend's own bound on the job's run time ended it (Slurm's TIMEOUT, a Kubernetes
+    pod's activeDeadlineSeconds), so the run is timed out, not failed."""
 
     exit_code: int | None
     files: dict[str, bytes] = field(default_factory=dict, repr=False)

@@ -95,6 +95,42 @@ def strip_secrets(options: Any) -> tuple[Any, dict[int, dict[str, str]]]:
     return clean, secrets
 
 
+def pin_typed_choices(clean: Any, specs: Iterable[MountSpec]) -> Any:
+    """``clean`` (options without secrets, `strip_secrets`) with every mount row naming the
+    credentials / auth its validated spec chose. A row that left ``auth`` out got
+    ``password`` from its typed password: once the password is stripped, the stored row must
+    still say so, or a later start would fall back to the hub's key."""
+    if not isinstance(clean, Mapping) or not isinstance(clean.get("mounts"), list):
+        return clean
+    rows = list(clean["mounts"])
+    for i, spec in enumerate(specs):
+        if i < len(rows) and isinstance(rows[i], Mapping):
+            row = dict(rows[i])
+            if spec.credentials is not None:
+                row["credentials"] = spec.credentials
+            if spec.auth is not None:
+                row["auth"] = spec.auth
+            rows[i] = row
+    return {**clean, "mounts": rows}
+
+
+def typed_secret_fields(options: Any) -> list[str]:
+    """The fields of secrets only a user can type that ``options``' mounts need: S3 rows with
+    ``credentials: keys`` → ``mounts[i].secret_key``, SSH rows with ``auth: password`` →
+    ``mounts[i].password`` (rows as `pin_typed_choices` stores them)."""
+    if not isinstance(options, Mapping) or not isinstance(options.get("mounts"), list):
+        return []
+    out = []
+    for i, row in enumerate(options["mounts"]):
+        if not isinstance(row, Mapping):
+            continue
+        if row.get("type") == "s3" and row.get("credentials") == "keys":
+            out.append(f"mounts[{i}].secret_key")
+        elif row.get("type") == "ssh" and row.get("auth") == "password":
+            out.append(f"mounts[{i}].password")
+    return out
+
+
 def parse_mounts(
     raw: Any, storage: StorageConfig, groups: Iterable[str], username: str
 ) -> tuple[tuple[MountSpec, ...], dict[int, dict[str, str]]]:

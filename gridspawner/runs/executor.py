@@ -12,7 +12,11 @@ polls them, and finishes them (outputs into the run store, status, usage record)
   from their saved launch state and collected when they end; queued ones stay queued; a run
   cut in ``preparing`` goes back to the queue (what its start left on a host is reclaimed
   by the backend's look for orphans, which knows the running runs' states).
-- Mount credentials typed by the user are kept in memory only, until the run started.
+- Mount credentials typed by the user are kept in memory only, until the run started. A
+  queued run that needs them after a restart of the service ends ``failed``, naming the
+  mount's field (`LOST_SECRETS`): it never starts without them.
+- **GPU quota** (`quota`): checked again at start by the submit's own code, and watched
+  while runs run, as servers are.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from typing import Any, Callable
 
 from ..backends.base import BackendError, Launch, LaunchContext, NoCapacity
 from ..gpu import GPU
-from ..mounts.resolve import resolve_mounts
-from ..mounts.specs import strip_secrets
-from ..request import build_request
+from ..mounts.specs import strip_secrets, typed_secret_fields
+from ..preparation import prepare
 from ..vocabulary import OptionsError
 from . import outcome
+from .quota import QuotaWait, RunQuota, check_start, stop_message, watch_round
 from .files import INPUT, LOG, OUTPUT, RunStoreError
 from .papermill_cmd import batch_job
 from .store import RunStore
@@ -44,6 +48,9 @@ FAST_POLL = 0.25
 RECONCILE_INTERVAL = 600.0
 #: seconds an orphaned run session must be unchanged before it is reclaimed
 RECONCILE_GRACE = 120.0
+#: the error of a queued run whose typed mount credentials a restart of the service lost
+LOST_SECRETS = ("the credentials typed at submit are kept only in memory and were lost when the runs service "
+                "restarted; submit the run again")
 
 
 def run_slug(run_id: str) -> str:
@@ -63,7 +70,8 @@ class Active:
     row: dict
     launch: Launch | None = None
     next_poll: float = 0.0
-    stopping: str = ""  # "cancelled" | "timed_out" once a stop was decided
+    stopping: str = ""  # "cancelled" | "timed_out" | "quota" once a stop was decided
+    why: str = ""  # the quota that ran out (stopping "quota")
 
 
 @dataclass
@@ -77,13 +85,17 @@ class Recorder:
 class Executor:
     def __init__(self, store: RunStore, files: Any, catalog: Any, backends: dict, *, queue_retry: float = 2.0,
                  queue_retry_max: float = 30.0, poll_interval: float = 5.0, kernel: str = "",
-                 recorder: Recorder | None = None):
+                 recorder: Recorder | None = None, quota: RunQuota | None = None):
         self.store, self.files, self.catalog, self.backends = store, files, catalog, backends
         self.queue_retry, self.queue_retry_max = queue_retry, queue_retry_max
         self.poll_interval, self.kernel = poll_interval, kernel
         self._misses: dict[str, int] = {}  # backend → NoCapacity answers in a row
         self._nudged: set[str] = set()  # backends nudged while a start was in flight
         self.recorder = recorder or Recorder()
+        self.quota = quota or RunQuota()
+        #: user → when their queued runs, waiting for GPUs at once of their quota, are tried again
+        self._quota_waits: dict[str, float] = {}
+        self._quota_watched = time.monotonic()
         self.active: dict[str, Active] = {}
         #: typed mount secrets of queued runs (run id → options with secrets), memory only
         self.secrets: dict[str, Any] = {}
@@ -105,6 +117,7 @@ class Executor:
             self._nudged.add(backend)
         self._blocked.pop(backend, None)
         self._misses.pop(backend, None)
+        self._quota_waits.clear()  # its GPUs no longer count against its user's quota
         self.wake()
 
     async def start(self) -> None:
@@ -163,7 +176,9 @@ class Executor:
     def _next_delay(self) -> float:
         now = time.monotonic()
         times = [a.next_poll for a in self.active.values() if a.launch is not None]
-        times += list(self._blocked.values())
+        times += list(self._blocked.values()) + list(self._quota_waits.values())
+        if self.quota.stop is not None:
+            times.append(self._quota_watched + self.quota.interval)
         return max(0.01, min(times, default=now + 3600) - now)
 
     async def _tick(self) -> None:
@@ -173,12 +188,18 @@ class Executor:
                 continue
             a.next_poll = now + (FAST_POLL if self._waiting(a.row["backend"]) else self.poll_interval)
             self._spawn(self._check(run_id, a))
-        for row in await self.store.heads():
+        for user, until in list(self._quota_waits.items()):
+            if until <= now:
+                del self._quota_waits[user]
+        for row in await self.store.heads(self._quota_waits):
             b = row["backend"]
             if b in self._starting or self._blocked.get(b, 0) > now:
                 continue
             self._starting.add(b)
             self._spawn(self._start(row))
+        if self.quota.stop is not None and now - self._quota_watched >= self.quota.interval:
+            self._quota_watched = now
+            self._spawn(self._watch_quota())
         if time.time() - self._reconciled > RECONCILE_INTERVAL:
             self._reconciled = time.time()
             self._spawn(self.reconcile())
@@ -194,6 +215,15 @@ class Executor:
             self.active[run_id] = a
             try:
                 launch = await self._launch(row)
+            except QuotaWait as e:
+                # only this user's runs wait (tried again at once when GPUs of ours or a
+                # server's are freed, else after queue_retry_max); the backend's queue goes on
+                self.active.pop(run_id, None)
+                await self.store.move(run_id, ("preparing",), status="queued")
+                self._quota_waits[row["username"]] = time.monotonic() + max(self.queue_retry, self.queue_retry_max)
+                await self.note(row, str(e))
+                log.info("run %s of %s waits for its GPU quota: %s", run_id, row["username"], e)
+                return
             except NoCapacity as e:
                 self.active.pop(run_id, None)
                 await self.store.move(run_id, ("preparing",), status="queued")
@@ -206,6 +236,7 @@ class Executor:
                 if b in self._nudged:  # a server stopped while this try probed: try again now
                     self._nudged.discard(b)
                     self._blocked[b] = time.monotonic()
+                await self.note(row, f"waiting for free GPUs: {e}")
                 log.debug("run %s waits: %s", run_id, e)
                 return
             except (BackendError, OptionsError) as e:
@@ -225,7 +256,7 @@ class Executor:
             models = sorted({g.name for g in launch.gpus})
             started = time.time()
             values = {"launch_state": json.dumps(st), "started_at": started, "host": str(st.get("host") or st.get("node") or ""),
-                      "gpu_model": " + ".join(models), "exit_code": None}
+                      "gpu_model": " + ".join(models), "exit_code": None, "message": ""}
             if launch.gpus:
                 values["gpu_memory_gb"] = min(g.memory_gb for g in launch.gpus)
             if not await self.store.move(run_id, ("queued", "preparing"), status="running", **values):
@@ -246,12 +277,15 @@ class Executor:
     async def _launch(self, row: dict) -> Launch:
         backend = self.backends[row["backend"]]
         options = self.secrets.get(row["id"]) or json.loads(row["options"] or "{}")
+        if row["id"] not in self.secrets:
+            lost = typed_secret_fields(options)
+            if lost:
+                raise OptionsError({f: LOST_SECRETS for f in lost})
         groups = json.loads(row.get("groups") or "[]")
-        request = build_request(options, self.catalog, groups, username=row["username"])
-        mounts: tuple = ()
-        if request.mounts:
-            _, secrets = strip_secrets(options)
-            mounts = await resolve_mounts(request.mounts, secrets, self.catalog.storage, row["username"])
+        # the submit's own checks once more: options, GPU quota (QuotaWait), live mount checks
+        prepared = await prepare(options, self.catalog, groups, row["username"],
+                                 quota=check_start(self.quota, row["username"], groups))
+        request, mounts = prepared.request, prepared.mounts
         try:
             notebook = await self.files.read(row["id"], INPUT)
         except RunStoreError as e:
@@ -302,6 +336,29 @@ class Executor:
             return
         await self._stop(run_id, a, "cancelled")
 
+    async def note(self, row: dict, message: str) -> None:
+        """Set an active run's message (what it waits for), when it changed."""
+        if row.get("message", "") != message:
+            row["message"] = message
+            await self.store.move(row["id"], ("queued", "preparing", "running"), message=message)
+
+    async def _watch_quota(self) -> None:
+        """Stop the running GPU runs whose users' GPU-hours ran out (after the grace); note the
+        coming stop on the others (`quota.watch_round`)."""
+        running = {rid: a for rid, a in self.active.items() if a.launch is not None and not a.stopping}
+
+        async def note(run_id: str, message: str) -> None:
+            if run_id in running:
+                await self.note(running[run_id].row, message)
+
+        for run_id, why in await watch_round(self.quota, [a.row for a in running.values()], time.time(), note):
+            a = running[run_id]
+            if a.stopping:
+                continue
+            a.why, a.stopping = why, "quota"  # (no poll of it from now on)
+            log.warning("run %s of %s: %s; stopping it (GPU quota)", run_id, a.row["username"], why)
+            self._spawn(self._stop(run_id, a, "quota"))
+
     async def _stop(self, run_id: str, a: Active, why: str) -> None:
         a.stopping = why
         backend = self.backends[a.row["backend"]]
@@ -325,7 +382,8 @@ class Executor:
         status, error = outcome.judge(exit_code, output, tail, a.row.get("image") or "",
                                       cancelled=a.stopping == "cancelled",
                                       timed_out=a.stopping == "timed_out" or bool(result and result.timed_out),
-                                      lost="" if result else "the run's outputs could not be collected")
+                                      lost="" if result else "the run's outputs could not be collected",
+                                      quota=stop_message(a.why) if a.stopping == "quota" else "")
         try:
             if output is not None:
                 await self.files.write(run_id, OUTPUT, output)
@@ -335,19 +393,22 @@ class Executor:
             if status != "cancelled":
                 status, error = "failed", {"cell_index": None, "ename": "", "evalue": "",
                                            "message": f"the run ended ({status}) but its outputs could not be saved: {e}"}
-        await self._final(a.row, status, error, exit_code, tail)
+        await self._final(a.row, status, error, exit_code, tail, "quota" if a.stopping == "quota" else None)
         # its GPUs are free: the backend's next queued run is tried now
         self._blocked.pop(a.row["backend"], None)
         self._misses.pop(a.row["backend"], None)
+        self._quota_waits.clear()
         self.wake()
 
-    async def _final(self, row: dict, status: str, error: dict | None, exit_code: int | None, tail: str) -> None:
+    async def _final(self, row: dict, status: str, error: dict | None, exit_code: int | None, tail: str,
+                     reason: str | None = None) -> None:
         now = time.time()
         await self.store.move(row["id"], ("queued", "preparing", "running"), status=status, finished_at=now,
-                              error=outcome.as_json(error), exit_code=exit_code, log_tail=outcome.db_tail(tail))
+                              error=outcome.as_json(error), exit_code=exit_code, log_tail=outcome.db_tail(tail),
+                              message="")
         record = row.get("record_id")
         if record and self.recorder.close is not None:
-            reason = {"succeeded": "ended", "failed": "failure", "timed_out": "max_runtime"}.get(status)
+            reason = reason or {"succeeded": "ended", "failed": "failure", "timed_out": "max_runtime"}.get(status)
             if reason is None:
                 fresh = await self.store.get(row["id"]) or {}
                 by = fresh.get("cancelled_by") or ""

@@ -46,10 +46,12 @@ def last_line(log: str) -> str:
 
 
 def judge(exit_code: int | None, output: bytes | None, log: str, image: str, *, cancelled: bool = False,
-          timed_out: bool = False, lost: str = "") -> tuple[str, dict | None]:
-    """(status, error) of a run that ended."""
+          timed_out: bool = False, lost: str = "", quota: str = "") -> tuple[str, dict | None]:
+    """(status, error) of a run that ended. ``quota``: why the GPU quota stopped it (failed)."""
     if cancelled:
         return "cancelled", None
+    if quota:
+        return "failed", {"cell_index": None, "ename": "", "evalue": "", "message": quota}
     if timed_out:
         return "timed_out", {"cell_index": None, "ename": "", "evalue": "",
                              "message": "the run took longer than its maximum run time and was stopped"}

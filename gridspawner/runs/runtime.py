@@ -20,8 +20,9 @@ from typing import Any
 from ..backends import backend_class
 from ..catalog import build_catalog
 from .executor import Executor, Recorder
-from ..mounts.specs import strip_secrets
+from ..mounts.specs import pin_typed_choices, strip_secrets
 from .files import INPUT
+from .quota import usage_quota
 from .s3files import open_store
 from .store import LimitReached, RunStore
 
@@ -121,14 +122,17 @@ class RunsRuntime:
                                  queue_retry=self.config.runs_queue_retry,
                                  queue_retry_max=self.config.runs_queue_retry_max,
                                  poll_interval=self.config.runs_poll_interval,
-                                 kernel=self.config.runs_kernel, recorder=usage_recorder(usage))
+                                 kernel=self.config.runs_kernel, recorder=usage_recorder(usage),
+                                 quota=usage_quota(usage))
 
     async def submit(self, draft: Any, user: str, groups: list[str]) -> str:
         """Queue a checked run (`submit.Draft`) for ``user``; its id. LimitReached when a
         runs limit is reached, RunStoreError when the run store cannot take the notebook
         (nothing is kept then)."""
         run_id, now, req = new_run_id(), time.time(), draft.request
-        clean, _ = strip_secrets(draft.options)
+        # the stored options name each mount's credentials choice: after a restart the
+        # executor knows which typed secrets it lost (`Executor.keep`)
+        clean = pin_typed_choices(strip_secrets(draft.options)[0], req.mounts)
         values = {
             "id": run_id, "username": user, "name": draft.name, "status": "queued", "backend": req.backend,
             "backend_kind": req.backend_kind, "profile": req.profile or "", "image": req.image,
@@ -139,12 +143,18 @@ class RunsRuntime:
             "cancel_requested": 0, "log_tail": "",
         }
         await self.files.write(run_id, INPUT, draft.notebook)  # RunStoreError: nothing is kept
+        # the typed secrets are in memory before the row is in the queue: a start can never
+        # find the row without them (and take them for lost)
+        self.executor.keep(run_id, draft.options)
         try:
             await self.store.submit(values, self.config.limits_for(user, groups))
         except LimitReached:
+            self.executor.secrets.pop(run_id, None)
             await self.files.remove(run_id)
             raise
-        self.executor.keep(run_id, draft.options)
+        except BaseException:
+            self.executor.secrets.pop(run_id, None)
+            raise
         self.executor.wake()
         return run_id
 

@@ -119,12 +119,17 @@ class RunStore:
             stmt = stmt.where(RUNS.c.backend == backend)
         return await self._call(self._rows, stmt.order_by(RUNS.c.submitted_at, RUNS.c.id))
 
-    async def heads(self) -> list[dict]:
-        """The oldest queued run of each backend (full rows)."""
+    async def heads(self, skip_users: Iterable[str] = ()) -> list[dict]:
+        """The oldest queued run of each backend (full rows), passing over the runs of
+        ``skip_users`` (users whose runs wait for their GPU quota)."""
+        skip = sorted(set(skip_users))
+        queued = RUNS.c.status == "queued"
+        if skip:
+            queued = queued & RUNS.c.username.not_in(skip)
         first = (select(RUNS.c.backend, func.min(RUNS.c.submitted_at).label("first"))
-                 .where(RUNS.c.status == "queued").group_by(RUNS.c.backend).subquery())
+                 .where(queued).group_by(RUNS.c.backend).subquery())
         stmt = (select(RUNS).join(first, (RUNS.c.backend == first.c.backend) & (RUNS.c.submitted_at == first.c.first))
-                .where(RUNS.c.status == "queued").order_by(RUNS.c.submitted_at, RUNS.c.id))
+                .where(queued).order_by(RUNS.c.submitted_at, RUNS.c.id))
         rows = await self._call(self._rows, stmt)
         seen: set[str] = set()
         return [r for r in rows if not (r["backend"] in seen or seen.add(r["backend"]))]

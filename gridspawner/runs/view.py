@@ -37,6 +37,8 @@ def run_json(row: Mapping, now: float, position: int | None = None) -> dict:
         "user": row["username"],
         "status": row["status"],
         "queue_position": position if row["status"] == "queued" else None,
+        # what an active run waits for, or a coming quota stop ("" when nothing)
+        "message": (row.get("message") or "") if row["status"] in ACTIVE else "",
         "submitted": row["submitted_at"],
         "started": row.get("started_at"),
         "finished": row.get("finished_at"),

@@ -135,6 +135,7 @@ def run_row(run: Mapping[str, Any], tz: ZoneInfo, prefix: str, now: float, outpu
         "user": str(run.get("user") or ""),
         "status": status,
         "status_text": status_text(run),
+        "message": str(run.get("message") or "") if status in ACTIVE else "",
         "badge": STATUS["cancelled"][1] if cancelling(run) else STATUS.get(status, ("", "text-bg-light"))[1],
         "active": status in ACTIVE,
         "cancelling": cancelling(run),

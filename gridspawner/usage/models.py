@@ -162,6 +162,9 @@ class RunRow(Base):
     #: JSON {cell_index, ename, evalue, message} of a run that did not succeed
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_tail: Mapped[str] = mapped_column(Text, default="")
+    #: what an active run waits for or what comes next ("waiting: 2 of 2 GPUs at once in
+    #: use", "will be stopped at 14:05 UTC: …"); "" when nothing
+    message: Mapped[str] = mapped_column(Text, default="", server_default="")
     #: its usage record (`UsageRecord.id`), once it ran
     record_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 

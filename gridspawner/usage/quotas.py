@@ -170,10 +170,24 @@ def _who(standing: Standing) -> tuple[str, str]:
         f"the group {standing.group} has", f"the group {standing.group} already uses")
 
 
-def refusal(limits: Limits, standing: Standing, gpus: int, resets: Mapping[str, str]) -> str | None:
+class QuotaRefusal(str):
+    """A quota refusal: its text (what the form shows at the field), and whether waiting lifts
+    it — ``waits``: a GPUs-at-once limit the request fits once running GPUs end (a queued run
+    waits; a spawn is refused all the same), with ``wait_text`` saying what it waits for."""
+
+    waits: bool
+    wait_text: str
+
+    def __new__(cls, text: str, waits: bool = False, wait_text: str = "") -> "QuotaRefusal":
+        obj = super().__new__(cls, text)
+        obj.waits, obj.wait_text = waits, wait_text
+        return obj
+
+
+def refusal(limits: Limits, standing: Standing, gpus: int, resets: Mapping[str, str]) -> QuotaRefusal | None:
     """Why a new server with ``gpus`` GPUs may not start under ``limits`` (None: it may).
     ``resets`` maps a period to when it starts again (``"on 1 July"``). Servers without
-    GPUs are never refused."""
+    GPUs are never refused. GPU-hours used up come first (waiting does not lift them)."""
     if gpus <= 0:
         return None
     has, uses = _who(standing)
@@ -184,13 +198,19 @@ def refusal(limits: Limits, standing: Standing, gpus: int, resets: Mapping[str, 
         used = standing.gpu_hours.get(p, 0.0)
         if used >= limit:
             again = f"; GPU servers can start again {resets[p]}" if p in resets else ""
-            return f"{has} used {fmt_hours(used)} of {fmt_hours(limit)} GPU-hours {PERIOD_WORDS[p]}{again} (a server without GPUs can still start)"
-    if limits.gpus_at_once is not None and standing.gpus_running + gpus > limits.gpus_at_once:
+            return QuotaRefusal(f"{has} used {fmt_hours(used)} of {fmt_hours(limit)} GPU-hours {PERIOD_WORDS[p]}{again} "
+                                "(a server without GPUs can still start)")
+    most = limits.gpus_at_once
+    if most is not None and standing.gpus_running + gpus > most:
         running = standing.gpus_running
         if running:
-            return (f"{uses} {running} GPU{'s' if running != 1 else ''} in running servers and may hold at most "
-                    f"{limits.gpus_at_once} at once; ask for at most {max(0, limits.gpus_at_once - running)} or stop a server")
-        return f"at most {limits.gpus_at_once} GPU{'s' if limits.gpus_at_once != 1 else ''} at once (you asked for {gpus})"
+            whose = "" if standing.group is None else f" by the group {standing.group}"
+            return QuotaRefusal(
+                f"{uses} {running} GPU{'s' if running != 1 else ''} in running servers and may hold at most "
+                f"{most} at once; ask for at most {max(0, most - running)} or stop a server",
+                waits=gpus <= most, wait_text=f"waiting: {running} of {most} GPUs at once in use{whose} "
+                                              f"(this run needs {gpus})")
+        return QuotaRefusal(f"at most {most} GPU{'s' if most != 1 else ''} at once (you asked for {gpus})")
     return None
 
 

@@ -31,17 +31,19 @@ NODES = [
 
 
 class Lab:
-    def __init__(self, root: Path, emu):
+    def __init__(self, root: Path, emu, max_runtime=None, **backend):
         self.emu = emu
         self.db = f"sqlite:///{root}/usage.sqlite"
         self.usage = UsageRuntime(build_usage_config(), self.db)
         self.usage.upgrade_now()
         catalog = {
-            "backends": {"cluster": {"kind": "kubernetes", "namespace": NS, "kubeconfig": emu.kubeconfig_path}},
+            "backends": {"cluster": {"kind": "kubernetes", "namespace": NS, "kubeconfig": emu.kubeconfig_path, **backend}},
             "images": {"scipy": {"kubernetes": {"image": "quay.io/jupyter/scipy-notebook:2025-01-01"}}},
             "max_gpus": 1, "default_options": {"backend": "cluster", "image": "scipy"},
             "default_policy": {"image_refs": ["registry.example.edu/*"]},
         }
+        if max_runtime:
+            catalog["max_runtime"] = max_runtime
         self.settings = {"catalog": catalog, "hub_id": "test-hub", "runs_dir": str(root / "runs"),
                          "runs_poll_interval": 0.3, "runs_queue_retry": 0.5}
         self.runs = RunsRuntime(self.settings, self.usage.store.engine, self.db, self.usage)
@@ -58,20 +60,31 @@ class Lab:
 
 
 @pytest.fixture
-async def lab():
+async def make_lab():
     from k8s_emulator import Emulator
 
-    emu = Emulator(NODES, namespaces=("default", NS), run_pods=True).start()
-    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="gsrk-"))
-    lab = Lab(root, emu)
-    await lab.runs.start()
-    yield lab
-    await lab.runs.close()
-    lab.usage.store.close()
-    failures = emu.validation_failures
-    emu.stop()
-    shutil.rmtree(root, ignore_errors=True)
-    assert failures == [], failures
+    made = []
+
+    async def make(**kw) -> Lab:
+        emu = Emulator(NODES, namespaces=("default", NS), run_pods=True).start()
+        lab = Lab(Path(tempfile.mkdtemp(dir="/tmp", prefix="gsrk-")), emu, **kw)
+        made.append(lab)
+        await lab.runs.start()
+        return lab
+
+    yield make
+    for lab in made:
+        await lab.runs.close()
+        lab.usage.store.close()
+        failures = lab.emu.validation_failures
+        lab.emu.stop()
+        shutil.rmtree(Path(lab.db.removeprefix("sqlite:///")).parent, ignore_errors=True)
+        assert failures == [], failures
+
+
+@pytest.fixture
+async def lab(make_lab):
+    return await make_lab()
 
 
 async def test_a_gpu_run_succeeds_on_kubernetes_with_its_output_notebook(lab):
@@ -115,3 +128,33 @@ async def test_a_run_in_the_user_s_own_image(lab):
     with pytest.raises(OptionsError) as e:  # a reference the policy does not allow: a field error naming image
         await lab.submit(notebook("1"), image="docker.io/evil/x:1")
     assert list(e.value.errors) == ["image"], e.value.errors
+
+
+async def test_a_run_pod_ends_at_its_deadline_while_the_service_is_down(make_lab):
+    """The pod carries the maximum run time as activeDeadlineSeconds (lowered, once the
+    container started, to what the start took + max run time + the margin): with the
+    service down the kubelet ends it (DeadlineExceeded), and the restarted executor collects
+    its log and calls it timed out."""
+    lab = await make_lab(max_runtime=10, run_deadline_margin=0)  # (papermill takes seconds to start here)
+    run_id = await lab.submit(notebook("import time\nprint('working', flush=True)\ntime.sleep(120)"))
+    row = await lab.wait(run_id, ("running",))
+    pod, = [p for p in lab.emu.list("pods", NS) if (p["metadata"].get("labels") or {}).get(RUN_LABEL)]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert 10 <= pod["spec"]["activeDeadlineSeconds"] <= 10 + 10  # not the creation's 10 + start_timeout (310)
+    await lab.runs.close()  # the service goes away: nobody times the run out
+
+    def ended():
+        pods = [p for p in lab.emu.list("pods", NS) if (p["metadata"].get("labels") or {}).get(RUN_LABEL)]
+        return pods and pods[0]["status"].get("phase") == "Failed" and pods[0]
+
+    pod = await asyncio.get_running_loop().run_in_executor(None, lambda: lab.emu.wait_for(ended, timeout=60))
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    lab.runs = RunsRuntime(lab.settings, lab.usage.store.engine, lab.db, lab.usage)
+    await lab.runs.start()
+    row = await lab.wait(run_id, ("timed_out", "failed", "succeeded"), 60)
+    assert row["status"] == "timed_out", row
+    assert json.loads(row["error"])["message"] == "the run took longer than its maximum run time and was stopped"
+    assert "working" in row["log_tail"]  # the log was still there to collect
+    assert lab.run_objects() == []
+    record = await lab.usage.store.record(row["record_id"])
+    assert record["stop_reason"] == "max_runtime"

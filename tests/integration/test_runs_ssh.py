@@ -97,3 +97,57 @@ async def test_a_run_on_an_ssh_host_with_s3_and_ssh_inputs_bound_to_parameters(r
     # finishing again is harmless (idempotent)
     again = await backend.finish_batch(launch)
     assert again.files == {}
+
+
+async def test_a_run_through_the_executor_on_an_ssh_host(remote, lab):  # noqa: F811
+    """The runs service's own path on an SSH host: submit → queued → running → succeeded,
+    the executed notebook and log back in the run store, the GPU claim and session gone,
+    a usage record of kind run."""
+    import tempfile
+
+    from gridspawner.runs.files import OUTPUT as STORED_OUTPUT
+    from gridspawner.runs.runtime import RunsRuntime
+    from gridspawner.runs.submit import build_draft
+    from gridspawner.usage.config import build_usage_config
+    from gridspawner.usage.runtime import UsageRuntime
+
+    from test_runs_local import notebook as simple_notebook
+
+    host = lab.host_entry("a", nvidia_smi=["env", "FAKE_NVIDIA_SMI_GPUS=NVIDIA A100-SXM4-80GB,81920",
+                                           str(Path(__file__).resolve().parents[1] / "fixtures" / "fake_nvidia_smi")])
+    catalog = {"backends": {"gpu": {"kind": "ssh", **lab.backend_settings([host], remote.root, remote.session_root)}},
+               "images": {"py": {"ssh": {"env": {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}}}},
+               "max_gpus": 1, "default_options": {"backend": "gpu", "image": "py"},
+               "default_policy": {"backends": "*", "images": "*", "max_gpus": 1}}
+    root = Path(tempfile.mkdtemp(prefix="gsrs-"))
+    db = f"sqlite:///{root}/usage.sqlite"
+    usage = UsageRuntime(build_usage_config(), db)
+    usage.upgrade_now()
+    runs = RunsRuntime({"catalog": catalog, "hub_id": "test-hub", "runs_dir": str(root / "runs"),
+                        "runs_poll_interval": 0.5, "runs_queue_retry": 0.5}, usage.store.engine, db, usage)
+    await runs.start()
+    try:
+        nb = simple_notebook("import os\nprint('value is', value * 2, os.environ['CUDA_VISIBLE_DEVICES'])")
+        draft = build_draft({"notebook": nb, "options": {"gpus": 1}, "parameters": {"value": 21}}, runs.catalog, [], "alice")
+        run_id = await runs.submit(draft, "alice", [])
+        seen, deadline = set(), time.monotonic() + 180
+        while (row := await runs.store.get(run_id))["status"] not in ("succeeded", "failed", "cancelled", "timed_out"):
+            seen.add(row["status"])
+            assert time.monotonic() < deadline, row
+            await asyncio.sleep(0.1)
+        assert row["status"] == "succeeded", (row["error"], row["log_tail"][-3000:])
+        assert "running" in seen and row["host"] == "a" and row["gpu_model"].startswith("NVIDIA A100")
+        out = json.loads(await runs.files.read(run_id, STORED_OUTPUT))
+        text = "".join("".join(o.get("text", "")) for c in out["cells"] for o in c.get("outputs", ()))
+        assert "value is 42 GPU-" in text and "value is 42" in row["log_tail"]
+        record = await usage.store.record(row["record_id"])
+        assert record["kind"] == "run" and record["gpus"] == 1 and record["stop_reason"] == "ended"
+        # nothing left on the host: no session directory, no GPU claim
+        sdir = json.loads(row["launch_state"])["session_dir"]
+        backend = runs.backends["gpu"]
+        r = await backend.ssh_transport(HostLogin("a", "root")).run(f"ls {sdir} 2>&1\n", 10)
+        assert "No such file" in r.stdout
+        assert not [p for p in (remote.root / "ledger").glob("*") if not p.name.startswith(".")]
+    finally:
+        await asyncio.wait_for(runs.close(), 30)
+        usage.store.close()

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from . import deadline
 from .controls import ClusterControls
 from .events import EventRecorder
 from .faults import Faults
@@ -357,6 +358,10 @@ class Cluster(ClusterControls):
         if resource == "pods" and not status_only:
             if not pod_spec_update_allowed(cur["spec"], new.get("spec") or {}):
                 causes = [Cause("spec", "FieldValueForbidden", POD_UPDATE_FORBIDDEN)]
+                self._record_invalid(verb, resource, namespace, name, causes, body, "semantic")
+            why = deadline.update_problem(cur["spec"], new.get("spec") or {})
+            if why:
+                causes = [Cause("spec.activeDeadlineSeconds", "FieldValueInvalid", why)]
                 self._record_invalid(verb, resource, namespace, name, causes, body, "semantic")
         if resource == "secrets":
             DEFAULTERS["Secret"](new)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import fnmatch
 
-from . import downward
+from . import deadline, downward
 from .images import pull_fails
 from .runner import PodProcess, Runner, expand, materialize
 from .util import rfc3339
@@ -251,6 +251,8 @@ class Kubelet:
         await asyncio.sleep(0)
         if self._update(ns, name, uid, creating) is None:
             return
+        if pod["spec"].get("activeDeadlineSeconds") is not None:  # (set later: not emulated)
+            asyncio.get_running_loop().create_task(deadline.watch(self, ns, name, uid))
         # volumes must be mountable first
         while True:
             pod = self.current(ns, name, uid)
@@ -415,7 +417,7 @@ class Kubelet:
 
     async def container_exited(self, ns, name, uid, c, code: int, started: str, cid: str) -> None:
         pod = self.current(ns, name, uid)
-        if pod is None:
+        if pod is None or pod["status"].get("reason") == deadline.REASON:  # ended at its deadline
             return
         term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                 "startedAt": started, "finishedAt": rfc3339(), "containerID": cid}

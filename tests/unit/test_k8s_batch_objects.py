@@ -104,3 +104,26 @@ def test_run_names_are_unique_and_valid():
     a, b = run_names("Run_1"), run_names("run-1")
     assert a.pod != b.pod and len(a.pod) <= 63 and a.pod.startswith("run-")
     assert objects.pod_of_secret(a.secret) == a.pod
+
+
+def test_the_run_pod_carries_its_maximum_run_time_as_an_active_deadline():
+    """Counted by the kubelet from the pod's startTime (before the pull): at creation the
+    maximum run time + the start's own bound + the margin; once started, what the start
+    took + the maximum run time + the margin (Kubernetes lets it only go down)."""
+    assert batch_objects.deadline_at_create(None, 300, 60) is None  # no maximum run time: no deadline
+    assert batch_objects.deadline_at_create(3600, S.start_timeout, S.run_deadline_margin) == 3600 + 300 + 60
+    assert batch_objects.deadline_once_started(3600, 60, start_time=1000.0, now=1042.5) == 3600 + 60 + 43
+    assert batch_objects.deadline_once_started(0.5, 0, start_time=1000.0, now=999.0) == 1  # a clock behind: ≥ 1
+    names = run_names(JOB.run_id)
+    pod = build_pod(S, IMAGE, user="alice", server_name="", names=names, env={}, cmd=("jupyterhub-singleuser",),
+                    args=(), gpus=0, gpu_memory=0, cpu=None, memory=None, tolerance=0.07)
+    batch_objects.to_batch_pod(pod, JOB, nonce="n", secret=names.secret, deadline=3960)
+    assert validate(pod)["spec"]["activeDeadlineSeconds"] == 3960
+    assert "activeDeadlineSeconds" not in built()[0]["spec"]
+    ended = {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "startTime": "2026-12-07T10:00:00Z"}}
+    assert batch_objects.deadline_exceeded(ended) and not batch_objects.deadline_exceeded({"status": {"phase": "Failed"}})
+    assert batch_objects.start_time(ended) == 1796637600.0 and batch_objects.start_time({"status": {}}) is None
+    with pytest.raises(Exception) as e:
+        parse_settings("cluster", {"run_deadline_margin": "soon"}, "c.GridSpawner.backends['cluster']")
+    assert "run_deadline_margin" in str(e.value)
+    assert parse_settings("cluster", {"run_deadline_margin": 0}, "k").run_deadline_margin == 0

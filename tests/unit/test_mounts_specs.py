@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gridspawner.mounts.config import parse_storage
-from gridspawner.mounts.specs import MountSpec, parse_mounts, strip_secrets
+from gridspawner.mounts.specs import MountSpec, parse_mounts, pin_typed_choices, strip_secrets, typed_secret_fields
 from gridspawner.request import OptionsError
 
 STORAGE = parse_storage({
@@ -156,3 +156,17 @@ def test_error_messages_never_echo_secrets():
     e = errors(bad)
     text = json.dumps(e)
     assert "s3cr3t" not in text and "pa\\nss" not in text and "pa\nss" not in text
+
+
+def test_stored_rows_keep_the_typed_choice_and_name_the_secrets_they_need():
+    """A password with ``auth`` left out chose ``password``: the stored row (no secret) says so,
+    so a start after a restart knows a typed secret is missing instead of using the hub's key."""
+    implicit = {k: v for k, v in SSH.items() if k != "auth"}
+    sts = {**{k: v for k, v in S3.items() if k not in ("access_key", "secret_key")}, "credentials": "sts", "target": "t3"}
+    rows = [S3, implicit, sts]
+    specs, _ = parse(rows)
+    clean = pin_typed_choices(strip_secrets({"mounts": rows})[0], specs)
+    assert clean["mounts"][1]["auth"] == "password" and "password" not in clean["mounts"][1]
+    assert typed_secret_fields(clean) == ["mounts[0].secret_key", "mounts[1].password"]
+    assert typed_secret_fields(strip_secrets({"mounts": rows})[0]) == ["mounts[0].secret_key"]  # (without the pin)
+    assert typed_secret_fields({"gpus": 1}) == [] and pin_typed_choices("junk", specs) == "junk"

@@ -127,6 +127,14 @@ def test_rows_template_escapes_and_offers_each_status_its_actions():
     assert failed.find("td").text == "ada"  # the user column
 
 
+def test_an_active_run_shows_what_it_waits_for_and_a_finished_one_does_not():
+    waiting = rows_html(run(status="queued", queue_position=1, message="waiting: 2 of 2 GPUs at once in use <b>"))
+    assert waiting.find(attrs={"data-gs-run-message": True}).text == "waiting: 2 of 2 GPUs at once in use <b>"
+    assert not waiting.find("b")  # escaped
+    done = rows_html(run(status="succeeded", started=T0, finished=T0 + 5, message="stale"))
+    assert not done.find(attrs={"data-gs-run-message": True})
+
+
 def test_notebook_html_keeps_outputs_and_the_headers_sandbox_them():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Results"),

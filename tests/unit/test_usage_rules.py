@@ -67,6 +67,18 @@ def test_refusal_says_the_numbers():
     assert refusal(limits, Standing({"month": 500}, 5), 0, RESETS) is None  # no GPU: never refused
 
 
+def test_only_a_gpus_at_once_refusal_that_the_request_fits_waits():
+    """A queued run waits for the refusals that end when running GPUs end (runs.quota)."""
+    limits = parse_quotas({"gpu_hours_per_month": 100, "gpus_at_once": 2}, {}, {}).limits_for("ann", [])
+    why = refusal(limits, Standing({"month": 1}, 2), 2, RESETS)
+    assert why.waits and why.wait_text == "waiting: 2 of 2 GPUs at once in use (this run needs 2)"
+    assert not refusal(limits, Standing({"month": 1}, 1), 3, RESETS).waits  # never fits: no waiting
+    assert not refusal(limits, Standing({"month": 0}, 0), 3, RESETS).waits
+    assert not refusal(limits, Standing({"month": 100}, 2), 1, RESETS).waits  # hours used up: no waiting
+    group = refusal(limits, Standing({"month": 1}, 2, group="ml"), 1, RESETS)
+    assert group.waits and group.wait_text == "waiting: 2 of 2 GPUs at once in use by the group ml (this run needs 1)"
+
+
 def test_quota_runs_out_at_the_current_rate():
     q = parse_quotas({"gpu_hours_per_day": 3}, {}, {})
     limits = q.limits_for("ann", [])

@@ -49,8 +49,8 @@ def test_the_migrated_schema_is_the_models_schema(tmp_path):
     store = UsageStore(f"sqlite:///{tmp_path / 'u.sqlite'}")
     try:
         assert current_revision(store.engine) is None
-        assert store.upgrade() == "0003"
-        assert store.upgrade() == "0003"  # idempotent: a restarted hub upgrades nothing
+        assert store.upgrade() == "0004"
+        assert store.upgrade() == "0004"  # idempotent: a restarted hub upgrades nothing
         assert table_names(store.engine) == sorted(
             ["gridspawner_usage_records", "gridspawner_usage_groups", "gridspawner_runs", VERSION_TABLE])
         with store.engine.connect() as conn:

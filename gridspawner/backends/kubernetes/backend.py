@@ -372,7 +372,7 @@ class KubernetesBackend(Backend):
             launch_id = built.launch_id
             return built.pod, built.secret, list(built.mount_secrets)
 
-        built = self.batch.build(ctx, job, server_objects)
+        built = self.batch.build(ctx, job, server_objects, request.max_runtime)
         with self.in_flight.launching(built[0].pod):
             return await self.batch.start(ctx, request, job, built, launch_id, gpu_type)
 

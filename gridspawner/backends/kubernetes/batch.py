@@ -6,7 +6,9 @@ waits until the container started (the same verdicts as a server: never fits, no
 now, an image that cannot be pulled — with the registry's reason — a container that cannot
 be created); `poll_batch` reads the shared pod watch; `finish_batch` reads the pod log (the
 outputs and the tail, `batch_objects.parse_log`) and deletes the pod and its Secrets, each
-by uid. Cancel is the backend's ``stop(launch, now=True)`` (same state keys as a server).
+by uid. A run with a maximum run time gets the pod's ``activeDeadlineSeconds`` (tightened by
+one patch once the container started); a pod the kubelet ended at that deadline finishes
+as timed out. Cancel is the backend's ``stop(launch, now=True)`` (same state keys as a server).
 
 The launch state (JSON, no secret) names the pod, its uid, its Secrets with uids, the
 namespace, the run's nonce and outputs: a new backend instance (the executor restarted)
@@ -21,6 +23,7 @@ import asyncio
 import collections
 import dataclasses
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -72,10 +75,10 @@ class BatchRuns:
                 self._last_logs.popitem(last=False)
 
     # ------------------------------------------------------------------ start
-    def build(self, ctx: LaunchContext, job: BatchJob, build_server):
+    def build(self, ctx: LaunchContext, job: BatchJob, build_server, max_runtime: float | None = None):
         """(names, nonce, pod, secret, mount secrets) of a run, from the backend's server
-        builder ``build_server(names)`` → (pod, secret, mount secrets), made into a run's.
-        BackendError when it cannot be."""
+        builder ``build_server(names)`` → (pod, secret, mount secrets), made into a run's
+        (with ``max_runtime``: its activeDeadlineSeconds). BackendError when it cannot be."""
         problem = batch_objects.job_env_problem(job.env)
         if problem:
             raise BackendError(problem)
@@ -85,7 +88,9 @@ class BatchRuns:
         nonce = secrets.token_hex(12)
         pod, secret, mount_secrets = build_server(names)
         try:
-            batch_objects.to_batch_pod(pod, job, nonce=nonce, secret=names.secret)
+            deadline = batch_objects.deadline_at_create(max_runtime, self.settings.start_timeout,
+                                                        self.settings.run_deadline_margin)
+            batch_objects.to_batch_pod(pod, job, nonce=nonce, secret=names.secret, deadline=deadline)
             batch_objects.add_files(secret, job)
             for manifest in mount_secrets:
                 batch_objects.label_run(manifest, job.run_id)
@@ -134,6 +139,8 @@ class BatchRuns:
                 if isinstance(e, _NETWORK_ERRORS):
                     raise BackendError(f"the cluster did not answer ({reason})") from None
                 raise
+        if request.max_runtime:
+            await self._tighten_deadline(ctx, names.pod, uid, pod, request.max_runtime)
         node_name = (pod.get("spec") or {}).get("nodeName")
         nodes = self.watches.nodes
         node = nodes.get(node_name) if nodes is not None and node_name else None
@@ -157,6 +164,22 @@ class BatchRuns:
         description = f"pod {names.pod} on {node_name}" + (f", {describe(gpus)}" if gpus else "")
         ctx.log.info("run %s started: %s", job.run_id, description)
         return Launch(url="", state=state, gpus=gpus, description=description)
+
+    async def _tighten_deadline(self, ctx: LaunchContext, name: str, uid: str, pod: dict, max_runtime: float) -> None:
+        """Lower the started pod's activeDeadlineSeconds to what its start took + the maximum
+        run time + the margin (Kubernetes lets a pod's deadline only go down). Best effort:
+        a failure keeps the creation's bound, which holds as well, only later."""
+        started = batch_objects.start_time(pod)
+        current = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if started is None or not isinstance(current, int):
+            return
+        tighter = batch_objects.deadline_once_started(max_runtime, self.settings.run_deadline_margin, started, time.time())
+        if tighter >= current:
+            return
+        try:
+            await self.connection.patch_pod(name, {"metadata": {"uid": uid}, "spec": {"activeDeadlineSeconds": tighter}})
+        except (ApiError, *_NETWORK_ERRORS) as e:
+            ctx.log.warning("run pod %s keeps its deadline of %s s (lowering it to %s s failed: %s)", name, current, tighter, e)
 
     # ------------------------------------------------------------------ poll / finish
     @staticmethod
@@ -222,12 +245,14 @@ class BatchRuns:
         state = self.check_state(launch.state)
         code: int | None = None
         pod = None
+        timed_out = False
         try:
             pods = await self.watches.pod_watch()
             pod = self._pod(pods, state)
         except Exception:  # noqa: BLE001 - read the log anyway
             pass
         if pod is not None:
+            timed_out = objects.pod_finished(pod) and batch_objects.deadline_exceeded(pod)
             term = objects.pod_terminated(pod)
             if term is not None and objects.pod_finished(pod):
                 code = term[0]
@@ -244,7 +269,7 @@ class BatchRuns:
             if code is None:
                 code = logged
         await self.remove(state)
-        return BatchResult(exit_code=code, files=files, log_tail=tail)
+        return BatchResult(exit_code=code, files=files, log_tail=tail, timed_out=timed_out)
 
     async def remove(self, state: dict) -> None:
         """Delete the run's pod and Secrets, each by the uid its state names."""

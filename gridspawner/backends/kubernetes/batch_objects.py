@@ -8,7 +8,10 @@ volume and data mounts as a server — and then turned into a batch pod here:
   leave it alone; its Secrets get ``component: notebook-run-secret``, out of the hub's
   Secret sweep); the server's other labels stay, so the same NetworkPolicies apply; no
   port, no probe;
-- ``restartPolicy: Never``; the container runs `RUN_SCRIPT` with ``/bin/sh -c`` (the image's
+- ``restartPolicy: Never``, and with a maximum run time an ``activeDeadlineSeconds``, so the
+  kubelet ends the pod (reason `DEADLINE_REASON`) even while the runs service is down:
+  `deadline_at_create`, tightened once the container started (`deadline_once_started`);
+- the container runs `RUN_SCRIPT` with ``/bin/sh -c`` (the image's
   ENTRYPOINT is not used), every element of ``job.argv`` a separate argument ("$@");
 - the job's files come in one Secret (with the secret environment values, as a server's
   token Secret), mounted read-only at `FILES_DIR` and copied into the work directory, an
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
+from datetime import datetime
 from typing import Mapping
 
 from ..base import BATCH_LOG_TAIL, BatchJob
@@ -38,6 +43,8 @@ WORK_DIR = "/gridspawner/work"
 MAX_FILES_BYTES = 1024 * 1024
 _FILE_KEY = "file.{}"
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}")
+#: the pod's ``status.reason`` when the kubelet ended it at its activeDeadlineSeconds
+DEADLINE_REASON = "DeadlineExceeded"
 
 #: the container's program: copy the files in, run "$@", print outputs and exit code
 RUN_SCRIPT = r"""set -u
@@ -72,9 +79,43 @@ def files_size(job: BatchJob) -> int:
     return sum(len(v) for v in job.files.values())
 
 
-def to_batch_pod(pod: dict, job: BatchJob, *, nonce: str, secret: str) -> dict:
+def deadline_at_create(max_runtime: float | None, start_timeout: float, margin: float) -> int | None:
+    """The run pod's ``activeDeadlineSeconds`` at creation (None: no maximum run time). The
+    kubelet counts it from the pod's ``status.startTime`` — before the image pull — while the
+    executor counts the run time from the container's start, which the backend waits for at
+    most ``start_timeout``: so this bound holds whatever the start takes."""
+    if not max_runtime:
+        return None
+    return max(1, math.ceil(max_runtime + start_timeout + margin))
+
+
+def deadline_once_started(max_runtime: float, margin: float, start_time: float, now: float) -> int:
+    """The deadline once the container started at ``now`` (pod ``startTime``: ``start_time``):
+    what the start took + the maximum run time + ``margin`` (the executor polls and stops the
+    run first, then collects its log; the deadline ends it while the service is down)."""
+    return max(1, math.ceil(max(0.0, now - start_time) + max_runtime + margin))
+
+
+def start_time(pod: Mapping) -> float | None:
+    """The pod's ``status.startTime`` (epoch seconds), None when it has none."""
+    text = (pod.get("status") or {}).get("startTime")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def deadline_exceeded(pod: Mapping | None) -> bool:
+    """The kubelet ended the pod at its activeDeadlineSeconds."""
+    return bool(pod) and (pod.get("status") or {}).get("reason") == DEADLINE_REASON
+
+
+def to_batch_pod(pod: dict, job: BatchJob, *, nonce: str, secret: str, deadline: int | None = None) -> dict:
     """Turn a `build_pod` server pod into the run's pod (in place; returned). ``secret``: the
-    run's Secret (the files, and the secret env values the pod already refers to)."""
+    run's Secret (the files, and the secret env values the pod already refers to);
+    ``deadline``: its ``activeDeadlineSeconds`` (`deadline_at_create`)."""
     check_names(job)
     meta, spec = pod["metadata"], pod["spec"]
     # the server's labels stay (``component: singleuser-server``: the chart's and z2jh's
@@ -103,6 +144,8 @@ def to_batch_pod(pod: dict, job: BatchJob, *, nonce: str, secret: str) -> dict:
     spec["volumes"] = [*spec.get("volumes", []), {"name": "run-files", **files_volume},
                        {"name": "run-work", "emptyDir": {}}]
     spec["restartPolicy"] = "Never"
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = int(deadline)
     return pod
 
 

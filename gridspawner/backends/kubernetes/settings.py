@@ -95,6 +95,9 @@ class KubernetesSettings:
     start_timeout: float = 300.0
     stop_timeout: float = 60.0
     termination_grace_seconds: int = 30
+    #: seconds added to a run's maximum run time in its pod's activeDeadlineSeconds
+    #: (`batch_objects.deadline_once_started`): the executor's own timed_out comes first
+    run_deadline_margin: float = 60.0
     api_retries: int = 5
     api_timeout: float = 30.0
     watch_timeout: int = 300  # seconds a watch request lasts before it is resumed
@@ -145,6 +148,7 @@ SETTINGS_KEYS = (
     "start_timeout",
     "stop_timeout",
     "termination_grace_seconds",
+    "run_deadline_margin",
     "api_retries",
     "api_timeout",
     "watch_timeout",
@@ -374,6 +378,8 @@ def parse_settings(name: str, raw: dict, key: str) -> KubernetesSettings:
     for s, default in (("pending_timeout", 30), ("start_timeout", 300), ("stop_timeout", 60), ("api_timeout", 30)):
         out[s] = _seconds(raw.get(s, default), k(s))
     out["termination_grace_seconds"] = _int(raw.get("termination_grace_seconds", 30), k("termination_grace_seconds"), 0)
+    margin = raw.get("run_deadline_margin", 60)
+    out["run_deadline_margin"] = 0.0 if margin in (0, "0") else _seconds(margin, k("run_deadline_margin"))
     out["api_retries"] = _int(raw.get("api_retries", 5), k("api_retries"), 0)
     out["watch_timeout"] = _int(raw.get("watch_timeout", 300), k("watch_timeout"), 1)
     out["capacity"] = _bool(raw.get("capacity", True), k("capacity"))
