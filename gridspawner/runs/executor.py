@@ -155,7 +155,14 @@ class Executor:
             if row["status"] == "preparing":
                 await self.store.move(row["id"], ("preparing",), status="running", started_at=row.get("started_at") or time.time())
                 row["status"] = "running"
-            self.active[row["id"]] = Active(row, launch_from_state(state))
+            launch = launch_from_state(state)
+            if not row.get("record_id") and self.recorder.open is not None:
+                # the service stopped between marking the run running and opening its usage
+                # record: open it now, from the start time the row kept
+                with contextlib.suppress(Exception):
+                    row["record_id"] = await self.recorder.open(row, launch)
+                    await self.store.move(row["id"], None, record_id=row["record_id"])
+            self.active[row["id"]] = Active(row, launch)
             log.info("run %s: re-attached on backend %s", row["id"], row["backend"])
 
     # ------------------------------------------------------------------ the loop

@@ -17,6 +17,7 @@ import pytest
 from hubtools import runs_lab  # tests/ is on sys.path
 from sshhosts.accounts import let_accounts_run, remove_accounts, run_prefix
 
+from gridspawner.runs.executor import Recorder
 from gridspawner.runs.files import OUTPUT
 from gridspawner.runs.runtime import RunsRuntime
 from gridspawner.runs.submit import build_draft
@@ -198,6 +199,24 @@ async def test_a_restart_of_the_service_keeps_the_run_and_collects_it(lab):
     row = await lab.wait(run_id, ("succeeded", "failed"), 60)
     assert row["status"] == "succeeded" and "done 7" in row["log_tail"]
     assert lab.ledger() == [] and lab.sessions() == []
+
+
+async def test_a_run_whose_usage_record_a_restart_cut_off_gets_it_on_recovery(lab):
+    """The service stopped between marking a run running and opening its usage record (here:
+    a first service that keeps no records): the restarted service opens it, so the run's
+    GPU time is not lost from usage."""
+    lab.runs.executor.recorder = Recorder()
+    run_id = await lab.submit(notebook(SLEEPER), {"seconds": 4.0, "value": 7})
+    row = await lab.wait(run_id, ("running",))
+    assert not row.get("record_id")
+    await lab.runs.close()
+    lab.runs = lab.new_runtime()
+    await lab.runs.start()
+    row = await lab.wait(run_id, ("succeeded", "failed"), 60)
+    assert row["status"] == "succeeded", row
+    record = await lab.usage.store.record(row["record_id"])
+    assert record["kind"] == "run" and record["run_id"] == run_id and record["gpus"] == 1
+    assert record["started_at"] == row["started_at"] and record["stop_reason"] == "ended"
 
 
 async def test_runs_per_user_holds_under_concurrent_submits_and_max_runtime_stops_a_run():
