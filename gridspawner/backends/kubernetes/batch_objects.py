@@ -30,11 +30,10 @@ import base64
 import binascii
 import math
 import re
-from datetime import datetime
 from typing import Mapping
 
 from ..base import BATCH_LOG_TAIL, BatchJob
-from .names import CONTAINER, RUN_LABEL, RUN_SECRET_COMPONENT, BuildError, label_value
+from .names import CONTAINER, RUN_LABEL, RUN_SECRET_COMPONENT, BuildError, api_time, label_value
 
 #: where the job's files are mounted (read-only) and where it runs (an emptyDir)
 FILES_DIR = "/gridspawner/files"
@@ -98,13 +97,7 @@ def deadline_once_started(max_runtime: float, margin: float, start_time: float, 
 
 def start_time(pod: Mapping) -> float | None:
     """The pod's ``status.startTime`` (epoch seconds), None when it has none."""
-    text = (pod.get("status") or {}).get("startTime")
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    return api_time((pod.get("status") or {}).get("startTime"))
 
 
 def deadline_exceeded(pod: Mapping | None) -> bool:

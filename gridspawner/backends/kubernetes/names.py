@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Mapping
 
 from .settings import KubernetesSettings
@@ -172,3 +173,14 @@ def pod_selector(settings: KubernetesSettings) -> str:
 def secret_selector(settings: KubernetesSettings) -> str:
     """The label selector of this backend's per-server Secrets (for the orphan sweep)."""
     return f"{pod_selector(settings)},component={SECRET_COMPONENT}"
+
+
+def api_time(text: object) -> float | None:
+    """A Kubernetes timestamp (RFC 3339, ``2026-12-07T16:00:00Z``) as a time.time() value;
+    None when it is absent or unreadable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -22,25 +22,18 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
 from ..base import Reconciled
 from .cluster_watches import ClusterWatches
 from .in_flight import LaunchesInFlight
-from .names import HUB_LABEL, is_run, label_value
+from .names import HUB_LABEL, api_time, is_run, label_value
 from .server_cleanup import ServerRemoval
 
 
 def created_at(pod: Mapping) -> float | None:
     """The pod's creationTimestamp as a time.time() value (None: unknown)."""
-    text = (pod.get("metadata") or {}).get("creationTimestamp")
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    return api_time((pod.get("metadata") or {}).get("creationTimestamp"))
 
 
 def orphan_pods(pods: Iterable[Mapping], *, hub: str, known_uids: set[str], launching: Mapping[str, int],

@@ -155,20 +155,8 @@ class SlurmBackend(SlurmBatchMixin, Backend):
         notebook_dir = s.notebook_dir.format(username=user_dir_name(ctx.user))
         script = jobs.job_script(s, session_root=root, slug=slug, cmd=tuple(image.cmd or ctx.cmd) + tuple(ctx.args),
                                  prefix=combined_prefix(image.prefix), notebook_dir=notebook_dir)
-        place = s.placement_for(getattr(request, "profile", None))
-        ctx.progress(f"submitting a job to Slurm through {s.login_hosts[0].name}"
-                     + (f" (partition {place.partition})" if place.partition else ""))
-        status, out, err = await self.ssh.login_run(account, jobs.submit_script(options, script, s.job_output), "sbatch")
-        if status != 0:
-            message = (err.strip() or out.strip() or f"exit status {status}").replace("sbatch: error: ", "")
-            raise BackendError(f"Slurm refused the job: {message}")
-        try:
-            job_id = jobs.parse_job_id(out)
-        except ValueError as e:
-            raise BackendError(str(e)) from None
-        self._orphans.in_flight.add(job_id)
-        self.log.info("%s: server %r submitted as job %d (%s)", ctx.user, ctx.server_name, job_id, " ".join(options))
-        ctx.progress(f"job {job_id} submitted")
+        job_id = await self._submit(ctx, request, account, jobs.submit_script(options, script, s.job_output),
+                                    options, f"server {ctx.server_name!r}")
         sdir = jobs.session_dir(root, slug, job_id)
         try:
             info = await self._wait_running(ctx, job_id)
@@ -180,6 +168,27 @@ class SlurmBackend(SlurmBatchMixin, Backend):
             raise
         finally:
             self._orphans.in_flight.discard(job_id)
+
+    async def _submit(self, ctx: LaunchContext, request: Any, account: str, script: str, options: list[str],
+                      what: str, timeout: float | None = None) -> int:
+        """sbatch ``script`` on a login node: the job id, in flight (the look for orphans
+        leaves it alone) until the caller discards it; Slurm's refusal as a BackendError."""
+        s = self.settings
+        place = s.placement_for(getattr(request, "profile", None))
+        ctx.progress(f"submitting a job to Slurm through {s.login_hosts[0].name}"
+                     + (f" (partition {place.partition})" if place.partition else ""))
+        status, out, err = await self.ssh.login_run(account, script, "sbatch", timeout)
+        if status != 0:
+            message = (err.strip() or out.strip() or f"exit status {status}").replace("sbatch: error: ", "")
+            raise BackendError(f"Slurm refused the job: {message}")
+        try:
+            job_id = jobs.parse_job_id(out)
+        except ValueError as e:
+            raise BackendError(str(e)) from None
+        self._orphans.in_flight.add(job_id)
+        self.log.info("%s: %s submitted as job %d (%s)", ctx.user, what, job_id, " ".join(options))
+        ctx.progress(f"job {job_id} submitted")
+        return job_id
 
     async def _wait_running(self, ctx: LaunchContext, job_id: int, batch: bool = False) -> JobInfo:
         """Until the job runs (or, for a ``batch`` job, ran: a short one may end between two

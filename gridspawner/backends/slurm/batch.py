@@ -68,21 +68,8 @@ class SlurmBatchMixin:
                 {**dict(s.env), **dict(image.env), **job.env})
         except ValueError as e:
             raise BackendError(f"cannot submit the run: {e}") from None
-        place = s.placement_for(getattr(request, "profile", None))
-        ctx.progress(f"submitting a job to Slurm through {s.login_hosts[0].name}"
-                     + (f" (partition {place.partition})" if place.partition else ""))
         # the notebook travels in this command: as long as bringing outputs back may take
-        status, out, err = await self.ssh.login_run(account, script, "sbatch", 4 * s.command_timeout)
-        if status != 0:
-            message = (err.strip() or out.strip() or f"exit status {status}").replace("sbatch: error: ", "")
-            raise BackendError(f"Slurm refused the job: {message}")
-        try:
-            job_id = jobs.parse_job_id(out)
-        except ValueError as e:
-            raise BackendError(str(e)) from None
-        self._orphans.in_flight.add(job_id)
-        self.log.info("%s: run %s submitted as job %d (%s)", ctx.user, job.run_id, job_id, " ".join(options))
-        ctx.progress(f"job {job_id} submitted")
+        job_id = await self._submit(ctx, request, account, script, options, f"run {job.run_id}", 4 * s.command_timeout)
         try:
             info = await self._wait_running(ctx, job_id, batch=True)
             wait = 0 if info.ended else s.env_wait
