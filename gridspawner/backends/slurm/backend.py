@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from ...gpu import GPU, GPUProbeError, describe, parse_nvidia_smi
 from ...server_env import PREFIX as FACTS_PREFIX, placement_env
-from ..base import Backend, BackendError, Capacity, HostCapacity, Launch, LaunchContext, NoCapacity, Reconciled
+from ..base import Backend, BackendError, Capacity, Launch, LaunchContext, NoCapacity, Reconciled
 from ..host.forwards import SessionForwards
 from ..host.scripts import SOCKET_NAME, check_slug, env_name_ok
 from ..host.settings import MAX_SLUG, HostImage, parse_host_image, user_dir_name
@@ -41,11 +41,11 @@ from ..ssh.settings import ACCOUNT
 from . import jobs
 from .batch import SlurmBatchMixin
 from .board import BOARDS, BoardError
-from .capacity import QueueCapacity
+from .capacity import QueueCapacity, node_capacity
 from .connections import ClusterSSH
 from .jobs import NEVER_RUNS, JobInfo, RequestProblem
 from .orphans import OrphanJobs, job_comment
-from .settings import SESSION_ROOT_ROOM, GPUType, SlurmSettings, parse_slurm_settings
+from .settings import SESSION_ROOT_ROOM, SlurmSettings, parse_slurm_settings
 
 STATE_VERSION = 1
 _STATE_KEYS = ("job_id", "account", "node", "node_address", "session_dir", "socket", "relay_port")
@@ -130,8 +130,8 @@ class SlurmBackend(SlurmBatchMixin, Backend):
         s = self.settings
         return 2 * s.connect_timeout + s.queue_wait + s.env_wait + s.start_wait + 4 * s.command_timeout
 
-    async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
-        s = self.settings
+    def _checked_slug(self, ctx: LaunchContext, request: Any) -> str:
+        """The session name of a server or run, checked; a request with mounts refused."""
         try:
             slug = check_slug(ctx.slug)
         except ValueError as e:
@@ -139,7 +139,12 @@ class SlurmBackend(SlurmBatchMixin, Backend):
         if len(slug) > MAX_SLUG:
             raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
         if getattr(request, "mounts", ()):
-            raise BackendError(self.mounts_problem(s) or "")
+            raise BackendError(self.mounts_problem(self.settings) or "")
+        return slug
+
+    async def launch(self, ctx: LaunchContext, request: Any) -> Launch:
+        s = self.settings
+        slug = self._checked_slug(ctx, request)
         account = self.account_for(ctx.user)
         image: HostImage = getattr(request, "image_settings", None) or HostImage()
         try:
@@ -467,27 +472,9 @@ class SlurmBackend(SlurmBatchMixin, Backend):
             return Capacity(backend=self.name, error=str(e), updated=time.time())
         if status != 0:
             return Capacity(backend=self.name, error=f"sinfo failed: {err.strip()[:200]}", updated=time.time())
-        return QueueCapacity(backend=self.name, hosts=tuple(self.node_capacity(n) for n in jobs.parse_sinfo_capacity(out)),
+        return QueueCapacity(backend=self.name, hosts=tuple(node_capacity(n, self.settings.gpu_types)
+                                                                   for n in jobs.parse_sinfo_capacity(out)),
                              updated=time.time())
-
-    def node_capacity(self, node: jobs.NodeGPUs) -> HostCapacity:
-        """One node as the form shows it: "gpu1 [gpu, debug]", a GPU per card of each gres
-        type (named and sized by ``gpu_types``), the free ones first."""
-        by_gres: dict[str, GPUType] = {t.gres: t for t in self.settings.gpu_types}
-        gpus, free = [], set()
-        for gres_type, total in node.total.items():
-            t = by_gres.get(gres_type)
-            name = t.display_name if t else (gres_type or "GPU")
-            mib = t.memory * 1024 if t and t.memory else 0
-            n_free = node.free(gres_type)
-            for i in range(total):
-                g = GPU(index=len(gpus), uuid=f"{node.node}/{gres_type}/{i}", name=name, memory_total_mib=mib)
-                gpus.append(g)
-                if i < n_free:
-                    free.add(g.uuid)
-        label = f"{node.node} [{', '.join(node.partitions)}]"
-        error = None if node.usable else f"{node.node} is {node.state}"
-        return HostCapacity(name=label, gpus=tuple(gpus), free=frozenset(free), error=error)
 
     async def close(self) -> None:
         BOARDS.leave(self._board_key, self._board_run)

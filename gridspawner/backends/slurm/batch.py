@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ...gpu import GPUProbeError, describe, parse_nvidia_smi
 from ..base import BATCH_LOG_TAIL, BackendError, BatchJob, BatchResult, Launch, LaunchContext
 from ..host.batch_scripts import MAX_OUTPUT, collect_script, parse_collect
-from ..host.scripts import check_slug
-from ..host.settings import MAX_SLUG, HostImage
+from ..host.settings import HostImage
 from ..ssh.runtimes import combined_prefix
 from . import batch_jobs, jobs
 from .board import BoardError
@@ -44,15 +43,7 @@ class SlurmBatchMixin:
 
     async def start_batch(self, ctx: LaunchContext, request: LaunchRequest, job: BatchJob) -> Launch:
         s = self.settings
-        try:
-            slug = check_slug(ctx.slug)
-        except ValueError as e:
-            raise BackendError(str(e)) from None
-        if len(slug) > MAX_SLUG:
-            raise BackendError(f"session name {slug!r} is longer than {MAX_SLUG} characters")
-        problem = self.mounts_problem(s)
-        if getattr(request, "mounts", ()) and problem:
-            raise BackendError(problem)
+        slug = self._checked_slug(ctx, request)
         account = self.account_for(ctx.user)
         image: HostImage = getattr(request, "image_settings", None) or HostImage()
         rdir = batch_jobs.run_dir(s.run_dir, slug, secrets.token_hex(4))

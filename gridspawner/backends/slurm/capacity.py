@@ -1,4 +1,4 @@
-"""`QueueCapacity`: a Slurm cluster's GPUs as the spawn form sees them.
+"""`QueueCapacity` and `node_capacity` (PURE): a Slurm cluster's GPUs as the spawn form sees them.
 
 The form shows what is free now (the summary: "3 of 8 GPUs free, up to 80 GB"), but on a
 cluster a request for busy GPUs is not refused: the job waits in the queue (up to the
@@ -10,9 +10,12 @@ than any usable node has) is greyed out — the same requests ``sbatch`` would r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
-from ...gpu import min_mib
-from ..base import Capacity
+from ...gpu import GPU, min_mib
+from ..base import Capacity, HostCapacity
+from .jobs import NodeGPUs
+from .settings import GPUType
 
 
 @dataclass(frozen=True)
@@ -33,3 +36,23 @@ class QueueCapacity(Capacity):
             return False, "no node of this cluster that takes jobs now has GPUs"
         size = f" with ≥ {gb} GB" if gb else ""
         return False, f"no node has {count} GPU{'s' if count != 1 else ''}{size} (at most {best} on one node)"
+
+
+def node_capacity(node: NodeGPUs, gpu_types: Iterable[GPUType]) -> HostCapacity:
+    """One node as the form shows it: "gpu1 [gpu, debug]", a GPU per card of each gres
+    type (named and sized by ``gpu_types``), the free ones first."""
+    by_gres: dict[str, GPUType] = {t.gres: t for t in gpu_types}
+    gpus, free = [], set()
+    for gres_type, total in node.total.items():
+        t = by_gres.get(gres_type)
+        name = t.display_name if t else (gres_type or "GPU")
+        mib = t.memory * 1024 if t and t.memory else 0
+        n_free = node.free(gres_type)
+        for i in range(total):
+            g = GPU(index=len(gpus), uuid=f"{node.node}/{gres_type}/{i}", name=name, memory_total_mib=mib)
+            gpus.append(g)
+            if i < n_free:
+                free.add(g.uuid)
+    label = f"{node.node} [{', '.join(node.partitions)}]"
+    error = None if node.usable else f"{node.node} is {node.state}"
+    return HostCapacity(name=label, gpus=tuple(gpus), free=frozenset(free), error=error)
