@@ -103,6 +103,7 @@ class Executor:
         self._starting: set[str] = set()  # backends with a start in flight
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._closing = False
         self._reconciled = 0.0
         self._tasks: set[asyncio.Task] = set()
 
@@ -125,14 +126,16 @@ class Executor:
         self._task = asyncio.ensure_future(self._loop())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._closing = True
+        pending = {t for t in [self._task, *self._tasks] if t is not None}
+        wait = 5.0  # the first cancel lets clean-up run; then cancelled again until they end:
+        # Python 3.11's wait_for loses a cancel that arrives as its awaited event fires
+        # (gh-86296), and the loop would otherwise go on for ever
+        while pending:
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=wait)
+            wait = 0.5
 
     def keep(self, run_id: str, options: Any) -> None:
         """Remember a queued run's typed mount secrets until it starts (memory only)."""
@@ -167,7 +170,7 @@ class Executor:
 
     # ------------------------------------------------------------------ the loop
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             self._wake.clear()
             try:
                 await self._tick()

@@ -74,7 +74,9 @@ async def make_lab():
 
     yield make
     for lab in made:
-        await lab.runs.close()
+        # awaited in a task of its own, as test_runs_local's Lab.close does: awaited directly
+        # in pytest-asyncio's teardown, a close has been seen to wait forever under load
+        await asyncio.wait_for(lab.runs.close(), 30)
         lab.usage.store.close()
         failures = lab.emu.validation_failures
         lab.emu.stop()

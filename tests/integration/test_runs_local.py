@@ -219,6 +219,31 @@ async def test_a_run_whose_usage_record_a_restart_cut_off_gets_it_on_recovery(la
     assert record["started_at"] == row["started_at"] and record["stop_reason"] == "ended"
 
 
+async def test_close_ends_the_executor_even_when_its_loop_loses_a_cancel(lab):
+    """Python 3.11's wait_for can lose a cancel that arrives as its event fires (gh-86296):
+    a close must still end the executor's loop, not wait for ever (seen as a runs test's
+    teardown hanging 300 s under load)."""
+    lost = []
+
+    async def tick_losing_its_cancel():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            lost.append(True)  # returns as if the cancel never came
+
+    lab.runs.executor._tick = tick_losing_its_cancel
+    lab.runs.executor.wake()
+    await asyncio.sleep(0.5)
+    closing = asyncio.ensure_future(lab.runs.close())
+    done, _ = await asyncio.wait({closing}, timeout=20)  # (wait_for would cancel the close)
+    ended = closing in done and lab.runs.executor._task.done()
+    if not ended:  # what the test found before the fix: leave nothing running behind
+        lab.runs.executor._task.cancel()
+        closing.cancel()
+    assert lost and ended, "the executor's close waited for ever"
+    lab.runs = lab.new_runtime()  # (the fixture closes this unstarted one)
+
+
 async def test_runs_per_user_holds_under_concurrent_submits_and_max_runtime_stops_a_run():
     let_accounts_run(sys.executable)
     lab = Lab(lab_root(), max_runtime=3, runs_per_user=2)
