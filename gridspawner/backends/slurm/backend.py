@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from ...gpu import GPU, GPUProbeError, describe, parse_nvidia_smi
@@ -163,16 +163,9 @@ class SlurmBackend(SlurmBatchMixin, Backend):
         job_id = await self._submit(ctx, request, account, jobs.submit_script(options, script, s.job_output),
                                     options, f"server {ctx.server_name!r}")
         sdir = jobs.session_dir(root, slug, job_id)
-        try:
+        async with self._starting(job_id, lambda: self._cancel(account, job_id, sdir)):
             info = await self._wait_running(ctx, job_id)
             return await self._attach_new(ctx, request, account, job_id, info, sdir, image)
-        except BaseException:
-            cancel = asyncio.ensure_future(self._cancel(account, job_id, sdir))
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(cancel)
-            raise
-        finally:
-            self._orphans.in_flight.discard(job_id)
 
     async def _submit(self, ctx: LaunchContext, request: Any, account: str, script: str, options: list[str],
                       what: str, timeout: float | None = None) -> int:
@@ -194,6 +187,20 @@ class SlurmBackend(SlurmBatchMixin, Backend):
         self.log.info("%s: %s submitted as job %d (%s)", ctx.user, what, job_id, " ".join(options))
         ctx.progress(f"job {job_id} submitted")
         return job_id
+
+    @contextlib.asynccontextmanager
+    async def _starting(self, job_id: int, clean_up: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+        """While a submitted job starts: it stays in flight (the look for orphans leaves it
+        alone); on any failure or cancel ``clean_up()`` runs to its end (shielded) first."""
+        try:
+            yield
+        except BaseException:
+            cancel = asyncio.ensure_future(clean_up())
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(cancel)
+            raise
+        finally:
+            self._orphans.in_flight.discard(job_id)
 
     async def _wait_running(self, ctx: LaunchContext, job_id: int, batch: bool = False) -> JobInfo:
         """Until the job runs (or, for a ``batch`` job, ran: a short one may end between two

@@ -14,7 +14,6 @@ the run directory is removed. Cancel = `SlurmBackend.stop` (scancel, wait past C
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -61,18 +60,11 @@ class SlurmBatchMixin:
             raise BackendError(f"cannot submit the run: {e}") from None
         # the notebook travels in this command: as long as bringing outputs back may take
         job_id = await self._submit(ctx, request, account, script, options, f"run {job.run_id}", 4 * s.command_timeout)
-        try:
+        async with self._starting(job_id, lambda: self._drop_batch(account, job_id, rdir)):
             info = await self._wait_running(ctx, job_id, batch=True)
             wait = 0 if info.ended else s.env_wait
             out = (await self.ssh.login_run(account, batch_jobs.gpus_script(rdir, wait), "reading the job's GPUs",
                                             wait + s.command_timeout))[1]
-        except BaseException:
-            cancel = asyncio.ensure_future(self._drop_batch(account, job_id, rdir))
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(cancel)
-            raise
-        finally:
-            self._orphans.in_flight.discard(job_id)
         csv = jobs.marker_text(out, "gpus")
         try:
             gpus = tuple(parse_nvidia_smi(csv)) if csv else ()
@@ -145,7 +137,6 @@ class SlurmBatchMixin:
     hub_id: str
     name: str
     log: Any
-    _orphans: Any
 
 
 __all__ = ["SlurmBatchMixin"]
